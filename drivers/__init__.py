@@ -1,0 +1,45 @@
+"""Sans-I/O tracker protocol drivers: bytes in, :class:`Report` objects and reply bytes out.
+
+Each protocol is one module (``drivers.gps103``, ``drivers.pt502``, …) defining a :class:`Session`
+subclass and a ``sniff`` function, registered with :func:`register`. Nothing here opens a socket,
+reads a clock or writes a file.
+"""
+
+from ._decode import decode_frames
+from ._model import (
+    KNOTS_TO_KMH,
+    Command,
+    CommandType,
+    Decoded,
+    DriverError,
+    FramingError,
+    Report,
+    Transport,
+    UnsupportedCommand,
+    format_time,
+)
+from ._registry import MAX_SNIFF_BYTES, NEED_MORE, Driver, detect, drivers, get, register
+from ._session import Match, Session
+
+__all__ = [
+    "KNOTS_TO_KMH",
+    "MAX_SNIFF_BYTES",
+    "NEED_MORE",
+    "Command",
+    "CommandType",
+    "Decoded",
+    "Driver",
+    "DriverError",
+    "FramingError",
+    "Match",
+    "Report",
+    "Session",
+    "Transport",
+    "UnsupportedCommand",
+    "decode_frames",
+    "detect",
+    "drivers",
+    "format_time",
+    "get",
+    "register",
+]

@@ -1,0 +1,3 @@
+"""The bundled drivers, in sniffing priority order. Importing a module registers its driver."""
+
+from . import gps103, pt502  # noqa: F401

@@ -1,0 +1,178 @@
+"""What every driver produces: reports, decode results, commands, and the one error it may raise.
+
+A driver never does I/O. It turns bytes into :class:`Report` objects and the exact reply bytes the
+device waits for; the relay decides when to send them (only after the report is committed).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+KNOTS_TO_KMH = 1.852
+
+
+class Transport(enum.StrEnum):
+    """How the bytes reached the relay."""
+
+    TCP = "tcp"
+    UDP = "udp"
+    HTTP = "http"
+    SMS = "sms"
+    SERIAL = "serial"
+
+
+class DriverError(ValueError):
+    """The peer sent bytes the driver cannot use.
+
+    Raised by ``Session.decode`` for one bad frame (the session stays usable) and by
+    ``Session.frames`` when the stream cannot be framed at all (the connection should be closed).
+    Any other exception leaving a driver is a bug in the driver.
+    """
+
+    def __init__(self, protocol: str, message: str, *, data: bytes = b"", offset: int | None = None) -> None:
+        self.protocol = protocol
+        self.reason = message
+        self.data = data
+        self.offset = offset
+        where = f" at byte {offset}" if offset is not None else ""
+        excerpt = f" ({data[:24].hex()}{'…' if len(data) > 24 else ''})" if data else ""
+        super().__init__(f"{protocol}: {message}{where}{excerpt}")
+
+
+class FramingError(DriverError):
+    """The stream cannot be cut into frames (oversized or garbage): close the connection."""
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("report times must be timezone-aware (UTC)")
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """One normalized message from a device.
+
+    Units are fixed: km/h, degrees, metres, UTC. Messages without a position (login, heartbeat,
+    photo chunk) have ``lat``/``lon`` of ``None`` and say what they were in ``event``.
+    Construction validates ranges, so a report that exists is a plausible report.
+    """
+
+    protocol: str
+    device_id: str | None
+    event: str = "position"
+    time: datetime | None = None
+    valid: bool | None = None
+    lat: float | None = None
+    lon: float | None = None
+    altitude_m: float | None = None
+    speed_kmh: float | None = None
+    course_deg: float | None = None
+    satellites: int | None = None
+    alarms: tuple[str, ...] = ()
+    driver_id: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    media: bytes | None = None
+    media_type: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time", _utc(self.time))
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon come together or not at all")
+        for name, value, low, high in (
+            ("lat", self.lat, -90.0, 90.0),
+            ("lon", self.lon, -180.0, 180.0),
+            ("speed_kmh", self.speed_kmh, 0.0, 2000.0),
+            ("course_deg", self.course_deg, 0.0, 360.0),
+        ):
+            if value is not None and (math.isnan(value) or not low <= value <= high):
+                raise ValueError(f"{name} {value!r} outside {low}..{high}")
+        if isinstance(self.alarms, list):
+            object.__setattr__(self, "alarms", tuple(self.alarms))
+
+    @property
+    def has_position(self) -> bool:
+        return self.lat is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The normalized report as JSON-ready data (without the relay's ``id`` and ``received_at``)."""
+        return {
+            "device_id": self.device_id,
+            "protocol": self.protocol,
+            "time": format_time(self.time),
+            "valid": self.valid,
+            "lat": _round(self.lat, 7),
+            "lon": _round(self.lon, 7),
+            "altitude_m": self.altitude_m,
+            "speed_kmh": _round(self.speed_kmh, 3),
+            "course_deg": self.course_deg,
+            "satellites": self.satellites,
+            "alarms": list(self.alarms),
+            "event": self.event,
+            "driver_id": self.driver_id,
+            "attributes": dict(self.attributes),
+            "media": {"type": self.media_type, "bytes": len(self.media)} if self.media is not None else None,
+        }
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def format_time(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with ``Z``; milliseconds only when present."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The outcome of decoding one frame: zero or more reports, and the bytes to answer with.
+
+    ``replies`` must be sent, in order, only after ``reports`` are durable. ``device_id`` is the
+    identity learned from this frame (a login), if any.
+    """
+
+    reports: tuple[Report, ...] = ()
+    replies: tuple[bytes, ...] = ()
+    device_id: str | None = None
+
+
+class CommandType(enum.StrEnum):
+    """Downlink commands the relay knows how to ask a driver to encode."""
+
+    CUSTOM = "custom"
+    REBOOT = "reboot"
+    POSITION_SINGLE = "position_single"
+    POSITION_PERIODIC = "position_periodic"
+    POSITION_STOP = "position_stop"
+    ENGINE_STOP = "engine_stop"
+    ENGINE_RESUME = "engine_resume"
+    PHOTO = "photo"
+    OUTPUT_CONTROL = "output_control"
+    SET_TIMEZONE = "set_timezone"
+    ALARM_SPEED = "alarm_speed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    """A command for one device; ``params`` depend on the type (``interval_s``, ``text``, ``on``…)."""
+
+    type: CommandType
+    device_id: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class UnsupportedCommand(DriverError):
+    """The protocol has no encoding for this command."""

@@ -1,0 +1,116 @@
+"""The driver interface: one :class:`Session` per connection (TCP, serial) or per UDP peer.
+
+Usage, the same for every protocol::
+
+    session = Gps103Session(Transport.TCP)
+    session.receive_data(chunk)            # buffer only; never raises
+    for frame in session.frames():         # complete frames; FramingError = close the stream
+        result = session.decode(frame, now=now)   # DriverError = quarantine this frame, go on
+        ...store result.reports, then send result.replies...
+
+A session remembers what the protocol needs between frames (the device id learned at login, a photo
+being assembled). It holds no sockets and reads no clock: ``now`` comes in as an argument.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterator
+from datetime import datetime
+from typing import ClassVar
+
+from ._model import Command, Decoded, FramingError, Transport, UnsupportedCommand
+
+
+class Match(enum.Enum):
+    """A sniffer's verdict on the first bytes of a stream or datagram."""
+
+    #: These bytes are this protocol.
+    YES = "yes"
+    #: These bytes are not this protocol.
+    NO = "no"
+    #: Too few bytes to tell; ask again with more.
+    MORE = "more"
+
+
+class Session(abc.ABC):
+    """Framing, decoding and encoding for one device stream of one protocol."""
+
+    #: The protocol's name, as used in config, reports and ``relay decode``.
+    protocol: ClassVar[str]
+    #: Transports this protocol is spoken over.
+    transports: ClassVar[frozenset[Transport]] = frozenset({Transport.TCP})
+    #: The largest frame the framer accepts; a longer one is a :class:`FramingError`.
+    max_frame: ClassVar[int] = 4096
+
+    def __init__(self, transport: Transport = Transport.TCP, *, device_id: str | None = None) -> None:
+        self.transport = transport
+        #: The device id learned at login (or set by the relay for sources like SMS).
+        self.device_id = device_id
+        self._buffer = bytearray()
+
+    def receive_data(self, data: bytes) -> None:
+        """Append bytes from the stream. Never raises; framing happens in :meth:`frames`."""
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet cut into a frame."""
+        return len(self._buffer)
+
+    def take_buffer(self) -> bytes:
+        """Remove and return whatever is buffered (for quarantine when a stream is abandoned)."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+    def frames(self) -> Iterator[bytes]:
+        """Yield every complete frame in the buffer, removing it.
+
+        :raises FramingError: the buffer holds an incomplete frame larger than :attr:`max_frame`,
+            or bytes that can never start a frame. The offending bytes stay in the buffer.
+        """
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                if len(self._buffer) > self.max_frame:
+                    raise FramingError(
+                        self.protocol,
+                        f"no complete frame in {len(self._buffer)} bytes (limit {self.max_frame})",
+                        data=bytes(self._buffer),
+                    )
+                return
+            yield frame
+
+    def datagram_frames(self, datagram: bytes) -> list[bytes]:
+        """The frames of one UDP datagram. By default the datagram is one frame."""
+        return [datagram]
+
+    @abc.abstractmethod
+    def _next_frame(self) -> bytes | None:
+        """Cut one frame off the front of ``self._buffer``, or return ``None`` for "need more"."""
+
+    @abc.abstractmethod
+    def decode(self, frame: bytes, *, now: datetime) -> Decoded:
+        """Decode one frame.
+
+        :param now: the relay's clock, UTC; used only where the protocol needs it (replies with the
+            current time, filling a missing date).
+        :raises DriverError: the frame is malformed. The session is unchanged and stays usable.
+        """
+
+    def encode(self, command: Command) -> bytes:
+        """The bytes that carry ``command`` to the device.
+
+        :raises UnsupportedCommand: the protocol cannot express this command.
+        """
+        raise UnsupportedCommand(self.protocol, f"command {command.type.value!r} is not supported")
+
+    # -- helpers for framers -------------------------------------------------------------------
+
+    def _cut(self, end: int, skip: int = 0) -> bytes:
+        """Remove ``buffer[:end + skip]`` and return ``buffer[:end]``."""
+        frame = bytes(self._buffer[:end])
+        del self._buffer[: end + skip]
+        return frame

@@ -1,0 +1,47 @@
+"""Alarm names, in Traccar's vocabulary (``Position.java``): the de facto names of the field.
+
+Drivers use these constants, never string literals, so a typo is an import error.
+"""
+
+GENERAL = "general"
+SOS = "sos"
+VIBRATION = "vibration"
+MOVEMENT = "movement"
+LOW_SPEED = "lowspeed"
+OVERSPEED = "overspeed"
+FALL_DOWN = "fallDown"
+LOW_POWER = "lowPower"
+LOW_BATTERY = "lowBattery"
+FAULT = "fault"
+POWER_OFF = "powerOff"
+POWER_ON = "powerOn"
+DOOR = "door"
+LOCK = "lock"
+UNLOCK = "unlock"
+GEOFENCE = "geofence"
+GEOFENCE_ENTER = "geofenceEnter"
+GEOFENCE_EXIT = "geofenceExit"
+GPS_ANTENNA_CUT = "gpsAntennaCut"
+ACCIDENT = "accident"
+TOW = "tow"
+IDLE = "idle"
+HIGH_RPM = "highRpm"
+HARD_ACCELERATION = "hardAcceleration"
+HARD_BRAKING = "hardBraking"
+HARD_CORNERING = "hardCornering"
+LANE_CHANGE = "laneChange"
+FATIGUE_DRIVING = "fatigueDriving"
+POWER_CUT = "powerCut"
+POWER_RESTORED = "powerRestored"
+JAMMING = "jamming"
+TEMPERATURE = "temperature"
+PARKING = "parking"
+BONNET = "bonnet"
+FOOT_BRAKE = "footBrake"
+FUEL_LEAK = "fuelLeak"
+TAMPERING = "tampering"
+REMOVING = "removing"
+
+ALL: frozenset[str] = frozenset(
+    value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
+)

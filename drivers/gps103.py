@@ -1,0 +1,404 @@
+"""gps103: the Coban "imei:" text protocol (TK103B, GPS-103/303/306, BN-407 4G bike tracker).
+
+Frames are ASCII, delimited by ``;``, CR/LF or ``*`` on TCP, one per datagram on UDP. The device
+waits for ``LOAD`` after its login (``##,imei:<imei>,A;``) and ``ON`` after each heartbeat
+(``<imei>;``). Data messages carry the device's *local* date and hour plus the UTC time of day; UTC
+is rebuilt from both (see :func:`_rebuild_utc`). Speeds on the wire are knots.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import alarms
+from ._model import Command, CommandType, Decoded, DriverError, Report, Transport, UnsupportedCommand
+from ._registry import register
+from ._session import Match, Session
+from ._text import knots_to_kmh, nmea_coordinate, optional_float, utc_datetime
+
+PROTOCOL = "gps103"
+
+_DELIMITERS = b";\r\n*"
+_IMEI = re.compile(rb"\d{15}")
+# Traccar's rule: a message holding "imei:" and at most 30 characters long is a login.
+_LOGIN_MAX_LENGTH = 30
+
+#: Keyword (second field) to alarm, in Traccar's vocabulary.
+KEYWORD_ALARMS: dict[str, str] = {
+    "help me": alarms.SOS,
+    "low battery": alarms.LOW_BATTERY,
+    "stockade": alarms.GEOFENCE,
+    "move": alarms.MOVEMENT,
+    "speed": alarms.OVERSPEED,
+    "door alarm": alarms.DOOR,
+    "ac alarm": alarms.POWER_CUT,
+    "accident alarm": alarms.ACCIDENT,
+    "sensor alarm": alarms.VIBRATION,
+    "bonnet alarm": alarms.BONNET,
+    "footbrake alarm": alarms.FOOT_BRAKE,
+    "DTC": alarms.FAULT,
+}
+
+
+def sniff(head: bytes, transport: Transport) -> Match:
+    """``##,imei:``, ``imei:``, or a 15-digit IMEI followed by ``;`` or ``imei:``."""
+    for prefix in (b"##,imei:", b"imei:"):
+        if head.startswith(prefix):
+            return Match.YES
+        if prefix.startswith(head):
+            return Match.MORE
+    digits = len(head) - len(head.lstrip(b"0123456789"))
+    if digits == len(head):
+        # Only digits so far: a heartbeat IMEI in the making.
+        return Match.MORE if digits < 15 else Match.YES if digits == 15 else Match.NO
+    if digits != 15:
+        return Match.NO
+    rest = head[15:]
+    if rest[:1] in (b";", b"\r", b"\n") or rest.startswith(b"imei:"):
+        return Match.YES
+    return Match.MORE if b"imei:".startswith(rest) else Match.NO
+
+
+class Gps103Session(Session):
+    protocol = PROTOCOL
+    transports = frozenset({Transport.TCP, Transport.UDP, Transport.SERIAL})
+    # Photo packets (``vr``) carry hex-encoded JPEG slices of ~1 KB; 8 KB leaves room.
+    max_frame = 8192
+
+    def __init__(self, transport: Transport = Transport.TCP, *, device_id: str | None = None) -> None:
+        super().__init__(transport, device_id=device_id)
+        self._photo_parts: dict[int, bytes] = {}
+        self._photo_expected = 0
+
+    def _next_frame(self) -> bytes | None:
+        buffer = self._buffer
+        while buffer and buffer[0] in _DELIMITERS:
+            del buffer[0]
+        for index, byte in enumerate(buffer):
+            if byte in _DELIMITERS:
+                return self._cut(index, 1)
+        return None
+
+    def decode(self, frame: bytes, *, now: datetime) -> Decoded:
+        try:
+            text = frame.decode("ascii").strip().rstrip(";")
+        except UnicodeDecodeError:
+            raise DriverError(PROTOCOL, "frame is not ASCII", data=frame) from None
+        replies: list[bytes] = []
+
+        if _IMEI.fullmatch(text.encode()):
+            return Decoded(
+                (Report(protocol=PROTOCOL, device_id=text, event="heartbeat"),), (b"ON",), device_id=text
+            )
+        start = text.find("imei:")
+        if start < 0:
+            raise DriverError(PROTOCOL, "no 'imei:' in message", data=frame)
+        if start > 0:
+            # "<imei>imei:<imei>,..." is a heartbeat and a message in one: answer ON, then parse.
+            if text.startswith("##"):
+                pass
+            elif _IMEI.fullmatch(text[:start].encode()):
+                replies.append(b"ON")
+            else:
+                raise DriverError(PROTOCOL, f"unexpected prefix {text[:start]!r}", data=frame)
+        if len(text) <= _LOGIN_MAX_LENGTH:
+            imei = text[start + 5 :].split(",", 1)[0]
+            if not imei.isdigit():
+                raise DriverError(PROTOCOL, f"login without a numeric IMEI: {imei!r}", data=frame)
+            report = Report(protocol=PROTOCOL, device_id=imei, event="login")
+            return Decoded((report,), (b"LOAD",), device_id=imei)
+
+        fields = text[start + 5 :].split(",")
+        imei = fields[0]
+        if not imei.isdigit():
+            raise DriverError(PROTOCOL, f"device id {imei!r} is not numeric", data=frame)
+        try:
+            report = self._decode_fields(fields, frame)
+        except (ValueError, IndexError) as error:
+            raise DriverError(PROTOCOL, f"bad message: {error}", data=frame) from None
+        if report is None:
+            return Decoded((), tuple(replies), device_id=imei)
+        if alarms.SOS in report.alarms:
+            # Acknowledge the SOS, or the tracker keeps calling and texting its owner.
+            replies.append(f"**,imei:{imei},E;".encode())
+        return Decoded((report,), tuple(replies), device_id=imei)
+
+    def _decode_fields(self, fields: list[str], frame: bytes) -> Report | None:
+        imei = fields[0]
+        keyword = fields[1] if len(fields) > 1 else ""
+        if keyword == "OBD":
+            return _decode_obd(imei, fields)
+        if keyword.startswith("vt") and keyword[2:].isdigit():
+            self._photo_expected = int(keyword[2:])
+            self._photo_parts.clear()
+            return Report(
+                protocol=PROTOCOL,
+                device_id=imei,
+                event="photo_announce",
+                attributes={"photo_packets": self._photo_expected},
+            )
+        if keyword == "vr":
+            return self._photo_packet(imei, fields, frame)
+        if len(fields) >= 11 and _is_hhmmss(fields[5]) and _is_digits(fields[6], 6) and fields[4] != "F":
+            return _decode_alternative(imei, fields)
+        if len(fields) < 5:
+            return Report(protocol=PROTOCOL, device_id=imei, event=keyword or "message")
+
+        report_alarms, attributes, event = _keyword(keyword)
+        rfid = fields[3] if len(fields) > 3 else ""
+        driver_id = rfid if keyword == "rfid" and rfid else None
+        if fields[4] != "F":
+            # "L": no GPS fix; the cell is all there is.
+            if len(fields) > 9:
+                if fields[7]:
+                    attributes["lac"] = int(fields[7], 16)
+                if fields[9]:
+                    attributes["cid"] = int(fields[9], 16)
+            _protocol18(fields[14:], attributes)
+            return Report(
+                protocol=PROTOCOL,
+                device_id=imei,
+                event=event,
+                alarms=report_alarms,
+                driver_id=driver_id,
+                attributes=attributes,
+            )
+
+        utc_field, validity = fields[5], fields[6]
+        rest = fields[7:]
+        if rest and rest[0] in ("N", "S"):  # hemisphere letters before the numbers
+            lat = nmea_coordinate(rest[1], rest[0])
+            lon = nmea_coordinate(rest[3], rest[2])
+        else:
+            lat = nmea_coordinate(rest[0], rest[1])
+            lon = nmea_coordinate(rest[2], rest[3])
+        after = rest[4:]
+        speed = knots_to_kmh(after[0]) if after else None
+        course = optional_float(after[1]) if len(after) > 1 else None
+        altitude = optional_float(after[2]) if len(after) > 2 else None
+        _protocol18(after[3:], attributes)
+        return Report(
+            protocol=PROTOCOL,
+            device_id=imei,
+            event=event,
+            time=_rebuild_utc(fields[2], utc_field),
+            valid=validity == "A",
+            lat=lat,
+            lon=lon,
+            altitude_m=altitude,
+            speed_kmh=speed if speed is not None else 0.0,
+            course_deg=course if course is not None else 0.0,
+            alarms=report_alarms,
+            driver_id=driver_id,
+            attributes=attributes,
+        )
+
+    def _photo_packet(self, imei: str, fields: list[str], frame: bytes) -> Report | None:
+        try:
+            packet = bytes.fromhex(fields[2])
+        except (ValueError, IndexError):
+            raise DriverError(PROTOCOL, "photo packet is not hex", data=frame) from None
+        if len(packet) < 6:
+            raise DriverError(PROTOCOL, "photo packet too short", data=frame)
+        index = int.from_bytes(packet[:2], "little")
+        self._photo_parts[index] = packet[4:-2]
+        if not self._photo_expected or len(self._photo_parts) < self._photo_expected:
+            return None
+        image = b"".join(self._photo_parts[i] for i in sorted(self._photo_parts))
+        self._photo_parts.clear()
+        self._photo_expected = 0
+        return Report(protocol=PROTOCOL, device_id=imei, event="photo", media=image, media_type="image/jpeg")
+
+    def encode(self, command: Command) -> bytes:
+        code = _command_code(command)
+        return f"**,imei:{command.device_id},{code}".encode()
+
+
+def _command_code(command: Command) -> str:
+    params = command.params
+    match command.type:
+        case CommandType.POSITION_SINGLE:
+            return "B"
+        case CommandType.POSITION_PERIODIC:
+            return f"C,{_interval(int(params.get('interval_s', 30)))}"
+        case CommandType.POSITION_STOP:
+            return "D"
+        case CommandType.ENGINE_STOP:
+            return "J"
+        case CommandType.ENGINE_RESUME:
+            return "K"
+        case CommandType.PHOTO:
+            return "160"
+        case CommandType.CUSTOM:
+            return str(params["text"])
+    raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
+
+
+def _interval(seconds: int) -> str:
+    """Coban intervals are two digits and a unit: ``10s``, ``05m``, ``01h``."""
+    if seconds < 100:
+        return f"{max(seconds, 1):02d}s"
+    if seconds < 100 * 60:
+        return f"{seconds // 60:02d}m"
+    return f"{min(seconds // 3600, 99):02d}h"
+
+
+def _is_digits(value: str, length: int) -> bool:
+    return len(value) == length and value.isdigit()
+
+
+def _is_hhmmss(value: str) -> bool:
+    return len(value) >= 6 and value[:6].isdigit() and (len(value) == 6 or value[6] == ".")
+
+
+def _keyword(keyword: str) -> tuple[tuple[str, ...], dict[str, Any], str]:
+    """Alarms, attributes and event name carried by the keyword field."""
+    attributes: dict[str, Any] = {}
+    found: list[str] = []
+    if keyword in KEYWORD_ALARMS:
+        found.append(KEYWORD_ALARMS[keyword])
+    elif keyword.startswith("T:"):
+        found.append(alarms.TEMPERATURE)
+        value = optional_float(keyword[2:])
+        if value is not None:
+            attributes["temperature_c"] = value
+    elif keyword.startswith("oil"):
+        found.append(alarms.FUEL_LEAK)
+        value = keyword[3:].strip()
+        if value and not value.isdigit():
+            attributes["fuel"] = optional_float(value)
+    elif keyword == "acc on":
+        attributes["ignition"] = True
+    elif keyword == "acc off":
+        attributes["ignition"] = False
+    event = "alarm" if found else "position"
+    if found or keyword not in ("", "tracker", "001"):
+        attributes["keyword"] = keyword
+    return tuple(found), attributes, event
+
+
+def _protocol18(columns: list[str], attributes: dict[str, Any]) -> None:
+    """The "protocol 18" columns after altitude: acc, door, fuel 1 %, fuel 2 %, temperature."""
+    names = ("ignition", "door", "fuel_pct", "fuel2_pct", "temperature_c")
+    for name, value in zip(names, columns, strict=False):
+        value = value.strip()
+        if not value:
+            continue
+        if name in ("ignition", "door"):
+            if value in ("0", "1"):
+                attributes[name] = value == "1"
+        else:
+            try:
+                attributes[name] = float(value.rstrip("%"))
+            except ValueError:
+                continue
+
+
+def _rebuild_utc(local_stamp: str, utc_time: str) -> datetime | None:
+    """UTC from the device's local ``yymmddhhmm[ss]`` (or ``yy/mm/dd hh:mm``) and UTC ``hhmmss``.
+
+    The local date and hh:mm are taken, the seconds come from the UTC field, and the difference
+    between local and UTC hh:mm (wrapped into -12 h..+12 h) is subtracted. When the UTC field is not
+    a time, the local stamp is used as it is, with seconds 0.
+    """
+    digits = "".join(ch for ch in local_stamp if ch.isdigit())
+    if len(digits) < 10:
+        return None
+    try:
+        local = datetime(
+            2000 + int(digits[0:2]),
+            int(digits[2:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            tzinfo=UTC,
+        )
+    except ValueError:
+        return None
+    if not _is_hhmmss(utc_time):
+        return local
+    hours, minutes, seconds = int(utc_time[0:2]), int(utc_time[2:4]), int(utc_time[4:6])
+    offset = (local.hour * 60 + local.minute) - (hours * 60 + minutes)
+    if offset > 12 * 60:
+        offset -= 24 * 60
+    elif offset < -12 * 60:
+        offset += 24 * 60
+    return local.replace(second=seconds) - timedelta(minutes=offset)
+
+
+def _decode_alternative(imei: str, fields: list[str]) -> Report:
+    """``imei:<imei>,<name>,<event>,<sensor id>,<sensor V>,hhmmss,ddmmyy,rssi,fix,lat,lon,speed,course,
+    alt,hdop,sats,ign,charge,error`` with decimal degrees and km/h (the ``*``-terminated layout)."""
+
+    def number(index: int) -> float | None:
+        if len(fields) <= index:
+            return None
+        try:
+            return optional_float(fields[index])
+        except ValueError:
+            return None
+
+    attributes: dict[str, Any] = {"name": fields[1]}
+    if fields[2].strip("-"):
+        attributes["keyword"] = fields[2]
+    if (rssi := number(7)) is not None:
+        attributes["rssi"] = int(rssi)
+    if (hdop := number(14)) is not None:
+        attributes["hdop"] = hdop
+    if len(fields) > 16 and fields[16] in ("0", "1"):
+        attributes["ignition"] = fields[16] == "1"
+    if len(fields) > 17 and fields[17] in ("0", "1"):
+        attributes["charge"] = fields[17] == "1"
+    satellites = number(15)
+    return Report(
+        protocol=PROTOCOL,
+        device_id=imei,
+        time=utc_datetime(fields[6], fields[5]),
+        valid=fields[8] not in ("0", ""),
+        lat=float(fields[9]),
+        lon=float(fields[10]),
+        speed_kmh=number(11) or 0.0,
+        course_deg=number(12) or 0.0,
+        altitude_m=number(13),
+        satellites=int(satellites) if satellites is not None else None,
+        attributes=attributes,
+    )
+
+
+_OBD_COLUMNS = (
+    "odometer_km",
+    "fuel_instant",
+    "fuel_average",
+    "engine_hours",
+    "obd_speed_kmh",
+    "engine_load_pct",
+    "coolant_temperature_c",
+    "throttle_pct",
+    "rpm",
+    "battery_v",
+)
+
+
+def _decode_obd(imei: str, fields: list[str]) -> Report:
+    """``imei:<imei>,OBD,<yymmddhhmmss>,odometer,fuel inst,fuel avg,hours,speed,load%,coolant,
+    throttle%,rpm,battery,DTCs...`` (no position)."""
+    attributes: dict[str, Any] = {}
+    for name, value in zip(_OBD_COLUMNS, fields[3:13], strict=False):
+        value = value.strip().rstrip("%")
+        if value in ("", "+", "-"):
+            continue
+        try:
+            attributes[name] = float(value)
+        except ValueError:
+            continue
+    codes = [code for code in fields[13:] if code.strip()]
+    report_alarms: tuple[str, ...] = ()
+    if codes:
+        attributes["dtcs"] = " ".join(codes)
+        report_alarms = (alarms.FAULT,)
+    return Report(protocol=PROTOCOL, device_id=imei, event="obd", alarms=report_alarms, attributes=attributes)
+
+
+DRIVER = register(PROTOCOL, sniff, Gps103Session)

@@ -1,0 +1,274 @@
+"""pt502: Bofan PT502 / PT500 / PT510 / PT600 / PT300X (the PT-600 camera tracker).
+
+Frames are ASCII lines ``$<EVT>,<ID>,...`` ending in CR/LF (sometimes ``#`` before it). A frame may
+be preceded by a 5-byte binary header ``BF FB <xor> <len LE16>``; with a text payload the header is
+dropped and the payload split into lines (a PT-600 "long frame" carries several ``$POS`` records).
+Photo chunks ``$PHD<offset>,<len>,<JPEG bytes>`` are cut by their own length, because JPEG bytes
+contain CR/LF.
+
+Photos are server-driven: a ``$PHO<size>`` position announces one, the relay requests it chunk by
+chunk (``#PHD<offset>,<len>``), and the last chunk completes a ``photo`` report carrying the JPEG.
+No reply is required for positions. Speeds on the wire are knots.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from . import alarms
+from ._model import Command, CommandType, Decoded, DriverError, Report, Transport, UnsupportedCommand
+from ._registry import register
+from ._session import Match, Session
+from ._text import knots_to_kmh, nmea_coordinate, optional_float, utc_datetime
+
+PROTOCOL = "pt502"
+
+HEADER = b"\xbf\xfb"
+HEADER_SIZE = 5
+#: Largest photo chunk the relay asks for (Traccar's MAX_CHUNK_SIZE; larger chunks get lost on 2G).
+PHOTO_CHUNK = 960
+#: A photo larger than this is refused: the PT-600 takes ~6 KB JPEGs, 256 KB is far past any real one.
+MAX_PHOTO = 256 * 1024
+
+#: EVT code to alarm, in Traccar's vocabulary. SPD/LPA come from the PT502 manual's alarm switch list.
+EVENT_ALARMS: dict[str, str] = {
+    "IN1": alarms.SOS,
+    "GOF": alarms.GEOFENCE,
+    "GEO": alarms.GEOFENCE,
+    "TOW": alarms.TOW,
+    "HDA": alarms.HARD_ACCELERATION,
+    "HDB": alarms.HARD_BRAKING,
+    "FDA": alarms.FATIGUE_DRIVING,
+    "SKA": alarms.VIBRATION,
+    "PMA": alarms.MOVEMENT,
+    "CPA": alarms.POWER_CUT,
+    "SPD": alarms.OVERSPEED,
+    "LPA": alarms.LOW_POWER,
+}
+
+_EVT = re.compile(rb"\$[A-Z]{3}[A-Z0-9-]*,")
+_PHD = re.compile(rb"\$PHD(\d{1,7}),(\d{1,5}),")
+_PHO = re.compile(r"PHO(\d+)(?:-\d+)?")
+
+
+def sniff(head: bytes, transport: Transport) -> Match:
+    """``BF FB``, or ``$`` + three capitals + ``[A-Z0-9-]*`` + ``,``."""
+    if head.startswith(HEADER):
+        return Match.YES
+    if head[:1] == HEADER[:1]:
+        return Match.MORE if len(head) < 2 else Match.NO
+    if head[:1] != b"$":
+        return Match.MORE if not head else Match.NO
+    for index, byte in enumerate(head[1:33], start=1):
+        if byte == 0x2C:  # ","
+            return Match.YES if index >= 4 else Match.NO
+        capital = 0x41 <= byte <= 0x5A
+        if index <= 3 and not capital:
+            return Match.NO
+        if not (capital or 0x30 <= byte <= 0x39 or byte == 0x2D):
+            return Match.NO
+    return Match.MORE if len(head) < 33 else Match.NO
+
+
+class Pt502Session(Session):
+    protocol = PROTOCOL
+    transports = frozenset({Transport.TCP, Transport.UDP, Transport.SERIAL})
+    # A headered frame carries its 16-bit length; photo chunks are at most 960 bytes plus headers.
+    max_frame = 65535 + HEADER_SIZE
+
+    def __init__(self, transport: Transport = Transport.TCP, *, device_id: str | None = None) -> None:
+        super().__init__(transport, device_id=device_id)
+        self._photo: bytearray | None = None
+        self._photo_size = 0
+
+    @property
+    def photo_pending(self) -> bool:
+        """A photo has been announced and not fully received."""
+        return self._photo is not None
+
+    def _next_frame(self) -> bytes | None:
+        buffer = self._buffer
+        while True:
+            while buffer and buffer[0] in b"\r\n":
+                del buffer[0]
+            if not buffer:
+                return None
+            if buffer.startswith(HEADER):
+                if len(buffer) < HEADER_SIZE:
+                    return None
+                total = int.from_bytes(buffer[3:5], "little")
+                if buffer[HEADER_SIZE : HEADER_SIZE + 4] == b"$PHD" and total > HEADER_SIZE + 2:
+                    if len(buffer) < total:
+                        return None
+                    frame = bytes(buffer[HEADER_SIZE : total - 2])
+                    del buffer[:total]
+                    return frame
+                del buffer[:HEADER_SIZE]  # text payload: drop the header, split into lines
+                continue
+            if buffer.startswith(b"$PHD"):
+                chunk = _PHD.match(buffer)
+                if chunk is None:
+                    if len(buffer) < 20 and b"," in buffer[4:] and buffer.count(b",") >= 2:
+                        raise DriverError(PROTOCOL, "malformed $PHD header", data=bytes(buffer[:20]))
+                    if len(buffer) < 20:
+                        return None
+                    raise DriverError(PROTOCOL, "malformed $PHD header", data=bytes(buffer[:20]))
+                end = chunk.end() + int(chunk.group(2))
+                if len(buffer) < end:
+                    return None
+                return self._cut(end)
+            for index, byte in enumerate(buffer):
+                if byte in b"\r\n":
+                    return self._cut(index, 1)
+            return None
+
+    def decode(self, frame: bytes, *, now: datetime) -> Decoded:
+        if frame.startswith(HEADER):
+            frame = frame[HEADER_SIZE:]
+        if frame.startswith(b"$PHD"):
+            return self._photo_chunk(frame)
+        try:
+            text = frame.decode("ascii").strip().rstrip("#")
+        except UnicodeDecodeError:
+            raise DriverError(PROTOCOL, "frame is not ASCII", data=frame) from None
+        if not text.startswith("$"):
+            raise DriverError(PROTOCOL, "frame does not start with '$'", data=frame)
+        if text.startswith("$FUS"):
+            return self._version(text, frame)
+        fields = text[1:].split(",")
+        if len(fields) < 11:
+            raise DriverError(
+                PROTOCOL, f"position has {len(fields)} fields, expected at least 11", data=frame
+            )
+        try:
+            report = _position(fields)
+        except (ValueError, IndexError) as error:
+            raise DriverError(PROTOCOL, f"bad position: {error}", data=frame) from None
+        self.device_id = report.device_id
+        replies: tuple[bytes, ...] = ()
+        size = report.attributes.get("photo_size")
+        if size:
+            if size > MAX_PHOTO:
+                raise DriverError(PROTOCOL, f"photo of {size} bytes exceeds {MAX_PHOTO}", data=frame)
+            self._photo = bytearray()
+            self._photo_size = size
+            replies = (_chunk_request(0, size),)
+        return Decoded((report,), replies, device_id=report.device_id)
+
+    def _version(self, text: str, frame: bytes) -> Decoded:
+        fields = text[4:].split(",")
+        imei = fields[0]
+        if not imei.isdigit():
+            raise DriverError(PROTOCOL, f"version report without a numeric id: {imei!r}", data=frame)
+        attributes = {"hardware": fields[1]} if len(fields) > 1 else {}
+        if len(fields) > 2:
+            attributes["module"] = fields[2]
+        return Decoded((Report(protocol=PROTOCOL, device_id=imei, event="version", attributes=attributes),))
+
+    def _photo_chunk(self, frame: bytes) -> Decoded:
+        chunk = _PHD.match(frame)
+        if chunk is None:
+            raise DriverError(PROTOCOL, "malformed $PHD chunk", data=frame[:32])
+        offset, length = int(chunk.group(1)), int(chunk.group(2))
+        data = frame[chunk.end() : chunk.end() + length]
+        if len(data) != length:
+            raise DriverError(
+                PROTOCOL, f"photo chunk says {length} bytes, carries {len(data)}", data=frame[:32]
+            )
+        if self._photo is None or offset != len(self._photo):
+            # Not the chunk we asked for (none pending, or a resend): ignore it, keep the photo.
+            return Decoded()
+        self._photo += data
+        if len(self._photo) < self._photo_size:
+            return Decoded(replies=(_chunk_request(len(self._photo), self._photo_size),))
+        image = bytes(self._photo[: self._photo_size])
+        self._photo = None
+        report = Report(
+            protocol=PROTOCOL,
+            device_id=self.device_id,
+            event="photo",
+            media=image,
+            media_type="image/jpeg",
+            attributes={"photo_size": len(image)},
+        )
+        return Decoded((report,))
+
+    def encode(self, command: Command) -> bytes:
+        params = command.params
+        match command.type:
+            case CommandType.OUTPUT_CONTROL:
+                body = f"OPC{int(params.get('index', 1))},{1 if params.get('on', True) else 0}"
+            case CommandType.SET_TIMEZONE:
+                body = f"TMZ{int(params['hours'])}"
+            case CommandType.ALARM_SPEED:
+                body = f"SPD{int(params['limit_kmh'])}"
+            case CommandType.PHOTO:
+                body = "PHO"
+            case CommandType.POSITION_PERIODIC:
+                body = f"PTI{int(params.get('interval_s', 30))}"
+            case CommandType.CUSTOM:
+                body = str(params["text"]).removeprefix("#")
+            case _:
+                raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
+        return f"#{body}\r\n".encode()
+
+
+def _chunk_request(received: int, size: int) -> bytes:
+    return f"#PHD{received},{min(size - received, PHOTO_CHUNK)}\r\n".encode()
+
+
+def _position(fields: list[str]) -> Report:
+    """``EVT,ID,hhmmss.sss,A|V,lat,N|S,lon,E|W,speed,course,ddmmyy,,,<c>/in,out/adc,.../odo/rfid/state/``."""
+    code, device_id = fields[0], fields[1]
+    if not device_id.isdigit():
+        raise ValueError(f"device id {device_id!r} is not numeric")
+    attributes: dict[str, Any] = {"event_code": code}
+    found: list[str] = []
+    if code in EVENT_ALARMS:
+        found.append(EVENT_ALARMS[code])
+    if photo := _PHO.fullmatch(code):
+        attributes["photo_size"] = int(photo.group(1))
+    speed = knots_to_kmh(fields[8])
+    course = optional_float(fields[9])
+    satellites: int | None = None
+    driver_id: str | None = None
+    groups = ",".join(fields[11:]).split("/")
+    if len(groups) > 1:
+        io = groups[1].split(",")
+        if io[0]:
+            attributes["input"] = int(io[0], 2)
+        if len(io) > 1 and io[1]:
+            attributes["output"] = int(io[1], 2)
+    if len(groups) > 2 and groups[2]:
+        for index, value in enumerate(groups[2].split(","), start=1):
+            if value:
+                attributes[f"adc{index}"] = int(value, 16)
+    if len(groups) > 3 and groups[3]:
+        attributes["odometer_m"] = int(groups[3])
+    if len(groups) > 4 and groups[4]:
+        driver_id = groups[4]
+    if len(groups) > 5 and len(groups[5]) == 3:
+        state = int(groups[5], 16)
+        attributes["battery_level"] = state >> 8
+        attributes["rssi"] = (state >> 4) & 0xF
+        satellites = state & 0xF
+    return Report(
+        protocol=PROTOCOL,
+        device_id=device_id,
+        event="alarm" if found else "position",
+        time=utc_datetime(fields[10], fields[2]),
+        valid=fields[3] == "A",
+        lat=nmea_coordinate(fields[4], fields[5]),
+        lon=nmea_coordinate(fields[6], fields[7]),
+        speed_kmh=speed if speed is not None else 0.0,
+        course_deg=course if course is not None else 0.0,
+        satellites=satellites,
+        alarms=tuple(found),
+        driver_id=driver_id,
+        attributes=attributes,
+    )
+
+
+DRIVER = register(PROTOCOL, sniff, Pt502Session)
