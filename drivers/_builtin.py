@@ -1,3 +1,4 @@
 """The bundled drivers, in sniffing priority order. Importing a module registers its driver."""
 
 from . import gps103, pt502  # noqa: F401
+from . import osmand  # noqa: F401
