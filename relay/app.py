@@ -1,0 +1,155 @@
+"""Wiring: the journal, the port, the sinks and housekeeping in one nursery tree."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import trio
+
+import drivers
+
+from . import sdnotify
+from .config import Config
+from .errors import RelayError
+from .journal import Journal
+from .listeners import Ingest, Listener
+from .logs import log_event
+from .mqtt import MqttSink
+
+log = logging.getLogger("relay")
+
+#: How often old and oversized data is pruned from the journal.
+HOUSEKEEPING_S = 60.0
+
+
+@dataclass
+class Running:
+    """A started relay, as the tests and the status page see it."""
+
+    config: Config
+    journal: Journal
+    listener: Listener
+    port: int
+    sinks: list[MqttSink] = field(default_factory=list)
+    cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    def statistics(self) -> dict[str, Any]:
+        stats = vars(self.listener.stats).copy()
+        stats.update(
+            journal_commits=self.journal.commits,
+            journal_reports=self.journal.committed_reports,
+            journal_quarantined=self.journal.quarantined,
+            journal_dropped=self.journal.dropped,
+        )
+        for sink in self.sinks:
+            stats[f"sink_{sink.name}_connected"] = sink.connected
+            stats[f"sink_{sink.name}_published"] = sink.published
+            stats[f"sink_{sink.name}_acknowledged"] = sink.acknowledged
+            stats[f"sink_{sink.name}_backlog"] = sink.backlog()
+        return stats
+
+
+def open_journal(config: Config) -> Journal:
+    return Journal.open(config.database, synchronous=config.journal.synchronous,
+                        max_batch=config.journal.max_batch, site=config.site)
+
+
+async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the relay until cancelled.
+
+    ``task_status.started(Running)`` once the port is bound and the sinks are started.
+
+    :raises RelayError: the journal cannot be opened or the port cannot be bound.
+    """
+    journal = open_journal(config)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            ingest = Ingest(journal)
+            listener = Listener(config.listen, ingest)
+            try:
+                port = await nursery.start(listener.serve)
+            except OSError as error:
+                raise RelayError(
+                    f"cannot listen on {config.listen.host}:{config.listen.port}: {error.strerror or error}"
+                ) from error
+            running = Running(config, journal, listener, port, cancel_scope=nursery.cancel_scope)
+            for settings in config.sinks:
+                sink = MqttSink(settings, journal)
+                running.sinks.append(sink)
+                await nursery.start(sink.run)
+            nursery.start_soon(_housekeeping, running)
+            if config.modem is not None:
+                nursery.start_soon(_modem, running)
+            if interval := sdnotify.watchdog_interval():
+                nursery.start_soon(_watchdog, interval)
+            _log_started(running)
+            sdnotify.ready()
+            task_status.started(running)
+    finally:
+        journal.close()
+
+
+def _log_started(running: Running) -> None:
+    config = running.config
+    listen = config.listen
+    where = f"{listen.host}:{running.port}"
+    log_event(log, logging.INFO, "listening", tcp=where if listen.tcp else "off",
+              udp=where if listen.udp else "off", protocols=",".join(drivers.drivers()),
+              journal=str(config.database))
+    if not config.sinks:
+        log_event(log, logging.WARNING, "store_only",
+                  reason="no [[sinks]] configured: reports are kept in the journal and forwarded nowhere")
+    for sink in config.sinks:
+        log_event(log, logging.INFO, "forwarding", sink=sink.name, type=sink.type, url=sink.url,
+                  topic_prefix=sink.topic_prefix)
+
+
+async def _housekeeping(running: Running) -> None:
+    config = running.config
+    while True:
+        await trio.sleep(HOUSEKEEPING_S)
+        delivered = min((sink.floor for sink in running.sinks), default=running.journal.last_seq)
+        try:
+            removed = await trio.to_thread.run_sync(
+                lambda: running.journal.prune(
+                    delivered_up_to=delivered,
+                    retention=timedelta(days=config.journal.retention_days),
+                    max_bytes=config.journal.max_db_mb * 1024 * 1024,
+                    now=datetime.now(UTC),
+                )
+            )
+        except Exception as error:  # a full disk must not stop the relay; try again next round
+            log_event(log, logging.ERROR, "housekeeping_failed", error=str(error))
+            continue
+        if any(removed.values()):
+            log_event(log, logging.INFO, "journal_pruned", **removed)
+
+
+async def _watchdog(interval: float) -> None:
+    while True:
+        sdnotify.watchdog_ping()
+        await trio.sleep(interval / 2)
+
+
+async def _modem(running: Running) -> None:
+    from .sms_source import serve_sms
+
+    await serve_sms(running)
+
+
+async def main(config: Config) -> None:
+    """Run until SIGTERM or SIGINT, then stop cleanly (sinks say ``offline``, cursors are saved)."""
+    async with trio.open_nursery() as nursery:
+        running: Running = await nursery.start(serve, config)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log_event(log, logging.INFO, "stopping", signal=signal.Signals(signum).name)
+                sdnotify.notify("STOPPING=1")
+                running.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
+                break

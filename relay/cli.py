@@ -1,0 +1,245 @@
+"""The ``relay`` command: run, check-config, status, decode, vectors (and sms/provision when available)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config, defaults, load
+from .errors import ConfigError, RelayError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_FAILURE
+    except RelayError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relay", description="GPS tracker edge relay.")
+    parser.add_argument("--version", action="version", version=f"relay {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the relay (embedded defaults without --config)")
+    run.add_argument("--config", type=Path, help="TOML config file (default: embedded defaults, store only)")
+    run.add_argument("--port", type=int, help="override [listen] port")
+    run.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser("check-config", help="validate a config file, print every error")
+    check.add_argument("path", type=Path)
+    check.set_defaults(handler=_check_config)
+
+    status = commands.add_parser("status", help="devices, sink backlogs and quarantine, from the journal")
+    status.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+    status.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(handler=_status)
+
+    decode = commands.add_parser("decode", help="decode frames with the drivers, print JSON per input")
+    decode.add_argument("--protocol", default="auto", help="auto (default) or a protocol name")
+    decode.add_argument("--transport", default="tcp", choices=["tcp", "udp", "http", "sms", "serial"])
+    source = decode.add_mutually_exclusive_group(required=True)
+    source.add_argument("--hex", help="one input as hex")
+    source.add_argument("--text", help="one input as text (ASCII)")
+    source.add_argument("--jsonl", help="a file (or - for stdin) of JSON lines: encoding, frame or frames")
+    decode.set_defaults(handler=_decode)
+
+    vectors = commands.add_parser("vectors", help="decode every vector file and print the agreement table")
+    vectors.add_argument("directory", type=Path, nargs="?", default=Path("../shared/vectors"))
+    vectors.add_argument("--json", action="store_true")
+    vectors.set_defaults(handler=_vectors)
+
+    try:
+        from .cli_sms import add_commands
+    except ImportError:
+        pass
+    else:
+        add_commands(commands)
+    return parser
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    from dataclasses import replace
+
+    config = load(args.config) if getattr(args, "config", None) else defaults()
+    if getattr(args, "data_dir", None):
+        config = replace(config, data_dir=args.data_dir)
+    if getattr(args, "port", None) is not None:
+        config = replace(config, listen=replace(config.listen, port=args.port))
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    import trio
+
+    from . import logs
+    from .app import main as run_main
+
+    config = config_from(args)
+    logs.setup(config.log_level)
+    if not args.config:
+        import logging
+
+        from .logs import log_event
+
+        log_event(logging.getLogger("relay"), logging.INFO, "embedded_defaults",
+                  hint="no --config given; see config/relay.toml for every setting")
+    trio.run(run_main, config)
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load(args.path)
+    sinks = ", ".join(f"{sink.name} ({sink.type})" for sink in config.sinks) or "none (store only)"
+    print(f"{args.path}: ok — site {config.site!r}, port {config.listen.port}, data in {config.data_dir}, "
+          f"sinks: {sinks}")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .journal import read_status
+
+    config = config_from(args)
+    status = read_status(config.database, [sink.name for sink in config.sinks], now=datetime.now(UTC))
+    config_error = config.data_dir / "config-error.txt"
+    if config_error.exists():
+        status["config_error"] = config_error.read_text(errors="replace").strip()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return EXIT_OK
+    print(format_status(status))
+    return EXIT_OK
+
+
+def format_status(status: dict[str, Any]) -> str:
+    lines = []
+    if status.get("config_error"):
+        lines += ["CONFIG REJECTED (the last good config is running):", status["config_error"], ""]
+    devices = status["devices"]
+    lines.append(f"devices: {len(devices)}")
+    if devices:
+        lines.append(f"  {'device':<20} {'protocol':<10} {'via':<6} {'last report':<26} {'age':>10}")
+        for device in devices:
+            lines.append(f"  {device['device_id']:<20} {device['protocol']:<10} {device['transport']:<6} "
+                         f"{device['last_seen']:<26} {_age(device['age_s']):>10}")
+    lines.append(f"reports in journal: {status['reports']} (newest seq {status['last_seq']})")
+    if not status["sinks"]:
+        lines.append("sinks: none (store only)")
+    for sink in status["sinks"]:
+        oldest = f", oldest undelivered {_age(sink['oldest_age_s'])} old" if sink["pending"] else ""
+        lines.append(f"sink {sink['sink']}: backlog {sink['pending']}{oldest}")
+    lines.append(f"quarantine: {status['quarantine']}")
+    return "\n".join(lines)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from drivers import Transport, decode_frames
+
+    now = datetime.now(UTC)
+    for request in _decode_inputs(args):
+        if "error" in request:
+            out: dict[str, Any] = {"protocol": None, "reports": [], "replies": [], "error": request["error"]}
+        elif request["transport"] == "sms":
+            out = _decode_sms(request, now)
+        else:
+            out = decode_frames(request["frames"], now=now, protocol=request["protocol"],
+                                transport=Transport(request["transport"]))
+        print(json.dumps(out, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _decode_sms(request: dict[str, Any], now: datetime) -> dict[str, Any]:
+    try:
+        from drivers.sms import decode_sms
+    except ImportError:
+        return {"protocol": None, "reports": [], "replies": [], "error": "SMS decoding is not available"}
+    results = [
+        decode_sms(frame if request["encoding"] == "hex" else frame.decode("latin-1"),
+                   encoding=request["encoding"], smsc=request.get("smsc"), sender=request.get("sender"),
+                   senders={}, now=now)
+        for frame in request["raw"]
+    ]
+    return results[0] if len(results) == 1 else {**results[-1], "parts": results}
+
+
+def _decode_inputs(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    if args.hex is not None or args.text is not None:
+        try:
+            frame = bytes.fromhex(args.hex) if args.hex is not None else args.text.encode("latin-1")
+        except ValueError as error:
+            yield {"error": f"--hex: {error}"}
+            return
+        encoding = "hex" if args.hex is not None else "ascii"
+        raw = [args.hex] if args.hex is not None else [frame]
+        yield {"frames": [frame], "protocol": args.protocol, "transport": args.transport, "encoding": encoding,
+               "raw": raw}
+        return
+    stream = sys.stdin if args.jsonl == "-" else open(args.jsonl, encoding="utf-8")  # noqa: SIM115
+    with stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield _jsonl_request(json.loads(line), args)
+            except (ValueError, KeyError, TypeError) as error:
+                yield {"error": f"line {number}: {error}"}
+
+
+def _jsonl_request(row: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    encoding = row.get("encoding", "hex")
+    if encoding not in ("hex", "ascii"):
+        raise ValueError(f"encoding must be 'hex' or 'ascii', not {encoding!r}")
+    texts = row["frames"] if "frames" in row else [row["frame"]]
+    frames = [bytes.fromhex(text) if encoding == "hex" else text.encode("latin-1") for text in texts]
+    transport = row.get("transport") or args.transport
+    protocol = row.get("protocol_override") or args.protocol
+    return {"frames": frames, "protocol": protocol, "transport": transport, "encoding": encoding,
+            "raw": texts if encoding == "hex" else frames, "smsc": row.get("smsc"), "sender": row.get("sender")}
+
+
+def _vectors(args: argparse.Namespace) -> int:
+    from .vectors import format_table, vector_table
+
+    rows = vector_table(args.directory)
+    if args.json:
+        print(json.dumps([row if isinstance(row, dict) else vars(row) for row in rows], indent=2, default=str))
+    else:
+        print(format_table(rows))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,368 @@
+"""The relay's TOML configuration: parsed, checked in full, and turned into frozen settings.
+
+Every mistake is reported at once, each naming the file, the key, what was expected and what was
+found, so a field engineer fixes a file in one pass. Unknown keys are errors (a typo must never be
+silently ignored on a box nobody watches).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError, ConfigProblem
+
+DEFAULT_PORT = 8888
+SINK_TYPES = ("mqtt",)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSettings:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    tcp: bool = True
+    udp: bool = True
+    #: A TCP connection silent this long is closed (trackers send heartbeats every few minutes).
+    idle_timeout_s: float = 1800.0
+    #: Time a new stream gets to send enough bytes for its protocol to be recognised.
+    sniff_timeout_s: float = 30.0
+    max_connections: int = 10000
+    max_connections_per_ip: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class JournalSettings:
+    #: "full" (default) fsyncs every group commit; "normal" may lose the last commits on power loss.
+    synchronous: str = "full"
+    #: Upper bound on reports written in one transaction.
+    max_batch: int = 2000
+    #: The journal's size cap; when reached, delivered reports go first, then the oldest undelivered.
+    max_db_mb: int = 2048
+    #: Delivered reports older than this are deleted.
+    retention_days: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSinkSettings:
+    name: str
+    url: str
+    topic_prefix: str
+    type: str = "mqtt"
+    client_id: str = ""
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    keepalive_s: int = 30
+    #: Reports published but not yet acknowledged (PUBACK) at any moment.
+    inflight: int = 50
+    qos: int = 1
+    retry_min_s: float = 1.0
+    retry_max_s: float = 60.0
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSettings:
+    listen: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModemConfig:
+    port: str
+    baudrate: int = 115200
+    senders: Mapping[str, str] = field(default_factory=dict)
+    command_timeout_s: float = 10.0
+    reopen_delay_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the relay needs to run, validated."""
+
+    source: str = "<defaults>"
+    site: str = "relay"
+    data_dir: Path = Path("data")
+    log_level: str = "info"
+    listen: ListenSettings = ListenSettings()
+    journal: JournalSettings = JournalSettings()
+    sinks: tuple[MqttSinkSettings, ...] = ()
+    modem: ModemConfig | None = None
+    status: StatusSettings = StatusSettings()
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "journal.sqlite3"
+
+
+_DEFAULT = Config()
+
+# -- schema --------------------------------------------------------------------------------------
+
+_Check = Callable[[Any], str | None]  # returns what was expected, or None when the value is fine
+
+
+def _is(kind: type | tuple[type, ...], expected: str) -> _Check:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            return expected
+        return None if isinstance(value, kind) else expected
+
+    return check
+
+
+def _int_range(low: int, high: int) -> _Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+        return None if ok else f"an integer from {low} to {high}"
+
+    return check
+
+
+def _number_range(low: float, high: float) -> _Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+        return None if ok else f"a number from {low} to {high}"
+
+    return check
+
+
+def _one_of(*choices: str) -> _Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else "one of " + ", ".join(repr(c) for c in choices)
+
+    return check
+
+
+def _mqtt_url(value: Any) -> str | None:
+    expected = "an mqtt://host[:port] or mqtts://host[:port] URL"
+    if not isinstance(value, str):
+        return expected
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        return expected
+    return None if parts.scheme in ("mqtt", "mqtts") and parts.hostname else expected
+
+
+def _site(value: Any) -> str | None:
+    ok = isinstance(value, str) and value and all(ch.isalnum() or ch in "-_." for ch in value)
+    return None if ok else "a name of letters, digits, '-', '_' or '.' (it goes into MQTT topics)"
+
+
+def _topic_prefix(value: Any) -> str | None:
+    ok = isinstance(value, str) and value and not any(ch in value for ch in "#+\0") and not value.endswith("/")
+    return None if ok else "an MQTT topic prefix without '#', '+' or a trailing '/'"
+
+
+_STR = _is(str, "a string")
+_BOOL = _is(bool, "true or false")
+
+_RELAY: dict[str, _Check] = {
+    "site": _site,
+    "data_dir": _STR,
+    "log_level": _one_of("debug", "info", "warning", "error"),
+}
+_LISTEN: dict[str, _Check] = {
+    "host": _STR,
+    "port": _int_range(1, 65535),
+    "tcp": _BOOL,
+    "udp": _BOOL,
+    "idle_timeout_s": _number_range(1, 7 * 86400),
+    "sniff_timeout_s": _number_range(0.1, 3600),
+    "max_connections": _int_range(1, 1_000_000),
+    "max_connections_per_ip": _int_range(1, 1_000_000),
+}
+_JOURNAL: dict[str, _Check] = {
+    "synchronous": _one_of("full", "normal"),
+    "max_batch": _int_range(1, 100_000),
+    "max_db_mb": _int_range(1, 1_000_000),
+    "retention_days": _number_range(0.01, 3650),
+}
+_MQTT: dict[str, _Check] = {
+    "name": _STR,
+    "type": _one_of(*SINK_TYPES),
+    "url": _mqtt_url,
+    "topic_prefix": _topic_prefix,
+    "client_id": _STR,
+    "username": _STR,
+    "password": _STR,
+    "ca_file": _STR,
+    "keepalive_s": _int_range(5, 3600),
+    "inflight": _int_range(1, 1000),
+    "qos": _int_range(1, 1),
+    "retry_min_s": _number_range(0.01, 3600),
+    "retry_max_s": _number_range(0.01, 86400),
+}
+_MODEM: dict[str, _Check] = {
+    "port": _STR,
+    "baudrate": _int_range(300, 4_000_000),
+    "senders": _is(dict, "a table of \"+number\" = \"device id\""),
+    "command_timeout_s": _number_range(0.5, 600),
+    "reopen_delay_s": _number_range(0.1, 3600),
+}
+_STATUS: dict[str, _Check] = {"listen": _STR}
+_SECTIONS: dict[str, dict[str, _Check]] = {
+    "relay": _RELAY,
+    "listen": _LISTEN,
+    "journal": _JOURNAL,
+    "modem": _MODEM,
+    "status": _STATUS,
+}
+_REQUIRED_SINK_KEYS = ("name", "type", "url")
+
+
+class _Checker:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[ConfigProblem] = []
+
+    def problem(self, key: str, expected: str, found: Any) -> None:
+        self.problems.append(ConfigProblem(self.file, key, expected, _show(found)))
+
+    def table(self, prefix: str, values: Any, schema: Mapping[str, _Check]) -> dict[str, Any]:
+        if not isinstance(values, dict):
+            self.problem(prefix, "a table", values)
+            return {}
+        good: dict[str, Any] = {}
+        for key, value in values.items():
+            name = f"{prefix}.{key}"
+            check = schema.get(key)
+            if check is None:
+                self.problem(name, "one of the known keys: " + ", ".join(schema), "an unknown key")
+                continue
+            expected = check(value)
+            if expected is not None:
+                self.problem(name, expected, value)
+                continue
+            good[key] = value
+        return good
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str) and value.startswith("an unknown"):
+        return value
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
+    """Validate a parsed TOML document and build the :class:`Config`.
+
+    :raises ConfigError: listing every problem found, not just the first.
+    """
+    checker = _Checker(source)
+    for section in data:
+        if section not in _SECTIONS and section != "sinks":
+            known = ", ".join([*(f"[{name}]" for name in _SECTIONS), "[[sinks]]"])
+            checker.problem(section, f"one of the known sections: {known}", "an unknown section")
+    relay = checker.table("relay", data.get("relay", {}), _RELAY)
+    listen = checker.table("listen", data.get("listen", {}), _LISTEN)
+    journal = checker.table("journal", data.get("journal", {}), _JOURNAL)
+    status = checker.table("status", data.get("status", {}), _STATUS)
+
+    sinks: list[MqttSinkSettings] = []
+    raw_sinks = data.get("sinks", [])
+    if not isinstance(raw_sinks, list):
+        checker.problem("sinks", "an array of tables ([[sinks]])", raw_sinks)
+        raw_sinks = []
+    names: set[str] = set()
+    site = relay.get("site", _DEFAULT.site)
+    for index, raw in enumerate(raw_sinks):
+        prefix = f"sinks[{index}]"
+        values = checker.table(prefix, raw, _MQTT)
+        if not isinstance(raw, dict):
+            continue
+        for key in _REQUIRED_SINK_KEYS:
+            if key not in raw:
+                checker.problem(f"{prefix}.{key}", "a value (this key is required)", "nothing")
+        if any(key not in values for key in _REQUIRED_SINK_KEYS):
+            continue
+        if values["name"] in names:
+            checker.problem(f"{prefix}.name", "a name no other sink has", values["name"])
+            continue
+        names.add(values["name"])
+        values.setdefault("topic_prefix", f"relay/{site}")
+        values.setdefault("client_id", f"relay-{site}-{values['name']}")
+        sinks.append(MqttSinkSettings(**values))
+
+    modem: ModemConfig | None = None
+    if "modem" in data:
+        values = checker.table("modem", data["modem"], _MODEM)
+        if isinstance(data["modem"], dict) and "port" not in data["modem"]:
+            checker.problem("modem.port", "a value (this key is required)", "nothing")
+        senders = values.get("senders", {})
+        for number, device in senders.items():
+            if not isinstance(device, str) or not device:
+                checker.problem(f"modem.senders.{number}", "a device id string", device)
+        if "port" in values:
+            modem = ModemConfig(**values)
+
+    if checker.problems:
+        raise ConfigError(checker.problems)
+    return Config(
+        source=source,
+        site=site,
+        data_dir=Path(relay.get("data_dir", str(_DEFAULT.data_dir))),
+        log_level=relay.get("log_level", _DEFAULT.log_level),
+        listen=ListenSettings(**listen),
+        journal=JournalSettings(**journal),
+        sinks=tuple(sinks),
+        modem=modem,
+        status=StatusSettings(**status),
+    )
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file.
+
+    :raises ConfigError: the file is missing, unreadable, not TOML, or has invalid values.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(str(path), "", "a readable config file", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([ConfigProblem(str(path), "", "a readable UTF-8 file", str(error))]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([ConfigProblem(str(path), "", "valid TOML", str(error))]) from None
+    config = parse(data, source=str(path))
+    if not config.data_dir.is_absolute():
+        # Relative paths are relative to the config file, so a config works from any cwd.
+        config = _replace_data_dir(config, (path.parent / config.data_dir).resolve())
+    return config
+
+
+def defaults() -> Config:
+    """The embedded defaults: listen on 8888, journal in ./data, no sinks (store only)."""
+    return Config()
+
+
+def _replace_data_dir(config: Config, data_dir: Path) -> Config:
+    from dataclasses import replace
+
+    return replace(config, data_dir=data_dir)

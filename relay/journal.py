@@ -1,0 +1,530 @@
+"""The SQLite journal: every report durable before its device is answered.
+
+One writer task owns the write connection and commits in groups: whatever reports arrived while the
+previous commit was running go into the next transaction, so thousands of reports share one fsync
+(``synchronous=FULL``, WAL). :meth:`Journal.append` returns only once its entries are committed;
+that is the moment the relay may acknowledge the device.
+
+Tables: ``reports`` (the normalized report, its raw frame, a monotonic ``seq``), ``media`` (photos),
+``quarantine`` (bytes no driver could use, with peer and reason), ``devices`` (last seen),
+``sinks``/``cursors`` (each sink's delivered position, per device). The schema is created and
+migrated with sqlite-utils migrations; ``PRAGMA user_version`` holds the schema version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import trio
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from drivers import Report, format_time
+
+from .errors import JournalError
+from .logs import log_event
+
+log = logging.getLogger("relay.journal")
+
+migrations = Migrations("relay")
+
+
+@migrations(name="0001_initial")
+def _initial(db: Database) -> None:
+    # AUTOINCREMENT: a seq is never reused, even after the newest rows are deleted, so report ids
+    # and sink cursors stay valid forever.
+    db.execute(
+        """CREATE TABLE reports (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            device_id TEXT,
+            protocol TEXT NOT NULL,
+            transport TEXT NOT NULL,
+            peer TEXT,
+            received_at TEXT NOT NULL,
+            event TEXT NOT NULL,
+            time TEXT,
+            payload TEXT NOT NULL,
+            raw BLOB
+        )"""
+    )
+    db["reports"].create_index(["device_id", "seq"])
+    db["media"].create({"seq": int, "type": str, "data": bytes}, pk="seq")
+    db["quarantine"].create(
+        {
+            "id": int,
+            "received_at": str,
+            "peer": str,
+            "transport": str,
+            "protocol": str,
+            "reason": str,
+            "raw": bytes,
+        },
+        pk="id",
+    )
+    db["devices"].create(
+        {
+            "device_id": str,
+            "protocol": str,
+            "transport": str,
+            "peer": str,
+            "first_seen": str,
+            "last_seen": str,
+            "last_seq": int,
+            "last_time": str,
+            "last_lat": float,
+            "last_lon": float,
+        },
+        pk="device_id",
+    )
+    db["sinks"].create({"name": str, "floor_seq": int, "updated_at": str}, pk="name")
+    db["cursors"].create({"sink": str, "device_id": str, "seq": int}, pk=("sink", "device_id"))
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["meta"].insert({"key": "journal_id", "value": secrets.token_hex(4)})
+
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One report to store, with where it came from. ``raw`` is the frame it was decoded from;
+    when one frame yields several reports, only the first carries the frame (``raw=None`` on the rest)."""
+
+    report: Report
+    raw: bytes | None
+    transport: str
+    peer: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """Bytes no driver could use, kept so a later driver fix can re-decode them."""
+
+    raw: bytes
+    reason: str
+    transport: str
+    peer: str
+    received_at: datetime
+    protocol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CursorUpdate:
+    """A sink's new durable position: everything up to ``floor`` delivered, and per device."""
+
+    sink: str
+    floor: int
+    devices: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    """A committed report as sinks read it."""
+
+    seq: int
+    device_id: str | None
+    protocol: str
+    transport: str
+    event: str
+    has_position: bool
+    document: dict[str, Any]
+    raw: bytes | None
+    media: bytes | None = None
+
+
+@dataclass(eq=False)
+class _Ticket:
+    items: Sequence[Entry | Quarantined | CursorUpdate]
+    done: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
+
+
+class Journal:
+    """The durable store. Create with :meth:`open`, run :meth:`run` in a nursery, then append."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, *, max_batch: int = 2000,
+                 site: str = "relay") -> None:
+        self.path = path
+        self.site = site
+        self.max_batch = max_batch
+        self._db = connection
+        # Reads use their own connection: in WAL mode it sees only committed rows, never the
+        # writer's open transaction.
+        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+        self.journal_id = self._meta("journal_id")
+        self.last_seq = self._reader.execute("SELECT coalesce(max(seq), 0) FROM reports").fetchone()[0]
+        self._send, self._receive = trio.open_memory_channel[_Ticket](10_000)
+        self._appended = trio.Event()
+        self.commits = 0
+        self.committed_reports = 0
+        self.quarantined = 0
+        self.dropped = 0
+
+    # -- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, synchronous: str = "full", max_batch: int = 2000,
+             site: str = "relay") -> Journal:
+        """Open (creating and migrating as needed) the journal at ``path``.
+
+        :raises JournalError: the directory cannot be created or written, or the file is not a
+            usable SQLite database. The message names the path and the cause.
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            connection.execute("PRAGMA foreign_keys=OFF")
+            # Fewer, larger checkpoints: less SD-card write amplification.
+            connection.execute("PRAGMA wal_autocheckpoint=4000")
+            db = Database(connection)
+            migrations.apply(db)
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as error:
+            raise JournalError(f"cannot open journal {path}: {error}") from error
+        return cls(path, connection, max_batch=max_batch, site=site)
+
+    def close(self) -> None:
+        with self._lock:
+            self._reader.close()
+            self._db.close()
+
+    def on_append(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (in the trio thread) after every commit that added reports."""
+        self._listeners.append(callback)
+
+    def _meta(self, key: str) -> str:
+        row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else ""
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def append(self, items: Sequence[Entry | Quarantined | CursorUpdate]) -> None:
+        """Store ``items`` and return once they are committed (fsynced with ``synchronous=FULL``).
+
+        Calls are committed in the order they were made.
+
+        :raises JournalError: the commit failed (disk full, I/O error); nothing of ``items`` is stored.
+        """
+        ticket = await self.submit(items)
+        await self.wait_committed(ticket)
+
+    async def submit(self, items: Sequence[Entry | Quarantined | CursorUpdate]) -> _Ticket:
+        """Queue ``items`` for the next group commit (in call order) and return a ticket to wait on."""
+        ticket = _Ticket(items)
+        await self._send.send(ticket)
+        return ticket
+
+    @staticmethod
+    async def wait_committed(ticket: _Ticket) -> None:
+        await ticket.done.wait()
+        if ticket.error is not None:
+            raise JournalError(f"commit failed: {ticket.error}") from ticket.error
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer: commit queued tickets in groups, forever."""
+        task_status.started()
+        async with self._receive:
+            while True:
+                batch = [await self._receive.receive()]
+                size = len(batch[0].items)
+                while size < self.max_batch:
+                    try:
+                        ticket = self._receive.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    batch.append(ticket)
+                    size += len(ticket.items)
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Ticket]) -> None:
+        items = [item for ticket in batch for item in ticket.items]
+        try:
+            last_seq, reports, quarantined = await trio.to_thread.run_sync(self._write, items)
+        except sqlite3.Error as error:
+            log_event(log, logging.ERROR, "journal_commit_failed", error=str(error), items=len(items))
+            for ticket in batch:
+                ticket.error = error
+                ticket.done.set()
+            return
+        self.commits += 1
+        self.committed_reports += reports
+        self.quarantined += quarantined
+        for ticket in batch:
+            ticket.done.set()
+        if last_seq > self.last_seq:
+            self.last_seq = last_seq
+            self._appended.set()
+            self._appended = trio.Event()
+            for callback in self._listeners:
+                callback()
+
+    def _write(self, items: list[Entry | Quarantined | CursorUpdate]) -> tuple[int, int, int]:
+        entries = [item for item in items if isinstance(item, Entry)]
+        quarantined = [item for item in items if isinstance(item, Quarantined)]
+        cursors = [item for item in items if isinstance(item, CursorUpdate)]
+        with self._lock:
+            return self._write_locked(entries, quarantined, cursors)
+
+    def _write_locked(self, entries: list[Entry], quarantined: list[Quarantined],
+                      cursors: list[CursorUpdate]) -> tuple[int, int, int]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            last_seq = self.last_seq
+            if entries:
+                db.executemany(
+                    "INSERT INTO reports (device_id, protocol, transport, peer, received_at, event, time,"
+                    " payload, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_report_row(entry) for entry in entries],
+                )
+                last_seq = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                first_seq = last_seq - len(entries) + 1
+                media = [
+                    (first_seq + index, entry.report.media_type or "application/octet-stream", entry.report.media)
+                    for index, entry in enumerate(entries)
+                    if entry.report.media is not None
+                ]
+                if media:
+                    db.executemany("INSERT INTO media (seq, type, data) VALUES (?, ?, ?)", media)
+                db.executemany(_UPSERT_DEVICE, _device_rows(entries, first_seq))
+            if quarantined:
+                db.executemany(
+                    "INSERT INTO quarantine (received_at, peer, transport, protocol, reason, raw)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (format_time(q.received_at), q.peer, q.transport, q.protocol, q.reason, q.raw)
+                        for q in quarantined
+                    ],
+                )
+            now = format_time(datetime.now(UTC))
+            for update in cursors:
+                db.execute(
+                    "INSERT INTO sinks (name, floor_seq, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET floor_seq = excluded.floor_seq,"
+                    " updated_at = excluded.updated_at",
+                    (update.sink, update.floor, now),
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO cursors (sink, device_id, seq) VALUES (?, ?, ?)",
+                    [(update.sink, device, seq) for device, seq in update.devices.items()],
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return last_seq, len(entries), len(quarantined)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def wait_appended(self, after_seq: int) -> None:
+        """Return once a report with ``seq > after_seq`` is committed."""
+        while self.last_seq <= after_seq:
+            await self._appended.wait()
+
+    def read_after(self, seq: int, limit: int) -> list[StoredReport]:
+        """Committed reports with ``seq`` greater than ``seq``, oldest first, at most ``limit``."""
+        rows = self._reader.execute(
+            "SELECT r.seq, r.device_id, r.protocol, r.transport, r.event, r.received_at, r.payload, r.raw,"
+            " m.data FROM reports r LEFT JOIN media m ON m.seq = r.seq WHERE r.seq > ? ORDER BY r.seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [self._stored(row) for row in rows]
+
+    def _stored(self, row: tuple[Any, ...]) -> StoredReport:
+        seq, device_id, protocol, transport, event, received_at, payload, raw, media = row
+        document = {"id": f"{self.journal_id}-{seq}", "site": self.site, "received_at": received_at}
+        document.update(json.loads(payload))
+        return StoredReport(seq, device_id, protocol, transport, event, document.get("lat") is not None,
+                            document, raw, media)
+
+    def load_cursors(self, sink: str) -> tuple[int, dict[str, int]]:
+        """A sink's durable position: (floor, per-device seq). Unknown sinks start at 0."""
+        row = self._reader.execute("SELECT floor_seq FROM sinks WHERE name = ?", (sink,)).fetchone()
+        devices = dict(self._reader.execute("SELECT device_id, seq FROM cursors WHERE sink = ?", (sink,)))
+        return (row[0] if row else 0), devices
+
+    def quarantine_rows(self, limit: int = 100) -> list[dict[str, Any]]:
+        cursor = self._reader.execute(
+            "SELECT id, received_at, peer, transport, protocol, reason, raw FROM quarantine"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def size_bytes(self) -> int:
+        pages, free, page_size = (
+            self._db.execute("PRAGMA page_count").fetchone()[0],
+            self._db.execute("PRAGMA freelist_count").fetchone()[0],
+            self._db.execute("PRAGMA page_size").fetchone()[0],
+        )
+        return (pages - free) * page_size
+
+    def prune(self, *, delivered_up_to: int, retention: timedelta, max_bytes: int, now: datetime) -> dict[str, int]:
+        """Delete what may go: delivered reports past retention; when over ``max_bytes``, the oldest
+        delivered reports, then (counted as dropped) the oldest undelivered. Runs on the caller's thread.
+        """
+        with self._lock:
+            return self._prune_locked(delivered_up_to, retention, max_bytes, now)
+
+    def _prune_locked(self, delivered_up_to: int, retention: timedelta, max_bytes: int,
+                      now: datetime) -> dict[str, int]:
+        cutoff = format_time(now - retention)
+        removed = {"expired": 0, "delivered_for_space": 0, "dropped_undelivered": 0}
+        with _transaction(self._db):
+            removed["expired"] = self._delete(
+                "seq <= ? AND received_at < ?", (delivered_up_to, cutoff)
+            )
+        while self.size_bytes() > max_bytes:
+            oldest = self._db.execute("SELECT min(seq) FROM reports").fetchone()[0]
+            if oldest is None:
+                break
+            chunk_end = oldest + 999
+            with _transaction(self._db):
+                if oldest <= delivered_up_to:
+                    removed["delivered_for_space"] += self._delete(
+                        "seq <= ?", (min(chunk_end, delivered_up_to),)
+                    )
+                else:
+                    dropped = self._delete("seq <= ?", (chunk_end,))
+                    removed["dropped_undelivered"] += dropped
+                    self.dropped += dropped
+        if removed["dropped_undelivered"]:
+            log_event(log, logging.WARNING, "journal_full_dropped_undelivered", count=removed["dropped_undelivered"],
+                      max_bytes=max_bytes)
+        return removed
+
+    def _delete(self, where: str, params: tuple[Any, ...]) -> int:
+        self._db.execute(f"DELETE FROM media WHERE seq IN (SELECT seq FROM reports WHERE {where})", params)
+        return self._db.execute(f"DELETE FROM reports WHERE {where}", params).rowcount
+
+
+class _transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+_UPSERT_DEVICE = """
+INSERT INTO devices (device_id, protocol, transport, peer, first_seen, last_seen, last_seq, last_time,
+                     last_lat, last_lon)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(device_id) DO UPDATE SET
+    protocol = excluded.protocol, transport = excluded.transport, peer = excluded.peer,
+    last_seen = excluded.last_seen, last_seq = excluded.last_seq,
+    last_time = coalesce(excluded.last_time, devices.last_time),
+    last_lat = coalesce(excluded.last_lat, devices.last_lat),
+    last_lon = coalesce(excluded.last_lon, devices.last_lon)
+"""
+
+
+def _report_row(entry: Entry) -> tuple[Any, ...]:
+    report = entry.report
+    document = report.to_json()
+    document["transport"] = entry.transport
+    return (
+        report.device_id,
+        report.protocol,
+        entry.transport,
+        entry.peer,
+        format_time(entry.received_at),
+        report.event,
+        document["time"],
+        json.dumps(document, separators=(",", ":"), default=str),
+        entry.raw,
+    )
+
+
+def _device_rows(entries: Iterable[Entry], first_seq: int) -> list[tuple[Any, ...]]:
+    latest: dict[str, tuple[Any, ...]] = {}
+    for index, entry in enumerate(entries):
+        report = entry.report
+        if not report.device_id:
+            continue
+        seen = format_time(entry.received_at)
+        latest[report.device_id] = (
+            report.device_id, report.protocol, entry.transport, entry.peer, seen, seen, first_seq + index,
+            format_time(report.time) if report.has_position else None,
+            report.lat, report.lon,
+        )
+    return list(latest.values())
+
+
+# -- status (read-only, works on a stopped relay's journal) -----------------------------------------
+
+
+def read_status(path: str | Path, sinks: Sequence[str], *, now: datetime) -> dict[str, Any]:
+    """Devices, sink backlogs and quarantine count from the journal at ``path``, opened read-only.
+
+    :raises JournalError: no journal at ``path``, or it cannot be read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise JournalError(f"no journal at {path} (has the relay run with this data_dir?)")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return _status(db, sinks, now)
+        finally:
+            db.close()
+    except sqlite3.Error as error:
+        raise JournalError(f"cannot read journal {path}: {error}") from error
+
+
+def _status(db: sqlite3.Connection, sinks: Sequence[str], now: datetime) -> dict[str, Any]:
+    devices = []
+    for device_id, protocol, transport, peer, last_seen, last_time in db.execute(
+        "SELECT device_id, protocol, transport, peer, last_seen, last_time FROM devices ORDER BY last_seen DESC"
+    ):
+        devices.append({
+            "device_id": device_id, "protocol": protocol, "transport": transport, "peer": peer,
+            "last_seen": last_seen, "age_s": _age(last_seen, now), "last_fix": last_time,
+        })
+    last_seq, count = db.execute("SELECT coalesce(max(seq), 0), count(*) FROM reports").fetchone()
+    backlog = []
+    for name in sinks:
+        row = db.execute("SELECT floor_seq FROM sinks WHERE name = ?", (name,)).fetchone()
+        floor = row[0] if row else 0
+        pending, oldest = db.execute(
+            "SELECT count(*), min(r.received_at) FROM reports r LEFT JOIN cursors c"
+            " ON c.sink = ? AND c.device_id = r.device_id"
+            " WHERE r.seq > ? AND r.seq > coalesce(c.seq, 0)",
+            (name, floor),
+        ).fetchone()
+        backlog.append({"sink": name, "pending": pending, "oldest_received_at": oldest,
+                        "oldest_age_s": _age(oldest, now)})
+    quarantine = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    return {"devices": devices, "reports": count, "last_seq": last_seq, "sinks": backlog,
+            "quarantine": quarantine}
+
+
+def _age(stamp: str | None, now: datetime) -> float | None:
+    if not stamp:
+        return None
+    then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    seconds = (now - then).total_seconds()
+    return None if math.isnan(seconds) else round(seconds, 1)

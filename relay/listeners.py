@@ -1,0 +1,316 @@
+"""The single port: TCP streams and UDP datagrams, the protocol recognised from the bytes.
+
+Every source (TCP connection, UDP peer, serial line) goes through :class:`Ingest`: frames are decoded
+by the driver, reports are committed to the journal, and only then are the driver's replies sent.
+Bad frames are quarantined with their peer and reason; they never disturb another device.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections import OrderedDict, defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import trio
+
+from drivers import NEED_MORE, Driver, DriverError, FramingError, Session, Transport, detect
+
+from .config import ListenSettings
+from .errors import JournalError
+from .journal import Entry, Journal, Quarantined
+from .logs import RateLimiter, log_event
+
+log = logging.getLogger("relay.listen")
+
+#: Bytes read from a socket at a time.
+READ_SIZE = 65536
+#: Bytes of an unrecognised stream kept in quarantine (enough to write a driver from).
+QUARANTINE_HEAD = 4096
+#: UDP peers whose session state (device id, partial photo) is remembered.
+MAX_UDP_SESSIONS = 20_000
+
+
+@dataclass
+class Statistics:
+    connections_open: int = 0
+    connections_total: int = 0
+    connections_refused: int = 0
+    datagrams: int = 0
+    frames: int = 0
+    reports: int = 0
+    bad_frames: int = 0
+    unknown_streams: int = 0
+    replies: int = 0
+
+
+class Ingest:
+    """Decode frames with a session, store the results, send the replies: the one path for every source."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.stats = Statistics()
+        self.limiter = RateLimiter()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def decode(self, session: Session, frames: Iterable[bytes], *, peer: str,
+               transport: Transport) -> tuple[list[Entry | Quarantined], list[bytes]]:
+        """Decode ``frames``; return what to store and the replies to send once it is stored."""
+        items: list[Entry | Quarantined] = []
+        replies: list[bytes] = []
+        now = self.now()
+        for frame in frames:
+            self.stats.frames += 1
+            try:
+                result = session.decode(frame, now=now)
+            except DriverError as error:
+                items.append(self.bad_frame(frame, str(error), peer=peer, transport=transport,
+                                            protocol=session.protocol, now=now))
+                continue
+            except Exception as error:  # a driver bug must not take the connection's other frames down
+                log.exception("driver_bug", extra={"fields": {"protocol": session.protocol, "peer": peer}})
+                items.append(self.bad_frame(frame, f"driver bug: {error!r}", peer=peer, transport=transport,
+                                            protocol=session.protocol, now=now))
+                continue
+            if result.device_id:
+                session.device_id = result.device_id
+            for index, report in enumerate(result.reports):
+                if report.device_id is None and session.device_id:
+                    report = replace(report, device_id=session.device_id)
+                items.append(Entry(report, frame if index == 0 else None, transport.value, peer, now))
+                self.stats.reports += 1
+            replies.extend(result.replies)
+        return items, replies
+
+    def bad_frame(self, raw: bytes, reason: str, *, peer: str, transport: Transport, protocol: str | None,
+                  now: datetime) -> Quarantined:
+        self.stats.bad_frames += 1
+        allowed, suppressed = self.limiter.allow(f"bad:{peer.rsplit(':', 1)[0]}")
+        if allowed:
+            log_event(log, logging.WARNING, "bad_frame", peer=peer, transport=transport.value,
+                      protocol=protocol, reason=reason, bytes=len(raw), suppressed=suppressed)
+        return Quarantined(raw, reason, transport.value, peer, now, protocol)
+
+    async def feed(self, session: Session, data: bytes, *, peer: str, transport: Transport,
+                   send: Callable[[bytes], Awaitable[object]], final: bool = False) -> None:
+        """Buffer ``data``, store every complete frame, then send the replies.
+
+        ``final=True`` (end of stream) also decodes a last frame that lacks its delimiter.
+
+        :raises FramingError: the stream cannot be framed (after storing the frames before it).
+        :raises JournalError: the commit failed; nothing was acknowledged.
+        """
+        session.receive_data(data)
+        frames: list[bytes] = []
+        framing_error: FramingError | None = None
+        try:
+            frames.extend(session.frames())
+        except FramingError as error:
+            framing_error = error
+        if final and framing_error is None:
+            rest = session.take_buffer()
+            if rest.strip(b"\r\n\x00 "):
+                frames.append(rest)
+        items, replies = self.decode(session, frames, peer=peer, transport=transport)
+        if framing_error is not None:
+            items.append(self.bad_frame(session.take_buffer()[:QUARANTINE_HEAD], str(framing_error), peer=peer,
+                                        transport=transport, protocol=session.protocol, now=self.now()))
+        if items:
+            await self.journal.append(items)
+        for reply in replies:
+            await send(reply)
+            self.stats.replies += 1
+        if framing_error is not None:
+            raise framing_error
+
+
+class Listener:
+    """TCP and UDP on one port."""
+
+    def __init__(self, settings: ListenSettings, ingest: Ingest) -> None:
+        self.settings = settings
+        self.ingest = ingest
+        self.stats = ingest.stats
+        self._per_ip: defaultdict[str, int] = defaultdict(int)
+        self._udp_sessions: OrderedDict[tuple[str, int], Session] = OrderedDict()
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on TCP and UDP; ``task_status.started(port)`` once both are bound.
+
+        :raises OSError: the port is in use or not permitted (the caller reports it).
+        """
+        settings = self.settings
+        port = settings.port
+        async with trio.open_nursery() as nursery:
+            if settings.tcp:
+                listeners = await trio.open_tcp_listeners(port, host=settings.host or None)
+                port = listeners[0].socket.getsockname()[1]
+                nursery.start_soon(trio.serve_listeners, self._handle_tcp, listeners)
+            if settings.udp:
+                family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+                udp = trio.socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    await udp.bind((settings.host, port))
+                except OSError:
+                    udp.close()
+                    raise
+                port = udp.getsockname()[1]
+                nursery.start_soon(self._serve_udp, udp)
+            task_status.started(port)
+
+    # -- TCP ----------------------------------------------------------------------------------
+
+    async def _handle_tcp(self, stream: trio.SocketStream) -> None:
+        try:
+            address = stream.socket.getpeername()
+        except OSError:
+            await stream.aclose()
+            return
+        ip = str(address[0])
+        peer = f"{ip}:{address[1]}"
+        self.stats.connections_total += 1
+        if (self.stats.connections_open >= self.settings.max_connections
+                or self._per_ip[ip] >= self.settings.max_connections_per_ip):
+            self.stats.connections_refused += 1
+            allowed, suppressed = self.ingest.limiter.allow(f"refused:{ip}")
+            if allowed:
+                log_event(log, logging.WARNING, "connection_refused", peer=peer, reason="connection limit",
+                          open=self._per_ip[ip], suppressed=suppressed)
+            await stream.aclose()
+            return
+        self.stats.connections_open += 1
+        self._per_ip[ip] += 1
+        try:
+            await self._serve_stream(stream, peer, Transport.TCP)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except FramingError as error:
+            log_event(log, logging.INFO, "connection_closed", peer=peer, reason=str(error))
+        except JournalError as error:
+            log_event(log, logging.ERROR, "connection_closed", peer=peer, reason=str(error))
+        finally:
+            self.stats.connections_open -= 1
+            self._per_ip[ip] -= 1
+            if not self._per_ip[ip]:
+                del self._per_ip[ip]
+            await stream.aclose()
+
+    async def _serve_stream(self, stream: trio.abc.Stream, peer: str, transport: Transport) -> None:
+        driver, head, eof = await self._sniff(stream, peer, transport)
+        if driver is None:
+            return
+        session = driver.new_session(transport)
+        log_event(log, logging.DEBUG, "stream_recognised", peer=peer, protocol=driver.name)
+        data, final = head, eof
+        while True:
+            await self.ingest.feed(session, data, peer=peer, transport=transport, send=stream.send_all,
+                                   final=final)
+            if final:
+                return
+            with trio.move_on_after(self.settings.idle_timeout_s) as idle:
+                data = await stream.receive_some(READ_SIZE)
+            if idle.cancelled_caught:
+                log_event(log, logging.INFO, "connection_idle", peer=peer, device=session.device_id,
+                          idle_s=self.settings.idle_timeout_s)
+                return
+            final = not data
+
+    async def _sniff(self, stream: trio.abc.Stream, peer: str,
+                     transport: Transport) -> tuple[Driver | None, bytes, bool]:
+        head = b""
+        eof = False
+        with trio.move_on_after(self.settings.sniff_timeout_s):
+            while True:
+                data = await stream.receive_some(READ_SIZE)
+                if not data:
+                    eof = True
+                    break
+                head += data
+                found = detect(head, transport)
+                if found is not NEED_MORE:
+                    if isinstance(found, Driver):
+                        return found, head, False
+                    break
+        found = detect(head, transport, final=True)
+        if isinstance(found, Driver):
+            return found, head, eof
+        if head:
+            self.stats.unknown_streams += 1
+            item = self.ingest.bad_frame(head[:QUARANTINE_HEAD], "no driver recognises this stream", peer=peer,
+                                         transport=transport, protocol=None, now=self.ingest.now())
+            await self.ingest.journal.append([item])
+        return None, head, eof
+
+    # -- UDP ----------------------------------------------------------------------------------
+
+    async def _serve_udp(self, sock: trio.socket.SocketType) -> None:
+        async with trio.open_nursery() as replies:
+            while True:
+                try:
+                    data, address = await sock.recvfrom(READ_SIZE)
+                except OSError as error:  # ICMP port unreachable from an earlier reply, and the like
+                    log_event(log, logging.DEBUG, "udp_receive_error", error=str(error))
+                    continue
+                self.stats.datagrams += 1
+                await self._datagram(sock, data, address, replies)
+
+    async def _datagram(self, sock: trio.socket.SocketType, data: bytes, address: tuple[str, int],
+                        replies: trio.Nursery) -> None:
+        peer = f"{address[0]}:{address[1]}"
+        key = (str(address[0]), int(address[1]))
+        session = self._udp_sessions.get(key)
+        if session is None or detect(data, Transport.UDP, final=True) is not _driver_of(session):
+            found = detect(data, Transport.UDP, final=True)
+            if not isinstance(found, Driver):
+                self.stats.unknown_streams += 1
+                item = self.ingest.bad_frame(data[:QUARANTINE_HEAD], "no driver recognises this datagram",
+                                             peer=peer, transport=Transport.UDP, protocol=None, now=self.ingest.now())
+                await self.ingest.journal.submit([item])
+                return
+            session = found.new_session(Transport.UDP, device_id=session.device_id if session else None)
+            self._udp_sessions[key] = session
+            while len(self._udp_sessions) > MAX_UDP_SESSIONS:
+                self._udp_sessions.popitem(last=False)
+        self._udp_sessions.move_to_end(key)
+        try:
+            frames = session.datagram_frames(data)
+        except DriverError as error:
+            item = self.ingest.bad_frame(data, str(error), peer=peer, transport=Transport.UDP,
+                                         protocol=session.protocol, now=self.ingest.now())
+            await self.ingest.journal.submit([item])
+            return
+        items, answers = self.ingest.decode(session, frames, peer=peer, transport=Transport.UDP)
+        # Submitting here, in arrival order, keeps each device's reports in order; the wait for the
+        # commit runs beside the receive loop so one fsync never stalls the port.
+        ticket = await self.ingest.journal.submit(items) if items else None
+        if answers or ticket is not None:
+            replies.start_soon(self._answer_datagram, sock, ticket, answers, address)
+
+    async def _answer_datagram(self, sock: trio.socket.SocketType, ticket: object, answers: list[bytes],
+                               address: tuple[str, int]) -> None:
+        if ticket is not None:
+            try:
+                await self.ingest.journal.wait_committed(ticket)  # type: ignore[arg-type]
+            except JournalError as error:
+                log_event(log, logging.ERROR, "datagram_not_acknowledged", peer=f"{address[0]}:{address[1]}",
+                          reason=str(error))
+                return
+        for answer in answers:
+            try:
+                await sock.sendto(answer, address)
+                self.stats.replies += 1
+            except OSError as error:
+                log_event(log, logging.DEBUG, "udp_send_error", error=str(error))
+
+
+def _driver_of(session: Session) -> Driver | None:
+    from drivers import get
+
+    try:
+        return get(session.protocol)
+    except KeyError:
+        return None

@@ -1,0 +1,328 @@
+"""The MQTT sink: every committed report published at QoS 1, in order per device, until PUBACKed.
+
+paho-mqtt 2.x is driven from trio through its non-blocking socket API (``on_socket_open``,
+``on_socket_register_write``, ``loop_read``/``loop_write``/``loop_misc`` with
+``trio.lowlevel.wait_readable``): no hidden thread, cancellation works. Only the blocking DNS lookup
+and TCP connect of ``connect()`` run in a worker thread.
+
+Delivery: reports are read from the journal in ``seq`` order and published with at most
+``inflight`` awaiting their PUBACK. A report counts as delivered only once acknowledged; the sink's
+durable cursor (per device, plus a floor below which everything is delivered) is saved in the
+journal every :data:`CURSOR_FLUSH_S`. After a disconnect or a crash the sink resumes from its
+cursor, so a report may be published twice (at-least-once; receivers drop duplicates by ``id``),
+never lost. A new paho client is made for every connection so nothing of an old session lingers.
+
+Topics (``<prefix>`` = the sink's ``topic_prefix``):
+
+- ``<prefix>/<device_id>/position``: reports with a position;
+- ``<prefix>/<device_id>/event``: reports without one (login, heartbeat, status, alarms without fix);
+- ``<prefix>/<device_id>/photo``: reports carrying a photo (JPEG base64 in ``media.base64``);
+- ``<prefix>/status``: ``online`` / ``offline``, retained; ``offline`` is also the last will.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import socket
+import ssl
+from collections import deque
+from typing import Any
+
+import paho.mqtt.client as paho
+import trio
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .config import MqttSinkSettings
+from .errors import SinkError
+from .journal import CursorUpdate, Journal, StoredReport
+from .logs import log_event
+
+log = logging.getLogger("relay.mqtt")
+
+#: How often acknowledged positions are saved to the journal (fewer SD-card writes than per PUBACK).
+CURSOR_FLUSH_S = 0.5
+#: How long the broker gets to answer CONNECT.
+CONNECT_TIMEOUT_S = 15.0
+#: paho's housekeeping (keepalive PINGREQ, retries) cadence.
+MISC_INTERVAL_S = 1.0
+
+
+class _Disconnected(Exception):
+    pass
+
+
+def topic_for(prefix: str, report: StoredReport) -> str:
+    device = (report.device_id or "unknown").replace("/", "_").replace("+", "_").replace("#", "_")
+    kind = "photo" if report.media is not None else "position" if report.has_position else "event"
+    return f"{prefix}/{device}/{kind}"
+
+
+def payload_for(report: StoredReport) -> bytes:
+    document: dict[str, Any] = report.document
+    if report.media is not None:
+        document = dict(document)
+        media = dict(document.get("media") or {})
+        media["base64"] = base64.b64encode(report.media).decode("ascii")
+        document["media"] = media
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+class MqttSink:
+    """One broker connection at a time, reconnecting with backoff and jitter, forever."""
+
+    def __init__(self, settings: MqttSinkSettings, journal: Journal) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.journal = journal
+        self.status_topic = f"{settings.topic_prefix}/status"
+        floor, cursors = journal.load_cursors(self.name)
+        #: Every report with ``seq <= floor`` is delivered.
+        self.floor = floor
+        #: The newest delivered ``seq`` per device.
+        self.cursors: dict[str, int] = cursors
+        self.connected = False
+        self.published = 0
+        self.acknowledged = 0
+        self.connects = 0
+        self.last_error: str | None = None
+        self._dirty: dict[str, int] = {}
+        self._floor_dirty = False
+        self._wake = trio.Event()
+        journal.on_append(self._wake_up)
+
+    def _wake_up(self) -> None:
+        self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        failures = 0
+        while True:
+            try:
+                await self._connection()
+            except (OSError, ssl.SSLError, _Disconnected, SinkError, trio.TooSlowError) as error:
+                self.last_error = str(error) or type(error).__name__
+                log_event(log, logging.WARNING, "mqtt_disconnected", sink=self.name, url=self.settings.url,
+                          error=self.last_error, attempt=failures + 1)
+            finally:
+                was_connected, self.connected = self.connected, False
+                with trio.CancelScope(shield=True):
+                    await self._flush_cursors()
+            failures = 0 if was_connected else failures + 1
+            await trio.sleep(self._backoff(failures))
+
+    def _backoff(self, failures: int) -> float:
+        """Exponential backoff with jitter, so a fleet of relays does not reconnect in lockstep."""
+        ceiling = min(self.settings.retry_max_s, self.settings.retry_min_s * 2 ** min(failures, 16))
+        return random.uniform(self.settings.retry_min_s, max(ceiling, self.settings.retry_min_s))
+
+    # -- one connection -----------------------------------------------------------------------
+
+    async def _connection(self) -> None:
+        settings = self.settings
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id, clean_session=True,
+                             reconnect_on_failure=False)
+        client.max_inflight_messages_set(settings.inflight)
+        client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        if settings.username is not None:
+            client.username_pw_set(settings.username, settings.password)
+        if settings.tls:
+            client.tls_set(ca_certs=settings.ca_file)
+
+        state = _ConnectionState()
+        client.on_socket_open = state.socket_open
+        client.on_socket_close = state.socket_close
+        client.on_socket_register_write = state.register_write
+        client.on_socket_unregister_write = state.unregister_write
+        client.on_connect = state.connected
+        client.on_disconnect = state.disconnected
+        client.on_publish = lambda _c, _u, mid, _rc, _p: self._acknowledged(mid)
+
+        self._inflight: dict[int, tuple[int, str]] = {}
+        self._pending: dict[str, deque[int]] = {}
+        self._acked: set[int] = set()
+        self._read_pos = self.floor
+
+        try:
+            await trio.to_thread.run_sync(client.connect, settings.host, settings.port, settings.keepalive_s)
+        except (OSError, ValueError) as error:
+            raise SinkError(self.name, f"cannot connect to {settings.host}:{settings.port}: {error}") from None
+        sock = state.sock
+        if sock is None:
+            raise SinkError(self.name, "paho opened no socket")
+        state.in_trio = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader, client, sock)
+                nursery.start_soon(self._writer, client, sock, state)
+                nursery.start_soon(self._misc, client)
+                with trio.fail_after(CONNECT_TIMEOUT_S):
+                    await state.connack.wait()
+                if state.refused is not None:
+                    raise SinkError(self.name, f"broker refused the connection: {state.refused}")
+                self.connected = True
+                self.connects += 1
+                self.last_error = None
+                client.publish(self.status_topic, "online", qos=1, retain=True)
+                state.wake_writer()
+                log_event(log, logging.INFO, "mqtt_connected", sink=self.name, url=settings.url,
+                          backlog_from_seq=self._read_pos)
+                nursery.start_soon(self._cursor_flusher)
+                await self._pump(client, state)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self._goodbye(client, sock, state)
+
+    async def _goodbye(self, client: paho.Client, sock: socket.socket, state: _ConnectionState) -> None:
+        """On a clean stop, say ``offline`` ourselves: a clean DISCONNECT suppresses the last will."""
+        if not self.connected or state.closed:
+            if not state.closed:
+                client.loop_write()
+                sock.close()
+            return
+        client.publish(self.status_topic, "offline", qos=1, retain=True)
+        client.disconnect()
+        while client.want_write() and not state.closed:
+            await trio.lowlevel.wait_writable(sock)
+            client.loop_write()
+
+    async def _reader(self, client: paho.Client, sock: socket.socket) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            code = client.loop_read()
+            if code != paho.MQTT_ERR_SUCCESS:
+                raise _Disconnected(f"connection lost ({paho.error_string(code)})")
+
+    async def _writer(self, client: paho.Client, sock: socket.socket, state: _ConnectionState) -> None:
+        while True:
+            if client.want_write():
+                await trio.lowlevel.wait_writable(sock)
+                code = client.loop_write()
+                if code != paho.MQTT_ERR_SUCCESS:
+                    raise _Disconnected(f"write failed ({paho.error_string(code)})")
+            else:
+                state.write_wanted = trio.Event()
+                if not client.want_write():
+                    await state.write_wanted.wait()
+
+    async def _misc(self, client: paho.Client) -> None:
+        while True:
+            await trio.sleep(MISC_INTERVAL_S)
+            code = client.loop_misc()
+            if code != paho.MQTT_ERR_SUCCESS:
+                raise _Disconnected(f"keepalive failed ({paho.error_string(code)})")
+
+    async def _pump(self, client: paho.Client, state: _ConnectionState) -> None:
+        window = self.settings.inflight
+        while True:
+            self._wake = trio.Event()
+            room = window - len(self._inflight)
+            if room > 0:
+                reports = self.journal.read_after(self._read_pos, room)
+                for report in reports:
+                    self._read_pos = report.seq
+                    device = report.device_id or ""
+                    if report.seq <= self.cursors.get(device, 0):
+                        continue  # delivered in an earlier connection
+                    info = client.publish(topic_for(self.settings.topic_prefix, report), payload_for(report),
+                                          qos=self.settings.qos)
+                    if info.rc != paho.MQTT_ERR_SUCCESS:
+                        raise _Disconnected(f"publish failed ({paho.error_string(info.rc)})")
+                    self.published += 1
+                    self._inflight[info.mid] = (report.seq, device)
+                    self._pending.setdefault(device, deque()).append(report.seq)
+                state.wake_writer()
+                if reports:
+                    await trio.lowlevel.checkpoint()
+                    continue
+                if not self._inflight:
+                    self._advance_floor()
+            await self._wake.wait()
+
+    def _acknowledged(self, mid: int) -> None:
+        entry = self._inflight.pop(mid, None)
+        if entry is None:
+            return  # the status message
+        seq, device = entry
+        self.acknowledged += 1
+        self._acked.add(seq)
+        queue = self._pending[device]
+        while queue and queue[0] in self._acked:
+            done = queue.popleft()
+            self._acked.discard(done)
+            self.cursors[device] = done
+            self._dirty[device] = done
+        if not queue:
+            del self._pending[device]
+        self._advance_floor()
+        self._wake.set()
+
+    def _advance_floor(self) -> None:
+        floor = min(seq for seq, _ in self._inflight.values()) - 1 if self._inflight else self._read_pos
+        if floor > self.floor:
+            self.floor = floor
+            self._floor_dirty = True
+
+    async def _cursor_flusher(self) -> None:
+        while True:
+            await trio.sleep(CURSOR_FLUSH_S)
+            await self._flush_cursors()
+
+    async def _flush_cursors(self) -> None:
+        if not self._dirty and not self._floor_dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        self._floor_dirty = False
+        try:
+            await self.journal.append([CursorUpdate(self.name, self.floor, dirty)])
+        except Exception as error:  # the journal logs the cause; keep the changes for the next try
+            for device, seq in dirty.items():
+                self._dirty.setdefault(device, seq)
+            self._floor_dirty = True
+            log_event(log, logging.WARNING, "mqtt_cursor_not_saved", sink=self.name, error=str(error))
+
+    def backlog(self) -> int:
+        return max(self.journal.last_seq - self.floor, 0)
+
+
+class _ConnectionState:
+    """What paho's callbacks report about one connection. Some callbacks run in the connect thread."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.in_trio = False
+        self.closed = False
+        self.connack = trio.Event()
+        self.refused: str | None = None
+        self.write_wanted = trio.Event()
+
+    def socket_open(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
+        self.sock = sock
+
+    def socket_close(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
+        self.closed = True
+        # paho's __del__ may call this outside trio: only trio may be told.
+        try:
+            trio.lowlevel.notify_closing(sock)
+        except RuntimeError:
+            pass
+
+    def register_write(self, _client: paho.Client, _userdata: Any, _sock: Any) -> None:
+        if self.in_trio:
+            self.wake_writer()
+
+    def unregister_write(self, _client: paho.Client, _userdata: Any, _sock: Any) -> None:
+        pass
+
+    def wake_writer(self) -> None:
+        self.write_wanted.set()
+
+    def connected(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            self.refused = str(reason)
+        self.connack.set()
+
+    def disconnected(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self.closed = True
