@@ -2,3 +2,5 @@
 
 from . import gps103, pt502  # noqa: F401
 from . import osmand  # noqa: F401
+from . import gt06  # noqa: F401
+from . import teltonika  # noqa: F401

@@ -1,0 +1,853 @@
+"""gt06: the Concox binary protocol (GT06/GT06N, JM-VL, GK310, many clones incl. SinoTrack-like 4G units).
+
+Framing (Traccar ``Gt06FrameDecoder``)::
+
+    78 78 | len(1) | type | body | serial(2) | crc(2) | 0D 0A        total = len + 5
+    79 79 | len(2) | type | body | serial(2) | crc(2) | 0D 0A        total = len + 6
+
+``len`` counts type..crc. When the declared length does not end in ``0D 0A`` (some devices send
+``len`` 0 for WiFi packets, or a wrong one), the frame is cut at the first ``0D 0A`` instead. The CRC
+is CRC-16/X-25 over len..serial. It is *not* enforced: many real devices send bad CRCs and Traccar never
+checks, so a mismatch is only recorded as ``crc_ok: false`` in the report's attributes.
+
+The device logs in with its IMEI (``0x01``); later packets carry no id, so the session remembers it
+(and the timezone the login may announce, which later GPS times are corrected by). Nearly every packet
+is acknowledged with ``78 78 05 <type> <serial> <crc> 0D 0A``; login and heartbeat must be, or the
+device never reports / reconnects.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from . import alarms
+from ._crc import crc16_x25
+from ._model import (
+    Command,
+    CommandType,
+    Decoded,
+    DriverError,
+    FramingError,
+    Report,
+    Transport,
+    UnsupportedCommand,
+)
+from ._registry import register
+from ._session import Match, Session
+
+PROTOCOL = "gt06"
+
+START = b"\x78\x78"
+START_EXTENDED = b"\x79\x79"
+TRAILER = b"\r\n"
+#: Header bytes before the type: start(2) + len(1), or start(2) + len(2) for 0x7979 frames.
+HEADER = 3
+HEADER_EXTENDED = 4
+#: Serial(2) + CRC(2) after the body.
+FOOTER = 4
+#: Coordinates are in 1/30000 of a minute: degrees = value / 1 800 000.
+COORDINATE_SCALE = 1_800_000.0
+#: Voltage level 0..6 in status blocks; Traccar reports it as a percentage.
+VOLTAGE_LEVELS = 6
+
+# Packet types (Traccar's names in comments where they differ from ours).
+LOGIN = 0x01
+GPS = 0x10
+GPS_LBS_6 = 0x11
+GPS_LBS_1 = 0x12
+HEARTBEAT = 0x13
+STRING = 0x15
+GPS_LBS_STATUS_1 = 0x16
+WIFI = 0x17  # with len 0: WiFi list; otherwise GPS + LBS + RFID
+LBS_EXTEND = 0x18
+LBS_STATUS = 0x19
+GPS_PHONE = 0x1A
+GPS_LBS_EXTEND = 0x1E
+STRING_INFO = 0x21
+GPS_LBS_2 = 0x22
+LBS_MULTIPLE_3 = 0x24
+GPS_LBS_STATUS_2 = 0x26
+GPS_LBS_STATUS_3 = 0x27
+LBS_MULTIPLE_1 = 0x28
+LBS_WIFI = 0x2C
+GPS_LBS_4 = 0x2D
+LBS_MULTIPLE_2 = 0x2E
+GPS_LBS_5 = 0x31
+GPS_LBS_STATUS_4 = 0x32  # 0x7878 framing; 0x7979 0x32 is the AZ735 GPS packet
+AZ735_ALARM = 0x33
+X1_GPS = 0x34
+GPS_LBS_3 = 0x37
+WIFI_2 = 0x69
+GPS_MODULAR = 0x70
+COMMAND = 0x80
+TIME_REQUEST = 0x8A
+INFO = 0x94
+ALARM = 0x95
+SERIAL_DATA = 0x9B
+GPS_2 = 0xA0  # 4G: LAC 4 bytes, cell id 8 bytes
+LBS_2 = 0xA1
+WIFI_3 = 0xA2
+FENCE_MULTI = 0xA4
+LBS_ALARM = 0xA5
+WIFI_4 = 0xF3
+
+#: Types whose body starts with the 18-byte GPS block.
+GPS_TYPES = frozenset(
+    {
+        GPS,
+        GPS_LBS_6,
+        GPS_LBS_1,
+        GPS_LBS_STATUS_1,
+        WIFI,
+        GPS_PHONE,
+        GPS_LBS_EXTEND,
+        GPS_LBS_2,
+        GPS_LBS_STATUS_2,
+        GPS_LBS_STATUS_3,
+        GPS_LBS_4,
+        GPS_LBS_5,
+        GPS_LBS_STATUS_4,
+        GPS_LBS_3,
+        GPS_2,
+        FENCE_MULTI,
+        X1_GPS,
+    }
+)
+#: GPS types followed by a cell (LBS) block.
+GPS_LBS_TYPES = GPS_TYPES - {GPS, X1_GPS}
+#: Types with LTE cells (LAC 4 bytes, cell id 8 bytes).
+LTE_TYPES = frozenset({GPS_2, FENCE_MULTI, LBS_ALARM})
+#: Types with a status block (terminal info, voltage, GSM signal, alarm, language) after the cell.
+STATUS_TYPES = frozenset(
+    {
+        GPS_LBS_STATUS_1,
+        GPS_LBS_STATUS_2,
+        GPS_LBS_STATUS_3,
+        GPS_LBS_STATUS_4,
+        FENCE_MULTI,
+        LBS_STATUS,
+        LBS_ALARM,
+    }
+)
+#: Cell-only types with a status block (no GPS, no LBS length byte).
+LBS_STATUS_TYPES = frozenset({LBS_STATUS, LBS_ALARM})
+#: Types carrying a list of cells after a time stamp.
+MULTI_LBS_TYPES = frozenset(
+    {LBS_EXTEND, LBS_MULTIPLE_3, LBS_MULTIPLE_1, LBS_WIFI, LBS_MULTIPLE_2, LBS_2, WIFI_3}
+)
+#: 0x7878 types that get no generic acknowledgement (Traccar's exceptions).
+NO_ACK_TYPES = frozenset(
+    {0x80, 0x81, 0x82, TIME_REQUEST, STRING_INFO, INFO, 0x8C, SERIAL_DATA, 0x38, 0x34, WIFI_4}
+)
+#: 0x7979 types acknowledged in 0x7979 framing, and those acknowledged in 0x7878 framing.
+EXTENDED_ACK_EXTENDED = frozenset({GPS_LBS_STATUS_4, AZ735_ALARM, 0x41})
+EXTENDED_ACK_SHORT = frozenset({GPS_MODULAR, 0xF1, 0xF2, 0x40})
+#: The VXT01 variant: 0x12/0x16 frames of exactly this length have a status block with power volts.
+VXT01_LENGTH = 0x24
+
+#: Alarm byte of the status block (Traccar decodeAlarm, standard models).
+ALARM_CODES: dict[int, str] = {
+    0x01: alarms.SOS,
+    0x02: alarms.POWER_CUT,
+    0x03: alarms.VIBRATION,
+    0x04: alarms.GEOFENCE_ENTER,
+    0x05: alarms.GEOFENCE_EXIT,
+    0x06: alarms.OVERSPEED,
+    0x09: alarms.VIBRATION,
+    0x0C: alarms.TAMPERING,
+    0x0E: alarms.LOW_BATTERY,
+    0x0F: alarms.LOW_BATTERY,
+    0x11: alarms.POWER_OFF,
+    0x13: alarms.TAMPERING,
+    0x14: alarms.DOOR,
+    0x18: alarms.REMOVING,
+    0x19: alarms.LOW_BATTERY,
+    0x1A: alarms.HARD_BRAKING,
+    0x1B: alarms.HARD_CORNERING,
+    0x23: alarms.FALL_DOWN,
+    0x25: alarms.TAMPERING,
+    0x26: alarms.HARD_ACCELERATION,
+    0x27: alarms.HARD_BRAKING,
+    0x28: alarms.HARD_BRAKING,
+    0x29: alarms.HARD_ACCELERATION,
+    0x2A: alarms.HARD_CORNERING,
+    0x2B: alarms.HARD_CORNERING,
+    0x2C: alarms.ACCIDENT,
+    0x2E: alarms.HARD_CORNERING,
+    0x30: alarms.JAMMING,
+    0x32: alarms.TAMPERING,
+    0x33: alarms.LOCK,
+    0x34: alarms.UNLOCK,
+    0x53: alarms.FUEL_LEAK,
+    0x5B: alarms.TEMPERATURE,
+    0x5C: alarms.TEMPERATURE,
+    0xC9: alarms.IDLE,
+    0xF0: alarms.HARD_ACCELERATION,
+    0xF1: alarms.HARD_BRAKING,
+    0xF2: alarms.ACCIDENT,
+}
+
+#: Bits 3-5 of the terminal-info byte.
+TERMINAL_ALARMS: dict[int, str] = {
+    1: alarms.VIBRATION,
+    2: alarms.POWER_CUT,
+    3: alarms.LOW_BATTERY,
+    4: alarms.SOS,
+    6: alarms.GEOFENCE,
+    7: alarms.REMOVING,
+}
+
+#: Event codes of the JC100/JC400 ``0x95`` alarm packet.
+EVENT_ALARMS: dict[int, str] = {
+    0x01: alarms.SOS,
+    0x0E: alarms.LOW_POWER,
+    0x76: alarms.TEMPERATURE,
+    0x80: alarms.VIBRATION,
+    0x87: alarms.OVERSPEED,
+    0x88: alarms.POWER_CUT,
+    0x90: alarms.HARD_ACCELERATION,
+    0x91: alarms.HARD_BRAKING,
+    0x92: alarms.HARD_CORNERING,
+    0x93: alarms.ACCIDENT,
+}
+
+#: Events of module 0x2B in the modular ``0x70`` packet.
+MODULAR_EVENTS: dict[int, str] = {
+    0x11: alarms.LOW_BATTERY,
+    0x12: alarms.LOW_POWER,
+    0x13: alarms.POWER_CUT,
+    0x14: alarms.REMOVING,
+}
+
+#: Command texts (Concox SMS/GPRS command set) per command type.
+COMMAND_TEXTS: dict[CommandType, str] = {
+    CommandType.ENGINE_STOP: "Relay,1#",
+    CommandType.ENGINE_RESUME: "Relay,0#",
+    CommandType.REBOOT: "RESET#",
+    CommandType.POSITION_SINGLE: "WHERE#",
+}
+#: The 4-byte "server flag" the device echoes in its 0x15 answer.
+SERVER_FLAG = b"\x00\x00\x00\x00"
+
+_LOCATION_TEXT = re.compile(
+    r"""Current\ position!
+        Lat:(?P<ns>[NS])(?P<lat>\d+\.\d+),
+        Lon:(?P<ew>[EW])(?P<lon>\d+\.\d+),
+        Course:(?P<course>\d+\.\d+),
+        Speed:(?P<speed>\d+\.\d+),
+        DateTime:(?P<date>\d{4}-\d\d-\d\d)\ +(?P<time>\d\d:\d\d:\d\d)""",
+    re.VERBOSE,
+)
+
+
+def sniff(head: bytes, transport: Transport) -> Match:
+    """``78 78`` or ``79 79``."""
+    if head[:2] in (START, START_EXTENDED):
+        return Match.YES
+    if head in (b"", START[:1], START_EXTENDED[:1]):
+        return Match.MORE
+    return Match.NO
+
+
+def frame_bytes(type_: int, content: bytes, serial: int, *, extended: bool = False) -> bytes:
+    """A complete frame: start, length, ``type``, ``content``, ``serial``, CRC-16/X-25, ``0D 0A``."""
+    length = 1 + len(content) + FOOTER
+    header = START_EXTENDED + length.to_bytes(2, "big") if extended else START + bytes([length])
+    packet = header + bytes([type_]) + content + (serial & 0xFFFF).to_bytes(2, "big")
+    return packet + crc16_x25(packet[2:]).to_bytes(2, "big") + TRAILER
+
+
+class _Packet(NamedTuple):
+    extended: bool
+    declared_length: int
+    #: The declared length matched the frame.
+    consistent: bool
+    type: int
+    #: Everything after the type byte, up to the trailer (body, serial and CRC).
+    data: bytes
+    #: The body: ``data`` without serial and CRC.
+    body: bytes
+    serial: int
+    crc_ok: bool | None
+
+
+class _Short(Exception):
+    """Internal: a read ran past the end of the packet."""
+
+
+class _Reader:
+    """Sequential big-endian reads over a packet's data; ``left`` counts what remains of the body."""
+
+    def __init__(self, data: bytes, body_length: int) -> None:
+        self.data = data
+        self.body_length = body_length
+        self.pos = 0
+
+    @property
+    def left(self) -> int:
+        return self.body_length - self.pos
+
+    def take(self, count: int) -> bytes:
+        if count < 0 or self.pos + count > len(self.data):
+            raise _Short(f"needs {count} bytes at offset {self.pos}, has {len(self.data) - self.pos}")
+        chunk = self.data[self.pos : self.pos + count]
+        self.pos += count
+        return chunk
+
+    def uint(self, size: int) -> int:
+        return int.from_bytes(self.take(size), "big")
+
+    def u8(self) -> int:
+        return self.uint(1)
+
+    def u16(self) -> int:
+        return self.uint(2)
+
+    def skip(self, count: int) -> None:
+        self.take(count)
+
+
+class Gt06Session(Session):
+    protocol = PROTOCOL
+    transports = frozenset({Transport.TCP})
+    # 0x7979 frames could declare up to 64 KB; real ones (photos in 1 KB chunks) stay far below.
+    max_frame = 8192
+
+    def __init__(self, transport: Transport = Transport.TCP, *, device_id: str | None = None) -> None:
+        super().__init__(transport, device_id=device_id)
+        #: Offset of the device clock from UTC, learned from the login (None: assume UTC).
+        self.timezone: timedelta | None = None
+        self._command_serial = 0
+
+    # -- framing (Gt06FrameDecoder) --------------------------------------------------------------
+
+    def _next_frame(self) -> bytes | None:
+        buffer = self._buffer
+        if not buffer:
+            return None
+        start = bytes(buffer[:2])
+        if start not in (START, START_EXTENDED):
+            if len(buffer) >= 2 or buffer[0] not in (START[0], START_EXTENDED[0]):
+                raise FramingError(
+                    PROTOCOL, "stream does not start with 7878 or 7979", data=bytes(buffer[:16])
+                )
+            return None
+        extended = start == START_EXTENDED
+        header = HEADER_EXTENDED if extended else HEADER
+        if len(buffer) < header:
+            return None
+        total = int.from_bytes(buffer[2:header], "big") + header + len(TRAILER)
+        if total <= self.max_frame:
+            if len(buffer) < total:
+                return None
+            if buffer[total - 2 : total] == TRAILER:
+                return self._cut(total)
+        # The declared length is wrong (0 for some WiFi packets): cut at the first CR LF instead.
+        end = buffer.find(TRAILER, header)
+        if end < 0:
+            return None
+        return self._cut(end + len(TRAILER))
+
+    # -- decoding (Gt06ProtocolDecoder) ----------------------------------------------------------
+
+    def decode(self, frame: bytes, *, now: datetime) -> Decoded:
+        packet = _split(frame)
+        reader = _Reader(packet.data, len(packet.body))
+        try:
+            return self._decode(packet, reader, now)
+        except _Short as error:
+            raise DriverError(PROTOCOL, f"type 0x{packet.type:02x} too short: {error}", data=frame) from None
+        except ValueError as error:
+            raise DriverError(PROTOCOL, f"type 0x{packet.type:02x}: {error}", data=frame) from None
+
+    def _decode(self, packet: _Packet, reader: _Reader, now: datetime) -> Decoded:
+        type_ = packet.type
+        attributes: dict[str, Any] = {}
+        if packet.crc_ok is False:
+            attributes["crc_ok"] = False
+        found: list[str] = []
+
+        if type_ == LOGIN and not packet.extended:
+            return self._login(packet, reader)
+        if type_ == TIME_REQUEST and not packet.extended:
+            clock = now.astimezone(UTC)
+            content = bytes(
+                [clock.year - 2000, clock.month, clock.day, clock.hour, clock.minute, clock.second]
+            )
+            return Decoded((), (frame_bytes(TIME_REQUEST, content, packet.serial),))
+
+        report: Report | None
+        # 0x17 is a WiFi list when its length is wrong (often 0); with a true length it is GPS + RFID.
+        if type_ in (WIFI_2, WIFI_4) or (type_ == WIFI and not packet.consistent):
+            report, replies = self._wifi(packet, reader, attributes)
+            return Decoded((report,), replies)
+        if packet.extended and type_ in (GPS_LBS_STATUS_4, AZ735_ALARM):
+            report = self._az735(reader, attributes, found)
+        elif packet.extended and type_ == GPS_MODULAR:
+            report = self._modular(reader, attributes, found)
+        elif type_ in GPS_TYPES and not packet.body:
+            report = None  # an empty location packet: a keep-alive some units send
+        elif type_ in GPS_TYPES:
+            report = self._location(packet, reader, attributes, found)
+        elif type_ == HEARTBEAT:
+            self._status(reader, attributes, found, alarm=reader.left >= 4)
+            report = self._report("heartbeat", attributes, found)
+        elif type_ in LBS_STATUS_TYPES:
+            self._cell(reader, attributes, lte=type_ in LTE_TYPES, wide=False)
+            self._status(reader, attributes, found, alarm=True)
+            report = self._report("alarm" if found else "status", attributes, found)
+        elif type_ in MULTI_LBS_TYPES:
+            report = self._multi_lbs(type_, reader, attributes)
+        elif type_ == STRING:
+            report = self._string(reader, attributes)
+        elif type_ == STRING_INFO:
+            report = self._string_info(reader, attributes)
+        elif type_ == INFO:
+            report = self._info(reader, attributes)
+        elif type_ == ALARM:
+            report = self._alarm_packet(packet, reader, attributes, found)
+        elif type_ == SERIAL_DATA:
+            reader.skip(1)  # external device type
+            attributes["result"] = reader.take(max(reader.left, 0)).hex()
+            report = self._report("serial", attributes, found)
+        else:
+            # Unknown to us, but the data is kept: the report carries the raw body.
+            attributes["type"] = type_
+            attributes["raw"] = packet.body.hex()
+            report = self._report("message", attributes, found)
+        return Decoded((report,) if report is not None else (), self._ack(packet))
+
+    def _ack(self, packet: _Packet) -> tuple[bytes, ...]:
+        """The generic acknowledgement (Traccar's rule, protocols.md §4.3)."""
+        if packet.extended:
+            if packet.type in EXTENDED_ACK_EXTENDED:
+                return (frame_bytes(packet.type, b"", packet.serial, extended=True),)
+            if packet.type in EXTENDED_ACK_SHORT:
+                return (frame_bytes(packet.type, b"", packet.serial),)
+            return ()
+        if packet.type in NO_ACK_TYPES:
+            return ()
+        return (frame_bytes(packet.type, b"", packet.serial),)
+
+    def _report(self, event: str, attributes: dict[str, Any], found: list[str], **fields: Any) -> Report:
+        return Report(
+            protocol=PROTOCOL,
+            device_id=self.device_id,
+            event=event,
+            alarms=tuple(dict.fromkeys(found)),
+            attributes=attributes,
+            **fields,
+        )
+
+    def _login(self, packet: _Packet, reader: _Reader) -> Decoded:
+        imei = reader.take(8).hex()[1:]
+        if not imei.isdigit():
+            raise ValueError(f"login IMEI {imei!r} is not BCD digits")
+        attributes: dict[str, Any] = {}
+        if packet.crc_ok is False:
+            attributes["crc_ok"] = False
+        timezone = None
+        if reader.left >= 4:
+            attributes["device_type"] = reader.u16()
+            bits = reader.u16()
+            hhmm = bits >> 4
+            minutes = (hhmm // 100) * 60 + hhmm % 100
+            # Bit 3 set: west of Greenwich.
+            timezone = timedelta(minutes=-minutes if bits & 0x08 else minutes)
+            attributes["timezone_min"] = int(timezone.total_seconds() // 60)
+        self.device_id = imei
+        self.timezone = timezone
+        report = Report(protocol=PROTOCOL, device_id=imei, event="login", attributes=attributes)
+        return Decoded((report,), (frame_bytes(LOGIN, b"", packet.serial),), device_id=imei)
+
+    # -- blocks ------------------------------------------------------------------------------------
+
+    def _device_time(self, raw: bytes) -> datetime:
+        """Six binary bytes ``YY MM DD hh mm ss`` in the device's timezone, to UTC."""
+        year, month, day, hour, minute, second = raw
+        local = datetime(2000 + year, month, day, hour, minute, second, tzinfo=UTC)
+        return local - self.timezone if self.timezone else local
+
+    def _gps(
+        self,
+        reader: _Reader,
+        attributes: dict[str, Any],
+        *,
+        satellites: bool = True,
+        speed: bool = True,
+    ) -> dict[str, Any]:
+        """The GPS block: time, [length/satellites], lat, lon, [speed km/h], course and flags."""
+        time = self._device_time(reader.take(6))
+        sats = reader.u8() & 0x0F if satellites else None
+        lat = reader.uint(4) / COORDINATE_SCALE
+        lon = reader.uint(4) / COORDINATE_SCALE
+        speed_kmh = float(reader.u8()) if speed else 0.0
+        flags = reader.u16()
+        if not flags & 0x0400:  # bit 10: north
+            lat = -lat
+        if flags & 0x0800:  # bit 11: west
+            lon = -lon
+        if flags & 0x4000:  # bit 14: the ACC state (bit 15) is present
+            attributes["ignition"] = bool(flags & 0x8000)
+        return {
+            "time": time,
+            "valid": bool(flags & 0x1000),
+            "lat": lat,
+            "lon": lon,
+            "speed_kmh": speed_kmh,
+            "course_deg": _course(flags),
+            "satellites": sats,
+        }
+
+    def _cell(self, reader: _Reader, attributes: dict[str, Any], *, lte: bool, wide: bool) -> None:
+        """MCC, MNC (2 bytes when MCC bit 15 is set), LAC and cell id (wider on 4G types)."""
+        mcc = reader.u16()
+        mnc = reader.u16() if mcc & 0x8000 or wide else reader.u8()
+        lac = reader.uint(4) if lte else reader.u16()
+        cid = reader.uint(8) if lte else reader.uint(4) if wide else reader.uint(3)
+        attributes.update(mcc=mcc & 0x7FFF, mnc=mnc, lac=lac, cid=cid)
+
+    def _status(
+        self,
+        reader: _Reader,
+        attributes: dict[str, Any],
+        found: list[str],
+        *,
+        alarm: bool,
+        power: bool = False,
+    ) -> None:
+        """Terminal info, voltage level (or power volts), GSM signal, [alarm byte]; optional tail."""
+        if reader.left < 1:
+            return
+        info = reader.u8()
+        attributes.update(
+            status=info,
+            armed=bool(info & 0x01),
+            ignition=bool(info & 0x02),
+            charging=bool(info & 0x04),
+            gps_tracking=bool(info & 0x40),
+            blocked=bool(info & 0x80),
+        )
+        if (terminal_alarm := TERMINAL_ALARMS.get((info >> 3) & 0x07)) is not None:
+            found.append(terminal_alarm)
+        if power and reader.left >= 2:
+            attributes["power_v"] = reader.u16() / 100
+        elif reader.left >= 1:
+            level = reader.u8()
+            attributes["battery_level"] = level
+            if level <= VOLTAGE_LEVELS:
+                attributes["battery_pct"] = level * 100 // VOLTAGE_LEVELS
+        if reader.left >= 1:
+            attributes["rssi"] = reader.u8()
+        if alarm and reader.left >= 1:
+            code = reader.u8()
+            attributes["alarm_code"] = code
+            if code in ALARM_CODES:
+                found.append(ALARM_CODES[code])
+
+    def _location(
+        self, packet: _Packet, reader: _Reader, attributes: dict[str, Any], found: list[str]
+    ) -> Report:
+        type_ = packet.type
+        if type_ == X1_GPS:
+            reader.skip(4)  # data and alarm flags
+        fields = self._gps(reader, attributes)
+        vxt01 = type_ in (GPS_LBS_1, GPS_LBS_STATUS_1) and packet.declared_length == VXT01_LENGTH
+        if type_ in GPS_LBS_TYPES:
+            # Status packets put the cell block's length first (VXT01 units do not).
+            if type_ in STATUS_TYPES and not vxt01 and reader.left >= 1 and reader.u8() == 0:
+                return self._report("position", attributes, found, **fields)
+            lte, wide = type_ in LTE_TYPES, type_ == GPS_LBS_6
+            if reader.left >= _cell_size(lte=lte, wide=wide):
+                self._cell(reader, attributes, lte=lte, wide=wide)
+        if vxt01:
+            self._status(reader, attributes, found, alarm=True, power=True)
+        elif type_ in STATUS_TYPES:
+            self._status(reader, attributes, found, alarm=True)
+        elif type_ == WIFI and reader.left >= 8:
+            driver = reader.take(8).hex()
+            fields["driver_id"] = driver
+        elif type_ in (GPS_LBS_2, GPS_2) and reader.left >= 1:
+            attributes["ignition"] = reader.u8() > 0
+        event = "alarm" if found else "position"
+        return self._report(event, attributes, found, **fields)
+
+    def _az735(self, reader: _Reader, attributes: dict[str, Any], found: list[str]) -> Report:
+        """0x7979 0x32/0x33 (AZ735): time, GPS length (0 = no fix), satellites, lat, lon, speed, flags."""
+        time = self._device_time(reader.take(6))
+        if reader.u8() == 0:
+            return self._report("status", attributes, found, time=time)
+        sats = reader.u8() & 0x0F
+        lat = reader.uint(4) / COORDINATE_SCALE
+        lon = reader.uint(4) / COORDINATE_SCALE
+        speed = float(reader.u8())
+        flags = reader.u16()
+        return self._report(
+            "position",
+            attributes,
+            found,
+            time=time,
+            valid=bool(flags & 0x1000),
+            lat=lat if flags & 0x0400 else -lat,
+            lon=-lon if flags & 0x0800 else lon,
+            speed_kmh=speed,
+            course_deg=_course(flags),
+            satellites=sats,
+        )
+
+    def _modular(self, reader: _Reader, attributes: dict[str, Any], found: list[str]) -> Report:
+        """0x70: a list of ``type(2) length(2) data`` modules."""
+        fields: dict[str, Any] = {}
+        while reader.left >= 4:
+            module, length = reader.u16(), reader.u16()
+            if length > reader.left:
+                break
+            data = reader.take(length)
+            if module == 0x03:
+                attributes["iccid"] = data.hex()
+            elif module == 0x09 and length >= 1:
+                fields["satellites"] = data[0]
+            elif module == 0x18 and length >= 2:
+                attributes["battery_v"] = int.from_bytes(data[:2], "big") / 100
+            elif module == 0x28 and length >= 1:
+                attributes["hdop"] = data[0] / 10
+            elif module == 0x2B and length >= 1:
+                attributes["event_code"] = data[0]
+                if data[0] in MODULAR_EVENTS:
+                    found.append(MODULAR_EVENTS[data[0]])
+            elif module == 0x2E and length >= 4:
+                attributes["odometer_m"] = int.from_bytes(data[:4], "little")
+            elif module == 0x33 and length >= 18:
+                lat = int.from_bytes(data[7:11], "big") / COORDINATE_SCALE
+                lon = int.from_bytes(data[11:15], "big") / COORDINATE_SCALE
+                flags = int.from_bytes(data[16:18], "big")
+                fields.update(
+                    time=datetime.fromtimestamp(int.from_bytes(data[:4], "big"), UTC),
+                    satellites=data[4],
+                    altitude_m=float(int.from_bytes(data[5:7], "big", signed=True)),
+                    lat=lat if flags & 0x0400 else -lat,
+                    lon=-lon if flags & 0x0800 else lon,
+                    speed_kmh=float(data[15]),
+                    course_deg=_course(flags),
+                    valid=bool(flags & 0x1000),
+                )
+        event = "alarm" if found else "position" if "lat" in fields else "status"
+        return self._report(event, attributes, found, **fields)
+
+    def _multi_lbs(self, type_: int, reader: _Reader, attributes: dict[str, Any]) -> Report:
+        time = _optional_time(reader.take(6), self.timezone)
+        if reader.left >= 3:
+            mcc = reader.u16()
+            attributes["mcc"] = mcc & 0x7FFF
+            attributes["mnc"] = reader.u16() if mcc & 0x8000 and reader.left >= 2 else reader.u8()
+            wide = type_ in (LBS_2, WIFI_3)
+            if reader.left >= (12 if wide else 5):
+                attributes["lac"] = reader.uint(4 if wide else 2)
+                attributes["cid"] = reader.uint(8 if wide else 3)
+        return self._report("lbs", attributes, [], time=time)
+
+    def _wifi(
+        self, packet: _Packet, reader: _Reader, attributes: dict[str, Any]
+    ) -> tuple[Report, tuple[bytes, ...]]:
+        """WiFi packets: a BCD time, then access points; the answer echoes the time (no serial, no CRC)."""
+        stamp = reader.take(6)
+        time = _bcd_time(stamp)
+        # WiFi packets reuse the length byte as the access point count.
+        count = (reader.u8() if reader.left >= 1 else 0) if packet.type == WIFI_4 else packet.declared_length
+        attributes["wifi_count"] = count
+        report = self._report("wifi", attributes, [], time=time)
+        if packet.type == WIFI_4:
+            return report, ()
+        reply = START + bytes([0, packet.type]) + stamp + TRAILER
+        return report, (reply,)
+
+    def _string(self, reader: _Reader, attributes: dict[str, Any]) -> Report:
+        """0x15: the answer to a 0x80 command: length, server flag, text, [language].
+
+        Some firmwares send length 0; the text then runs to the first NUL.
+        """
+        length = reader.u8()
+        if reader.left >= 4:
+            reader.skip(4)  # server flag, as we sent it
+        rest = reader.take(max(reader.left, 0))
+        text = _text(rest[: length - 4] if 4 < length <= len(rest) + 4 else rest)
+        attributes["result"] = text
+        if text.startswith("<ICCID:"):
+            attributes["iccid"] = text[7:].rstrip(">")
+        return self._report("command_result", attributes, [])
+
+    def _string_info(self, reader: _Reader, attributes: dict[str, Any]) -> Report:
+        """0x21: server flag, encoding (1 ASCII, 2 UTF-16BE), text. Some firmwares answer WHERE# in it."""
+        reader.skip(4)
+        encoding = reader.u8()
+        raw = reader.take(max(reader.left, 0))
+        text = raw.decode("utf-16-be", "replace") if encoding == 2 else _text(raw)
+        attributes["result"] = text
+        match = _LOCATION_TEXT.search(text)
+        if match is None:
+            return self._report("command_result", attributes, [])
+        lat = float(match["lat"]) * (-1 if match["ns"] == "S" else 1)
+        lon = float(match["lon"]) * (-1 if match["ew"] == "W" else 1)
+        time = datetime.fromisoformat(f"{match['date']}T{match['time']}").replace(tzinfo=UTC)
+        return self._report(
+            "command_result",
+            attributes,
+            [],
+            time=time,
+            valid=True,
+            lat=lat,
+            lon=lon,
+            course_deg=float(match["course"]) % 360,
+            speed_kmh=float(match["speed"]),
+        )
+
+    def _info(self, reader: _Reader, attributes: dict[str, Any]) -> Report:
+        """0x94 information packets, by sub-type."""
+        subtype = reader.u8()
+        attributes["info_type"] = subtype
+        rest = reader.take(max(reader.left, 0))
+        driver_id = None
+        if subtype == 0x00 and len(rest) >= 2:
+            attributes["power_v"] = int.from_bytes(rest[:2], "big") / 100
+        elif subtype in (0x04, 0x0D):
+            attributes["text"] = _text(rest)
+        elif subtype == 0x05 and rest:
+            attributes["door"] = bool(rest[0] & 0x01)
+        elif subtype == 0x0A and len(rest) >= 26:
+            attributes["imei"] = rest[:8].hex()[1:]
+            attributes["imsi"] = rest[8:16].hex()
+            attributes["iccid"] = rest[16:26].hex().rstrip("f")
+        elif subtype == 0x1B:
+            if rest[:1] == b"\x02" and len(rest) >= 6:  # STX, type, 4-byte card id, checksum, ETX
+                driver_id = rest[2:6].hex()
+            else:
+                text = _text(rest).strip()
+                attributes["serial"] = text
+                driver_id = text.removeprefix("RFID:") or None
+        elif subtype == 0x1E and len(rest) >= 8:
+            attributes["temperature_c"] = int.from_bytes(rest[:4], "big", signed=True) / 10
+            attributes["humidity_pct"] = int.from_bytes(rest[4:8], "big") / 10
+        else:
+            attributes["raw"] = rest.hex()
+        return self._report("info", attributes, [], driver_id=driver_id)
+
+    def _alarm_packet(
+        self, packet: _Packet, reader: _Reader, attributes: dict[str, Any], found: list[str]
+    ) -> Report:
+        """0x95 (JC100/JC400): time and event code, with a position in the long forms."""
+        fields: dict[str, Any] = {}
+        long_form = reader.left > 7
+        if packet.body[:2] == b"\xff\xff":
+            reader.skip(3)  # marker and channel
+            fields = self._gps(reader, attributes)
+            reader.skip(3)
+        elif long_form:
+            # Time, lat, lon and flags only: no satellites, no speed.
+            fields = self._gps(reader, attributes, satellites=False, speed=False)
+        else:
+            fields["time"] = _optional_time(reader.take(6), self.timezone)
+        code = reader.u8()
+        attributes["event_code"] = code
+        if code == 0x01 and not long_form:
+            found.append(alarms.GENERAL)
+        elif code in EVENT_ALARMS:
+            found.append(EVENT_ALARMS[code])
+        files = packet.body[reader.pos :].split(b"\x00")
+        names = [_text(name) for name in files if name.startswith(b"EVENT_")]
+        if names:
+            attributes["event_files"] = ",".join(names)
+        return self._report("alarm" if found else "event", attributes, found, **fields)
+
+    # -- encoding (Gt06ProtocolEncoder) ----------------------------------------------------------
+
+    def encode(self, command: Command) -> bytes:
+        """A 0x80 text command; the serial counts up per session."""
+        if command.type in COMMAND_TEXTS:
+            text = COMMAND_TEXTS[command.type]
+        elif command.type is CommandType.POSITION_PERIODIC:
+            text = f"TIMER,{int(command.params.get('interval_s', 30))}#"
+        elif command.type is CommandType.CUSTOM:
+            text = str(command.params["text"])
+        else:
+            raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
+        payload = SERVER_FLAG + text.encode("ascii")
+        serial = self._command_serial
+        self._command_serial = (serial + 1) & 0xFFFF
+        return frame_bytes(COMMAND, bytes([len(payload)]) + payload, serial)
+
+
+def _split(frame: bytes) -> _Packet:
+    """Header, type, data, serial and CRC check of one frame, tolerating a wrong declared length."""
+    extended = frame[:2] == START_EXTENDED
+    if frame[:2] not in (START, START_EXTENDED):
+        raise DriverError(PROTOCOL, "frame does not start with 7878 or 7979", data=frame)
+    header = HEADER_EXTENDED if extended else HEADER
+    if len(frame) < header + 1:
+        raise DriverError(PROTOCOL, f"frame of {len(frame)} bytes has no type", data=frame)
+    declared = int.from_bytes(frame[2:header], "big")
+    end = header + declared
+    consistent = end >= header + 1 and frame[end : end + 2] == TRAILER and end + 2 == len(frame)
+    if consistent:
+        content_end = end
+    elif frame.endswith(TRAILER):
+        content_end = len(frame) - 2
+    elif frame.endswith(b"\r"):
+        content_end = len(frame) - 1
+    else:
+        content_end = len(frame)
+    data = frame[header + 1 : content_end]
+    if declared == 0 or len(data) < FOOTER:
+        return _Packet(extended, declared, consistent, frame[header], data, data, 0, None)
+    serial = int.from_bytes(data[-4:-2], "big")
+    crc_ok = crc16_x25(frame[2 : content_end - 2]) == int.from_bytes(data[-2:], "big")
+    return _Packet(extended, declared, consistent, frame[header], data, data[:-FOOTER], serial, crc_ok)
+
+
+def _course(flags: int) -> float | None:
+    """Bits 0-9 of the course/status word; 10 bits reach 1023, so values past 360 are noise."""
+    course = flags & 0x03FF
+    return float(course) if course <= 360 else None
+
+
+def _cell_size(*, lte: bool, wide: bool) -> int:
+    """Bytes of a cell block (with a 1-byte MNC)."""
+    if lte:
+        return 2 + 1 + 4 + 8
+    return 2 + 2 + 2 + 4 if wide else 2 + 1 + 2 + 3
+
+
+def _bcd_time(raw: bytes) -> datetime | None:
+    digits = raw.hex()
+    if not digits.isdigit():
+        return None
+    try:
+        return datetime(
+            2000 + int(digits[0:2]),
+            int(digits[2:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]),
+            tzinfo=UTC,
+        )
+    except ValueError:
+        return None
+
+
+def _optional_time(raw: bytes, timezone: timedelta | None) -> datetime | None:
+    """A binary time stamp that may be absent or garbage in cell-only packets."""
+    year, month, day, hour, minute, second = raw
+    try:
+        local = datetime(2000 + year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
+    return local - timezone if timezone else local
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\x00", 1)[0].decode("ascii", "replace").strip()
+
+
+DRIVER = register(PROTOCOL, sniff, Gt06Session)

@@ -1,0 +1,488 @@
+"""teltonika: FMB/FMC/FMT… AVL data (codec 8, 8E, 16; GH3000 codec 7) and codec 12/13/14 text, TCP and UDP.
+
+TCP (Traccar ``TeltonikaFrameDecoder``): the device opens with ``00 0F`` + its 15-digit IMEI and waits
+for ``01``. Then every AVL packet is ``00000000 | length(4) | codec | N | records | N | CRC(4)`` and is
+answered with N as 4 bytes, or the device sends it again. A lone ``FF`` is a keep-alive.
+
+The CRC (CRC-16/IBM over codec..N) is enforced for AVL data: a packet with a bad CRC raises
+:class:`DriverError` and gets no answer, so the device resends it. Codec 12/13/14 messages (answers to
+our commands) get no answer at all, so one with a bad CRC cannot come again: it is decoded and marked
+``crc_ok: false`` instead.
+
+UDP: one datagram is one packet, ``length(2) | packet id(2) | type(1) | AVL packet id(1) | 00 0F | IMEI |
+codec | N | records | N`` (no CRC), answered ``00 05 | packet id | 01 | AVL packet id | N``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import alarms
+from ._crc import crc16_ibm
+from ._model import (
+    Command,
+    CommandType,
+    Decoded,
+    DriverError,
+    FramingError,
+    Report,
+    Transport,
+    UnsupportedCommand,
+)
+from ._registry import register
+from ._session import Match, Session
+
+PROTOCOL = "teltonika"
+
+IMEI_LENGTH = 15
+#: The TCP handshake: ``00 0F`` (the IMEI's length) then the IMEI.
+IMEI_PREFIX = IMEI_LENGTH.to_bytes(2, "big")
+HANDSHAKE_SIZE = 2 + IMEI_LENGTH
+ACCEPT = b"\x01"
+KEEP_ALIVE = 0xFF
+AVL_PREAMBLE = b"\x00\x00\x00\x00"
+#: Preamble(4) + data length(4) before the data; CRC(4) after it.
+AVL_HEADER = 8
+AVL_CRC = 4
+#: UDP header: length(2), packet id(2), packet type(1), AVL packet id(1), IMEI length(2), IMEI.
+UDP_HEADER = 8 + IMEI_LENGTH
+
+CODEC_7 = 0x07
+CODEC_8 = 0x08
+CODEC_8E = 0x8E
+CODEC_16 = 0x10
+CODEC_12 = 0x0C
+CODEC_13 = 0x0D
+CODEC_14 = 0x0E
+AVL_CODECS = frozenset({CODEC_7, CODEC_8, CODEC_8E, CODEC_16})
+TEXT_CODECS = frozenset({CODEC_12, CODEC_13, CODEC_14})
+#: Codec 12 message types: server command, device response; 0x0D is the camera's own sub-protocol.
+COMMAND_TYPE = 0x05
+RESPONSE_TYPE = 0x06
+CAMERA_TYPE = 0x0D
+
+#: Coordinates are signed 1e-7 degrees.
+COORDINATE_SCALE = 10_000_000.0
+#: Record priority 2 is "panic".
+PRIORITY_PANIC = 2
+#: Codec 7 (GH3000) times count seconds from this epoch in the low 30 bits.
+CODEC_7_EPOCH = datetime(2007, 1, 1, tzinfo=UTC)
+
+#: Well-known IO ids (FMB models) -> (attribute, converter). Every id is also kept as ``io<id>``.
+IO_ATTRIBUTES: dict[int, tuple[str, Callable[[int], Any]]] = {
+    1: ("din1", bool),
+    2: ("din2", bool),
+    3: ("din3", bool),
+    4: ("din4", bool),
+    9: ("adc1", lambda value: value / 1000),
+    10: ("adc2", lambda value: value / 1000),
+    16: ("odometer_m", int),
+    21: ("rssi", int),
+    66: ("power_v", lambda value: value / 1000),
+    67: ("battery_v", lambda value: value / 1000),
+    69: ("gnss_status", int),
+    72: ("temperature_c", lambda value: _signed(value, 4) / 10),
+    73: ("temperature2_c", lambda value: _signed(value, 4) / 10),
+    74: ("temperature3_c", lambda value: _signed(value, 4) / 10),
+    75: ("temperature4_c", lambda value: _signed(value, 4) / 10),
+    84: ("fuel_l", lambda value: value / 10),
+    89: ("fuel_pct", int),
+    113: ("battery_pct", int),
+    179: ("dout1", bool),
+    180: ("dout2", bool),
+    181: ("pdop", lambda value: value / 10),
+    182: ("hdop", lambda value: value / 10),
+    199: ("trip_odometer_m", int),
+    205: ("cid", int),
+    206: ("lac", int),
+    239: ("ignition", bool),
+    240: ("movement", bool),
+    241: ("operator", int),
+    10800: ("eye_temperature1_c", lambda value: _signed(value, 2) / 100),
+    10801: ("eye_temperature2_c", lambda value: _signed(value, 2) / 100),
+    10802: ("eye_temperature3_c", lambda value: _signed(value, 2) / 100),
+    10803: ("eye_temperature4_c", lambda value: _signed(value, 2) / 100),
+}
+IBUTTON_ID = 78
+GREEN_DRIVING = {1: alarms.HARD_ACCELERATION, 2: alarms.HARD_BRAKING, 3: alarms.HARD_CORNERING}
+AUTO_GEOFENCE_ID = 175
+
+
+def sniff(head: bytes, transport: Transport) -> Match:
+    """TCP: ``00 0F`` + 15 digits (after optional ``FF`` pings), or an AVL packet header
+    (``00000000``, a length under 64 KB, a known codec). UDP: the datagram header with ``00 0F`` +
+    15 digits at offset 6 and an AVL codec after the IMEI."""
+    if transport is Transport.UDP:
+        return _sniff_udp(head)
+    stripped = head.lstrip(bytes([KEEP_ALIVE]))
+    if len(stripped) >= 2 and stripped[:2] == b"\x00\x00" and len(stripped) == len(head):
+        return _sniff_avl(head)
+    return _sniff_imei(stripped)
+
+
+def _sniff_imei(data: bytes) -> Match:
+    """``00 0F`` then 15 ASCII digits; MORE while the bytes so far fit."""
+    if data[:2] != IMEI_PREFIX[: len(data)]:
+        return Match.NO
+    imei = data[2:HANDSHAKE_SIZE]
+    if not all(0x30 <= byte <= 0x39 for byte in imei):
+        return Match.NO
+    return Match.YES if len(imei) == IMEI_LENGTH else Match.MORE
+
+
+def _sniff_avl(head: bytes) -> Match:
+    # The preamble and the high half of the length: AVL packets stay far below 64 KB.
+    fixed = AVL_PREAMBLE + b"\x00\x00"
+    if head[:6] != fixed[: len(head)]:
+        return Match.NO
+    if len(head) < AVL_HEADER + 2:
+        return Match.MORE
+    length = int.from_bytes(head[4:8], "big")
+    codec, count = head[8], head[9]
+    if codec in AVL_CODECS | TEXT_CODECS and count > 0 and length >= 3:
+        return Match.YES
+    return Match.NO
+
+
+def _sniff_udp(head: bytes) -> Match:
+    if len(head) > 4 and head[4] not in (0, 1):
+        return Match.NO
+    if len(head) > 6 and (found := _sniff_imei(head[6:])) is not Match.YES:
+        return found
+    if len(head) <= UDP_HEADER:
+        return Match.MORE
+    return Match.YES if head[UDP_HEADER] in AVL_CODECS else Match.NO
+
+
+class TeltonikaSession(Session):
+    protocol = PROTOCOL
+    transports = frozenset({Transport.TCP, Transport.UDP})
+    # FMB devices send at most ~1.3 KB of AVL data, camera chunks up to 2 KB; leave room.
+    max_frame = 16384
+
+    def __init__(self, transport: Transport = Transport.TCP, *, device_id: str | None = None) -> None:
+        super().__init__(transport, device_id=device_id)
+        self.photo_parts: list[bytes] = []
+
+    # -- framing (TeltonikaFrameDecoder) ---------------------------------------------------------
+
+    def _next_frame(self) -> bytes | None:
+        buffer = self._buffer
+        if not buffer:
+            return None
+        if buffer[0] == KEEP_ALIVE:
+            return self._cut(1)
+        if len(buffer) < 2:
+            return None
+        length = int.from_bytes(buffer[:2], "big")
+        if length:
+            if length != IMEI_LENGTH:
+                raise FramingError(
+                    PROTOCOL, f"IMEI length {length} (expected {IMEI_LENGTH})", data=bytes(buffer)
+                )
+            return self._cut(HANDSHAKE_SIZE) if len(buffer) >= HANDSHAKE_SIZE else None
+        if len(buffer) < AVL_HEADER:
+            return None
+        if buffer[:4] != AVL_PREAMBLE:
+            raise FramingError(PROTOCOL, "AVL packet does not start with 00000000", data=bytes(buffer[:16]))
+        total = AVL_HEADER + int.from_bytes(buffer[4:8], "big") + AVL_CRC
+        if total > self.max_frame:
+            raise FramingError(
+                PROTOCOL, f"AVL packet of {total} bytes (limit {self.max_frame})", data=bytes(buffer)
+            )
+        return self._cut(total) if len(buffer) >= total else None
+
+    def datagram_frames(self, datagram: bytes) -> list[bytes]:
+        """One UDP datagram is one packet, whatever its length field says."""
+        return [datagram]
+
+    # -- decoding (TeltonikaProtocolDecoder) -----------------------------------------------------
+
+    def decode(self, frame: bytes, *, now: datetime) -> Decoded:
+        try:
+            if self.transport is Transport.UDP:
+                return self._decode_udp(frame)
+            return self._decode_tcp(frame)
+        except (IndexError, ValueError, OverflowError, OSError) as error:
+            if isinstance(error, DriverError):
+                raise
+            raise DriverError(PROTOCOL, f"malformed packet: {error}", data=frame) from None
+
+    def _decode_tcp(self, frame: bytes) -> Decoded:
+        if frame == bytes([KEEP_ALIVE]):
+            return Decoded()
+        if frame[:2] == IMEI_PREFIX:
+            imei = frame[2:HANDSHAKE_SIZE].decode("ascii", "replace")
+            if len(frame) != HANDSHAKE_SIZE or not imei.isdigit():
+                raise DriverError(PROTOCOL, f"bad IMEI handshake {imei!r}", data=frame)
+            self.device_id = imei
+            report = Report(protocol=PROTOCOL, device_id=imei, event="login")
+            return Decoded((report,), (ACCEPT,), device_id=imei)
+        if len(frame) < AVL_HEADER + 3 + AVL_CRC or frame[:4] != AVL_PREAMBLE:
+            raise DriverError(PROTOCOL, f"not an AVL packet ({len(frame)} bytes)", data=frame)
+        declared = int.from_bytes(frame[4:8], "big")
+        # A packet shorter than its length field (seen in the wild) is decoded as far as it goes.
+        end = AVL_HEADER + declared if len(frame) == AVL_HEADER + declared + AVL_CRC else len(frame) - AVL_CRC
+        data, crc = frame[AVL_HEADER:end], int.from_bytes(frame[end:], "big")
+        crc_ok = crc16_ibm(data) == crc
+        codec = data[0]
+        if codec in TEXT_CODECS:
+            return Decoded(self._text(data, crc_ok))
+        if not crc_ok:
+            raise DriverError(
+                PROTOCOL, f"bad CRC (got {crc:04x}, expected {crc16_ibm(data):04x})", data=frame, offset=end
+            )
+        reports = self._avl(data, frame)
+        return Decoded(reports, (len(reports).to_bytes(4, "big"),))
+
+    def _decode_udp(self, frame: bytes) -> Decoded:
+        if len(frame) < UDP_HEADER + 3:
+            raise DriverError(PROTOCOL, f"UDP packet of {len(frame)} bytes is too short", data=frame)
+        packet_id = frame[2:4]
+        avl_packet_id = frame[5]
+        if frame[6:8] != IMEI_PREFIX:
+            raise DriverError(PROTOCOL, "UDP packet without a 15-digit IMEI", data=frame, offset=6)
+        imei = frame[8:UDP_HEADER].decode("ascii", "replace")
+        if not imei.isdigit():
+            raise DriverError(PROTOCOL, f"UDP IMEI {imei!r} is not digits", data=frame, offset=8)
+        self.device_id = imei
+        reports = self._avl(frame[UDP_HEADER:], frame)
+        reply = b"\x00\x05" + packet_id + b"\x01" + bytes([avl_packet_id, len(reports) & 0xFF])
+        return Decoded(reports, (reply,), device_id=imei)
+
+    def _avl(self, data: bytes, frame: bytes) -> tuple[Report, ...]:
+        """``codec | N | records | N``: every record, or DriverError."""
+        codec, count = data[0], data[1]
+        if codec not in AVL_CODECS:
+            raise DriverError(PROTOCOL, f"unknown codec 0x{codec:02x}", data=frame)
+        reader = _Reader(data, 2)
+        reports = []
+        for _ in range(count):
+            if codec == CODEC_7:
+                reports.append(self._record_7(reader))
+            else:
+                reports.append(self._record(reader, codec))
+        if reader.pos != len(data) - 1 or data[-1] != count:
+            raise DriverError(
+                PROTOCOL,
+                f"{count} records end at byte {reader.pos} of {len(data)} (trailing count {data[-1]})",
+                data=frame,
+            )
+        return tuple(reports)
+
+    def _record(self, reader: _Reader, codec: int) -> Report:
+        """One codec 8 / 8E / 16 record."""
+        time = datetime.fromtimestamp(reader.uint(8) / 1000, UTC)
+        priority = reader.uint(1)
+        lon = _signed(reader.uint(4), 4) / COORDINATE_SCALE
+        lat = _signed(reader.uint(4), 4) / COORDINATE_SCALE
+        altitude = _signed(reader.uint(2), 2)
+        course = reader.uint(2)
+        satellites = reader.uint(1)
+        speed = reader.uint(2)
+        wide = codec in (CODEC_8E, CODEC_16)
+        event_id = reader.uint(2 if wide else 1)
+        if codec == CODEC_16:
+            reader.uint(1)  # generation type
+        reader.uint(2 if codec == CODEC_8E else 1)  # total IO count
+        values: dict[int, int | bytes] = {}
+        for size in (1, 2, 4, 8):
+            for _ in range(reader.uint(2 if codec == CODEC_8E else 1)):
+                io_id = reader.uint(2 if wide else 1)
+                values[io_id] = reader.uint(size) if size != 8 or io_id != IBUTTON_ID else reader.take(8)
+        if codec == CODEC_8E:
+            for _ in range(reader.uint(2)):
+                io_id = reader.uint(2)
+                values[io_id] = reader.take(reader.uint(2))
+        attributes: dict[str, Any] = {"priority": priority, "event_io": event_id}
+        found: list[str] = []
+        if priority == PRIORITY_PANIC:
+            found.append(alarms.SOS)
+        driver_id = _io_attributes(values, event_id, attributes, found)
+        return Report(
+            protocol=PROTOCOL,
+            device_id=self.device_id,
+            event="alarm" if found else "position",
+            time=time,
+            valid=satellites > 0,
+            lat=lat,
+            lon=lon,
+            altitude_m=float(altitude),
+            speed_kmh=float(speed),
+            course_deg=float(course) if course <= 360 else None,
+            satellites=satellites,
+            alarms=tuple(dict.fromkeys(found)),
+            driver_id=driver_id,
+            attributes=attributes,
+        )
+
+    def _record_7(self, reader: _Reader) -> Report:
+        """One GH3000 (codec 7) record: masks say which fields follow; floats for lat/lon."""
+        stamp = reader.uint(4)
+        time = CODEC_7_EPOCH + timedelta(seconds=stamp & 0x3FFFFFFF)
+        attributes: dict[str, Any] = {"priority": stamp >> 30}
+        fields: dict[str, Any] = {}
+        global_mask = reader.uint(1)
+        if global_mask & 0x01:
+            mask = reader.uint(1)
+            if mask & 0x01:
+                lat, lon = reader.float32(), reader.float32()
+                if -90 <= lat <= 90 and -180 <= lon <= 180:
+                    fields.update(lat=lat, lon=lon)
+            if mask & 0x02:
+                fields["altitude_m"] = float(_signed(reader.uint(2), 2))
+            if mask & 0x04:
+                fields["course_deg"] = reader.uint(1) * 360 / 256
+            if mask & 0x08:
+                fields["speed_kmh"] = float(reader.uint(1))
+            if mask & 0x10:
+                fields["satellites"] = reader.uint(1)
+                fields["valid"] = fields["satellites"] >= 3
+            if mask & 0x20:
+                attributes["lac"] = reader.uint(2)
+                attributes["cid"] = reader.uint(2)
+            if mask & 0x40:
+                attributes["rssi"] = reader.uint(1)
+            if mask & 0x80:
+                attributes["operator"] = reader.uint(4)
+        values: dict[int, int | bytes] = {}
+        for bit, size in ((0x02, 1), (0x04, 2), (0x08, 4)):
+            if global_mask & bit:
+                for _ in range(reader.uint(1)):
+                    io_id = reader.uint(1)
+                    values[io_id] = reader.uint(size)
+        found: list[str] = []
+        driver_id = _io_attributes(values, 0, attributes, found)
+        return Report(
+            protocol=PROTOCOL,
+            device_id=self.device_id,
+            event="alarm" if found else "position",
+            time=time,
+            alarms=tuple(found),
+            driver_id=driver_id,
+            attributes=attributes,
+            **fields,
+        )
+
+    def _text(self, data: bytes, crc_ok: bool) -> tuple[Report, ...]:
+        """Codec 12/13/14: ``codec | 1 | type | size(4) | [time(4) | IMEI(8)] | payload | 1``."""
+        codec, message_type = data[0], data[2]
+        size = int.from_bytes(data[3:7], "big")
+        payload = data[7 : 7 + size]
+        attributes: dict[str, Any] = {}
+        if not crc_ok:
+            attributes["crc_ok"] = False
+        time = None
+        if codec == CODEC_13 and len(payload) >= 4:
+            time = datetime.fromtimestamp(int.from_bytes(payload[:4], "big"), UTC)
+            payload = payload[4:]
+        elif codec == CODEC_14 and len(payload) >= 8:
+            attributes["imei"] = payload[:8].hex().lstrip("0")
+            payload = payload[8:]
+        if message_type == CAMERA_TYPE:
+            # The camera's chunked photo sub-protocol: reported, not assembled (yet).
+            attributes.update(camera_message=payload[:1].hex(), bytes=len(payload))
+            event = "camera"
+        else:
+            if all(32 <= byte < 127 or byte in (9, 10, 13) for byte in payload):
+                attributes["result"] = payload.decode("ascii").strip()
+            else:
+                attributes["result_hex"] = payload.hex()
+            attributes["message_type"] = message_type
+            event = "command_result"
+        return (
+            Report(
+                protocol=PROTOCOL, device_id=self.device_id, event=event, time=time, attributes=attributes
+            ),
+        )
+
+    # -- encoding (TeltonikaProtocolEncoder) -----------------------------------------------------
+
+    def encode(self, command: Command) -> bytes:
+        """A codec 12 command. ``CUSTOM`` takes ``text`` (sent as ASCII) or ``hex`` (sent as bytes)."""
+        texts = {
+            CommandType.ENGINE_STOP: "setdigout 1",
+            CommandType.ENGINE_RESUME: "setdigout 0",
+            CommandType.REBOOT: "cpureset",
+            CommandType.POSITION_SINGLE: "getgps",
+        }
+        if command.type in texts:
+            payload = texts[command.type].encode("ascii")
+        elif command.type is CommandType.CUSTOM and "hex" in command.params:
+            payload = bytes.fromhex(str(command.params["hex"]))
+        elif command.type is CommandType.CUSTOM:
+            payload = str(command.params["text"]).encode("ascii")
+        else:
+            raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
+        return codec12(payload)
+
+
+def codec12(payload: bytes, message_type: int = COMMAND_TYPE) -> bytes:
+    """``00000000 | length | 0C 01 <type> | size(4) | payload | 01 | CRC(4)``."""
+    data = bytes([CODEC_12, 1, message_type]) + len(payload).to_bytes(4, "big") + payload + b"\x01"
+    return AVL_PREAMBLE + len(data).to_bytes(4, "big") + data + crc16_ibm(data).to_bytes(4, "big")
+
+
+class _Reader:
+    """Sequential big-endian reads; running past the end raises IndexError."""
+
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+
+    def take(self, count: int) -> bytes:
+        if self.pos + count > len(self.data):
+            raise IndexError(f"needs {count} bytes at offset {self.pos}, has {len(self.data) - self.pos}")
+        chunk = self.data[self.pos : self.pos + count]
+        self.pos += count
+        return chunk
+
+    def uint(self, size: int) -> int:
+        return int.from_bytes(self.take(size), "big")
+
+    def float32(self) -> float:
+        return float(struct.unpack(">f", self.take(4))[0])
+
+
+def _signed(value: int, size: int) -> int:
+    bits = size * 8
+    return value - (1 << bits) if value >= 1 << (bits - 1) else value
+
+
+def _io_attributes(
+    values: dict[int, int | bytes], event_id: int, attributes: dict[str, Any], found: list[str]
+) -> str | None:
+    """Raw ``io<id>`` values, the well-known ones by name, and the alarms they raise. Returns the
+    iButton driver id, if any."""
+    driver_id = None
+    for io_id, value in values.items():
+        if isinstance(value, bytes):
+            attributes[f"io{io_id}"] = value.hex()
+            if io_id == IBUTTON_ID and any(value):
+                driver_id = value[::-1].hex()
+            continue
+        attributes[f"io{io_id}"] = value
+        if io_id in IO_ATTRIBUTES:
+            name, convert = IO_ATTRIBUTES[io_id]
+            attributes[name] = convert(value)
+        if io_id == 236 and value:
+            found.append(alarms.GENERAL)
+        elif io_id == 246 and value == 1:
+            found.append(alarms.TOW)
+        elif io_id == 247 and value:
+            found.append(alarms.ACCIDENT)
+        elif io_id == 249 and value == 1:
+            found.append(alarms.JAMMING)
+        elif io_id == 252 and value == 1:
+            found.append(alarms.POWER_CUT)
+        elif io_id == 253 and value in GREEN_DRIVING:
+            found.append(GREEN_DRIVING[value])
+        elif io_id == AUTO_GEOFENCE_ID and event_id == AUTO_GEOFENCE_ID:
+            found.append(alarms.GEOFENCE_ENTER if value else alarms.GEOFENCE_EXIT)
+    return driver_id
+
+
+DRIVER = register(PROTOCOL, sniff, TeltonikaSession)
