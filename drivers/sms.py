@@ -1,0 +1,147 @@
+"""``relay decode --transport sms``: one SMS (a PDU or a tracker's text) to the ``relay decode`` object.
+
+Pure: the PDU codec (:mod:`drivers.sms_pdu`) and the text parsers (:mod:`drivers.sms_text`) glued
+together. Every failure, including status reports and broken PDUs, is a clear ``error`` string,
+never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from .sms_pdu import Deliver, PduError, StatusReport, Submit, decode_hex, decode_pdu
+from .sms_text import parse_tracker_sms
+
+
+def sender_device(sender: str | None, senders: Mapping[str, str]) -> str | None:
+    """The device id ``[modem.senders]`` maps ``sender`` to, or ``None``.
+
+    Numbers are compared on their digits (``+63 917 123 4567`` matches ``+639171234567`` and
+    ``639171234567``). A national number (``0917...``) matches an international key ending in the same
+    nine digits, and the other way round, only when exactly one key does.
+    """
+    if not sender:
+        return None
+    if sender in senders:
+        return senders[sender]
+    digits = _digits(sender)
+    if not digits:
+        return None
+    for key, device in senders.items():
+        if _digits(key) == digits:
+            return device
+    if len(digits) < _NATIONAL_DIGITS:
+        return None
+    tail = digits[-_NATIONAL_DIGITS:]
+    matches = {
+        device
+        for key, device in senders.items()
+        if _digits(key).endswith(tail) and (_national(key) or _national(sender))
+    }
+    return matches.pop() if len(matches) == 1 else None
+
+
+def _national(number: str) -> bool:
+    stripped = number.strip()
+    return not stripped.startswith("+") and stripped.startswith("0") and not stripped.startswith("00")
+
+
+#: Subscriber numbers have at least this many digits; a national and an international form agree on them.
+_NATIONAL_DIGITS = 9
+
+
+def _digits(number: str) -> str:
+    return "".join(char for char in number if char.isdigit())
+
+
+def decode_sms(
+    data: bytes | str,
+    *,
+    encoding: Literal["hex", "ascii"],
+    smsc: bool | None = None,
+    sender: str | None = None,
+    senders: Mapping[str, str] | None = None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Decode one SMS as ``relay decode`` prints it.
+
+    :param data: with ``encoding="hex"``, an SMS-DELIVER PDU as hex text or as raw octets; with
+        ``"ascii"``, the message text.
+    :param smsc: whether the PDU starts with the service-centre address (``None``: find out).
+    :param sender: the sender of an ``ascii`` text (a PDU names its own sender).
+    :param senders: ``[modem.senders]``, sender number -> device id.
+    :returns: ``{"protocol", "reports", "replies": [], "error", "sms": {"sender", "timestamp", "dcs",
+        "text", "concat"}}``; ``sms`` is ``null`` when the PDU could not be read at all. Reports are
+        ``Report.to_json()`` objects; ``protocol`` is that of the reports (``gps103`` for Coban texts).
+    """
+    out: dict[str, Any] = {"protocol": None, "reports": [], "replies": [], "error": None, "sms": None}
+    senders = senders or {}
+    if encoding == "ascii":
+        text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+        out["sms"] = {"sender": sender, "timestamp": None, "dcs": None, "text": text, "concat": None}
+        _parse_text(out, text, sender=sender, senders=senders, received=None, now=now)
+        return out
+    if encoding != "hex":
+        out["error"] = f"sms: encoding {encoding!r} is not hex or ascii"
+        return out
+    try:
+        pdu = decode_hex(data, smsc=smsc) if isinstance(data, str) else decode_pdu(data, smsc=smsc)
+    except PduError as error:
+        out["error"] = str(error)
+        return out
+    if isinstance(pdu, StatusReport):
+        out["error"] = (
+            f"sms: a status report (delivery report for message {pdu.reference} to "
+            f"{pdu.recipient.number or 'an unknown number'}, status {pdu.status}), not a message"
+        )
+        return out
+    if isinstance(pdu, Submit):
+        out["error"] = (
+            f"sms: an SMS-SUBMIT (an outgoing message to {pdu.destination.number}), not a received one"
+        )
+        return out
+    out["sms"] = sms_json(pdu)
+    if pdu.text is None:
+        out["error"] = f"sms: binary {pdu.charset} payload ({len(pdu.user_data.payload)} octets), not text"
+        return out
+    concat = pdu.concat
+    _parse_text(
+        out, pdu.text, sender=pdu.sender.number, senders=senders, received=pdu.timestamp, now=now, part=concat
+    )
+    return out
+
+
+def sms_json(pdu: Deliver) -> dict[str, Any]:
+    """The ``"sms"`` object of ``relay decode`` for one decoded SMS-DELIVER."""
+    concat = pdu.concat
+    return {
+        "sender": pdu.sender.number,
+        "timestamp": pdu.timestamp.isoformat(),
+        "dcs": f"0x{pdu.dcs:02X}",
+        "text": pdu.text,
+        "concat": concat.to_json() if concat else None,
+    }
+
+
+def _parse_text(
+    out: dict[str, Any],
+    text: str,
+    *,
+    sender: str | None,
+    senders: Mapping[str, str],
+    received: datetime | None,
+    now: datetime,
+    part: Any = None,
+) -> None:
+    device_id = sender_device(sender, senders)
+    reports = parse_tracker_sms(text, sender=sender, device_id=device_id, received=received, now=now)
+    if reports is None:
+        where = (
+            f" (part {part.seq} of {part.total}, ref {part.ref}: the other parts are needed)" if part else ""
+        )
+        out["error"] = f"sms: not a known tracker text{where}: {text[:60]!r}"
+        return
+    out["protocol"] = reports[0].protocol if reports else None
+    out["reports"] = [report.to_json() for report in reports]

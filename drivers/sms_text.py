@@ -1,0 +1,283 @@
+"""Tracker SMS texts: Coban position replies, alarms and acknowledgements, as normalized reports.
+
+:func:`parse_tracker_sms` is pure (time comes in) and transport-independent: the relay knows the text
+came by SMS; the only SMS detail in a report is ``attributes["sender"]``.
+
+Coban texts (protocol ``gps103``, the family's TCP protocol) come in several firmware layouts, all
+with ``lat:``/``long:`` decimal degrees, ``speed:`` in km/h and a ``T:`` date in the tracker's time
+zone, or ``Lac:`` cell ids when there is no fix. The date order differs between firmwares
+(``yy/mm/dd`` and ``dd/mm/yy`` both exist); the reading closest to the SMS time that is not in the
+future wins. The tracker's zone is inferred from the service-centre timestamp (the SMS leaves the
+tracker moments after it writes ``T:``), rounded to a quarter hour; without one the time is taken as
+UTC (what ``relay provision`` configures with ``time zone123456 0``).
+
+Bofan PT-502/PT-600 texts: no public sample of a reply exists, so none is recognised and the caller
+quarantines them verbatim (to re-decode once a sample confirms a layout). Unknown texts give ``None``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import alarms
+from ._model import Report
+
+COBAN = "gps103"
+BOFAN = "pt502"
+
+#: Alarm keywords of Coban texts (lower case, as a phrase) to alarm names; the first match wins.
+COBAN_ALARMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), alarm)
+    for pattern, alarm in (
+        (r"\bhe[li]p me\b", alarms.SOS),  # "heip me" is a manual's spelling
+        (r"\bsos\b", alarms.SOS),
+        (r"\blow ?battery\b|\blow bat\b", alarms.LOW_BATTERY),
+        (r"\bpower alarm\b|\bac alarm\b|\bpower (?:cut|off)\b", alarms.POWER_CUT),
+        (r"\bshock alarm\b|\bsensor alarm\b|\bvibration\b", alarms.VIBRATION),
+        (r"\bstockade\b|\bgeo-?fence\b", alarms.GEOFENCE),
+        (r"\bmove\b", alarms.MOVEMENT),
+        (r"\bspeed\b(?!\s*:)", alarms.OVERSPEED),
+        (r"\bdoor alarm\b", alarms.DOOR),
+        (r"\baccident alarm\b", alarms.ACCIDENT),
+        (r"\bbonnet alarm\b", alarms.BONNET),
+        (r"\bfootbrake alarm\b", alarms.FOOT_BRAKE),
+        (r"\boil\b", alarms.FUEL_LEAK),
+    )
+)
+
+_NUMBER = r"-?\d+(?:\.\d+)?"
+_LAT = re.compile(rf"(?<![a-z])lat\s*:\s*(?P<hemi>[NS])?\s*(?P<value>{_NUMBER})", re.IGNORECASE)
+_LON = re.compile(rf"(?:long|lon|lng)\s*:\s*(?P<hemi>[EW])?\s*(?P<value>{_NUMBER})", re.IGNORECASE)
+_SPEED = re.compile(rf"speed\s*:\s*(?P<value>{_NUMBER})", re.IGNORECASE)
+_COURSE = re.compile(r"\bdir\s*:\s*(?P<value>\d+(?:\.\d+)?)", re.IGNORECASE)
+_DATE_TIME = re.compile(
+    r"""(?P<a>\d\d)/(?P<b>\d\d)/(?P<c>\d\d)   # yy/mm/dd or dd/mm/yy
+        \s+(?P<hour>\d\d):(?P<minute>\d\d)(?::(?P<second>\d\d))?""",
+    re.VERBOSE,
+)
+_T_FIELD = re.compile(r"(?<![a-z])T:\s*(?P<value>[^\n]*)", re.IGNORECASE)
+_LAC = re.compile(r"\blac\s*:\s*(?P<lac>[0-9a-f]{1,8})[\s,]+(?P<cid>[0-9a-f]{1,8})\b", re.IGNORECASE)
+_LINK = re.compile(rf"maps\?[^\s]*?\bq=(?:loc:)?(?P<lat>{_NUMBER})\s*,\s*(?P<lon>{_NUMBER})", re.IGNORECASE)
+_BATTERY_PCT = re.compile(r"\b(?:bat|battery)\s*:\s*(?P<value>\d{1,3})\s*%", re.IGNORECASE)
+_BATTERY_V = re.compile(r"\b(?P<level>[FL])\s*:\s*(?P<value>\d+(?:\.\d+)?)\s*V\b")
+_IMEI = re.compile(r"(?:imei:?\s*)?(?<!\d)(?P<imei>\d{15})(?!\d)", re.IGNORECASE)
+_FUEL = re.compile(r"\boil\s*(?P<value>\d+(?:\.\d+)?)\s*%", re.IGNORECASE)
+_ON_OFF = {"on": True, "off": False}
+_STATUS_FLAGS = re.compile(r"\b(?P<name>pwr|power|door|acc)\s*:\s*(?P<value>on|off)\b", re.IGNORECASE)
+_GSM_SIGNAL = re.compile(r"\bgsm signal\s*:\s*(?P<value>\d+)", re.IGNORECASE)
+_STATUS_KEYS = re.compile(r"^\s*(?:power|battery|gprs|gps|acc|door|gsm signal|apn|ip)\s*:", re.I | re.M)
+_ACK = re.compile(r"\b(?:ok|succeed|success|successful)\s*!*\s*$", re.IGNORECASE)
+_ACK_MAX_LENGTH = 60
+#: How far ahead of the reference time a tracker's clock may run before a date reading is rejected.
+_FUTURE_SLACK = timedelta(days=1)
+#: Zones span -12:00..+14:00; a larger gap between T: and the SMS time is a stale or wrong clock.
+_MAX_ZONE = timedelta(hours=14)
+_QUARTER = timedelta(minutes=15)
+
+
+def parse_tracker_sms(
+    text: str,
+    *,
+    sender: str | None,
+    device_id: str | None,
+    received: datetime | None,
+    now: datetime,
+) -> list[Report] | None:
+    """Reports from one tracker SMS, or ``None`` when the text is not a known tracker format.
+
+    :param sender: the SMS sender (kept as ``attributes["sender"]``).
+    :param device_id: the device the sender maps to (``[modem.senders]``); ``None`` falls back to an
+        IMEI printed in the text, if any.
+    :param received: the service-centre timestamp (zone-aware), used to resolve the tracker's date
+        order and time zone; ``None`` when unknown.
+    :param now: the relay's clock, the reference when ``received`` is ``None``.
+
+    Position texts give one report (event ``position``, or ``alarm`` with ``alarms``); texts without a
+    fix give a report without a position (``valid`` false, ``lac``/``cid``, last known position as
+    ``last_lat``/``last_lon``). Acknowledgements of SMS commands give event ``command_result`` with
+    ``attributes["result"]``, and ``check`` status replies event ``status``. Never raises for any text.
+    """
+    cleaned = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not cleaned:
+        return None
+    attributes: dict[str, Any] = {}
+    if sender:
+        attributes["sender"] = sender
+    imei = _IMEI.search(cleaned)
+    if device_id is None and imei:
+        device_id = imei.group("imei")
+    try:
+        report = _coban(cleaned, device_id, attributes, received or now, infer_zone=received is not None)
+    except ValueError:
+        # A range check in Report (a latitude of 95, say): not a text we can trust.
+        return None
+    return None if report is None else [report]
+
+
+def _coban(
+    text: str, device_id: str | None, attributes: dict[str, Any], reference: datetime, *, infer_zone: bool
+) -> Report | None:
+    lat_match, lon_match = _LAT.search(text), _LON.search(text)
+    lac_match = _LAC.search(text)
+    if lat_match and lon_match:
+        return _coban_position(text, device_id, attributes, reference, infer_zone, lat_match, lon_match)
+    if lac_match:
+        return _coban_no_fix(text, device_id, attributes, reference, infer_zone, lac_match)
+    if _STATUS_KEYS.search(text) and len(_STATUS_KEYS.findall(text)) >= 2:
+        _status_flags(text, attributes)
+        attributes["result"] = text
+        return Report(protocol=COBAN, device_id=device_id, event="status", attributes=attributes)
+    if len(text) <= _ACK_MAX_LENGTH and "\n" not in text and _ACK.search(text):
+        attributes["result"] = text
+        return Report(protocol=COBAN, device_id=device_id, event="command_result", attributes=attributes)
+    return None
+
+
+def _coban_position(
+    text: str,
+    device_id: str | None,
+    attributes: dict[str, Any],
+    reference: datetime,
+    infer_zone: bool,
+    lat_match: re.Match[str],
+    lon_match: re.Match[str],
+) -> Report:
+    lat = _signed(lat_match, "S")
+    lon = _signed(lon_match, "W")
+    speed = _SPEED.search(text)
+    course = _COURSE.search(text)
+    found_alarms, keyword = _keyword_alarms(text[: lat_match.start()], _after_fields(text))
+    _common_attributes(text, attributes, keyword)
+    if (battery := _BATTERY_V.search(text)) and battery.group("level") == "L":
+        found_alarms.append(alarms.LOW_BATTERY)
+    time = _coban_time(text, reference, infer_zone=infer_zone)
+    return Report(
+        protocol=COBAN,
+        device_id=device_id,
+        event="alarm" if found_alarms else "position",
+        time=time,
+        valid=True,
+        lat=lat,
+        lon=lon,
+        speed_kmh=float(speed.group("value")) if speed else None,
+        course_deg=float(course.group("value")) if course else None,
+        alarms=tuple(dict.fromkeys(found_alarms)),
+        attributes=attributes,
+    )
+
+
+def _coban_no_fix(
+    text: str,
+    device_id: str | None,
+    attributes: dict[str, Any],
+    reference: datetime,
+    infer_zone: bool,
+    lac: re.Match[str],
+) -> Report:
+    found_alarms, keyword = _keyword_alarms(text[: lac.start()])
+    attributes["lac"] = int(lac.group("lac"), 16)
+    attributes["cid"] = int(lac.group("cid"), 16)
+    link = _LINK.search(text)
+    if link:
+        attributes["last_lat"] = float(link.group("lat"))
+        attributes["last_lon"] = float(link.group("lon"))
+    _common_attributes(text, attributes, keyword)
+    return Report(
+        protocol=COBAN,
+        device_id=device_id,
+        event="alarm" if found_alarms else "position",
+        time=_coban_time(text, reference, infer_zone=infer_zone),
+        valid=False,
+        alarms=tuple(dict.fromkeys(found_alarms)),
+        attributes=attributes,
+    )
+
+
+def _signed(match: re.Match[str], negative: str) -> float:
+    value = float(match.group("value"))
+    hemisphere = match.group("hemi")
+    return -abs(value) if hemisphere and hemisphere.upper() == negative else value
+
+
+def _after_fields(text: str) -> str:
+    """Lines that hold no position field or link (where the TK-203 layout puts its alarm word)."""
+    lines = text.split("\n")[1:]
+    return "\n".join(line for line in lines if not _LAT.search(line) and "maps" not in line.lower())
+
+
+def _keyword_alarms(prefix: str, elsewhere: str = "") -> tuple[list[str], str | None]:
+    """Alarms named in the text (before the fields, or on a line of their own) and the keyword.
+
+    The keyword (``help me``, ``acc off``, ``oil``, ...) is the text before the first field.
+    """
+    lowered = re.sub(r"https?://\S+", " ", (prefix + "\n" + elsewhere).lower())
+    lowered = re.sub(r"\bimei:?\s*\d+", " ", lowered)
+    found = [alarm for pattern, alarm in COBAN_ALARMS if pattern.search(lowered)]
+    first_line = prefix.lower().strip().split("\n", 1)[0]
+    keyword = re.sub(r"[!.]+$", "", re.sub(r"\s+", " ", first_line)).strip() or None
+    if keyword:
+        keyword = re.sub(r"\s*\d+(?:\.\d+)?%$", "", keyword)
+    return found, keyword
+
+
+def _common_attributes(text: str, attributes: dict[str, Any], keyword: str | None) -> None:
+    if keyword:
+        attributes["keyword"] = keyword
+        if keyword.startswith("acc on"):
+            attributes["ignition"] = True
+        elif keyword.startswith("acc off"):
+            attributes["ignition"] = False
+    _status_flags(text, attributes)
+    if fuel := _FUEL.search(text):
+        attributes["fuel_pct"] = float(fuel.group("value"))
+    if battery := _BATTERY_PCT.search(text):
+        attributes["battery_pct"] = int(battery.group("value"))
+    if voltage := _BATTERY_V.search(text):
+        attributes["battery_v"] = float(voltage.group("value"))
+    if imei := _IMEI.search(text):
+        attributes["imei"] = imei.group("imei")
+    if raw := _raw_time(text):
+        attributes["time_raw"] = raw
+
+
+def _status_flags(text: str, attributes: dict[str, Any]) -> None:
+    names = {"pwr": "power", "power": "power", "door": "door", "acc": "ignition"}
+    for match in _STATUS_FLAGS.finditer(text):
+        attributes[names[match.group("name").lower()]] = _ON_OFF[match.group("value").lower()]
+    if signal := _GSM_SIGNAL.search(text):
+        attributes["rssi"] = int(signal.group("value"))
+    if battery := _BATTERY_PCT.search(text):
+        attributes["battery_pct"] = int(battery.group("value"))
+
+
+def _raw_time(text: str) -> str | None:
+    match = _DATE_TIME.search(text)
+    return match.group(0) if match else None
+
+
+def _coban_time(text: str, reference: datetime, *, infer_zone: bool) -> datetime | None:
+    """The date and time printed by the tracker, in UTC (see the module docstring for the rules)."""
+    match = _DATE_TIME.search(text)
+    if match is None:
+        return None
+    a, b, c = (int(match.group(name)) for name in ("a", "b", "c"))
+    hour, minute = int(match.group("hour")), int(match.group("minute"))
+    second = int(match.group("second") or 0)
+    candidates = []
+    for year, month, day in ((a, b, c), (c, b, a)):
+        try:
+            candidates.append(datetime(2000 + year, month, day, hour, minute, second, tzinfo=UTC))
+        except ValueError:
+            continue
+    reference = reference.astimezone(UTC)
+    candidates = [value for value in candidates if value <= reference + _MAX_ZONE + _FUTURE_SLACK]
+    if not candidates:
+        return None
+    local = min(candidates, key=lambda value: abs(value - reference))
+    offset = local - reference
+    if infer_zone and abs(offset) <= _MAX_ZONE:
+        # The text is written moments before the service centre stamps it: the gap is the zone.
+        return local - round(offset / _QUARTER) * _QUARTER
+    return local
