@@ -4,3 +4,6 @@ from . import gps103, pt502  # noqa: F401
 from . import osmand  # noqa: F401
 from . import gt06  # noqa: F401
 from . import teltonika  # noqa: F401
+from . import h02  # noqa: F401
+from . import tk103  # noqa: F401
+from . import watch  # noqa: F401
