@@ -339,14 +339,16 @@ class Gt06Session(Session):
         if len(buffer) < header:
             return None
         total = int.from_bytes(buffer[2:header], "big") + header + len(TRAILER)
-        if total <= self.max_frame:
-            if len(buffer) < total:
-                return None
-            if buffer[total - 2 : total] == TRAILER:
-                return self._cut(total)
-        # The declared length is wrong (0 for some WiFi packets): cut at the first CR LF instead.
+        if total <= self.max_frame and len(buffer) >= total and buffer[total - 2 : total] == TRAILER:
+            return self._cut(total)
+        # The declared length is wrong (0 for some WiFi packets, short for some logins): cut at the
+        # first CR LF, as Traccar does, so the device gets its answer. While the declared end is not
+        # reached yet, only a CR LF that ends what has arrived counts: a frame whose data holds CR LF
+        # and that arrives in pieces is then still cut at its true end (unless a piece ends there).
         end = buffer.find(TRAILER, header)
         if end < 0:
+            return None
+        if len(buffer) < total <= self.max_frame and end + len(TRAILER) != len(buffer):
             return None
         return self._cut(end + len(TRAILER))
 

@@ -1,0 +1,340 @@
+"""gt06 against the shared vectors, plus framing, session, reply, command and fuzz behaviour."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drivers import Command, CommandType, DriverError, Match, Transport, detect
+from drivers._crc import crc16_x25
+from drivers.gt06 import Gt06Session, frame_bytes, sniff
+from tests import vectors
+
+NOW = vectors.NOW
+DEVICE_TO_SERVER = vectors.load("gt06")
+DECODED = [vector for vector in DEVICE_TO_SERVER if vector.row.get("kind") != "framing"]
+COMMANDS = vectors.load("gt06", direction="server_to_device")
+
+#: Rows that cannot agree, by line number, with the reason.
+XFAIL: dict[int, str] = {
+    122: "NT20 model variant: 0x22 carries the IMEI and two time stamps before the GPS block (model config)",
+    123: "XT40 model variant: same NT20-style 0x22 layout with the IMEI first (model config)",
+    125: "G18 model variant: alarm byte 0x30 means hardBraking on G18, jamming on standard models",
+    126: "QH302R model variant: 0x12 carries the IMEI before the GPS block (model config)",
+}
+
+LOGIN = bytes.fromhex("78780d01012345678901234500018cdd0d0a")
+LOGIN_WITH_WEST_TIMEZONE = bytes.fromhex("787811010864717003664467100f190a0002c6d20d0a")
+POSITION = bytes.fromhex("78781f120f0a140e150bc505e51e780293a9e800540000f601006e0055da00035f240d0a")
+
+
+def _params(rows: list[vectors.Vector]) -> list[Any]:
+    return [
+        pytest.param(row, id=row.id, marks=pytest.mark.xfail(reason=XFAIL[row.line], strict=True))
+        if row.line in XFAIL
+        else pytest.param(row, id=row.id)
+        for row in rows
+    ]
+
+
+def feed(chunks: list[bytes]) -> tuple[list[dict[str, Any]], list[bytes], list[str]]:
+    """Stream ``chunks`` through one session; the leftover is decoded at the end, as at EOF."""
+    session = Gt06Session(Transport.TCP)
+    reports: list[dict[str, Any]] = []
+    replies: list[bytes] = []
+    errors: list[str] = []
+
+    def decode(frame: bytes) -> None:
+        try:
+            result = session.decode(frame, now=NOW)
+        except DriverError as error:
+            errors.append(str(error))
+            return
+        reports.extend(report.to_json() for report in result.reports)
+        replies.extend(result.replies)
+
+    for chunk in chunks:
+        session.receive_data(chunk)
+        for frame in session.frames():
+            decode(frame)
+    rest = session.take_buffer()
+    if rest:
+        decode(rest)
+    return reports, replies, errors
+
+
+def random_splits(data: bytes, seed: int, avoid: set[int] = frozenset()) -> list[bytes]:
+    rng = random.Random(seed)
+    allowed = [cut for cut in range(1, len(data)) if cut not in avoid]
+    cuts = sorted(rng.sample(allowed, k=min(len(allowed), rng.randint(1, 6))))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+# -- the shared vectors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", _params(DECODED))
+def test_vector_is_detected_and_agrees_with_reference(vector: vectors.Vector) -> None:
+    assert vectors.mismatches(vector, vectors.decode(vector)) == []
+
+
+@pytest.mark.parametrize(
+    "vector", [vector for vector in DEVICE_TO_SERVER if vector.row.get("kind") == "framing"]
+)
+def test_framer_cuts_the_same_first_frame_as_the_reference(vector: vectors.Vector) -> None:
+    session = Gt06Session()
+    session.receive_data(vector.frames()[0])
+    frames = list(session.frames())
+    assert frames[0].hex() == vector.row["expect"]["first_frame"]
+
+
+def _inner_crlf_ends(data: bytes) -> set[int]:
+    """Offsets just past a CR LF inside a frame's data, before its declared end.
+
+    A piece of the stream that ends exactly there is indistinguishable from a frame with a short
+    length field (which the framer must answer at once, as Traccar does), so splits there are skipped.
+    """
+    declared = data[2] + 5 if data[:2] == b"\x78\x78" else int.from_bytes(data[2:4], "big") + 6
+    return {
+        i + 2 for i in range(len(data) - 1) if data[i : i + 2] == b"\r\n" and i + 2 < min(declared, len(data))
+    }
+
+
+@pytest.mark.parametrize("vector", DECODED, ids=lambda vector: vector.id)
+def test_whole_byte_by_byte_and_random_splits_decode_alike(vector: vectors.Vector) -> None:
+    data = b"".join(vector.frames())
+    whole = feed([data])
+    avoid = _inner_crlf_ends(data)
+    if not avoid:
+        assert feed([data[i : i + 1] for i in range(len(data))]) == whole
+    for seed in range(3):
+        assert feed(random_splits(data, seed, avoid)) == whole
+
+
+@pytest.mark.parametrize("vector", DECODED[:40], ids=lambda vector: vector.id)
+def test_trailing_bytes_of_the_next_frame_stay_in_the_buffer(vector: vectors.Vector) -> None:
+    data = vector.frames()[0]
+    session = Gt06Session()
+    session.receive_data(data + LOGIN[:7])
+    frames = list(session.frames())
+    assert frames and bytes(session.take_buffer()).endswith(LOGIN[:7])
+
+
+# -- sniffing ----------------------------------------------------------------------------------
+
+
+def test_sniffer_claims_both_start_markers_and_waits_on_one_byte() -> None:
+    assert sniff(b"\x78\x78\x0d\x01", Transport.TCP) is Match.YES
+    assert sniff(b"\x79\x79\x00\x0e", Transport.TCP) is Match.YES
+    assert sniff(b"\x78", Transport.TCP) is Match.MORE
+    assert sniff(b"\x78\x79", Transport.TCP) is Match.NO
+
+
+@pytest.mark.parametrize("protocol", ["gps103", "pt502", "h02", "teltonika", "watch", "tk103", "osmand"])
+def test_sniffer_never_claims_another_protocols_frames(protocol: str) -> None:
+    for vector in vectors.load(protocol):
+        assert sniff(vector.frames()[0][:32], vector.transport) is Match.NO, vector.id
+
+
+# -- session and replies -----------------------------------------------------------------------
+
+
+def test_login_is_answered_with_its_serial_and_names_the_session() -> None:
+    session = Gt06Session()
+    result = session.decode(LOGIN, now=NOW)
+    assert result.replies == (bytes.fromhex("787805010001d9dc0d0a"),)
+    assert result.device_id == session.device_id == "123456789012345"
+    position = session.decode(POSITION, now=NOW)
+    assert position.reports[0].device_id == "123456789012345"
+
+
+def test_login_timezone_shifts_later_gps_times_to_utc() -> None:
+    session = Gt06Session()
+    login = session.decode(LOGIN_WITH_WEST_TIMEZONE, now=NOW).reports[0]
+    assert login.attributes["timezone_min"] == -240
+    report = session.decode(POSITION, now=NOW).reports[0]
+    # The device clock says 14:21:11 at UTC-4, so UTC is four hours later.
+    assert report.time == datetime(2015, 10, 20, 18, 21, 11, tzinfo=UTC)
+
+
+def test_position_fields_are_decoded_in_fixed_units() -> None:
+    report = Gt06Session().decode(POSITION, now=NOW).reports[0]
+    assert (report.lat, report.lon) == (pytest.approx(54.94535, abs=1e-5), pytest.approx(24.01762, abs=1e-5))
+    assert report.time == datetime(2015, 10, 20, 14, 21, 11, tzinfo=UTC)
+    assert report.valid is True and report.satellites == 5 and report.speed_kmh == 0.0
+
+
+def test_heartbeat_is_acked_with_its_serial_and_reports_status() -> None:
+    heartbeat = frame_bytes(0x13, bytes([0x46, 0x06, 0x04, 0x00, 0x02]), 0x0102)
+    result = Gt06Session().decode(heartbeat, now=NOW)
+    assert result.replies == (frame_bytes(0x13, b"", 0x0102),)
+    report = result.reports[0]
+    assert report.event == "heartbeat" and report.lat is None
+    assert report.attributes["ignition"] is True and report.attributes["battery_pct"] == 100
+    assert report.attributes["gps_tracking"] is True
+
+
+def test_terminal_info_and_alarm_byte_raise_alarms() -> None:
+    # Terminal info bits 3-5 = 4 (sos) and alarm byte 0x02 (powerCut).
+    heartbeat = frame_bytes(0x13, bytes([0x20, 0x04, 0x04, 0x02, 0x02]), 7)
+    assert Gt06Session().decode(heartbeat, now=NOW).reports[0].alarms == ("sos", "powerCut")
+
+
+def test_bad_crc_is_recorded_not_dropped() -> None:
+    broken = POSITION[:-4] + b"\x00\x00" + POSITION[-2:]
+    result = Gt06Session().decode(broken, now=NOW)
+    assert result.reports[0].attributes["crc_ok"] is False
+    assert result.reports[0].lat is not None and result.replies
+
+
+def test_good_crc_leaves_no_crc_attribute() -> None:
+    assert "crc_ok" not in Gt06Session().decode(POSITION, now=NOW).reports[0].attributes
+
+
+def test_time_request_is_answered_with_the_callers_clock() -> None:
+    now = datetime(2031, 2, 3, 4, 5, 6, tzinfo=UTC)
+    result = Gt06Session().decode(bytes.fromhex("7878058a000688290d0a"), now=now)
+    assert result.replies == (frame_bytes(0x8A, bytes([31, 2, 3, 4, 5, 6]), 0x0006),)
+
+
+def test_command_answer_is_a_command_result_with_its_text() -> None:
+    frame = bytes.fromhex(
+        "78782d152500000000437574206f666620746865206675656c20737570706c793a2053756363657373210002013b898a0d0a"
+    )
+    report = Gt06Session().decode(frame, now=NOW).reports[0]
+    assert report.event == "command_result"
+    assert report.attributes["result"] == "Cut off the fuel supply: Success!"
+
+
+def test_wifi_packet_is_answered_with_its_own_time_and_no_serial() -> None:
+    frame = bytes.fromhex("787800691710231108500200cc080c4e2fa5640c4e2fa66e0d0a")
+    result = Gt06Session().decode(frame, now=NOW)
+    assert result.replies == (bytes.fromhex("78780069171023110850") + b"\r\n",)
+    assert result.reports[0].time == datetime(2017, 10, 23, 11, 8, 50, tzinfo=UTC)
+
+
+def test_zero_length_wifi_frame_is_cut_at_its_crlf() -> None:
+    session = Gt06Session()
+    session.receive_data(bytes.fromhex("787800691710231108500200cc080c4e2fa5640c4e2fa66e0d0a") + LOGIN)
+    assert [len(frame) for frame in session.frames()] == [26, len(LOGIN)]
+
+
+def test_garbage_at_stream_start_is_a_framing_error() -> None:
+    session = Gt06Session()
+    session.receive_data(b"GET / HTTP/1.1\r\n")
+    with pytest.raises(DriverError):
+        list(session.frames())
+
+
+def test_unknown_types_are_kept_as_raw_messages() -> None:
+    report = Gt06Session().decode(frame_bytes(0x5A, b"\x01\x02\x03", 9), now=NOW).reports[0]
+    assert report.event == "message" and report.attributes["raw"] == "010203"
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", COMMANDS, ids=lambda vector: vector.id)
+def test_engine_stop_matches_the_reference_encoding(vector: vectors.Vector) -> None:
+    command = Command(type=CommandType.ENGINE_STOP, device_id="123456789012345")
+    assert Gt06Session().encode(command) == vector.frames()[0]
+
+
+@pytest.mark.parametrize(
+    ("type_", "params", "text"),
+    [
+        (CommandType.ENGINE_RESUME, {}, b"Relay,0#"),
+        (CommandType.REBOOT, {}, b"RESET#"),
+        (CommandType.POSITION_SINGLE, {}, b"WHERE#"),
+        (CommandType.POSITION_PERIODIC, {"interval_s": 60}, b"TIMER,60#"),
+        (CommandType.CUSTOM, {"text": "STATUS#"}, b"STATUS#"),
+    ],
+)
+def test_commands_are_0x80_text_with_serial_and_crc(type_: CommandType, params: dict, text: bytes) -> None:
+    frame = Gt06Session().encode(Command(type=type_, device_id="1", params=params))
+    assert frame[3] == 0x80 and frame[4] == 4 + len(text) and frame[9 : 9 + len(text)] == text
+    assert crc16_x25(frame[2:-4]) == int.from_bytes(frame[-4:-2], "big") and frame.endswith(b"\r\n")
+
+
+def test_command_serial_counts_up_per_session() -> None:
+    session = Gt06Session()
+    command = Command(type=CommandType.REBOOT, device_id="1")
+    first, second = session.encode(command), session.encode(command)
+    assert int.from_bytes(first[-6:-4], "big") + 1 == int.from_bytes(second[-6:-4], "big")
+
+
+def test_unsupported_command_is_refused() -> None:
+    with pytest.raises(DriverError):
+        Gt06Session().encode(Command(type=CommandType.PHOTO, device_id="1"))
+
+
+# -- fuzz ----------------------------------------------------------------------------------------
+
+REAL = [frame for vector in DECODED for frame in vector.frames()]
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True)
+
+
+def _survives(data: bytes, chunk: int = 7) -> None:
+    """Only DriverError may escape, and the buffer stays bounded."""
+    session = Gt06Session()
+    for start in range(0, len(data), chunk):
+        session.receive_data(data[start : start + chunk])
+        try:
+            frames = list(session.frames())
+        except DriverError:
+            session.take_buffer()
+            continue
+        assert session.buffered <= session.max_frame
+        for frame in frames:
+            with contextlib.suppress(DriverError):
+                session.decode(frame, now=NOW)
+
+
+@FUZZ
+@given(st.binary(max_size=600))
+def test_random_bytes_raise_only_driver_errors(data: bytes) -> None:
+    _survives(data)
+
+
+@FUZZ
+@given(st.sampled_from([b"\x78\x78", b"\x79\x79"]), st.binary(max_size=300))
+def test_random_bodies_after_a_start_marker_raise_only_driver_errors(start: bytes, data: bytes) -> None:
+    _survives(start + data)
+    with contextlib.suppress(DriverError):
+        Gt06Session().decode(start + data, now=NOW)
+
+
+@FUZZ
+@given(st.sampled_from(REAL), st.integers(min_value=0), st.integers(min_value=0, max_value=255))
+def test_truncated_and_mutated_real_frames_raise_only_driver_errors(
+    frame: bytes, where: int, value: int
+) -> None:
+    index = where % len(frame)
+    _survives(frame[:index])
+    _survives(frame[:index] + bytes([value]) + frame[index + 1 :])
+    with contextlib.suppress(DriverError):
+        Gt06Session().decode(frame[:index] + bytes([value]) + frame[index + 1 :], now=NOW)
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(REAL), min_size=2, max_size=5), st.integers(min_value=1, max_value=40))
+def test_concatenated_real_frames_decode_one_by_one(frames: list[bytes], chunk: int) -> None:
+    _survives(b"".join(frames), chunk)
+
+
+def test_an_oversized_declared_length_does_not_grow_the_buffer_forever() -> None:
+    session = Gt06Session()
+    session.receive_data(b"\x79\x79\xff\xff" + b"\x00" * (session.max_frame + 10))
+    with pytest.raises(DriverError):
+        list(session.frames())
+
+
+def test_auto_detection_picks_gt06_for_a_login() -> None:
+    found = detect(LOGIN, Transport.TCP, final=True)
+    assert found is not None and getattr(found, "name", None) == "gt06"
