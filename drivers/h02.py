@@ -64,6 +64,8 @@ MAX_BINARY = 64
 #: Bytes a binary frame needs before its layout can be confirmed: marker, id, time, date, lat,
 #: battery, lon.
 _LAYOUT_BYTES = 6 + 4 + 1 + 5
+#: Bytes of the fields after the id: time and date, lat, battery, lon, speed and course, status.
+_FIELD_BYTES = 6 + 4 + 1 + 5 + 3 + 4
 
 #: Status bit (cleared = alarm) to alarm, in Traccar's order of precedence.
 STATUS_ALARMS: tuple[tuple[int, str], ...] = (
@@ -585,9 +587,10 @@ def _battery(value: int) -> int | None:
 
 def _decode_binary(frame: bytes, session_id: str | None) -> Report:
     id_bytes = _binary_layout(frame)
-    if len(frame) < 1 + id_bytes + 24:
+    needed = 1 + id_bytes + _FIELD_BYTES
+    if len(frame) < needed:
         raise DriverError(
-            PROTOCOL, f"binary frame of {len(frame)} bytes, expected at least {1 + id_bytes + 24}", data=frame
+            PROTOCOL, f"binary frame of {len(frame)} bytes, expected at least {needed}", data=frame
         )
     device_id = _digits(frame[1 : 1 + id_bytes])[:15]
     if frame[:1] == b"X" and session_id:
