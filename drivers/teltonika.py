@@ -84,10 +84,10 @@ IO_ATTRIBUTES: dict[int, tuple[str, Callable[[int], Any]]] = {
     66: ("power_v", lambda value: value / 1000),
     67: ("battery_v", lambda value: value / 1000),
     69: ("gnss_status", int),
-    72: ("temperature_c", lambda value: _signed(value, 4) / 10),
-    73: ("temperature2_c", lambda value: _signed(value, 4) / 10),
-    74: ("temperature3_c", lambda value: _signed(value, 4) / 10),
-    75: ("temperature4_c", lambda value: _signed(value, 4) / 10),
+    72: ("temperature_c", lambda value: value / 10),
+    73: ("temperature2_c", lambda value: value / 10),
+    74: ("temperature3_c", lambda value: value / 10),
+    75: ("temperature4_c", lambda value: value / 10),
     84: ("fuel_l", lambda value: value / 10),
     89: ("fuel_pct", int),
     113: ("battery_pct", int),
@@ -101,11 +101,13 @@ IO_ATTRIBUTES: dict[int, tuple[str, Callable[[int], Any]]] = {
     239: ("ignition", bool),
     240: ("movement", bool),
     241: ("operator", int),
-    10800: ("eye_temperature1_c", lambda value: _signed(value, 2) / 100),
-    10801: ("eye_temperature2_c", lambda value: _signed(value, 2) / 100),
-    10802: ("eye_temperature3_c", lambda value: _signed(value, 2) / 100),
-    10803: ("eye_temperature4_c", lambda value: _signed(value, 2) / 100),
+    10800: ("eye_temperature1_c", lambda value: value / 100),
+    10801: ("eye_temperature2_c", lambda value: value / 100),
+    10802: ("eye_temperature3_c", lambda value: value / 100),
+    10803: ("eye_temperature4_c", lambda value: value / 100),
 }
+#: IO ids whose values are two's complement (temperatures), whatever their group's size.
+SIGNED_IDS = frozenset({72, 73, 74, 75, 10800, 10801, 10802, 10803})
 IBUTTON_ID = 78
 GREEN_DRIVING = {1: alarms.HARD_ACCELERATION, 2: alarms.HARD_BRAKING, 3: alarms.HARD_CORNERING}
 AUTO_GEOFENCE_ID = 175
@@ -288,11 +290,13 @@ class TeltonikaSession(Session):
         if codec == CODEC_16:
             reader.uint(1)  # generation type
         reader.uint(2 if codec == CODEC_8E else 1)  # total IO count
-        values: dict[int, int | bytes] = {}
+        values: dict[int, tuple[int, int] | bytes] = {}
         for size in (1, 2, 4, 8):
             for _ in range(reader.uint(2 if codec == CODEC_8E else 1)):
                 io_id = reader.uint(2 if wide else 1)
-                values[io_id] = reader.uint(size) if size != 8 or io_id != IBUTTON_ID else reader.take(8)
+                values[io_id] = (
+                    (reader.uint(size), size) if size != 8 or io_id != IBUTTON_ID else reader.take(8)
+                )
         if codec == CODEC_8E:
             for _ in range(reader.uint(2)):
                 io_id = reader.uint(2)
@@ -348,12 +352,12 @@ class TeltonikaSession(Session):
                 attributes["rssi"] = reader.uint(1)
             if mask & 0x80:
                 attributes["operator"] = reader.uint(4)
-        values: dict[int, int | bytes] = {}
+        values: dict[int, tuple[int, int] | bytes] = {}
         for bit, size in ((0x02, 1), (0x04, 2), (0x08, 4)):
             if global_mask & bit:
                 for _ in range(reader.uint(1)):
                     io_id = reader.uint(1)
-                    values[io_id] = reader.uint(size)
+                    values[io_id] = (reader.uint(size), size)
         found: list[str] = []
         driver_id = _io_attributes(values, 0, attributes, found)
         return Report(
@@ -453,21 +457,22 @@ def _signed(value: int, size: int) -> int:
 
 
 def _io_attributes(
-    values: dict[int, int | bytes], event_id: int, attributes: dict[str, Any], found: list[str]
+    values: dict[int, tuple[int, int] | bytes], event_id: int, attributes: dict[str, Any], found: list[str]
 ) -> str | None:
     """Raw ``io<id>`` values, the well-known ones by name, and the alarms they raise. Returns the
     iButton driver id, if any."""
     driver_id = None
-    for io_id, value in values.items():
-        if isinstance(value, bytes):
-            attributes[f"io{io_id}"] = value.hex()
-            if io_id == IBUTTON_ID and any(value):
-                driver_id = value[::-1].hex()
+    for io_id, item in values.items():
+        if isinstance(item, bytes):
+            attributes[f"io{io_id}"] = item.hex()
+            if io_id == IBUTTON_ID and any(item):
+                driver_id = item[::-1].hex()
             continue
+        value, size = item
         attributes[f"io{io_id}"] = value
         if io_id in IO_ATTRIBUTES:
             name, convert = IO_ATTRIBUTES[io_id]
-            attributes[name] = convert(value)
+            attributes[name] = convert(_signed(value, size) if io_id in SIGNED_IDS else value)
         if io_id == 236 and value:
             found.append(alarms.GENERAL)
         elif io_id == 246 and value == 1:
