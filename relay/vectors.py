@@ -303,8 +303,10 @@ def vector_table(directory: Path) -> list[Row]:
     Device rows are decoded with ``protocol="auto"`` through every registered driver, as on the
     relay's single port; a protocol without a registered driver still gets a row (nothing detected).
 
-    :raises VectorFileError: the directory holds no vector file, or a file is unreadable.
+    :raises VectorFileError: not a directory, no vector file in it, or a file is unreadable.
     """
+    if not Path(directory).is_dir():
+        raise VectorFileError(f"{directory}: not a directory")
     paths = sorted(Path(directory).glob("*.jsonl"))
     if not paths:
         raise VectorFileError(f"{directory}: no *.jsonl vector files")

@@ -122,6 +122,11 @@ def test_an_empty_directory_is_an_error(tmp_path: Path) -> None:
         table.vector_table(tmp_path)
 
 
+def test_a_missing_directory_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(table.VectorFileError, match="not a directory"):
+        table.vector_table(tmp_path / "nowhere")
+
+
 def test_a_broken_line_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "gps103.jsonl"
     path.write_text(json.dumps(GPS103) + "\n\n{not json\n")
