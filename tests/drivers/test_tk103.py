@@ -1,0 +1,265 @@
+"""tk103: vectors, "(...)" framing with "$...$" text, handshake/login replies, commands, fuzzing."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import drivers
+from drivers import Command, CommandType, DriverError, FramingError, Match, Transport, UnsupportedCommand
+from drivers.tk103 import Tk103Session, sniff
+from tests import vectors
+
+NOW = vectors.NOW
+NEXT_FRAME = b"(0870"
+
+#: Rows whose reference value is an artefact of how the reference was produced, not a fact of the protocol.
+XFAIL: dict[int, str] = {
+    **dict.fromkeys(
+        (8, 25, 50, 52, 53),
+        "reference device_id is the first 12 characters of a 15-digit IMEI; the same devices' position "
+        "rows carry the full IMEI, which this driver keeps so one device stays one device",
+    ),
+    11: "reference reads '357593060760397BP02' as the id and the date as ddmmyy; this driver reads IMEI "
+    "357593060760397, type BP02 and the packed layout's yymmdd date (2017-03-04, not 2004-03-17)",
+    31: "reference device_id '(01029131573' includes the frame's '(' (a backtracking artefact)",
+    **dict.fromkeys(
+        (54, 55),
+        "synthetic framing sample with 62 minutes of latitude (5562.02870N): rejected as malformed; the "
+        "framing itself is checked by test_framer_cuts_the_first_frame_the_reference_cuts",
+    ),
+}
+
+
+def _param(vector: vectors.Vector) -> Any:
+    marks = [pytest.mark.xfail(reason=XFAIL[vector.line], strict=True)] if vector.line in XFAIL else []
+    return pytest.param(vector, id=vector.id, marks=marks)
+
+
+DEVICE_ROWS = vectors.load("tk103")
+DECODER_ROWS = [row for row in DEVICE_ROWS if row.row.get("kind") != "framing"]
+FRAMING_ROWS = [row for row in DEVICE_ROWS if row.row.get("kind") == "framing"]
+FRAMES = [frame for row in DECODER_ROWS for frame in row.frames()]
+
+#: Reference command type -> (our command, params); rows in the "[begin]sms2,..." form are Traccar's
+#: alternative (SMS-relay) encoding, not this protocol's frames.
+COMMANDS: dict[str, tuple[CommandType, dict[str, Any]]] = {
+    "TYPE_OUTPUT_CONTROL": (CommandType.OUTPUT_CONTROL, {"on": True}),
+    "TYPE_ENGINE_STOP": (CommandType.ENGINE_STOP, {}),
+    "TYPE_POSITION_SINGLE": (CommandType.POSITION_SINGLE, {}),
+    "TYPE_POSITION_PERIODIC": (CommandType.POSITION_PERIODIC, {"interval_s": 60}),
+    "TYPE_POSITION_STOP": (CommandType.POSITION_STOP, {}),
+    "TYPE_REBOOT_DEVICE": (CommandType.REBOOT, {}),
+    "TYPE_CUSTOM": (CommandType.CUSTOM, {"text": "AA00"}),
+    "TYPE_GET_VERSION": (CommandType.CUSTOM, {"text": "AP07"}),
+    "TYPE_SET_ODOMETER": (CommandType.CUSTOM, {"text": "AX01"}),
+}
+COMMAND_ROWS = [
+    row
+    for row in vectors.load("tk103", direction="server_to_device")
+    if row.row["frame"].startswith("(") and row.row["expect"]["command_types_in_test"][0] in COMMANDS
+]
+
+
+def _reports(frames: list[bytes]) -> list[dict]:
+    session = Tk103Session()
+    out = []
+    for frame in frames:
+        try:
+            out.extend(report.to_json() for report in session.decode(frame, now=NOW).reports)
+        except DriverError as error:
+            out.append({"error": str(error)})
+    return out
+
+
+def _feed(chunks: list[bytes]) -> tuple[list[bytes], Tk103Session]:
+    session = Tk103Session()
+    frames: list[bytes] = []
+    for chunk in chunks:
+        session.receive_data(chunk)
+        frames.extend(session.frames())
+    return frames, session
+
+
+class TestVectors:
+    @pytest.mark.parametrize("vector", [_param(row) for row in DEVICE_ROWS])
+    def test_vector_is_detected_and_agrees_with_reference(self, vector: vectors.Vector) -> None:
+        out = vectors.decode(vector)
+        assert vectors.mismatches(vector, out) == []
+
+    @pytest.mark.parametrize("vector", FRAMING_ROWS, ids=lambda vector: vector.id)
+    def test_framer_cuts_the_first_frame_the_reference_cuts(self, vector: vectors.Vector) -> None:
+        frames, _ = _feed(vector.frames())
+        assert frames[0] == vector.row["expect"]["first_frame"].encode("latin-1")
+
+    @pytest.mark.parametrize("vector", COMMAND_ROWS, ids=lambda vector: vector.id)
+    def test_command_encodings_match_the_reference(self, vector: vectors.Vector) -> None:
+        kind, params = COMMANDS[vector.row["expect"]["command_types_in_test"][0]]
+        command = Command(type=kind, device_id="123456789012345", params=params)
+        assert Tk103Session().encode(command) == vector.frames()[0]
+
+    def test_every_vector_frame_is_tk103_to_the_sniffer(self) -> None:
+        for frame in FRAMES:
+            assert sniff(frame, Transport.TCP) is Match.YES, frame
+            found = drivers.detect(frame, Transport.TCP, final=True)
+            assert isinstance(found, drivers.Driver) and found.name == "tk103"
+
+
+class TestFraming:
+    @pytest.mark.parametrize("frame", FRAMES, ids=lambda frame: frame[:20].decode("latin-1"))
+    def test_whole_bytewise_and_split_feeding_give_the_same_reports(self, frame: bytes) -> None:
+        whole, _ = _feed([frame])
+        assert whole == [frame]
+        expected = _reports(whole)
+        bytewise, _ = _feed([frame[i : i + 1] for i in range(len(frame))])
+        assert _reports(bytewise) == expected
+        rng = random.Random(len(frame))
+        for _ in range(3):
+            cuts = sorted(rng.sample(range(1, len(frame)), 4))
+            chunks = [frame[a:b] for a, b in zip([0, *cuts], [*cuts, len(frame)], strict=True)]
+            assert _feed(chunks)[0] == [frame]
+
+    @pytest.mark.parametrize("frame", FRAMES, ids=lambda frame: frame[:20].decode("latin-1"))
+    def test_trailing_bytes_of_the_next_frame_stay_buffered(self, frame: bytes) -> None:
+        frames, session = _feed([frame + NEXT_FRAME])
+        assert frames == [frame]
+        assert session.buffered == len(NEXT_FRAME)
+
+    def test_parenthesis_inside_dollar_text_does_not_end_the_frame(self) -> None:
+        frame = b"(864755555555555,ZC03,191117,234421,$Version (2016) ok)$)"
+        frames, _ = _feed([b"noise)" + frame + b"(0"])
+        assert frames == [frame]
+        report = Tk103Session().decode(frame, now=NOW).reports[0]
+        assert report.attributes["result"] == "Version (2016) ok)"
+
+    def test_an_endless_frame_is_a_framing_error(self) -> None:
+        session = Tk103Session()
+        session.receive_data(b"(1234" + b"5" * session.max_frame)
+        with pytest.raises(FramingError):
+            list(session.frames())
+
+
+class TestDecoding:
+    def test_handshake_is_answered_ap01hso(self) -> None:
+        result = Tk103Session().decode(b"(087073005534BP00HSO)", now=NOW)
+        assert result.replies == (b"(087073005534AP01HSO)",)
+        assert result.reports[0].event == "heartbeat"
+
+    def test_login_is_answered_ap05_and_carries_the_position(self) -> None:
+        frame = (
+            b"(088047365460BP05354188047365460150929A3258.1754S02755.4323E009.4193927301.9000000000L00000000)"
+        )
+        result = Tk103Session().decode(frame, now=NOW)
+        assert result.replies == (b"(088047365460AP05)",)
+        report = result.reports[0]
+        assert report.event == "login" and report.attributes["imei"] == "354188047365460"
+        assert report.lat == pytest.approx(-32.96959, abs=1e-5)
+        assert report.speed_kmh == pytest.approx(9.4)
+
+    @pytest.mark.parametrize(("digit", "alarm"), [("1", "accident"), ("2", "sos"), ("5", "overspeed")])
+    def test_bo01_alarm_digit_names_the_alarm(self, digit: str, alarm: str) -> None:
+        frame = f"(013612345678BO01{digit}130520A3439.9629S05826.3504W000.1175622323.8700000000L000450AC)"
+        report = Tk103Session().decode(frame.encode(), now=NOW).reports[0]
+        assert report.alarms == (alarm,)
+        assert report.event == "alarm"
+
+    def test_classic_status_characters_and_temperature(self) -> None:
+        frame = b"(088046338039BR00160727A3354.7768N03540.7258E000.0140832068.4701000000L00BEB0D4+017.7)"
+        report = Tk103Session().decode(frame, now=NOW).reports[0]
+        assert report.attributes["ignition"] is True
+        assert report.attributes["odometer_m"] == 0xBEB0D4
+        assert report.attributes["temperature_c"] == 17.7
+        assert report.course_deg == pytest.approx(68.47)
+
+    def test_battery_report_skips_unmeasured_values(self) -> None:
+        report = (
+            Tk103Session().decode(b"(864768010159785,ZC20,291015,030413,3,362,65535,255)", now=NOW).reports[0]
+        )
+        assert report.attributes == {"battery_pct": 20, "battery_v": 3.62}
+
+    @pytest.mark.parametrize("frame", [b"(123)", b"(AB", b"hello", b"(013612345678BR00,1,x)"])
+    def test_malformed_frames_raise_driver_error_or_are_kept_as_messages(self, frame: bytes) -> None:
+        try:
+            result = Tk103Session().decode(frame, now=NOW)
+        except DriverError:
+            return
+        assert all(report.lat is None for report in result.reports)
+
+    def test_bad_coordinates_raise_driver_error(self) -> None:
+        frame = b"(864755555555555,DW3B,131117,A,5562.02870N,01348.08194E,1.597,223707,291.65,-0.10,4)"
+        with pytest.raises(DriverError, match="minutes"):
+            Tk103Session().decode(frame, now=NOW)
+
+
+class TestCommands:
+    def test_engine_resume(self) -> None:
+        command = Command(type=CommandType.ENGINE_RESUME, device_id="123456789012")
+        assert Tk103Session().encode(command) == b"(123456789012AV011)"
+
+    def test_interval_out_of_range_is_refused(self) -> None:
+        command = Command(type=CommandType.POSITION_PERIODIC, device_id="1", params={"interval_s": 70000})
+        with pytest.raises(UnsupportedCommand):
+            Tk103Session().encode(command)
+
+    def test_unknown_command_is_refused(self) -> None:
+        with pytest.raises(UnsupportedCommand):
+            Tk103Session().encode(Command(type=CommandType.PHOTO, device_id="1"))
+
+
+class TestSniffing:
+    @pytest.mark.parametrize("head", [b"(08", b"(087073005534", b"(868822040452227,DW"])
+    def test_partial_header_asks_for_more(self, head: bytes) -> None:
+        assert sniff(head, Transport.TCP) is Match.MORE
+
+    @pytest.mark.parametrize(
+        "head", [b"[3G*", b"*HQ,", b"(hello world, this is not it)", b"x" * 80 + b"(0870"]
+    )
+    def test_other_bytes_are_refused(self, head: bytes) -> None:
+        assert sniff(head, Transport.TCP) is Match.NO
+
+
+class TestFuzz:
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(st.binary(max_size=400), st.lists(st.integers(1, 50), max_size=10))
+    def test_random_bytes_give_reports_or_driver_errors(self, data: bytes, cuts: list[int]) -> None:
+        _check_stream(data, cuts)
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(
+        st.lists(st.sampled_from(FRAMES), min_size=1, max_size=3),
+        st.lists(st.tuples(st.integers(0, 300), st.integers(0, 255)), max_size=4),
+        st.integers(0, 300),
+        st.lists(st.integers(1, 50), max_size=10),
+    )
+    def test_mutated_truncated_and_concatenated_frames_give_reports_or_driver_errors(
+        self, frames: list[bytes], mutations: list[tuple[int, int]], cut: int, chunks: list[int]
+    ) -> None:
+        data = bytearray(b"".join(frames))
+        for position, value in mutations:
+            data[position % len(data)] = value
+        _check_stream(bytes(data[: len(data) - cut % len(data)]), chunks)
+        for frame in frames:
+            with contextlib.suppress(DriverError):
+                Tk103Session(Transport.UDP).decode(bytes(frame[: len(frame) - cut % len(frame)]), now=NOW)
+
+
+def _check_stream(data: bytes, cuts: list[int]) -> None:
+    session = Tk103Session()
+    position = 0
+    for size in [*cuts, len(data)]:
+        session.receive_data(data[position : position + size])
+        position += size
+        try:
+            frames = list(session.frames())
+        except FramingError:
+            session.take_buffer()
+            continue
+        assert session.buffered <= session.max_frame
+        for frame in frames:
+            with contextlib.suppress(DriverError):
+                session.decode(frame, now=NOW)
