@@ -234,7 +234,7 @@ class _Reject(Exception):
 
 def _rejected(reject: _Reject, head: _Head | None, frame: bytes) -> Rejected:
     close = reject.fatal or head is None or head.close
-    error_type = FramingError if close and reject.fatal else DriverError
+    error_type = FramingError if reject.fatal else DriverError
     error = error_type(PROTOCOL, f"{reject.status} {reject.reason}", data=frame)
     body = f"{reject.reason}\n".encode()
     lines = [

@@ -78,10 +78,6 @@ SPLIT_BUGS = {
         "the framer picks between the declared length and the first CR LF on the bytes buffered so far:"
         " a frame with CR LF inside its body is cut short when its declared end has not arrived yet"
     ),
-    "h02": (
-        "a binary '$' frame of 42/45 bytes is cut at 32 bytes when fed byte by byte: the length variant"
-        " is chosen before the bytes that tell the variants apart have arrived"
-    ),
 }
 
 
