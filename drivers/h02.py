@@ -61,9 +61,6 @@ SHORT_ID_BYTES = 5
 LONG_ID_BYTES = 8
 #: Extension bytes after the 32 are kept in the frame up to this length (the longest seen is 48).
 MAX_BINARY = 64
-#: Bytes a binary frame needs before its layout can be confirmed: marker, id, time, date, lat,
-#: battery, lon.
-_LAYOUT_BYTES = 6 + 4 + 1 + 5
 #: Bytes of the fields after the id: time and date, lat, battery, lon, speed and course, status.
 _FIELD_BYTES = 6 + 4 + 1 + 5 + 3 + 4
 
