@@ -1,6 +1,8 @@
 """The bundled drivers, in sniffing priority order. Importing a module registers its driver."""
 
-from . import gps103, pt502  # noqa: F401
+# ruff: noqa: I001  (the order is the sniffing priority, not the alphabet)
+from . import gps103  # noqa: F401
+from . import pt502  # noqa: F401
 from . import osmand  # noqa: F401
 from . import gt06  # noqa: F401
 from . import teltonika  # noqa: F401

@@ -181,7 +181,7 @@ _RELAY: dict[str, _Check] = {
 }
 _LISTEN: dict[str, _Check] = {
     "host": _STR,
-    "port": _int_range(1, 65535),
+    "port": _int_range(0, 65535),  # 0 = any free port (tests)
     "tcp": _BOOL,
     "udp": _BOOL,
     "idle_timeout_s": _number_range(1, 7 * 86400),

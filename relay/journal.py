@@ -331,6 +331,15 @@ class Journal:
             raise
         return last_seq, len(entries), len(quarantined)
 
+    def write_now(self, items: list[Entry | Quarantined | CursorUpdate]) -> None:
+        """Commit ``items`` on the calling thread, bypassing the writer task (for shutdown paths,
+        when the writer may already be cancelled). Blocks for one commit."""
+        entries = [item for item in items if isinstance(item, Entry)]
+        quarantined = [item for item in items if isinstance(item, Quarantined)]
+        cursors = [item for item in items if isinstance(item, CursorUpdate)]
+        with self._lock:
+            self._write_locked(entries, quarantined, cursors)
+
     # -- reading ------------------------------------------------------------------------------
 
     async def wait_appended(self, after_seq: int) -> None:

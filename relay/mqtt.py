@@ -90,6 +90,9 @@ class MqttSink:
         self.last_error: str | None = None
         self._dirty: dict[str, int] = {}
         self._floor_dirty = False
+        self._acked_since_flush = 0
+        self._flush_threshold = max(settings.inflight // 2, 1)
+        self._flush_wanted = trio.Event()
         self._wake = trio.Event()
         journal.on_append(self._wake_up)
 
@@ -102,14 +105,17 @@ class MqttSink:
         while True:
             try:
                 await self._connection()
-            except (OSError, ssl.SSLError, _Disconnected, SinkError, trio.TooSlowError) as error:
+            except Exception as raised:  # noqa: BLE001  (the sink must outlive any failure)
+                error = _leaf(raised)
                 self.last_error = str(error) or type(error).__name__
-                log_event(log, logging.WARNING, "mqtt_disconnected", sink=self.name, url=self.settings.url,
-                          error=self.last_error, attempt=failures + 1)
+                expected = isinstance(error, (OSError, ssl.SSLError, _Disconnected, SinkError, trio.TooSlowError))
+                log_event(log, logging.WARNING if expected else logging.ERROR, "mqtt_disconnected",
+                          sink=self.name, url=self.settings.url, error=self.last_error, attempt=failures + 1)
+                if not expected:
+                    log.error("mqtt_sink_bug", exc_info=error)
             finally:
                 was_connected, self.connected = self.connected, False
-                with trio.CancelScope(shield=True):
-                    await self._flush_cursors()
+                self._save_cursors_now()
             failures = 0 if was_connected else failures + 1
             await trio.sleep(self._backoff(failures))
 
@@ -257,6 +263,9 @@ class MqttSink:
         if not queue:
             del self._pending[device]
         self._advance_floor()
+        self._acked_since_flush += 1
+        if self._acked_since_flush >= self._flush_threshold:
+            self._flush_wanted.set()
         self._wake.set()
 
     def _advance_floor(self) -> None:
@@ -266,8 +275,13 @@ class MqttSink:
             self._floor_dirty = True
 
     async def _cursor_flusher(self) -> None:
+        """Save the position every CURSOR_FLUSH_S, or sooner once half a window is acknowledged, so a
+        crash re-sends at most the in-flight window plus half of one."""
         while True:
-            await trio.sleep(CURSOR_FLUSH_S)
+            with trio.move_on_after(CURSOR_FLUSH_S):
+                while len(self._dirty) < self._flush_threshold and self._acked_since_flush < self._flush_threshold:
+                    self._flush_wanted = trio.Event()
+                    await self._flush_wanted.wait()
             await self._flush_cursors()
 
     async def _flush_cursors(self) -> None:
@@ -275,6 +289,7 @@ class MqttSink:
             return
         dirty, self._dirty = self._dirty, {}
         self._floor_dirty = False
+        self._acked_since_flush = 0
         try:
             await self.journal.append([CursorUpdate(self.name, self.floor, dirty)])
         except Exception as error:  # the journal logs the cause; keep the changes for the next try
@@ -283,8 +298,27 @@ class MqttSink:
             self._floor_dirty = True
             log_event(log, logging.WARNING, "mqtt_cursor_not_saved", sink=self.name, error=str(error))
 
+    def _save_cursors_now(self) -> None:
+        """Save the position synchronously: on the way out the journal's writer may be gone."""
+        if not self._dirty and not self._floor_dirty:
+            return
+        try:
+            self.journal.write_now([CursorUpdate(self.name, self.floor, self._dirty)])
+        except Exception as error:
+            log_event(log, logging.WARNING, "mqtt_cursor_not_saved", sink=self.name, error=str(error))
+            return
+        self._dirty = {}
+        self._floor_dirty = False
+
     def backlog(self) -> int:
         return max(self.journal.last_seq - self.floor, 0)
+
+
+def _leaf(error: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 class _ConnectionState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 import socket
@@ -37,14 +38,21 @@ def free_tcp_udp_port() -> int:
 class Mosquitto:
     """``start()``, ``stop()`` (SIGKILL: the broker just vanishes), ``start()`` again on the same port."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, persistence: bool = False) -> None:
         executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(executable).exists():
             raise RuntimeError("mosquitto is not installed: run ./dev test (it installs it) or apt-get install mosquitto")
         self.executable = executable
         self.port = free_port()
         self.config = directory / "mosquitto.conf"
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        # Run as ourselves: as root, mosquitto would otherwise switch to a user that cannot write here.
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", f"user {getpass.getuser()}"]
+        if persistence:
+            # Saved every second, so a persistent test subscriber's session survives a SIGKILL.
+            lines += ["persistence true", f"persistence_location {directory}/", "autosave_interval 1"]
+        else:
+            lines.append("persistence false")
+        self.config.write_text("\n".join(lines) + "\n")
         self.log = directory / "mosquitto.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -66,6 +74,17 @@ class Mosquitto:
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening")
 
+    def wait_saved(self, timeout: float = 10) -> None:
+        """Block until the broker has saved its state (sessions, subscriptions) after this call."""
+        database = self.config.parent / "mosquitto.db"
+        since = time.time()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if database.exists() and database.stat().st_mtime > since:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("mosquitto did not save its state (is persistence on?)")
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.kill()
@@ -76,11 +95,14 @@ class Mosquitto:
 class Subscriber:
     """Collects every message on ``topic`` (test side: paho's own thread is fine here)."""
 
-    def __init__(self, broker: Mosquitto, topic: str = "#") -> None:
+    def __init__(self, broker: Mosquitto, topic: str = "#", *, persistent: bool = False) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{time.monotonic_ns()}")
+        # A persistent session (fixed id, clean_session False) keeps receiving across broker restarts.
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{time.monotonic_ns()}",
+                             clean_session=not persistent)
+        client.reconnect_delay_set(0.1, 0.5)
         client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         client.on_subscribe = lambda c, u, mid, rc, p: self._subscribed.set()
         client.on_message = self._on_message
@@ -98,13 +120,14 @@ class Subscriber:
         with self._lock:
             return [json.loads(payload) for topic, payload, _ in self.messages if not topic.endswith("/status")]
 
-    def wait_for(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            reports = self.reports()
-            if len({report["id"] for report in reports}) >= count:
-                return reports
-            time.sleep(0.05)
+    async def wait_for(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        """Wait (in trio, so the relay under test keeps running) for ``count`` distinct reports."""
+        import trio
+
+        with trio.move_on_after(timeout):
+            while len({report["id"] for report in self.reports()}) < count:
+                await trio.sleep(0.05)
+            return self.reports()
         raise AssertionError(f"got {len(self.reports())} reports, expected {count}")
 
     def close(self) -> None:

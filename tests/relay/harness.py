@@ -1,0 +1,48 @@
+"""Run a whole relay inside the test's trio loop, on real sockets, with a real journal."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from relay.app import Running, serve
+from relay.config import parse
+
+
+def relay_config(data_dir: Path, broker_url: str | None = None, **sections: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "relay": {"site": "test-site", "data_dir": str(data_dir)},
+        "listen": {"host": "127.0.0.1", "port": 0},
+    }
+    if broker_url:
+        document["sinks"] = [{
+            "name": "broker", "type": "mqtt", "url": broker_url, "topic_prefix": "relay/test-site",
+            "retry_min_s": 0.2, "retry_max_s": 1.0, "inflight": 20,
+        }]
+    for name, values in sections.items():
+        document.setdefault(name, {}).update(values)
+    return document
+
+
+@asynccontextmanager
+async def running_relay(data_dir: Path, broker_url: str | None = None, **sections: Any) -> AsyncIterator[Running]:
+    config = parse(relay_config(data_dir, broker_url, **sections), source="<test>")
+    async with trio.open_nursery() as nursery:
+        running: Running = await nursery.start(serve, config)
+        try:
+            yield running
+        finally:
+            running.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
+
+
+async def wait_until(predicate: Any, timeout: float = 20, what: str = "condition") -> None:
+    with trio.move_on_after(timeout):
+        while not predicate():
+            await trio.sleep(0.02)
+        return
+    raise AssertionError(f"timed out waiting for {what}")
