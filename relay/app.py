@@ -6,6 +6,7 @@ import logging
 import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import trio
@@ -54,8 +55,12 @@ class Running:
 
 
 def open_journal(config: Config) -> Journal:
-    return Journal.open(config.database, synchronous=config.journal.synchronous,
-                        max_batch=config.journal.max_batch, site=config.site)
+    return Journal.open(
+        config.database,
+        synchronous=config.journal.synchronous,
+        max_batch=config.journal.max_batch,
+        site=config.site,
+    )
 
 
 async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
@@ -98,15 +103,32 @@ def _log_started(running: Running) -> None:
     config = running.config
     listen = config.listen
     where = f"{listen.host}:{running.port}"
-    log_event(log, logging.INFO, "listening", tcp=where if listen.tcp else "off",
-              udp=where if listen.udp else "off", protocols=",".join(drivers.drivers()),
-              journal=str(config.database))
+    log_event(
+        log,
+        logging.INFO,
+        "listening",
+        tcp=where if listen.tcp else "off",
+        udp=where if listen.udp else "off",
+        protocols=",".join(drivers.drivers()),
+        journal=str(config.database),
+    )
     if not config.sinks:
-        log_event(log, logging.WARNING, "store_only",
-                  reason="no [[sinks]] configured: reports are kept in the journal and forwarded nowhere")
+        log_event(
+            log,
+            logging.WARNING,
+            "store_only",
+            reason="no [[sinks]] configured: reports are kept in the journal and forwarded nowhere",
+        )
     for sink in config.sinks:
-        log_event(log, logging.INFO, "forwarding", sink=sink.name, type=sink.type, url=sink.url,
-                  topic_prefix=sink.topic_prefix)
+        log_event(
+            log,
+            logging.INFO,
+            "forwarding",
+            sink=sink.name,
+            type=sink.type,
+            url=sink.url,
+            topic_prefix=sink.topic_prefix,
+        )
 
 
 async def _housekeeping(running: Running) -> None:
@@ -116,7 +138,8 @@ async def _housekeeping(running: Running) -> None:
         delivered = min((sink.floor for sink in running.sinks), default=running.journal.last_seq)
         try:
             removed = await trio.to_thread.run_sync(
-                lambda: running.journal.prune(
+                partial(
+                    running.journal.prune,
                     delivered_up_to=delivered,
                     retention=timedelta(days=config.journal.retention_days),
                     max_bytes=config.journal.max_db_mb * 1024 * 1024,

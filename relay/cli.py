@@ -106,8 +106,12 @@ def _run(args: argparse.Namespace) -> int:
 
         from .logs import log_event
 
-        log_event(logging.getLogger("relay"), logging.INFO, "embedded_defaults",
-                  hint="no --config given; see config/relay.toml for every setting")
+        log_event(
+            logging.getLogger("relay"),
+            logging.INFO,
+            "embedded_defaults",
+            hint="no --config given; see config/relay.toml for every setting",
+        )
     trio.run(run_main, config)
     return EXIT_OK
 
@@ -115,8 +119,10 @@ def _run(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     config = load(args.path)
     sinks = ", ".join(f"{sink.name} ({sink.type})" for sink in config.sinks) or "none (store only)"
-    print(f"{args.path}: ok — site {config.site!r}, port {config.listen.port}, data in {config.data_dir}, "
-          f"sinks: {sinks}")
+    print(
+        f"{args.path}: ok — site {config.site!r}, port {config.listen.port}, data in {config.data_dir}, "
+        f"sinks: {sinks}"
+    )
     return EXIT_OK
 
 
@@ -144,8 +150,10 @@ def format_status(status: dict[str, Any]) -> str:
     if devices:
         lines.append(f"  {'device':<20} {'protocol':<10} {'via':<6} {'last report':<26} {'age':>10}")
         for device in devices:
-            lines.append(f"  {device['device_id']:<20} {device['protocol']:<10} {device['transport']:<6} "
-                         f"{device['last_seen']:<26} {_age(device['age_s']):>10}")
+            lines.append(
+                f"  {device['device_id']:<20} {device['protocol']:<10} {device['transport']:<6} "
+                f"{device['last_seen']:<26} {_age(device['age_s']):>10}"
+            )
     lines.append(f"reports in journal: {status['reports']} (newest seq {status['last_seq']})")
     if not status["sinks"]:
         lines.append("sinks: none (store only)")
@@ -175,8 +183,12 @@ def _decode(args: argparse.Namespace) -> int:
         elif request["transport"] == "sms":
             out = _decode_sms(request, now)
         else:
-            out = decode_frames(request["frames"], now=now, protocol=request["protocol"],
-                                transport=Transport(request["transport"]))
+            out = decode_frames(
+                request["frames"],
+                now=now,
+                protocol=request["protocol"],
+                transport=Transport(request["transport"]),
+            )
         print(json.dumps(out, ensure_ascii=False))
     return EXIT_OK
 
@@ -187,9 +199,14 @@ def _decode_sms(request: dict[str, Any], now: datetime) -> dict[str, Any]:
     except ImportError:
         return {"protocol": None, "reports": [], "replies": [], "error": "SMS decoding is not available"}
     results = [
-        decode_sms(frame if request["encoding"] == "hex" else frame.decode("latin-1"),
-                   encoding=request["encoding"], smsc=request.get("smsc"), sender=request.get("sender"),
-                   senders={}, now=now)
+        decode_sms(
+            frame if request["encoding"] == "hex" else frame.decode("latin-1"),
+            encoding=request["encoding"],
+            smsc=request.get("smsc"),
+            sender=request.get("sender"),
+            senders={},
+            now=now,
+        )
         for frame in request["raw"]
     ]
     return results[0] if len(results) == 1 else {**results[-1], "parts": results}
@@ -204,8 +221,13 @@ def _decode_inputs(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             return
         encoding = "hex" if args.hex is not None else "ascii"
         raw = [args.hex] if args.hex is not None else [frame]
-        yield {"frames": [frame], "protocol": args.protocol, "transport": args.transport, "encoding": encoding,
-               "raw": raw}
+        yield {
+            "frames": [frame],
+            "protocol": args.protocol,
+            "transport": args.transport,
+            "encoding": encoding,
+            "raw": raw,
+        }
         return
     stream = sys.stdin if args.jsonl == "-" else open(args.jsonl, encoding="utf-8")  # noqa: SIM115
     with stream:
@@ -226,8 +248,15 @@ def _jsonl_request(row: dict[str, Any], args: argparse.Namespace) -> dict[str, A
     frames = [bytes.fromhex(text) if encoding == "hex" else text.encode("latin-1") for text in texts]
     transport = row.get("transport") or args.transport
     protocol = row.get("protocol_override") or args.protocol
-    return {"frames": frames, "protocol": protocol, "transport": transport, "encoding": encoding,
-            "raw": texts if encoding == "hex" else frames, "smsc": row.get("smsc"), "sender": row.get("sender")}
+    return {
+        "frames": frames,
+        "protocol": protocol,
+        "transport": transport,
+        "encoding": encoding,
+        "raw": texts if encoding == "hex" else frames,
+        "smsc": row.get("smsc"),
+        "sender": row.get("sender"),
+    }
 
 
 def _vectors(args: argparse.Namespace) -> int:
@@ -235,7 +264,9 @@ def _vectors(args: argparse.Namespace) -> int:
 
     rows = vector_table(args.directory)
     if args.json:
-        print(json.dumps([row if isinstance(row, dict) else vars(row) for row in rows], indent=2, default=str))
+        print(
+            json.dumps([row if isinstance(row, dict) else vars(row) for row in rows], indent=2, default=str)
+        )
     else:
         print(format_table(rows))
     return EXIT_OK

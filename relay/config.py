@@ -167,7 +167,9 @@ def _site(value: Any) -> str | None:
 
 
 def _topic_prefix(value: Any) -> str | None:
-    ok = isinstance(value, str) and value and not any(ch in value for ch in "#+\0") and not value.endswith("/")
+    ok = (
+        isinstance(value, str) and value and not any(ch in value for ch in "#+\0") and not value.endswith("/")
+    )
     return None if ok else "an MQTT topic prefix without '#', '+' or a trailing '/'"
 
 
@@ -213,7 +215,7 @@ _MQTT: dict[str, _Check] = {
 _MODEM: dict[str, _Check] = {
     "port": _STR,
     "baudrate": _int_range(300, 4_000_000),
-    "senders": _is(dict, "a table of \"+number\" = \"device id\""),
+    "senders": _is(dict, 'a table of "+number" = "device id"'),
     "command_timeout_s": _number_range(0.5, 600),
     "reopen_delay_s": _number_range(0.1, 3600),
 }

@@ -153,8 +153,9 @@ class _Ticket:
 class Journal:
     """The durable store. Create with :meth:`open`, run :meth:`run` in a nursery, then append."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, *, max_batch: int = 2000,
-                 site: str = "relay") -> None:
+    def __init__(
+        self, path: Path, connection: sqlite3.Connection, *, max_batch: int = 2000, site: str = "relay"
+    ) -> None:
         self.path = path
         self.site = site
         self.max_batch = max_batch
@@ -176,8 +177,9 @@ class Journal:
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, synchronous: str = "full", max_batch: int = 2000,
-             site: str = "relay") -> Journal:
+    def open(
+        cls, path: str | Path, *, synchronous: str = "full", max_batch: int = 2000, site: str = "relay"
+    ) -> Journal:
         """Open (creating and migrating as needed) the journal at ``path``.
 
         :raises JournalError: the directory cannot be created or written, or the file is not a
@@ -281,8 +283,9 @@ class Journal:
         with self._lock:
             return self._write_locked(entries, quarantined, cursors)
 
-    def _write_locked(self, entries: list[Entry], quarantined: list[Quarantined],
-                      cursors: list[CursorUpdate]) -> tuple[int, int, int]:
+    def _write_locked(
+        self, entries: list[Entry], quarantined: list[Quarantined], cursors: list[CursorUpdate]
+    ) -> tuple[int, int, int]:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -296,7 +299,11 @@ class Journal:
                 last_seq = db.execute("SELECT last_insert_rowid()").fetchone()[0]
                 first_seq = last_seq - len(entries) + 1
                 media = [
-                    (first_seq + index, entry.report.media_type or "application/octet-stream", entry.report.media)
+                    (
+                        first_seq + index,
+                        entry.report.media_type or "application/octet-stream",
+                        entry.report.media,
+                    )
                     for index, entry in enumerate(entries)
                     if entry.report.media is not None
                 ]
@@ -351,7 +358,8 @@ class Journal:
         """Committed reports with ``seq`` greater than ``seq``, oldest first, at most ``limit``."""
         rows = self._reader.execute(
             "SELECT r.seq, r.device_id, r.protocol, r.transport, r.event, r.received_at, r.payload, r.raw,"
-            " m.data FROM reports r LEFT JOIN media m ON m.seq = r.seq WHERE r.seq > ? ORDER BY r.seq LIMIT ?",
+            " m.data FROM reports r LEFT JOIN media m ON m.seq = r.seq"
+            " WHERE r.seq > ? ORDER BY r.seq LIMIT ?",
             (seq, limit),
         ).fetchall()
         return [self._stored(row) for row in rows]
@@ -360,8 +368,9 @@ class Journal:
         seq, device_id, protocol, transport, event, received_at, payload, raw, media = row
         document = {"id": f"{self.journal_id}-{seq}", "site": self.site, "received_at": received_at}
         document.update(json.loads(payload))
-        return StoredReport(seq, device_id, protocol, transport, event, document.get("lat") is not None,
-                            document, raw, media)
+        return StoredReport(
+            seq, device_id, protocol, transport, event, document.get("lat") is not None, document, raw, media
+        )
 
     def load_cursors(self, sink: str) -> tuple[int, dict[str, int]]:
         """A sink's durable position: (floor, per-device seq). Unknown sinks start at 0."""
@@ -388,21 +397,22 @@ class Journal:
         )
         return (pages - free) * page_size
 
-    def prune(self, *, delivered_up_to: int, retention: timedelta, max_bytes: int, now: datetime) -> dict[str, int]:
+    def prune(
+        self, *, delivered_up_to: int, retention: timedelta, max_bytes: int, now: datetime
+    ) -> dict[str, int]:
         """Delete what may go: delivered reports past retention; when over ``max_bytes``, the oldest
         delivered reports, then (counted as dropped) the oldest undelivered. Runs on the caller's thread.
         """
         with self._lock:
             return self._prune_locked(delivered_up_to, retention, max_bytes, now)
 
-    def _prune_locked(self, delivered_up_to: int, retention: timedelta, max_bytes: int,
-                      now: datetime) -> dict[str, int]:
+    def _prune_locked(
+        self, delivered_up_to: int, retention: timedelta, max_bytes: int, now: datetime
+    ) -> dict[str, int]:
         cutoff = format_time(now - retention)
         removed = {"expired": 0, "delivered_for_space": 0, "dropped_undelivered": 0}
         with _transaction(self._db):
-            removed["expired"] = self._delete(
-                "seq <= ? AND received_at < ?", (delivered_up_to, cutoff)
-            )
+            removed["expired"] = self._delete("seq <= ? AND received_at < ?", (delivered_up_to, cutoff))
         while self.size_bytes() > max_bytes:
             oldest = self._db.execute("SELECT min(seq) FROM reports").fetchone()[0]
             if oldest is None:
@@ -418,8 +428,13 @@ class Journal:
                     removed["dropped_undelivered"] += dropped
                     self.dropped += dropped
         if removed["dropped_undelivered"]:
-            log_event(log, logging.WARNING, "journal_full_dropped_undelivered", count=removed["dropped_undelivered"],
-                      max_bytes=max_bytes)
+            log_event(
+                log,
+                logging.WARNING,
+                "journal_full_dropped_undelivered",
+                count=removed["dropped_undelivered"],
+                max_bytes=max_bytes,
+            )
         return removed
 
     def _delete(self, where: str, params: tuple[Any, ...]) -> int:
@@ -476,9 +491,16 @@ def _device_rows(entries: Iterable[Entry], first_seq: int) -> list[tuple[Any, ..
             continue
         seen = format_time(entry.received_at)
         latest[report.device_id] = (
-            report.device_id, report.protocol, entry.transport, entry.peer, seen, seen, first_seq + index,
+            report.device_id,
+            report.protocol,
+            entry.transport,
+            entry.peer,
+            seen,
+            seen,
+            first_seq + index,
             format_time(report.time) if report.has_position else None,
-            report.lat, report.lon,
+            report.lat,
+            report.lon,
         )
     return list(latest.values())
 
@@ -507,12 +529,20 @@ def read_status(path: str | Path, sinks: Sequence[str], *, now: datetime) -> dic
 def _status(db: sqlite3.Connection, sinks: Sequence[str], now: datetime) -> dict[str, Any]:
     devices = []
     for device_id, protocol, transport, peer, last_seen, last_time in db.execute(
-        "SELECT device_id, protocol, transport, peer, last_seen, last_time FROM devices ORDER BY last_seen DESC"
+        "SELECT device_id, protocol, transport, peer, last_seen, last_time FROM devices"
+        " ORDER BY last_seen DESC"
     ):
-        devices.append({
-            "device_id": device_id, "protocol": protocol, "transport": transport, "peer": peer,
-            "last_seen": last_seen, "age_s": _age(last_seen, now), "last_fix": last_time,
-        })
+        devices.append(
+            {
+                "device_id": device_id,
+                "protocol": protocol,
+                "transport": transport,
+                "peer": peer,
+                "last_seen": last_seen,
+                "age_s": _age(last_seen, now),
+                "last_fix": last_time,
+            }
+        )
     last_seq, count = db.execute("SELECT coalesce(max(seq), 0), count(*) FROM reports").fetchone()
     backlog = []
     for name in sinks:
@@ -524,11 +554,22 @@ def _status(db: sqlite3.Connection, sinks: Sequence[str], now: datetime) -> dict
             " WHERE r.seq > ? AND r.seq > coalesce(c.seq, 0)",
             (name, floor),
         ).fetchone()
-        backlog.append({"sink": name, "pending": pending, "oldest_received_at": oldest,
-                        "oldest_age_s": _age(oldest, now)})
+        backlog.append(
+            {
+                "sink": name,
+                "pending": pending,
+                "oldest_received_at": oldest,
+                "oldest_age_s": _age(oldest, now),
+            }
+        )
     quarantine = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    return {"devices": devices, "reports": count, "last_seq": last_seq, "sinks": backlog,
-            "quarantine": quarantine}
+    return {
+        "devices": devices,
+        "reports": count,
+        "last_seq": last_seq,
+        "sinks": backlog,
+        "quarantine": quarantine,
+    }
 
 
 def _age(stamp: str | None, now: datetime) -> float | None:

@@ -57,8 +57,9 @@ class Ingest:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
-    def decode(self, session: Session, frames: Iterable[bytes], *, peer: str,
-               transport: Transport) -> tuple[list[Entry | Quarantined], list[bytes]]:
+    def decode(
+        self, session: Session, frames: Iterable[bytes], *, peer: str, transport: Transport
+    ) -> tuple[list[Entry | Quarantined], list[bytes]]:
         """Decode ``frames``; return what to store and the replies to send once it is stored."""
         items: list[Entry | Quarantined] = []
         replies: list[bytes] = []
@@ -68,13 +69,24 @@ class Ingest:
             try:
                 result = session.decode(frame, now=now)
             except DriverError as error:
-                items.append(self.bad_frame(frame, str(error), peer=peer, transport=transport,
-                                            protocol=session.protocol, now=now))
+                items.append(
+                    self.bad_frame(
+                        frame, str(error), peer=peer, transport=transport, protocol=session.protocol, now=now
+                    )
+                )
                 continue
             except Exception as error:  # a driver bug must not take the connection's other frames down
                 log.exception("driver_bug", extra={"fields": {"protocol": session.protocol, "peer": peer}})
-                items.append(self.bad_frame(frame, f"driver bug: {error!r}", peer=peer, transport=transport,
-                                            protocol=session.protocol, now=now))
+                items.append(
+                    self.bad_frame(
+                        frame,
+                        f"driver bug: {error!r}",
+                        peer=peer,
+                        transport=transport,
+                        protocol=session.protocol,
+                        now=now,
+                    )
+                )
                 continue
             if result.device_id:
                 session.device_id = result.device_id
@@ -86,17 +98,35 @@ class Ingest:
             replies.extend(result.replies)
         return items, replies
 
-    def bad_frame(self, raw: bytes, reason: str, *, peer: str, transport: Transport, protocol: str | None,
-                  now: datetime) -> Quarantined:
+    def bad_frame(
+        self, raw: bytes, reason: str, *, peer: str, transport: Transport, protocol: str | None, now: datetime
+    ) -> Quarantined:
         self.stats.bad_frames += 1
         allowed, suppressed = self.limiter.allow(f"bad:{peer.rsplit(':', 1)[0]}")
         if allowed:
-            log_event(log, logging.WARNING, "bad_frame", peer=peer, transport=transport.value,
-                      protocol=protocol, reason=reason, bytes=len(raw), suppressed=suppressed)
+            log_event(
+                log,
+                logging.WARNING,
+                "bad_frame",
+                peer=peer,
+                transport=transport.value,
+                protocol=protocol,
+                reason=reason,
+                bytes=len(raw),
+                suppressed=suppressed,
+            )
         return Quarantined(raw, reason, transport.value, peer, now, protocol)
 
-    async def feed(self, session: Session, data: bytes, *, peer: str, transport: Transport,
-                   send: Callable[[bytes], Awaitable[object]], final: bool = False) -> None:
+    async def feed(
+        self,
+        session: Session,
+        data: bytes,
+        *,
+        peer: str,
+        transport: Transport,
+        send: Callable[[bytes], Awaitable[object]],
+        final: bool = False,
+    ) -> None:
         """Buffer ``data``, store every complete frame, then send the replies.
 
         ``final=True`` (end of stream) also decodes a last frame that lacks its delimiter.
@@ -117,8 +147,16 @@ class Ingest:
                 frames.append(rest)
         items, replies = self.decode(session, frames, peer=peer, transport=transport)
         if framing_error is not None:
-            items.append(self.bad_frame(session.take_buffer()[:QUARANTINE_HEAD], str(framing_error), peer=peer,
-                                        transport=transport, protocol=session.protocol, now=self.now()))
+            items.append(
+                self.bad_frame(
+                    session.take_buffer()[:QUARANTINE_HEAD],
+                    str(framing_error),
+                    peer=peer,
+                    transport=transport,
+                    protocol=session.protocol,
+                    now=self.now(),
+                )
+            )
         if items:
             await self.journal.append(items)
         for reply in replies:
@@ -173,13 +211,22 @@ class Listener:
         ip = str(address[0])
         peer = f"{ip}:{address[1]}"
         self.stats.connections_total += 1
-        if (self.stats.connections_open >= self.settings.max_connections
-                or self._per_ip[ip] >= self.settings.max_connections_per_ip):
+        if (
+            self.stats.connections_open >= self.settings.max_connections
+            or self._per_ip[ip] >= self.settings.max_connections_per_ip
+        ):
             self.stats.connections_refused += 1
             allowed, suppressed = self.ingest.limiter.allow(f"refused:{ip}")
             if allowed:
-                log_event(log, logging.WARNING, "connection_refused", peer=peer, reason="connection limit",
-                          open=self._per_ip[ip], suppressed=suppressed)
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "connection_refused",
+                    peer=peer,
+                    reason="connection limit",
+                    open=self._per_ip[ip],
+                    suppressed=suppressed,
+                )
             await stream.aclose()
             return
         self.stats.connections_open += 1
@@ -207,20 +254,28 @@ class Listener:
         log_event(log, logging.DEBUG, "stream_recognised", peer=peer, protocol=driver.name)
         data, final = head, eof
         while True:
-            await self.ingest.feed(session, data, peer=peer, transport=transport, send=stream.send_all,
-                                   final=final)
+            await self.ingest.feed(
+                session, data, peer=peer, transport=transport, send=stream.send_all, final=final
+            )
             if final:
                 return
             with trio.move_on_after(self.settings.idle_timeout_s) as idle:
                 data = await stream.receive_some(READ_SIZE)
             if idle.cancelled_caught:
-                log_event(log, logging.INFO, "connection_idle", peer=peer, device=session.device_id,
-                          idle_s=self.settings.idle_timeout_s)
+                log_event(
+                    log,
+                    logging.INFO,
+                    "connection_idle",
+                    peer=peer,
+                    device=session.device_id,
+                    idle_s=self.settings.idle_timeout_s,
+                )
                 return
             final = not data
 
-    async def _sniff(self, stream: trio.abc.Stream, peer: str,
-                     transport: Transport) -> tuple[Driver | None, bytes, bool]:
+    async def _sniff(
+        self, stream: trio.abc.Stream, peer: str, transport: Transport
+    ) -> tuple[Driver | None, bytes, bool]:
         head = b""
         eof = False
         with trio.move_on_after(self.settings.sniff_timeout_s):
@@ -240,8 +295,14 @@ class Listener:
             return found, head, eof
         if head:
             self.stats.unknown_streams += 1
-            item = self.ingest.bad_frame(head[:QUARANTINE_HEAD], "no driver recognises this stream", peer=peer,
-                                         transport=transport, protocol=None, now=self.ingest.now())
+            item = self.ingest.bad_frame(
+                head[:QUARANTINE_HEAD],
+                "no driver recognises this stream",
+                peer=peer,
+                transport=transport,
+                protocol=None,
+                now=self.ingest.now(),
+            )
             await self.ingest.journal.append([item])
         return None, head, eof
 
@@ -258,8 +319,9 @@ class Listener:
                 self.stats.datagrams += 1
                 await self._datagram(sock, data, address, replies)
 
-    async def _datagram(self, sock: trio.socket.SocketType, data: bytes, address: tuple[str, int],
-                        replies: trio.Nursery) -> None:
+    async def _datagram(
+        self, sock: trio.socket.SocketType, data: bytes, address: tuple[str, int], replies: trio.Nursery
+    ) -> None:
         peer = f"{address[0]}:{address[1]}"
         key = (str(address[0]), int(address[1]))
         session = self._udp_sessions.get(key)
@@ -267,8 +329,14 @@ class Listener:
             found = detect(data, Transport.UDP, final=True)
             if not isinstance(found, Driver):
                 self.stats.unknown_streams += 1
-                item = self.ingest.bad_frame(data[:QUARANTINE_HEAD], "no driver recognises this datagram",
-                                             peer=peer, transport=Transport.UDP, protocol=None, now=self.ingest.now())
+                item = self.ingest.bad_frame(
+                    data[:QUARANTINE_HEAD],
+                    "no driver recognises this datagram",
+                    peer=peer,
+                    transport=Transport.UDP,
+                    protocol=None,
+                    now=self.ingest.now(),
+                )
                 await self.ingest.journal.submit([item])
                 return
             session = found.new_session(Transport.UDP, device_id=session.device_id if session else None)
@@ -279,8 +347,14 @@ class Listener:
         try:
             frames = session.datagram_frames(data)
         except DriverError as error:
-            item = self.ingest.bad_frame(data, str(error), peer=peer, transport=Transport.UDP,
-                                         protocol=session.protocol, now=self.ingest.now())
+            item = self.ingest.bad_frame(
+                data,
+                str(error),
+                peer=peer,
+                transport=Transport.UDP,
+                protocol=session.protocol,
+                now=self.ingest.now(),
+            )
             await self.ingest.journal.submit([item])
             return
         items, answers = self.ingest.decode(session, frames, peer=peer, transport=Transport.UDP)
@@ -290,14 +364,20 @@ class Listener:
         if answers or ticket is not None:
             replies.start_soon(self._answer_datagram, sock, ticket, answers, address)
 
-    async def _answer_datagram(self, sock: trio.socket.SocketType, ticket: object, answers: list[bytes],
-                               address: tuple[str, int]) -> None:
+    async def _answer_datagram(
+        self, sock: trio.socket.SocketType, ticket: object, answers: list[bytes], address: tuple[str, int]
+    ) -> None:
         if ticket is not None:
             try:
                 await self.ingest.journal.wait_committed(ticket)  # type: ignore[arg-type]
             except JournalError as error:
-                log_event(log, logging.ERROR, "datagram_not_acknowledged", peer=f"{address[0]}:{address[1]}",
-                          reason=str(error))
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "datagram_not_acknowledged",
+                    peer=f"{address[0]}:{address[1]}",
+                    reason=str(error),
+                )
                 return
         for answer in answers:
             try:

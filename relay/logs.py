@@ -31,8 +31,12 @@ def _quote(value: Any) -> str:
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        parts = [f"ts={stamp}", f"level={record.levelname.lower()}", f"logger={record.name}",
-                 f"event={_quote(record.getMessage())}"]
+        parts = [
+            f"ts={stamp}",
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"event={_quote(record.getMessage())}",
+        ]
         fields = getattr(record, "fields", None) or {}
         parts.extend(f"{key}={_quote(value)}" for key, value in fields.items())
         if record.exc_info:

@@ -23,6 +23,7 @@ Topics (``<prefix>`` = the sink's ``topic_prefix``):
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import random
@@ -105,12 +106,21 @@ class MqttSink:
         while True:
             try:
                 await self._connection()
-            except Exception as raised:  # noqa: BLE001  (the sink must outlive any failure)
+            except Exception as raised:
                 error = _leaf(raised)
                 self.last_error = str(error) or type(error).__name__
-                expected = isinstance(error, (OSError, ssl.SSLError, _Disconnected, SinkError, trio.TooSlowError))
-                log_event(log, logging.WARNING if expected else logging.ERROR, "mqtt_disconnected",
-                          sink=self.name, url=self.settings.url, error=self.last_error, attempt=failures + 1)
+                expected = isinstance(
+                    error, (OSError, ssl.SSLError, _Disconnected, SinkError, trio.TooSlowError)
+                )
+                log_event(
+                    log,
+                    logging.WARNING if expected else logging.ERROR,
+                    "mqtt_disconnected",
+                    sink=self.name,
+                    url=self.settings.url,
+                    error=self.last_error,
+                    attempt=failures + 1,
+                )
                 if not expected:
                     log.error("mqtt_sink_bug", exc_info=error)
             finally:
@@ -128,8 +138,12 @@ class MqttSink:
 
     async def _connection(self) -> None:
         settings = self.settings
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id, clean_session=True,
-                             reconnect_on_failure=False)
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            clean_session=True,
+            reconnect_on_failure=False,
+        )
         client.max_inflight_messages_set(settings.inflight)
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
         if settings.username is not None:
@@ -154,7 +168,9 @@ class MqttSink:
         try:
             await trio.to_thread.run_sync(client.connect, settings.host, settings.port, settings.keepalive_s)
         except (OSError, ValueError) as error:
-            raise SinkError(self.name, f"cannot connect to {settings.host}:{settings.port}: {error}") from None
+            raise SinkError(
+                self.name, f"cannot connect to {settings.host}:{settings.port}: {error}"
+            ) from None
         sock = state.sock
         if sock is None:
             raise SinkError(self.name, "paho opened no socket")
@@ -173,8 +189,14 @@ class MqttSink:
                 self.last_error = None
                 client.publish(self.status_topic, "online", qos=1, retain=True)
                 state.wake_writer()
-                log_event(log, logging.INFO, "mqtt_connected", sink=self.name, url=settings.url,
-                          backlog_from_seq=self._read_pos)
+                log_event(
+                    log,
+                    logging.INFO,
+                    "mqtt_connected",
+                    sink=self.name,
+                    url=settings.url,
+                    backlog_from_seq=self._read_pos,
+                )
                 nursery.start_soon(self._cursor_flusher)
                 await self._pump(client, state)
         finally:
@@ -232,8 +254,11 @@ class MqttSink:
                     device = report.device_id or ""
                     if report.seq <= self.cursors.get(device, 0):
                         continue  # delivered in an earlier connection
-                    info = client.publish(topic_for(self.settings.topic_prefix, report), payload_for(report),
-                                          qos=self.settings.qos)
+                    info = client.publish(
+                        topic_for(self.settings.topic_prefix, report),
+                        payload_for(report),
+                        qos=self.settings.qos,
+                    )
                     if info.rc != paho.MQTT_ERR_SUCCESS:
                         raise _Disconnected(f"publish failed ({paho.error_string(info.rc)})")
                     self.published += 1
@@ -279,7 +304,10 @@ class MqttSink:
         crash re-sends at most the in-flight window plus half of one."""
         while True:
             with trio.move_on_after(CURSOR_FLUSH_S):
-                while len(self._dirty) < self._flush_threshold and self._acked_since_flush < self._flush_threshold:
+                while (
+                    len(self._dirty) < self._flush_threshold
+                    and self._acked_since_flush < self._flush_threshold
+                ):
                     self._flush_wanted = trio.Event()
                     await self._flush_wanted.wait()
             await self._flush_cursors()
@@ -338,10 +366,8 @@ class _ConnectionState:
     def socket_close(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
         self.closed = True
         # paho's __del__ may call this outside trio: only trio may be told.
-        try:
+        with contextlib.suppress(RuntimeError):
             trio.lowlevel.notify_closing(sock)
-        except RuntimeError:
-            pass
 
     def register_write(self, _client: paho.Client, _userdata: Any, _sock: Any) -> None:
         if self.in_trio:
@@ -358,5 +384,7 @@ class _ConnectionState:
             self.refused = str(reason)
         self.connack.set()
 
-    def disconnected(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+    def disconnected(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
         self.closed = True

@@ -41,7 +41,9 @@ class Mosquitto:
     def __init__(self, directory: Path, *, persistence: bool = False) -> None:
         executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(executable).exists():
-            raise RuntimeError("mosquitto is not installed: run ./dev test (it installs it) or apt-get install mosquitto")
+            raise RuntimeError(
+                "mosquitto is not installed: run ./dev test (it installs it) or apt-get install mosquitto"
+            )
         self.executable = executable
         self.port = free_port()
         self.config = directory / "mosquitto.conf"
@@ -100,8 +102,11 @@ class Subscriber:
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         # A persistent session (fixed id, clean_session False) keeps receiving across broker restarts.
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{time.monotonic_ns()}",
-                             clean_session=not persistent)
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"test-sub-{time.monotonic_ns()}",
+            clean_session=not persistent,
+        )
         client.reconnect_delay_set(0.1, 0.5)
         client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         client.on_subscribe = lambda c, u, mid, rc, p: self._subscribed.set()
@@ -118,7 +123,9 @@ class Subscriber:
 
     def reports(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [json.loads(payload) for topic, payload, _ in self.messages if not topic.endswith("/status")]
+            return [
+                json.loads(payload) for topic, payload, _ in self.messages if not topic.endswith("/status")
+            ]
 
     async def wait_for(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
         """Wait (in trio, so the relay under test keeps running) for ``count`` distinct reports."""

@@ -25,15 +25,19 @@ def gps103_position(imei: str, index: int, *, acknowledged: bool = True) -> byte
     """A BN-407 position; ``acknowledged`` prefixes the IMEI, which makes the relay answer ``ON``."""
     when = report_time(index)
     local = when + timedelta(hours=2)  # the tracker's clock is set to UTC+2
-    body = (f"imei:{imei},tracker,{local:%y%m%d%H%M%S},,F,{when:%H%M%S}.000,A,"
-            f"51{index % 60:02d}.1234,N,00007.{index % 10000:04d},W,{index % 40}.00,{index % 360};")
+    body = (
+        f"imei:{imei},tracker,{local:%y%m%d%H%M%S},,F,{when:%H%M%S}.000,A,"
+        f"51{index % 60:02d}.1234,N,00007.{index % 10000:04d},W,{index % 40}.00,{index % 360};"
+    )
     return (imei + body).encode() if acknowledged else body.encode()
 
 
 def pt502_position(device_id: str, index: int, event: str = "POS") -> bytes:
     when = report_time(index)
-    return (f"${event},{device_id},{when:%H%M%S}.000,A,3258.{index % 10000:04d},S,02755.4350,E,"
-            f"{index % 30}.00,215.88,{when:%d%m%y},,,A/00010,00000/1a,0,0,0/232300/RFID{index % 7}/fb3/\r\n").encode()
+    return (
+        f"${event},{device_id},{when:%H%M%S}.000,A,3258.{index % 10000:04d},S,02755.4350,E,"
+        f"{index % 30}.00,215.88,{when:%d%m%y},,,A/00010,00000/1a,0,0,0/232300/RFID{index % 7}/fb3/\r\n"
+    ).encode()
 
 
 async def tcp_exchange(port: int, frames: list[bytes], *, replies: int, timeout: float = 20) -> list[bytes]:

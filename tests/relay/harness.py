@@ -19,17 +19,26 @@ def relay_config(data_dir: Path, broker_url: str | None = None, **sections: Any)
         "listen": {"host": "127.0.0.1", "port": 0},
     }
     if broker_url:
-        document["sinks"] = [{
-            "name": "broker", "type": "mqtt", "url": broker_url, "topic_prefix": "relay/test-site",
-            "retry_min_s": 0.2, "retry_max_s": 1.0, "inflight": 20,
-        }]
+        document["sinks"] = [
+            {
+                "name": "broker",
+                "type": "mqtt",
+                "url": broker_url,
+                "topic_prefix": "relay/test-site",
+                "retry_min_s": 0.2,
+                "retry_max_s": 1.0,
+                "inflight": 20,
+            }
+        ]
     for name, values in sections.items():
         document.setdefault(name, {}).update(values)
     return document
 
 
 @asynccontextmanager
-async def running_relay(data_dir: Path, broker_url: str | None = None, **sections: Any) -> AsyncIterator[Running]:
+async def running_relay(
+    data_dir: Path, broker_url: str | None = None, **sections: Any
+) -> AsyncIterator[Running]:
     config = parse(relay_config(data_dir, broker_url, **sections), source="<test>")
     async with trio.open_nursery() as nursery:
         running: Running = await nursery.start(serve, config)

@@ -15,7 +15,9 @@ BN407_UDP = "359710049094643"
 PT600 = "11560263"
 
 
-async def test_trackers_are_answered_and_their_reports_reach_the_broker(tmp_path: Path, broker: Mosquitto) -> None:
+async def test_trackers_are_answered_and_their_reports_reach_the_broker(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
     subscriber = Subscriber(broker, "relay/#")
     try:
         async with running_relay(tmp_path, broker.url) as relay:
@@ -43,7 +45,9 @@ async def test_trackers_are_answered_and_their_reports_reach_the_broker(tmp_path
     for topic, payload, _ in subscriber.messages:
         by_topic.setdefault(topic, []).append(payload)
     assert by_topic["relay/test-site/status"][0] == b"online"
-    positions = {(report["device_id"], report["time"]): report for report in reports if report["lat"] is not None}
+    positions = {
+        (report["device_id"], report["time"]): report for report in reports if report["lat"] is not None
+    }
     bn = positions[(BN407, devices.iso(1))]
     assert bn["protocol"] == "gps103" and bn["transport"] == "tcp" and bn["valid"] is True
     assert abs(bn["lat"] - (51 + 1.1234 / 60)) < 1e-6 and bn["lon"] < 0
