@@ -1,0 +1,170 @@
+"""``relay sms send`` and ``relay provision coban|bofan``: the modem from the command line.
+
+The modem is named by ``--modem PATH`` (``--port`` too for ``sms send``) and ``--baudrate``, or taken
+from the ``[modem]`` section of ``--config``. The relay service must not hold the port at the same
+time (stop it first: a serial port has one user).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .errors import RelayError
+from .modem import Modem, ModemSettings, send_sms
+from .provision import DEFAULT_WAIT_S, Outcome, bofan_steps, coban_steps, provision
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``sms`` (with ``send``) and ``provision`` to the ``relay`` command's subparsers."""
+    sms = subparsers.add_parser("sms", help="send an SMS through the modem")
+    sms_commands = sms.add_subparsers(title="sms commands", metavar="SMS_COMMAND")
+    send = sms_commands.add_parser("send", help="send one SMS (long texts are sent as concatenated parts)")
+    send.add_argument("--to", required=True, help="the destination number, e.g. +639171234567")
+    send.add_argument("text", help="the message text")
+    _modem_arguments(send, "--port", "--modem")
+    send.set_defaults(handler=_send)
+    sms.set_defaults(handler=lambda args: sms.print_help() or EXIT_FAILURE)
+
+    prov = subparsers.add_parser("provision", help="point a tracker at this relay by SMS, step by step")
+    prov.add_argument("family", choices=["coban", "bofan"], help="coban (gps103) or bofan (pt502)")
+    prov.add_argument("--to", required=True, help="the tracker's phone number")
+    prov.add_argument("--server", required=True, help="the relay's public address (IP or host name)")
+    prov.add_argument("--port", type=int, default=8888, help="the relay's port (default 8888)")
+    prov.add_argument("--apn", required=True, help="the tracker SIM's APN")
+    prov.add_argument("--apn-user", help="APN user name, if the operator needs one")
+    prov.add_argument("--apn-password", help="APN password, if the operator needs one")
+    prov.add_argument("--interval", type=int, default=30, help="reporting interval in seconds (default 30)")
+    prov.add_argument("--password", help="the tracker's SMS password (default 123456 coban, 000000 bofan)")
+    prov.add_argument("--device-id", help="bofan only: set the device id (GID) first")
+    prov.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        help=f"seconds to wait for each reply (default {DEFAULT_WAIT_S:g}; trackers can take minutes)",
+    )
+    _modem_arguments(prov, "--modem")
+    prov.set_defaults(handler=_provision)
+
+
+def _modem_arguments(parser: argparse.ArgumentParser, *port_flags: str) -> None:
+    parser.add_argument(*port_flags, dest="modem", help="the modem's serial port, e.g. /dev/serial/by-id/...")
+    parser.add_argument("--baudrate", type=int, help="serial speed (default 115200)")
+    parser.add_argument("--config", type=Path, help="take the modem from this config file's [modem] section")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each AT command")
+
+
+def modem_settings(args: argparse.Namespace) -> ModemSettings:
+    """The modem from the command line, else from ``--config``.
+
+    :raises RelayError: neither names a modem.
+    """
+    settings = None
+    if getattr(args, "config", None):
+        try:
+            from .config import load
+        except ImportError as error:
+            raise RelayError(f"--config cannot be read here ({error}); use --modem PATH") from error
+        modem = load(args.config).modem
+        if modem is None and not args.modem:
+            raise RelayError(f"{args.config}: no [modem] section; add one or use --modem PATH")
+        if modem is not None:
+            settings = ModemSettings(
+                port=modem.port,
+                baudrate=modem.baudrate,
+                senders=dict(modem.senders),
+                command_timeout_s=modem.command_timeout_s,
+                reopen_delay_s=modem.reopen_delay_s,
+            )
+    if args.modem:
+        settings = ModemSettings(
+            port=args.modem,
+            baudrate=args.baudrate or (settings.baudrate if settings else 115200),
+            command_timeout_s=args.timeout,
+        )
+    if settings is None:
+        raise RelayError("no modem: give --modem PATH (e.g. /dev/serial/by-id/usb-...) or --config FILE")
+    if args.baudrate:
+        settings = ModemSettings(**{**settings.__dict__, "baudrate": args.baudrate})
+    return settings
+
+
+def _send(args: argparse.Namespace) -> int:
+    settings = modem_settings(args)
+    trio.run(send_sms, settings, args.to, args.text)
+    print(f"sent to {args.to}")
+    return EXIT_OK
+
+
+@dataclass
+class ProvisionRequest:
+    family: str
+    to: str
+    server: str
+    port: int
+    apn: str
+    interval_s: int = 30
+    password: str | None = None
+    apn_user: str | None = None
+    apn_password: str | None = None
+    device_id: str | None = None
+    wait_s: float = DEFAULT_WAIT_S
+
+    def steps(self) -> list:
+        common: dict[str, Any] = {
+            "server": self.server,
+            "port": self.port,
+            "apn": self.apn,
+            "interval_s": self.interval_s,
+            "apn_user": self.apn_user,
+            "apn_password": self.apn_password,
+        }
+        if self.password:
+            common["password"] = self.password
+        if self.family == "coban":
+            return coban_steps(**common)
+        return bofan_steps(**common, device_id=self.device_id)
+
+
+async def run_provision(settings: ModemSettings, request: ProvisionRequest, out: Any = print) -> int:
+    """Open and initialise the modem, run the steps, print each outcome; 0 when all were acknowledged."""
+    modem = await Modem.open(settings.port, settings.baudrate, command_timeout_s=settings.command_timeout_s)
+    async with modem:
+        await modem.initialise()
+        out(f"provisioning {request.family} tracker {request.to} for {request.server}:{request.port}")
+        results = await provision(modem, request.to, request.steps(), wait_s=request.wait_s, out=out)
+    return EXIT_OK if all(r.outcome is Outcome.ACKNOWLEDGED for r in results) else EXIT_FAILURE
+
+
+def _provision(args: argparse.Namespace) -> int:
+    settings = modem_settings(args)
+    request = ProvisionRequest(
+        family=args.family,
+        to=args.to,
+        server=args.server,
+        port=args.port,
+        apn=args.apn,
+        interval_s=args.interval,
+        password=args.password,
+        apn_user=args.apn_user,
+        apn_password=args.apn_password,
+        device_id=args.device_id,
+        wait_s=args.wait,
+    )
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        return trio.run(run_provision, settings, request, out)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -1,0 +1,268 @@
+"""Point a tracker at the relay by SMS: the documented command sequence per family, one reply per step.
+
+Sequences (``protocols.md`` §0, ``modem.md`` §9):
+
+* Coban (TK103/GPS103/BN-407, password ``123456``, speaks ``gps103``): ``begin``, ``time zone 0`` (the
+  relay reads tracker times as UTC), ``apn``, ``up`` (only with an APN user), ``adminip``,
+  ``fix<interval>s<interval>s***n``, ``gprs``, ``protocol 18``, then ``check`` (the status reply).
+* Bofan (PT502/PT600, password ``000000``, speaks ``pt502``): ``GID`` (only with a device id),
+  ``APN``, ``SVR``, ``GTI``. No public sample of a Bofan reply exists: any reply naming the setting or
+  saying ok/success/set counts, and every reply is printed verbatim.
+
+Trackers answer in minutes, not seconds (an operator logged four hours once), and firmwares differ in
+case and punctuation, so replies are matched loosely: lower-cased, letters and digits only. Each step
+ends as :attr:`Outcome.ACKNOWLEDGED`, :attr:`Outcome.UNEXPECTED` (a reply that is not the
+acknowledgement, printed) or :attr:`Outcome.NO_REPLY` (nothing from the tracker within the wait). A
+late acknowledgement of an earlier step is credited to that step.
+
+While provisioning, messages from other senders are left on the modem for the relay, untouched;
+replies from the tracker are deleted once printed.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from drivers.sms import sender_device
+from drivers.sms_pdu import Deliver, PduError, Reassembler, decode_pdu
+
+from .modem import AtError, Modem, ModemError
+
+log = logging.getLogger("relay.modem")
+
+COBAN_PASSWORD = "123456"
+BOFAN_PASSWORD = "000000"
+DEFAULT_WAIT_S = 180.0
+#: How often storage is listed while waiting, in case a ``+CMTI`` was lost.
+POLL_S = 5.0
+_ACK_WORDS = ("ok", "succe")  # "ok", "OK!", "Succeed", "success", "successful"
+_BOFAN_ACK_WORDS = ("ok", "succe", "set")
+#: Coban intervals: three digits and a unit; 255 is the largest value a unit takes.
+_COBAN_MAX_VALUE = 255
+
+
+class Outcome(enum.StrEnum):
+    ACKNOWLEDGED = "acknowledged"
+    UNEXPECTED = "unexpected reply"
+    NO_REPLY = "no reply in time"
+    NOT_SENT = "not sent"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One SMS command and the words that make a reply its acknowledgement.
+
+    A reply acknowledges the step when its normalised text holds one of ``keywords`` and, unless
+    ``keywords_suffice``, one of ``ack_words``.
+    """
+
+    command: str
+    keywords: tuple[str, ...]
+    ack_words: tuple[str, ...] = _ACK_WORDS
+    keywords_suffice: bool = False
+
+    def acknowledged_by(self, reply: str) -> bool:
+        text = normalise(reply)
+        if not any(keyword in text for keyword in self.keywords):
+            return False
+        return self.keywords_suffice or any(word in text for word in self.ack_words)
+
+
+@dataclass
+class StepResult:
+    step: Step
+    outcome: Outcome = Outcome.NO_REPLY
+    replies: list[str] = field(default_factory=list)
+    late: bool = False
+
+
+def normalise(text: str) -> str:
+    """Lower case, letters and digits only: ``"APN OK!"`` and ``"apn ok"`` both become ``"apnok"``."""
+    return re.sub(r"[^0-9a-z]", "", text.lower())
+
+
+def coban_interval(seconds: int) -> str:
+    """``030s``, ``005m``, ``002h``: the Coban interval notation."""
+    if seconds < 1:
+        raise ValueError("the interval must be at least one second")
+    if seconds <= _COBAN_MAX_VALUE:
+        return f"{seconds:03d}s"
+    if seconds // 60 <= _COBAN_MAX_VALUE:
+        return f"{seconds // 60:03d}m"
+    return f"{min(seconds // 3600, _COBAN_MAX_VALUE):03d}h"
+
+
+def coban_steps(
+    *,
+    server: str,
+    port: int,
+    apn: str,
+    interval_s: int = 30,
+    password: str = COBAN_PASSWORD,
+    apn_user: str | None = None,
+    apn_password: str | None = None,
+) -> list[Step]:
+    """The Coban sequence (Plaspy's BN-407/GPS103 pages) for a relay at ``server:port``."""
+    every = coban_interval(interval_s)
+    steps = [
+        Step(f"begin{password}", ("begin",)),
+        Step(f"time zone{password} 0", ("time",)),
+        Step(f"apn{password} {apn}", ("apn",)),
+    ]
+    if apn_user:
+        steps.append(Step(f"up{password} {apn_user} {apn_password or ''}".rstrip(), ("up", "user")))
+    steps += [
+        Step(f"adminip{password} {server} {port}", ("adminip", "ip")),
+        Step(f"fix{every}{every}***n{password}", ("fix",)),
+        Step(f"gprs{password}", ("gprs",)),
+        Step(f"protocol{password} 18", ("protocol",)),
+        Step(f"check{password}", ("gprs", "battery", "power", "apn", "gps"), keywords_suffice=True),
+    ]
+    return steps
+
+
+def bofan_steps(
+    *,
+    server: str,
+    port: int,
+    apn: str,
+    interval_s: int = 30,
+    password: str = BOFAN_PASSWORD,
+    apn_user: str | None = None,
+    apn_password: str | None = None,
+    device_id: str | None = None,
+) -> list[Step]:
+    """The Bofan PT502/PT600 sequence (Plaspy's pages; no factory reset) for ``server:port``."""
+    steps = []
+    if device_id:
+        steps.append(Step(f"{password}GID{device_id}", ("gid", "id"), _BOFAN_ACK_WORDS))
+    apn_value = ",".join([apn, apn_user, apn_password or ""]) if apn_user else apn
+    steps += [
+        Step(f"{password}APN{apn_value}", ("apn",), _BOFAN_ACK_WORDS),
+        Step(f"{password}SVR{server},{port}", ("svr", "server", "ip"), _BOFAN_ACK_WORDS),
+        Step(f"{password}GTI{interval_s}", ("gti", "interval", "time"), _BOFAN_ACK_WORDS),
+    ]
+    return steps
+
+
+def same_number(a: str, b: str) -> bool:
+    """Two spellings of one phone number (``+63917...``, ``0917...``, ``63 917 ...``)."""
+    return sender_device(a, {b: "x"}) == "x"
+
+
+async def provision(
+    modem: Modem,
+    to: str,
+    steps: Sequence[Step],
+    *,
+    wait_s: float = DEFAULT_WAIT_S,
+    out: Callable[[str], None] = print,
+) -> list[StepResult]:
+    """Send each step to ``to``, wait up to ``wait_s`` for its reply, print what happens.
+
+    ``modem`` must be initialised (``+CMTI`` indications on). Returns one result per step.
+    """
+    results = [StepResult(step) for step in steps]
+    inbox = _Replies(modem, to)
+    await inbox.start()
+    for number, result in enumerate(results, start=1):
+        out(f"step {number}/{len(results)}: {result.step.command}")
+        try:
+            await modem.send_text(to, result.step.command)
+        except ModemError as error:
+            result.outcome = Outcome.NOT_SENT
+            out(f"  not sent: {error}")
+            continue
+        with trio.move_on_after(wait_s):
+            while result.outcome is Outcome.NO_REPLY:
+                for reply in await inbox.next_replies():
+                    _credit(results, number - 1, reply, out)
+        if result.outcome is Outcome.NO_REPLY:
+            out(f"  no reply in time ({wait_s:g} s)")
+    summary = {outcome: sum(r.outcome is outcome for r in results) for outcome in Outcome}
+    out(
+        f"{to}: "
+        + ", ".join(f"{count} {outcome.value}" for outcome, count in summary.items() if count)
+        + f" of {len(results)} steps"
+    )
+    return results
+
+
+def _credit(results: list[StepResult], current: int, reply: str, out: Callable[[str], None]) -> None:
+    step = results[current]
+    if step.step.acknowledged_by(reply):
+        step.outcome = Outcome.ACKNOWLEDGED
+        step.replies.append(reply)
+        out(f"  reply: {reply!r} -> acknowledged")
+        return
+    for index, earlier in enumerate(results[:current]):
+        if earlier.outcome is not Outcome.ACKNOWLEDGED and earlier.step.acknowledged_by(reply):
+            earlier.outcome = Outcome.ACKNOWLEDGED
+            earlier.late = True
+            earlier.replies.append(reply)
+            out(f"  reply: {reply!r} -> late acknowledgement of step {index + 1} ({earlier.step.command})")
+            return
+    step.outcome = Outcome.UNEXPECTED
+    step.replies.append(reply)
+    out(f"  reply: {reply!r} -> unexpected reply")
+
+
+class _Replies:
+    """Texts from one number as they arrive; everything else stays on the modem for the relay."""
+
+    def __init__(self, modem: Modem, sender: str) -> None:
+        self.modem = modem
+        self.sender = sender
+        self.seen: set[tuple[str, int, bytes]] = set()
+        self.reassembler = Reassembler()
+
+    async def start(self) -> None:
+        # What is stored now is old: not a reply to anything sent from here on.
+        for item in await self._list():
+            self.seen.add((item.storage, item.index, item.pdu))
+
+    async def _list(self) -> list:
+        found = []
+        home = self.modem.storage
+        for storage in self.modem.scan_storages or (home,):
+            if storage:
+                await self.modem.select_storage(storage)
+            found += await self.modem.list_messages()
+        if home:
+            await self.modem.select_storage(home)
+        return found
+
+    async def next_replies(self) -> list[str]:
+        """Wait for a new message (a ``+CMTI`` or the next poll) and return the tracker's texts in it."""
+        await self.modem.wait_urc(POLL_S)
+        self.modem.pending_urcs()
+        texts = []
+        for item in await self._list():
+            key = (item.storage, item.index, item.pdu)
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            try:
+                pdu = decode_pdu(item.pdu, smsc=None)
+            except PduError:
+                continue
+            if not isinstance(pdu, Deliver) or not same_number(pdu.sender.number, self.sender):
+                continue
+            message = self.reassembler.add(pdu, trio.current_time(), tag=(item.storage, item.index))
+            if message is None:
+                continue
+            for storage, index in message.tags:
+                try:
+                    await self.modem.delete_message(index, storage)
+                except AtError as error:
+                    log.warning("could not delete reply %s %d: %s", storage, index, error)
+            texts.append(message.text or "")
+        if self.modem.scan_storages:
+            await self.modem.select_storage(self.modem.scan_storages[0])
+        return texts
