@@ -11,8 +11,38 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from .sms_pdu import Deliver, PduError, StatusReport, Submit, decode_hex, decode_pdu
+from ._model import DriverError, Report
+from .sms_pdu import Deliver, Message, PduError, StatusReport, Submit, decode_hex, decode_pdu
 from .sms_text import parse_tracker_sms
+
+
+class SmsRejected(DriverError):
+    """A received SMS that gives no report (unknown sender, unknown text, parts missing): quarantine it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("sms", message)
+
+
+def message_reports(message: Message, *, senders: Mapping[str, str], now: datetime) -> list[Report]:
+    """The reports in one whole received message (what the relay's modem source journals).
+
+    :raises SmsRejected: the sender is not in ``senders``, parts are missing, the payload is binary,
+        or the text is not a known tracker format. The message says which, for the quarantine row.
+    """
+    device_id = sender_device(message.sender, senders)
+    if device_id is None:
+        raise SmsRejected(f"sender {message.sender} is not in [modem.senders]")
+    if not message.complete:
+        raise SmsRejected(f"parts {list(message.missing)} of a message from {message.sender} never came")
+    text = message.text
+    if text is None:
+        raise SmsRejected(f"binary payload from {message.sender}, not text")
+    reports = parse_tracker_sms(
+        text, sender=message.sender, device_id=device_id, received=message.timestamp, now=now
+    )
+    if reports is None:
+        raise SmsRejected(f"not a known tracker text from {message.sender}: {text[:60]!r}")
+    return reports
 
 
 def sender_device(sender: str | None, senders: Mapping[str, str]) -> str | None:

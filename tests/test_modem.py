@@ -359,3 +359,41 @@ def test_cpms_lists_in_every_shape_seen_on_real_modems() -> None:
     assert parse_cpms_usage('+CPMS: "SM",2,10,"SM",2,10,"SM",2,10') == (2, 10)
     assert parse_cpms_usage('+CPMS: "MT", 0, 100, "MT", 0, 100') == (0, 100)
     assert parse_cpms_usage("+CPMS: 2,10,2,10,2,10") == (2, 10)
+
+
+async def test_coban_sms_from_a_mapped_number_becomes_a_report_before_deletion(emulator, nursery) -> None:
+    from drivers.sms import SmsRejected, message_reports
+
+    committed: list = []
+    quarantined: list[str] = []
+
+    async def on_sms(sms: IncomingSms) -> None:
+        # What the relay does: journal the report (or the quarantine row), then return.
+        assert emulator.stored()  # still on the modem while we commit
+        try:
+            committed.extend(
+                message_reports(sms.message, senders={COBAN_NUMBER: "865456055519122"}, now=STAMP)
+            )
+        except SmsRejected as error:
+            quarantined.append(str(error))
+
+    scope = trio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await serve_modem(_settings(emulator), on_sms)
+
+    nursery.start_soon(run)
+    await _until(lambda: "AT+CMGL=4" in emulator.commands)
+    emulator.deliver(encode_deliver(COBAN_NUMBER, COBAN_TEXT, timestamp=STAMP))
+    emulator.deliver(encode_deliver("+15550001111", COBAN_TEXT, timestamp=STAMP))
+    await _until(lambda: len(emulator.deleted) == 2)
+    [report] = committed
+    assert (report.device_id, report.protocol, report.lat, report.lon) == (
+        "865456055519122",
+        "gps103",
+        14.632742,
+        121.00179,
+    )
+    assert quarantined == ["sms: sender +15550001111 is not in [modem.senders]"]
+    scope.cancel()

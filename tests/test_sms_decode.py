@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drivers.sms import decode_sms, sender_device
-from drivers.sms_pdu import Concat, encode_deliver
+from drivers.sms import SmsRejected, decode_sms, message_reports, sender_device
+from drivers.sms_pdu import Concat, Deliver, Reassembler, decode_pdu, encode_deliver
 
 from .test_sms_pdu import DELIVERS, INVALID, STATUS_REPORTS, SUBMITS, _ids
 from .test_sms_text import TEXTS
@@ -133,3 +133,40 @@ def test_sender_matching_on_digits_and_national_form() -> None:
     assert sender_device("+639171234567", {"09171234567": "a"}) == "a"
     assert sender_device("123", senders) is None
     assert sender_device(None, senders) is None
+
+
+def _message(sender: str, *texts: str):
+    reassembler = Reassembler(timeout_s=1)
+    message = None
+    for seq, text in enumerate(texts, start=1):
+        concat = Concat(ref=3, total=len(texts), seq=seq) if len(texts) > 1 else None
+        part = decode_pdu(encode_deliver(sender, text, timestamp=STAMP, concat=concat))
+        assert isinstance(part, Deliver)
+        message = reassembler.add(part, 0.0)
+    return message, reassembler
+
+
+def test_message_reports_maps_the_sender_and_parses_the_joined_text() -> None:
+    message, _ = _message("+639171234567", COBAN[:100], COBAN[100:])
+    [report] = message_reports(message, senders={"+639171234567": "dev"}, now=NOW)
+    assert report.device_id == "dev" and report.lat == 14.632742
+    assert report.attributes["sender"] == "+639171234567"
+
+
+def test_message_reports_rejects_what_belongs_in_quarantine() -> None:
+    message, _ = _message("+639171234567", COBAN)
+    with pytest.raises(SmsRejected, match=r"not in \[modem.senders\]"):
+        message_reports(message, senders={}, now=NOW)
+    chatter, _ = _message("+639171234567", "see you at 8")
+    with pytest.raises(SmsRejected, match="not a known tracker text"):
+        message_reports(chatter, senders={"+639171234567": "dev"}, now=NOW)
+    partial, reassembler = _message("+639171234567", COBAN[:50], COBAN[50:])
+    assert partial is not None  # complete; now make one that is not
+    first = decode_pdu(
+        encode_deliver("+639171234567", "x", timestamp=STAMP, concat=Concat(ref=4, total=2, seq=1))
+    )
+    assert isinstance(first, Deliver)
+    reassembler.add(first, 0.0)
+    [expired] = reassembler.expire(5.0)
+    with pytest.raises(SmsRejected, match=r"parts \[2\]"):
+        message_reports(expired, senders={"+639171234567": "dev"}, now=NOW)
