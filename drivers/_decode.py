@@ -51,6 +51,8 @@ def decode_frames(
             except DriverError as error:
                 out["error"] = out["error"] or str(error)
                 continue
+            if result.error is not None:
+                out["error"] = out["error"] or str(result.error)
             if result.device_id:
                 session.device_id = result.device_id
             out["reports"].extend(report.to_json() for report in result.reports)

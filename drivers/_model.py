@@ -141,12 +141,15 @@ class Decoded:
     """The outcome of decoding one frame: zero or more reports, and the bytes to answer with.
 
     ``replies`` must be sent, in order, only after ``reports`` are durable. ``device_id`` is the
-    identity learned from this frame (a login), if any.
+    identity learned from this frame (a login), if any. ``error`` is set when the frame was bad
+    input that the protocol nevertheless answers (an HTTP 400): the relay quarantines the frame,
+    sends the replies, and, for a :class:`FramingError`, closes the connection afterwards.
     """
 
     reports: tuple[Report, ...] = ()
     replies: tuple[bytes, ...] = ()
     device_id: str | None = None
+    error: DriverError | None = None
 
 
 class CommandType(enum.StrEnum):
@@ -163,6 +166,11 @@ class CommandType(enum.StrEnum):
     OUTPUT_CONTROL = "output_control"
     SET_TIMEZONE = "set_timezone"
     ALARM_SPEED = "alarm_speed"
+    ALARM_ARM = "alarm_arm"
+    ALARM_DISARM = "alarm_disarm"
+    SOS_NUMBER = "sos_number"
+    MESSAGE = "message"
+    VOICE_MESSAGE = "voice_message"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

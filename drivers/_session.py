@@ -55,6 +55,12 @@ class Session(abc.ABC):
         self._buffer += data
 
     @property
+    def closing(self) -> bool:
+        """The protocol ends the connection after the replies already produced (HTTP ``Connection:
+        close``, an unframeable request). The relay sends them and closes."""
+        return False
+
+    @property
     def buffered(self) -> int:
         """Bytes received but not yet cut into a frame."""
         return len(self._buffer)

@@ -305,9 +305,9 @@ class H02Session(Session):
                 code, args = "S20", ("1", "1")
             case CommandType.ENGINE_RESUME:
                 code, args = "S20", ("1", "0")
-            case "alarm_arm":
+            case CommandType.ALARM_ARM:
                 code, args = "SCF", ("0", "0")
-            case "alarm_disarm":
+            case CommandType.ALARM_DISARM:
                 code, args = "SCF", ("1", "1")
             case CommandType.POSITION_PERIODIC:
                 code, args = "S71", ("22", str(int(params.get("interval_s", 30))))

@@ -101,8 +101,6 @@ class Rejected(Decoded):
     ``error`` is a :class:`FramingError` when the connection cannot go on after the reply.
     """
 
-    error: DriverError | None = None
-
     def __post_init__(self) -> None:
         if self.error is None:
             raise TypeError("Rejected needs the error that explains it")

@@ -259,11 +259,11 @@ class WatchSession(Session):
                 content = f"UPLOAD,{int(params.get('interval_s', 60))}"
             case CommandType.SET_TIMEZONE:
                 content = f"LZ,{params.get('language', '')},{_timezone(params['hours'])}"
-            case "sos_number":
+            case CommandType.SOS_NUMBER:
                 content = f"SOS{int(params.get('index', 1))},{params['phone']}"
-            case "message":
+            case CommandType.MESSAGE:
                 content = "MESSAGE," + str(params["text"]).encode("utf-16-be").hex()
-            case "voice_message":
+            case CommandType.VOICE_MESSAGE:
                 prefix, content = b"TK,", ""
                 payload = escape(bytes(params["data"]))
                 return _frame(self.maker, command.device_id, self._index(), prefix + payload)

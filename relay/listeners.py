@@ -88,6 +88,17 @@ class Ingest:
                     )
                 )
                 continue
+            if result.error is not None:  # bad input the protocol answers anyway (HTTP 400)
+                items.append(
+                    self.bad_frame(
+                        frame,
+                        str(result.error),
+                        peer=peer,
+                        transport=transport,
+                        protocol=session.protocol,
+                        now=now,
+                    )
+                )
             if result.device_id:
                 session.device_id = result.device_id
             for index, report in enumerate(result.reports):
@@ -257,7 +268,7 @@ class Listener:
             await self.ingest.feed(
                 session, data, peer=peer, transport=transport, send=stream.send_all, final=final
             )
-            if final:
+            if final or session.closing:
                 return
             with trio.move_on_after(self.settings.idle_timeout_s) as idle:
                 data = await stream.receive_some(READ_SIZE)
