@@ -756,13 +756,16 @@ async def serve_modem(
     use, which doubles as a health check (a silent modem is reopened) and finds messages whose
     ``+CMTI`` was lost.
 
-    Error handling: a timeout, an AT error during set-up, or a vanished device closes the port, waits
-    ``reopen_delay_s`` and starts again with a full initialisation and scan. Exceptions from
-    ``on_sms`` are logged and survive nothing but the message; cancellation closes the port.
+    Error handling: a timeout, an AT error during set-up, a vanished device (or a bug here, logged
+    with its traceback) closes the port, waits ``reopen_delay_s`` and starts again with a full
+    initialisation and scan. Parts of concatenated messages are forgotten then and read again from
+    storage (a restarted modem may have renumbered them). An exception from ``on_sms`` is logged and
+    affects only that message. Cancellation closes the port.
     """
     task_status.started()
-    reassembler = Reassembler(timeout_s=float(getattr(settings, "concat_timeout_s", 600.0)))
+    concat_timeout_s = float(getattr(settings, "concat_timeout_s", 600.0))
     while True:
+        reassembler = Reassembler(timeout_s=concat_timeout_s)
         try:
             modem = await Modem.open(
                 settings.port, settings.baudrate, command_timeout_s=settings.command_timeout_s
@@ -776,6 +779,9 @@ async def serve_modem(
                 await _serve_open_modem(modem, on_sms, reassembler, poll_interval_s)
         except ModemError as error:
             log.warning("%s; reopening in %s s", error, settings.reopen_delay_s)
+        except Exception:
+            # A bug here must not take the relay's TCP/UDP service down with it.
+            log.exception("modem: unexpected error; reopening in %s s", settings.reopen_delay_s)
         await trio.sleep(settings.reopen_delay_s)
 
 
@@ -825,7 +831,12 @@ async def _handle_urc(modem: Modem, urc: Urc, on_sms: OnSms, reassembler: Reasse
         if any(tag[:2] == (storage, index) for tag in reassembler.pending_tags()):
             return
         log.info("modem: new message at %s %d", storage, index)
-        stored = await modem.read_message(index, storage)
+        try:
+            stored = await modem.read_message(index, storage)
+        except AtError as error:
+            log.warning("modem: cannot read %s %d (%s); the next scan tries again", storage, index, error)
+            modem.rescan_wanted = True
+            return
         if stored is None:
             log.info("modem: slot %s %d is empty", storage, index)
             return
@@ -876,7 +887,10 @@ async def _take(modem: Modem, stored: StoredPdu, on_sms: OnSms, reassembler: Rea
         kind = "status report" if isinstance(pdu, StatusReport) else "stored outgoing message"
         log.info("modem: deleting a %s at %s %d (not a tracker message)", kind, stored.storage, stored.index)
         if stored.index >= 0:
-            await modem.delete_message(stored.index, stored.storage)
+            try:
+                await modem.delete_message(stored.index, stored.storage)
+            except AtError as error:
+                log.warning("modem: could not delete %s %d (%s)", stored.storage, stored.index, error)
         return
     assert isinstance(pdu, Deliver)
     message = reassembler.add(pdu, trio.current_time(), tag=tag)
