@@ -397,3 +397,37 @@ async def test_coban_sms_from_a_mapped_number_becomes_a_report_before_deletion(e
     )
     assert quarantined == ["sms: sender +15550001111 is not in [modem.senders]"]
     scope.cancel()
+
+
+async def test_modem_left_in_numeric_mode_with_verbose_errors_is_brought_round(emulator, nursery) -> None:
+    emulator.verbose = False
+    emulator.cmee = 2
+    inbox = Inbox()
+    await _serve(nursery, emulator, inbox)
+    await _until(lambda: emulator.cnmi != "")
+    assert emulator.verbose and emulator.cmee == 1 and not emulator.echo and emulator.pdu_mode
+    emulator.deliver(encode_deliver(COBAN_NUMBER, "numeric", timestamp=STAMP))
+    await inbox.wait_for(1)
+
+
+async def test_cmti_naming_another_storage_is_read_from_there(emulator, nursery) -> None:
+    inbox = Inbox()
+    await _serve(nursery, emulator, inbox)
+    await _until(lambda: "AT+CMGL=4" in emulator.commands)
+    home = emulator.mem[0]
+    other = "SM" if home == "ME" else "ME"
+    index = emulator.deliver(encode_deliver(COBAN_NUMBER, "elsewhere", timestamp=STAMP), storage=other)
+    await inbox.wait_for(1)
+    await _until(lambda: (other, index) in emulator.deleted)
+    assert f'AT+CPMS="{other}"' in emulator.commands
+
+
+async def test_urc_before_the_send_prompt_is_kept(emulator) -> None:
+    modem = await Modem.open(str(emulator.link), command_timeout_s=1)
+    async with modem:
+        await modem.initialise()
+        emulator.inject_urc('+CMTI: "ME",4')
+        await trio.sleep(0.05)
+        await modem.send_text("+15551234567", "hello")
+        assert [u.line for u in modem.pending_urcs()] == ['+CMTI: "ME",4']
+    assert emulator.sent[-1].text == "hello"
