@@ -62,6 +62,8 @@ class MqttSinkSettings:
     qos: int = 1
     retry_min_s: float = 1.0
     retry_max_s: float = 60.0
+    #: "in_order" (default) or "live_first": each device's newest report first, then the backlog.
+    drain: str = "in_order"
 
     @property
     def host(self) -> str:
@@ -211,6 +213,7 @@ _MQTT: dict[str, _Check] = {
     "qos": _int_range(1, 1),
     "retry_min_s": _number_range(0.01, 3600),
     "retry_max_s": _number_range(0.01, 86400),
+    "drain": _one_of("in_order", "live_first"),
 }
 _MODEM: dict[str, _Check] = {
     "port": _STR,

@@ -92,7 +92,15 @@ def _initial(db: Database) -> None:
     db["meta"].insert({"key": "journal_id", "value": secrets.token_hex(4)})
 
 
-SCHEMA_VERSION = 1
+@migrations(name="0002_device_login_frame")
+def _login_frame(db: Database) -> None:
+    # The newest identification frame (login, IMEI handshake) of each device, kept even after its
+    # report is pruned: an upstream session (passthrough) must open with it.
+    db["devices"].add_column("login_raw", bytes)
+    db["devices"].add_column("login_seq", int)
+
+
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +372,24 @@ class Journal:
         ).fetchall()
         return [self._stored(row) for row in rows]
 
+    def login_frame(self, device_id: str) -> tuple[str, bytes] | None:
+        """(protocol, raw frame) of the device's newest identification frame, if one was seen."""
+        row = self._reader.execute(
+            "SELECT protocol, login_raw FROM devices WHERE device_id = ? AND login_raw IS NOT NULL",
+            (device_id,),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def newest_per_device(self, after: int) -> list[StoredReport]:
+        """Each device's newest report with ``seq > after``, oldest of them first."""
+        rows = self._reader.execute(
+            "SELECT r.seq, r.device_id, r.protocol, r.transport, r.event, r.received_at, r.payload, r.raw,"
+            " m.data FROM reports r LEFT JOIN media m ON m.seq = r.seq"
+            " WHERE r.seq IN (SELECT max(seq) FROM reports WHERE seq > ? GROUP BY device_id) ORDER BY r.seq",
+            (after,),
+        ).fetchall()
+        return [self._stored(row) for row in rows]
+
     def _stored(self, row: tuple[Any, ...]) -> StoredReport:
         seq, device_id, protocol, transport, event, received_at, payload, raw, media = row
         document = {"id": f"{self.journal_id}-{seq}", "site": self.site, "received_at": received_at}
@@ -455,14 +481,16 @@ class _transaction:
 
 _UPSERT_DEVICE = """
 INSERT INTO devices (device_id, protocol, transport, peer, first_seen, last_seen, last_seq, last_time,
-                     last_lat, last_lon)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     last_lat, last_lon, login_raw, login_seq)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(device_id) DO UPDATE SET
     protocol = excluded.protocol, transport = excluded.transport, peer = excluded.peer,
     last_seen = excluded.last_seen, last_seq = excluded.last_seq,
     last_time = coalesce(excluded.last_time, devices.last_time),
     last_lat = coalesce(excluded.last_lat, devices.last_lat),
-    last_lon = coalesce(excluded.last_lon, devices.last_lon)
+    last_lon = coalesce(excluded.last_lon, devices.last_lon),
+    login_raw = coalesce(excluded.login_raw, devices.login_raw),
+    login_seq = coalesce(excluded.login_seq, devices.login_seq)
 """
 
 
@@ -485,11 +513,15 @@ def _report_row(entry: Entry) -> tuple[Any, ...]:
 
 def _device_rows(entries: Iterable[Entry], first_seq: int) -> list[tuple[Any, ...]]:
     latest: dict[str, tuple[Any, ...]] = {}
+    logins: dict[str, tuple[bytes, int]] = {}
     for index, entry in enumerate(entries):
         report = entry.report
         if not report.device_id:
             continue
+        if report.event == "login" and entry.raw is not None:
+            logins[report.device_id] = (entry.raw, first_seq + index)
         seen = format_time(entry.received_at)
+        login_raw, login_seq = logins.get(report.device_id, (None, None))
         latest[report.device_id] = (
             report.device_id,
             report.protocol,
@@ -501,6 +533,8 @@ def _device_rows(entries: Iterable[Entry], first_seq: int) -> list[tuple[Any, ..
             format_time(report.time) if report.has_position else None,
             report.lat,
             report.lon,
+            login_raw,
+            login_seq,
         )
     return list(latest.values())
 

@@ -5,12 +5,11 @@ paho-mqtt 2.x is driven from trio through its non-blocking socket API (``on_sock
 ``trio.lowlevel.wait_readable``): no hidden thread, cancellation works. Only the blocking DNS lookup
 and TCP connect of ``connect()`` run in a worker thread.
 
-Delivery: reports are read from the journal in ``seq`` order and published with at most
-``inflight`` awaiting their PUBACK. A report counts as delivered only once acknowledged; the sink's
-durable cursor (per device, plus a floor below which everything is delivered) is saved in the
-journal every :data:`CURSOR_FLUSH_S`. After a disconnect or a crash the sink resumes from its
-cursor, so a report may be published twice (at-least-once; receivers drop duplicates by ``id``),
-never lost. A new paho client is made for every connection so nothing of an old session lingers.
+Delivery (:mod:`relay.delivery`): reports are published in ``seq`` order with at most ``inflight``
+awaiting their PUBACK; a report counts as delivered only once acknowledged. After a disconnect or a
+crash the sink resumes from its durable position, so a report may be published twice (at least
+once; receivers drop duplicates by ``id``), never lost. A new paho client is made for every
+connection so nothing of an old session lingers.
 
 Topics (``<prefix>`` = the sink's ``topic_prefix``):
 
@@ -29,7 +28,6 @@ import logging
 import random
 import socket
 import ssl
-from collections import deque
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -37,14 +35,13 @@ import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .config import MqttSinkSettings
+from .delivery import Delivery
 from .errors import SinkError
-from .journal import CursorUpdate, Journal, StoredReport
+from .journal import Journal, StoredReport
 from .logs import log_event
 
 log = logging.getLogger("relay.mqtt")
 
-#: How often acknowledged positions are saved to the journal (fewer SD-card writes than per PUBACK).
-CURSOR_FLUSH_S = 0.5
 #: How long the broker gets to answer CONNECT.
 CONNECT_TIMEOUT_S = 15.0
 #: paho's housekeeping (keepalive PINGREQ, retries) cadence.
@@ -79,26 +76,20 @@ class MqttSink:
         self.name = settings.name
         self.journal = journal
         self.status_topic = f"{settings.topic_prefix}/status"
-        floor, cursors = journal.load_cursors(self.name)
-        #: Every report with ``seq <= floor`` is delivered.
-        self.floor = floor
-        #: The newest delivered ``seq`` per device.
-        self.cursors: dict[str, int] = cursors
+        self.delivery = Delivery(journal, self.name, window=settings.inflight, drain=settings.drain)
         self.connected = False
         self.published = 0
-        self.acknowledged = 0
         self.connects = 0
         self.last_error: str | None = None
-        self._dirty: dict[str, int] = {}
-        self._floor_dirty = False
-        self._acked_since_flush = 0
-        self._flush_threshold = max(settings.inflight // 2, 1)
-        self._flush_wanted = trio.Event()
-        self._wake = trio.Event()
-        journal.on_append(self._wake_up)
+        self._mids: dict[int, int] = {}
 
-    def _wake_up(self) -> None:
-        self._wake.set()
+    @property
+    def acknowledged(self) -> int:
+        return self.delivery.delivered
+
+    @property
+    def floor(self) -> int:
+        return self.delivery.floor
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -125,7 +116,8 @@ class MqttSink:
                     log.error("mqtt_sink_bug", exc_info=error)
             finally:
                 was_connected, self.connected = self.connected, False
-                self._save_cursors_now()
+                self.delivery.rewind()
+                self.delivery.save_now()
             failures = 0 if was_connected else failures + 1
             await trio.sleep(self._backoff(failures))
 
@@ -159,11 +151,7 @@ class MqttSink:
         client.on_connect = state.connected
         client.on_disconnect = state.disconnected
         client.on_publish = lambda _c, _u, mid, _rc, _p: self._acknowledged(mid)
-
-        self._inflight: dict[int, tuple[int, str]] = {}
-        self._pending: dict[str, deque[int]] = {}
-        self._acked: set[int] = set()
-        self._read_pos = self.floor
+        self._mids = {}
 
         try:
             await trio.to_thread.run_sync(client.connect, settings.host, settings.port, settings.keepalive_s)
@@ -195,9 +183,9 @@ class MqttSink:
                     "mqtt_connected",
                     sink=self.name,
                     url=settings.url,
-                    backlog_from_seq=self._read_pos,
+                    backlog=self.delivery.backlog(),
                 )
-                nursery.start_soon(self._cursor_flusher)
+                nursery.start_soon(self.delivery.run_flusher)
                 await self._pump(client, state)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(2):
@@ -243,103 +231,29 @@ class MqttSink:
                 raise _Disconnected(f"keepalive failed ({paho.error_string(code)})")
 
     async def _pump(self, client: paho.Client, state: _ConnectionState) -> None:
-        window = self.settings.inflight
         while True:
-            self._wake = trio.Event()
-            room = window - len(self._inflight)
-            if room > 0:
-                reports = self.journal.read_after(self._read_pos, room)
-                for report in reports:
-                    self._read_pos = report.seq
-                    device = report.device_id or ""
-                    if report.seq <= self.cursors.get(device, 0):
-                        continue  # delivered in an earlier connection
-                    info = client.publish(
-                        topic_for(self.settings.topic_prefix, report),
-                        payload_for(report),
-                        qos=self.settings.qos,
-                    )
-                    if info.rc != paho.MQTT_ERR_SUCCESS:
-                        raise _Disconnected(f"publish failed ({paho.error_string(info.rc)})")
-                    self.published += 1
-                    self._inflight[info.mid] = (report.seq, device)
-                    self._pending.setdefault(device, deque()).append(report.seq)
+            reports = self.delivery.take()
+            for report in reports:
+                info = client.publish(
+                    topic_for(self.settings.topic_prefix, report), payload_for(report), qos=self.settings.qos
+                )
+                if info.rc != paho.MQTT_ERR_SUCCESS:
+                    raise _Disconnected(f"publish failed ({paho.error_string(info.rc)})")
+                self.published += 1
+                self._mids[info.mid] = report.seq
+            if reports:
                 state.wake_writer()
-                if reports:
-                    await trio.lowlevel.checkpoint()
-                    continue
-                if not self._inflight:
-                    self._advance_floor()
-            await self._wake.wait()
+                await trio.lowlevel.checkpoint()
+                continue
+            await self.delivery.wait_for_work()
 
     def _acknowledged(self, mid: int) -> None:
-        entry = self._inflight.pop(mid, None)
-        if entry is None:
-            return  # the status message
-        seq, device = entry
-        self.acknowledged += 1
-        self._acked.add(seq)
-        queue = self._pending[device]
-        while queue and queue[0] in self._acked:
-            done = queue.popleft()
-            self._acked.discard(done)
-            self.cursors[device] = done
-            self._dirty[device] = done
-        if not queue:
-            del self._pending[device]
-        self._advance_floor()
-        self._acked_since_flush += 1
-        if self._acked_since_flush >= self._flush_threshold:
-            self._flush_wanted.set()
-        self._wake.set()
-
-    def _advance_floor(self) -> None:
-        floor = min(seq for seq, _ in self._inflight.values()) - 1 if self._inflight else self._read_pos
-        if floor > self.floor:
-            self.floor = floor
-            self._floor_dirty = True
-
-    async def _cursor_flusher(self) -> None:
-        """Save the position every CURSOR_FLUSH_S, or sooner once half a window is acknowledged, so a
-        crash re-sends at most the in-flight window plus half of one."""
-        while True:
-            with trio.move_on_after(CURSOR_FLUSH_S):
-                while (
-                    len(self._dirty) < self._flush_threshold
-                    and self._acked_since_flush < self._flush_threshold
-                ):
-                    self._flush_wanted = trio.Event()
-                    await self._flush_wanted.wait()
-            await self._flush_cursors()
-
-    async def _flush_cursors(self) -> None:
-        if not self._dirty and not self._floor_dirty:
-            return
-        dirty, self._dirty = self._dirty, {}
-        self._floor_dirty = False
-        self._acked_since_flush = 0
-        try:
-            await self.journal.append([CursorUpdate(self.name, self.floor, dirty)])
-        except Exception as error:  # the journal logs the cause; keep the changes for the next try
-            for device, seq in dirty.items():
-                self._dirty.setdefault(device, seq)
-            self._floor_dirty = True
-            log_event(log, logging.WARNING, "mqtt_cursor_not_saved", sink=self.name, error=str(error))
-
-    def _save_cursors_now(self) -> None:
-        """Save the position synchronously: on the way out the journal's writer may be gone."""
-        if not self._dirty and not self._floor_dirty:
-            return
-        try:
-            self.journal.write_now([CursorUpdate(self.name, self.floor, self._dirty)])
-        except Exception as error:
-            log_event(log, logging.WARNING, "mqtt_cursor_not_saved", sink=self.name, error=str(error))
-            return
-        self._dirty = {}
-        self._floor_dirty = False
+        seq = self._mids.pop(mid, None)
+        if seq is not None:  # None: the status message
+            self.delivery.acknowledge((seq,))
 
     def backlog(self) -> int:
-        return max(self.journal.last_seq - self.floor, 0)
+        return self.delivery.backlog()
 
 
 def _leaf(error: BaseException) -> BaseException:

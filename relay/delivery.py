@@ -1,0 +1,228 @@
+"""A sink's place in the journal: what is delivered, what is in flight, what to send next.
+
+Every sink (MQTT, HTTP, OsmAnd, passthrough) uses one :class:`Delivery`. It hands out committed
+reports in ``seq`` order, skipping what this sink already delivered, and keeps per device the newest
+report delivered without a gap before it. That position is durable: it is saved in the journal every
+:data:`CURSOR_FLUSH_S`, or as soon as half a window has been acknowledged, so after a crash a sink
+re-sends at most its in-flight window and half of one. Delivery is therefore at least once, per device
+in order, and one sink's position never holds another back.
+
+Drain orders (``drain`` in a sink's config):
+
+- ``in_order`` (default): oldest first, per device in the order the reports were received;
+- ``live_first``: after each (re)connection, every device's newest undelivered report first, then the
+  rest of the backlog oldest first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable
+
+import trio
+
+from .journal import CursorUpdate, Journal, StoredReport
+from .logs import log_event
+
+log = logging.getLogger("relay.delivery")
+
+#: Longest time an acknowledged position stays unsaved (fewer SD-card writes than one per ack).
+CURSOR_FLUSH_S = 0.5
+DRAIN_ORDERS = ("in_order", "live_first")
+
+
+class Delivery:
+    """Hand out, track and remember one sink's reports. Not thread-safe: use from the trio thread."""
+
+    def __init__(self, journal: Journal, sink: str, *, window: int, drain: str = "in_order") -> None:
+        if drain not in DRAIN_ORDERS:
+            raise ValueError(f"drain must be one of {DRAIN_ORDERS}, not {drain!r}")
+        self.journal = journal
+        self.sink = sink
+        self.window = window
+        self.drain = drain
+        floor, cursors = journal.load_cursors(sink)
+        #: Every report with ``seq <= floor`` is delivered.
+        self.floor = floor
+        #: Per device, the newest delivered ``seq`` with nothing undelivered before it.
+        self.cursors: dict[str, int] = cursors
+        self.delivered = 0
+        self.duplicates_possible = 0
+        self._flush_threshold = max(window // 2, 1)
+        self._changed = trio.Event()
+        self._flush_wanted = trio.Event()
+        self._dirty: dict[str, int] = {}
+        self._floor_dirty = False
+        self._acked_since_flush = 0
+        self.rewind()
+        journal.on_append(self._wake)
+
+    def _wake(self) -> None:
+        self._changed.set()
+
+    # -- handing out ----------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def rewind(self) -> None:
+        """Forget what is in flight (the connection is gone): it will be handed out again."""
+        if getattr(self, "_inflight", None):
+            self.duplicates_possible += len(self._inflight)
+        self._inflight: dict[int, str] = {}
+        self._pending: dict[str, deque[int]] = {}
+        self._acked: set[int] = set()
+        self._early: set[int] = set()
+        self._read_pos = self.floor
+        self._live_done = self.drain != "live_first"
+
+    def take(self, limit: int | None = None) -> list[StoredReport]:
+        """Up to ``limit`` (default: the free part of the window) undelivered reports, now in flight."""
+        room = (
+            self.window - len(self._inflight)
+            if limit is None
+            else min(limit, self.window - len(self._inflight))
+        )
+        if room <= 0:
+            return []
+        reports: list[StoredReport] = []
+        if not self._live_done:
+            reports = self._take_newest(room)
+            room -= len(reports)
+        while room > 0:
+            batch = self.journal.read_after(self._read_pos, room)
+            if not batch:
+                break
+            for report in batch:
+                self._read_pos = report.seq
+                if report.seq in self._early:
+                    self._early.discard(report.seq)
+                    continue
+                if report.seq <= self.cursors.get(report.device_id or "", 0):
+                    continue  # delivered before this (re)connection
+                self._track(report)
+                reports.append(report)
+                room -= 1
+        return reports
+
+    def _take_newest(self, room: int) -> list[StoredReport]:
+        newest = self.journal.newest_per_device(after=self._read_pos)
+        taken: list[StoredReport] = []
+        for report in newest:
+            if len(taken) >= room:
+                return taken  # the rest on the next call
+            if report.seq in self._early or report.seq <= self.cursors.get(report.device_id or "", 0):
+                continue
+            self._early.add(report.seq)
+            self._track(report)
+            taken.append(report)
+        self._live_done = True
+        return taken
+
+    def _track(self, report: StoredReport) -> None:
+        device = report.device_id or ""
+        self._inflight[report.seq] = device
+        queue = self._pending.setdefault(device, deque())
+        if queue and queue[-1] > report.seq:  # live_first: an early newest report sorts in later
+            queue.append(report.seq)
+            self._pending[device] = deque(sorted(queue))
+        else:
+            queue.append(report.seq)
+
+    # -- acknowledging --------------------------------------------------------------------------
+
+    def acknowledge(self, seqs: Iterable[int]) -> None:
+        """These reports are delivered (PUBACK, HTTP 2xx, written upstream, or dead-lettered)."""
+        for seq in seqs:
+            device = self._inflight.pop(seq, None)
+            if device is None:
+                continue
+            self.delivered += 1
+            self._acked.add(seq)
+            queue = self._pending[device]
+            while queue and queue[0] in self._acked:
+                done = queue.popleft()
+                self._acked.discard(done)
+                self.cursors[device] = done
+                self._dirty[device] = done
+            if not queue:
+                del self._pending[device]
+            self._acked_since_flush += 1
+        self._advance_floor()
+        if self._acked_since_flush >= self._flush_threshold:
+            self._flush_wanted.set()
+        self._changed.set()
+
+    def _advance_floor(self) -> None:
+        if self._inflight or self._early:
+            floor = min([*self._inflight, *self._early]) - 1
+            floor = min(floor, self._read_pos)
+        else:
+            floor = self._read_pos
+        if floor > self.floor:
+            self.floor = floor
+            self._floor_dirty = True
+
+    # -- waiting --------------------------------------------------------------------------------
+
+    async def wait_for_work(self) -> None:
+        """Return when a new report was committed or an acknowledgement freed room in the window."""
+        self._advance_floor()
+        if self.journal.last_seq > self._read_pos and len(self._inflight) < self.window:
+            await trio.lowlevel.checkpoint()
+            return
+        self._changed = trio.Event()
+        await self._changed.wait()
+
+    def backlog(self) -> int:
+        """Reports committed and not yet delivered (an upper bound while some are in flight)."""
+        return max(self.journal.last_seq - self.floor, 0)
+
+    # -- saving ---------------------------------------------------------------------------------
+
+    async def run_flusher(self) -> None:
+        """Save the position every CURSOR_FLUSH_S, or sooner once half a window is acknowledged."""
+        while True:
+            with trio.move_on_after(CURSOR_FLUSH_S):
+                while self._acked_since_flush < self._flush_threshold:
+                    self._flush_wanted = trio.Event()
+                    await self._flush_wanted.wait()
+            await self.flush()
+
+    def _take_update(self) -> CursorUpdate | None:
+        if not self._dirty and not self._floor_dirty:
+            return None
+        update = CursorUpdate(self.sink, self.floor, self._dirty)
+        self._dirty = {}
+        self._floor_dirty = False
+        self._acked_since_flush = 0
+        return update
+
+    def _restore(self, update: CursorUpdate) -> None:
+        for device, seq in update.devices.items():
+            self._dirty.setdefault(device, seq)
+        self._floor_dirty = True
+
+    async def flush(self) -> None:
+        """Save the position through the journal's writer (shares its group commit)."""
+        update = self._take_update()
+        if update is None:
+            return
+        try:
+            await self.journal.append([update])
+        except Exception as error:  # the journal logged the cause; keep the changes for the next try
+            self._restore(update)
+            log_event(log, logging.WARNING, "cursor_not_saved", sink=self.sink, error=str(error))
+
+    def save_now(self) -> None:
+        """Save the position synchronously (on the way out, when the journal's writer may be gone)."""
+        update = self._take_update()
+        if update is None:
+            return
+        try:
+            self.journal.write_now([update])
+        except Exception as error:
+            self._restore(update)
+            log_event(log, logging.WARNING, "cursor_not_saved", sink=self.sink, error=str(error))
