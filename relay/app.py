@@ -19,7 +19,7 @@ from .errors import RelayError
 from .journal import Journal
 from .listeners import Ingest, Listener
 from .logs import log_event
-from .mqtt import MqttSink
+from .sinks import Sink, make_sink
 
 log = logging.getLogger("relay")
 
@@ -35,7 +35,7 @@ class Running:
     journal: Journal
     listener: Listener
     port: int
-    sinks: list[MqttSink] = field(default_factory=list)
+    sinks: list[Sink] = field(default_factory=list)
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
     def statistics(self) -> dict[str, Any]:
@@ -84,7 +84,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                 ) from error
             running = Running(config, journal, listener, port, cancel_scope=nursery.cancel_scope)
             for settings in config.sinks:
-                sink = MqttSink(settings, journal)
+                sink = make_sink(settings, journal)
                 running.sinks.append(sink)
                 await nursery.start(sink.run)
             nursery.start_soon(_housekeeping, running)

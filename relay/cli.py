@@ -78,12 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     vectors.add_argument("--json", action="store_true")
     vectors.set_defaults(handler=_vectors)
 
-    try:
-        from .cli_sms import add_commands
-    except ImportError:
-        pass
-    else:
-        add_commands(commands)
+    from . import cli_sinks, cli_sms
+
+    cli_sms.add_commands(commands)
+    cli_sinks.add_commands(commands)
     return parser
 
 

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from .errors import ConfigError, ConfigProblem
 
 DEFAULT_PORT = 8888
-SINK_TYPES = ("mqtt",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +78,10 @@ class MqttSinkSettings:
         return urlsplit(self.url).scheme == "mqtts"
 
 
+#: Any sink's settings (each type adds its own class, registered in SINK_SCHEMAS).
+SinkSettings = MqttSinkSettings
+
+
 @dataclass(frozen=True, slots=True)
 class StatusSettings:
     listen: str = ""
@@ -103,7 +106,7 @@ class Config:
     log_level: str = "info"
     listen: ListenSettings = ListenSettings()
     journal: JournalSettings = JournalSettings()
-    sinks: tuple[MqttSinkSettings, ...] = ()
+    sinks: tuple[SinkSettings, ...] = ()
     modem: ModemConfig | None = None
     status: StatusSettings = StatusSettings()
 
@@ -201,7 +204,7 @@ _JOURNAL: dict[str, _Check] = {
 }
 _MQTT: dict[str, _Check] = {
     "name": _STR,
-    "type": _one_of(*SINK_TYPES),
+    "type": _STR,
     "url": _mqtt_url,
     "topic_prefix": _topic_prefix,
     "client_id": _STR,
@@ -222,6 +225,20 @@ _MODEM: dict[str, _Check] = {
     "command_timeout_s": _number_range(0.5, 600),
     "reopen_delay_s": _number_range(0.1, 3600),
 }
+
+
+def _mqtt_defaults(values: dict[str, Any], site: str) -> None:
+    values.setdefault("topic_prefix", f"relay/{site}")
+    values.setdefault("client_id", f"relay-{site}-{values['name']}")
+
+
+#: Sink type -> (schema, settings class, required keys, fills defaults that depend on other values).
+SINK_SCHEMAS: dict[
+    str, tuple[dict[str, _Check], type, tuple[str, ...], Callable[[dict[str, Any], str], None]]
+] = {
+    "mqtt": (_MQTT, MqttSinkSettings, ("name", "type", "url"), _mqtt_defaults),
+}
+
 _STATUS: dict[str, _Check] = {"listen": _STR}
 _SECTIONS: dict[str, dict[str, _Check]] = {
     "relay": _RELAY,
@@ -230,7 +247,6 @@ _SECTIONS: dict[str, dict[str, _Check]] = {
     "modem": _MODEM,
     "status": _STATUS,
 }
-_REQUIRED_SINK_KEYS = ("name", "type", "url")
 
 
 class _Checker:
@@ -296,21 +312,23 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
     site = relay.get("site", _DEFAULT.site)
     for index, raw in enumerate(raw_sinks):
         prefix = f"sinks[{index}]"
-        values = checker.table(prefix, raw, _MQTT)
-        if not isinstance(raw, dict):
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if kind not in SINK_SCHEMAS:
+            checker.problem(f"{prefix}.type", "one of " + ", ".join(repr(t) for t in SINK_SCHEMAS), kind)
             continue
-        for key in _REQUIRED_SINK_KEYS:
+        schema, settings_type, required, fill_defaults = SINK_SCHEMAS[kind]
+        values = checker.table(prefix, raw, schema)
+        for key in required:
             if key not in raw:
                 checker.problem(f"{prefix}.{key}", "a value (this key is required)", "nothing")
-        if any(key not in values for key in _REQUIRED_SINK_KEYS):
+        if any(key not in values for key in required):
             continue
         if values["name"] in names:
             checker.problem(f"{prefix}.name", "a name no other sink has", values["name"])
             continue
         names.add(values["name"])
-        values.setdefault("topic_prefix", f"relay/{site}")
-        values.setdefault("client_id", f"relay-{site}-{values['name']}")
-        sinks.append(MqttSinkSettings(**values))
+        fill_defaults(values, site)
+        sinks.append(settings_type(**values))
 
     modem: ModemConfig | None = None
     if "modem" in data:
