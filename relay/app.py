@@ -89,7 +89,13 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                 await nursery.start(sink.run)
             nursery.start_soon(_housekeeping, running)
             if config.modem is not None:
-                nursery.start_soon(_modem, running)
+                from .sms_source import serve_sms
+
+                nursery.start_soon(serve_sms, running)
+            for source in config.serial:
+                from .serial_source import serve_serial
+
+                nursery.start_soon(serve_serial, source, listener)
             if interval := sdnotify.watchdog_interval():
                 nursery.start_soon(_watchdog, interval)
             _log_started(running)
@@ -120,15 +126,14 @@ def _log_started(running: Running) -> None:
             reason="no [[sinks]] configured: reports are kept in the journal and forwarded nowhere",
         )
     for sink in config.sinks:
-        log_event(
-            log,
-            logging.INFO,
-            "forwarding",
-            sink=sink.name,
-            type=sink.type,
-            url=sink.url,
-            topic_prefix=sink.topic_prefix,
-        )
+        where = {
+            key: getattr(sink, key) for key in ("url", "host", "port", "topic_prefix") if hasattr(sink, key)
+        }
+        log_event(log, logging.INFO, "forwarding", sink=sink.name, type=sink.type, **where)
+    if config.modem is not None:
+        log_event(log, logging.INFO, "sms_source", port=config.modem.port, senders=len(config.modem.senders))
+    for source in config.serial:
+        log_event(log, logging.INFO, "serial_source", port=source.port, protocol=source.protocol)
 
 
 async def _housekeeping(running: Running) -> None:
@@ -157,12 +162,6 @@ async def _watchdog(interval: float) -> None:
     while True:
         sdnotify.watchdog_ping()
         await trio.sleep(interval / 2)
-
-
-async def _modem(running: Running) -> None:
-    from .sms_source import serve_sms
-
-    await serve_sms(running)
 
 
 async def main(config: Config) -> None:

@@ -94,6 +94,19 @@ class ModemConfig:
     senders: Mapping[str, str] = field(default_factory=dict)
     command_timeout_s: float = 10.0
     reopen_delay_s: float = 5.0
+    #: How long the parts of a concatenated SMS are waited for before the message is quarantined.
+    concat_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSource:
+    """A tracker wired to a serial port, speaking one of the drivers' protocols."""
+
+    port: str
+    baudrate: int = 9600
+    #: "auto" (sniffed like a TCP stream) or a protocol name.
+    protocol: str = "auto"
+    reopen_delay_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +121,7 @@ class Config:
     journal: JournalSettings = JournalSettings()
     sinks: tuple[SinkSettings, ...] = ()
     modem: ModemConfig | None = None
+    serial: tuple[SerialSource, ...] = ()
     status: StatusSettings = StatusSettings()
 
     @property
@@ -224,6 +238,13 @@ _MODEM: dict[str, _Check] = {
     "senders": _is(dict, 'a table of "+number" = "device id"'),
     "command_timeout_s": _number_range(0.5, 600),
     "reopen_delay_s": _number_range(0.1, 3600),
+    "concat_timeout_s": _number_range(1, 86400),
+}
+_SERIAL: dict[str, _Check] = {
+    "port": _STR,
+    "baudrate": _int_range(300, 4_000_000),
+    "protocol": _STR,
+    "reopen_delay_s": _number_range(0.1, 3600),
 }
 
 
@@ -295,8 +316,8 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
     """
     checker = _Checker(source)
     for section in data:
-        if section not in _SECTIONS and section != "sinks":
-            known = ", ".join([*(f"[{name}]" for name in _SECTIONS), "[[sinks]]"])
+        if section not in _SECTIONS and section not in ("sinks", "serial"):
+            known = ", ".join([*(f"[{name}]" for name in _SECTIONS), "[[sinks]]", "[[serial]]"])
             checker.problem(section, f"one of the known sections: {known}", "an unknown section")
     relay = checker.table("relay", data.get("relay", {}), _RELAY)
     listen = checker.table("listen", data.get("listen", {}), _LISTEN)
@@ -342,6 +363,24 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
         if "port" in values:
             modem = ModemConfig(**values)
 
+    serial: list[SerialSource] = []
+    raw_serial = data.get("serial", [])
+    if not isinstance(raw_serial, list):
+        checker.problem("serial", "an array of tables ([[serial]])", raw_serial)
+        raw_serial = []
+    for index, raw in enumerate(raw_serial):
+        values = checker.table(f"serial[{index}]", raw, _SERIAL)
+        if isinstance(raw, dict) and "port" not in raw:
+            checker.problem(f"serial[{index}].port", "a value (this key is required)", "nothing")
+        protocol = values.get("protocol", "auto")
+        if protocol != "auto" and protocol not in _protocol_names():
+            checker.problem(
+                f"serial[{index}].protocol", "'auto' or one of " + ", ".join(_protocol_names()), protocol
+            )
+            continue
+        if "port" in values:
+            serial.append(SerialSource(**values))
+
     if checker.problems:
         raise ConfigError(checker.problems)
     return Config(
@@ -353,8 +392,15 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
         journal=JournalSettings(**journal),
         sinks=tuple(sinks),
         modem=modem,
+        serial=tuple(serial),
         status=StatusSettings(**status),
     )
+
+
+def _protocol_names() -> list[str]:
+    import drivers
+
+    return list(drivers.drivers())
 
 
 def load(path: str | Path) -> Config:

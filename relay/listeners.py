@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import trio
 
 from drivers import NEED_MORE, Driver, DriverError, FramingError, Session, Transport, detect
+from drivers import get as get_driver
 
 from .config import ListenSettings
 from .errors import JournalError
@@ -243,7 +244,7 @@ class Listener:
         self.stats.connections_open += 1
         self._per_ip[ip] += 1
         try:
-            await self._serve_stream(stream, peer, Transport.TCP)
+            await self.serve_stream(stream, peer, Transport.TCP)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except FramingError as error:
@@ -257,20 +258,41 @@ class Listener:
                 del self._per_ip[ip]
             await stream.aclose()
 
-    async def _serve_stream(self, stream: trio.abc.Stream, peer: str, transport: Transport) -> None:
-        driver, head, eof = await self._sniff(stream, peer, transport)
-        if driver is None:
-            return
+    async def serve_stream(
+        self,
+        stream: trio.abc.Stream,
+        peer: str,
+        transport: Transport,
+        *,
+        protocol: str = "auto",
+        idle_timeout: float | None = -1.0,
+    ) -> None:
+        """Serve one byte stream (a TCP connection, a serial line) until it ends, goes idle or breaks.
+
+        ``protocol="auto"`` recognises the protocol from the first bytes; ``idle_timeout=None`` never
+        gives up on silence (a serial line), the default uses ``[listen] idle_timeout_s``.
+
+        :raises FramingError: the stream could not be framed (its bytes are quarantined first).
+        :raises trio.BrokenResourceError: the peer went away.
+        """
+        if idle_timeout == -1.0:
+            idle_timeout = self.settings.idle_timeout_s
+        if protocol == "auto":
+            driver, head, final = await self._sniff(stream, peer, transport)
+            if driver is None:
+                return
+        else:
+            driver, head, final = get_driver(protocol), b"", False
         session = driver.new_session(transport)
         log_event(log, logging.DEBUG, "stream_recognised", peer=peer, protocol=driver.name)
-        data, final = head, eof
+        data = head
         while True:
             await self.ingest.feed(
                 session, data, peer=peer, transport=transport, send=stream.send_all, final=final
             )
             if final or session.closing:
                 return
-            with trio.move_on_after(self.settings.idle_timeout_s) as idle:
+            with trio.move_on_after(idle_timeout if idle_timeout is not None else float("inf")) as idle:
                 data = await stream.receive_some(READ_SIZE)
             if idle.cancelled_caught:
                 log_event(
@@ -279,7 +301,7 @@ class Listener:
                     "connection_idle",
                     peer=peer,
                     device=session.device_id,
-                    idle_s=self.settings.idle_timeout_s,
+                    idle_s=idle_timeout,
                 )
                 return
             final = not data
@@ -289,6 +311,8 @@ class Listener:
     ) -> tuple[Driver | None, bytes, bool]:
         head = b""
         eof = False
+        # A serial line carries what a TCP stream would: recognise it the same way.
+        sniff_as = Transport.TCP if transport is Transport.SERIAL else transport
         with trio.move_on_after(self.settings.sniff_timeout_s):
             while True:
                 data = await stream.receive_some(READ_SIZE)
@@ -296,12 +320,12 @@ class Listener:
                     eof = True
                     break
                 head += data
-                found = detect(head, transport)
+                found = detect(head, sniff_as)
                 if found is not NEED_MORE:
                     if isinstance(found, Driver):
                         return found, head, False
                     break
-        found = detect(head, transport, final=True)
+        found = detect(head, sniff_as, final=True)
         if isinstance(found, Driver):
             return found, head, eof
         if head:
@@ -336,20 +360,20 @@ class Listener:
         peer = f"{address[0]}:{address[1]}"
         key = (str(address[0]), int(address[1]))
         session = self._udp_sessions.get(key)
-        if session is None or detect(data, Transport.UDP, final=True) is not _driver_of(session):
-            found = detect(data, Transport.UDP, final=True)
-            if not isinstance(found, Driver):
-                self.stats.unknown_streams += 1
-                item = self.ingest.bad_frame(
-                    data[:QUARANTINE_HEAD],
-                    "no driver recognises this datagram",
-                    peer=peer,
-                    transport=Transport.UDP,
-                    protocol=None,
-                    now=self.ingest.now(),
-                )
-                await self.ingest.journal.submit([item])
-                return
+        found = detect(data, Transport.UDP, final=True)
+        if not isinstance(found, Driver):
+            self.stats.unknown_streams += 1
+            item = self.ingest.bad_frame(
+                data[:QUARANTINE_HEAD],
+                "no driver recognises this datagram",
+                peer=peer,
+                transport=Transport.UDP,
+                protocol=None,
+                now=self.ingest.now(),
+            )
+            await self.ingest.journal.submit([item])
+            return
+        if session is None or session.protocol != found.name:
             session = found.new_session(Transport.UDP, device_id=session.device_id if session else None)
             self._udp_sessions[key] = session
             while len(self._udp_sessions) > MAX_UDP_SESSIONS:
@@ -396,12 +420,3 @@ class Listener:
                 self.stats.replies += 1
             except OSError as error:
                 log_event(log, logging.DEBUG, "udp_send_error", error=str(error))
-
-
-def _driver_of(session: Session) -> Driver | None:
-    from drivers import get
-
-    try:
-        return get(session.protocol)
-    except KeyError:
-        return None

@@ -1,0 +1,64 @@
+"""Reports by SMS: the modem's messages become journal rows, and are deleted only once committed.
+
+A message from a number in ``[modem.senders]`` in a known tracker format becomes one or more reports
+with ``transport = "sms"``; anything else (unknown sender, unknown text, a broken PDU, parts that never
+came) goes to the quarantine table with the raw PDUs, so a later driver fix can re-decode it. Either
+way the rows are committed before :func:`relay.modem.serve_modem` deletes the message from the modem;
+a failed commit leaves the message on the modem for the next scan.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from drivers.sms import SmsRejected, message_reports
+
+from .journal import Entry, Quarantined
+from .logs import log_event
+from .modem import IncomingSms, serve_modem
+
+if TYPE_CHECKING:
+    from .app import Running
+
+log = logging.getLogger("relay.sms")
+
+
+def raw_pdus(sms: IncomingSms) -> bytes:
+    """The stored form of a message's PDUs: one hex PDU per line, ready for ``relay decode --jsonl``."""
+    return b"\n".join(pdu.hex().encode("ascii") for pdu in sms.pdus)
+
+
+async def serve_sms(running: Running) -> None:
+    settings = running.config.modem
+    assert settings is not None
+    journal = running.journal
+
+    async def on_sms(sms: IncomingSms) -> None:
+        now = datetime.now(UTC)
+        peer = f"sms:{sms.sender or 'unknown'}"
+        raw = raw_pdus(sms)
+        items: list[Entry | Quarantined]
+        if sms.message is None:
+            reason = f"undecodable SMS: {sms.error}"
+            items = [Quarantined(raw, reason, "sms", peer, now)]
+        else:
+            try:
+                reports = message_reports(sms.message, senders=settings.senders, now=now)
+            except SmsRejected as error:
+                reason = error.reason
+                items = [Quarantined(raw, reason, "sms", peer, now)]
+            else:
+                reason = ""
+                items = [
+                    Entry(report, raw if index == 0 else None, "sms", peer, now)
+                    for index, report in enumerate(reports)
+                ]
+        await journal.append(items)
+        if reason:
+            log_event(log, logging.WARNING, "sms_quarantined", sender=sms.sender, reason=reason)
+        else:
+            log_event(log, logging.INFO, "sms_report", sender=sms.sender, reports=len(items))
+
+    await serve_modem(settings, on_sms)
