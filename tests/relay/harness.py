@@ -31,7 +31,10 @@ def relay_config(data_dir: Path, broker_url: str | None = None, **sections: Any)
             }
         ]
     for name, values in sections.items():
-        document.setdefault(name, {}).update(values)
+        if isinstance(values, list):  # arrays of tables ([[serial]], [[sinks]]) are appended
+            document.setdefault(name, []).extend(values)
+        else:
+            document.setdefault(name, {}).update(values)
     return document
 
 
