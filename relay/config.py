@@ -65,6 +65,10 @@ class MqttSinkSettings:
     drain: str = "in_order"
 
     @property
+    def target(self) -> str:
+        return self.url
+
+    @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or "127.0.0.1"
 
@@ -78,8 +82,88 @@ class MqttSinkSettings:
         return urlsplit(self.url).scheme == "mqtts"
 
 
+@dataclass(frozen=True, slots=True)
+class HttpSinkSettings:
+    """POST JSON batches of normalized reports to ``url``."""
+
+    name: str
+    url: str
+    type: str = "http"
+    #: Extra request headers (``Authorization`` comes from ``token``/``token_file``).
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: A bearer token, or a file holding one (read at start; keeps secrets out of the config file).
+    token: str | None = None
+    token_file: str | None = None
+    #: ``Content-Encoding: gzip`` request bodies.
+    gzip: bool = False
+    #: Check the server's TLS certificate (against ``ca_file`` when given, else the system's CAs).
+    verify: bool = True
+    ca_file: str | None = None
+    timeout_s: float = 30.0
+    #: A batch is sent when it holds this many reports, would pass this many bytes, or its oldest
+    #: report has waited this long (whichever comes first).
+    batch_max_reports: int = 500
+    batch_max_bytes: int = 1_000_000
+    batch_max_age_s: float = 1.0
+    retry_min_s: float = 1.0
+    retry_max_s: float = 300.0
+    drain: str = "in_order"
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True, slots=True)
+class OsmandSinkSettings:
+    """One HTTP request per position, in the OsmAnd form a Traccar server reads (port 5055)."""
+
+    name: str
+    url: str
+    type: str = "osmand"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    verify: bool = True
+    ca_file: str | None = None
+    timeout_s: float = 15.0
+    #: Devices sent to in parallel (each device's positions stay in order).
+    concurrency: int = 8
+    #: Reports handed out at once (over all devices) and not yet answered.
+    inflight: int = 200
+    retry_min_s: float = 1.0
+    retry_max_s: float = 300.0
+    drain: str = "in_order"
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True, slots=True)
+class PassthroughSinkSettings:
+    """Each device's raw frames to ``host:port`` over its own transport, one upstream session per device."""
+
+    name: str
+    host: str
+    port: int
+    type: str = "passthrough"
+    #: Only these protocols are forwarded (empty: all); the others are acknowledged without sending.
+    protocols: tuple[str, ...] = ()
+    connect_timeout_s: float = 10.0
+    #: How long an upstream acknowledgement (Teltonika record count, GT06 login) may take.
+    ack_timeout_s: float = 10.0
+    #: An upstream session with nothing to send for this long is closed.
+    idle_timeout_s: float = 300.0
+    retry_min_s: float = 1.0
+    retry_max_s: float = 60.0
+    drain: str = "in_order"
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
 #: Any sink's settings (each type adds its own class, registered in SINK_SCHEMAS).
-SinkSettings = MqttSinkSettings
+SinkSettings = MqttSinkSettings | HttpSinkSettings | OsmandSinkSettings | PassthroughSinkSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +264,31 @@ def _mqtt_url(value: Any) -> str | None:
     return None if parts.scheme in ("mqtt", "mqtts") and parts.hostname else expected
 
 
+def _http_url(value: Any) -> str | None:
+    expected = "an http://host[:port]/path or https://host[:port]/path URL"
+    if not isinstance(value, str):
+        return expected
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        return expected
+    return None if parts.scheme in ("http", "https") and parts.hostname else expected
+
+
+def _headers(value: Any) -> str | None:
+    ok = isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(text, str) and key and "\n" not in text
+        for key, text in value.items()
+    )
+    return None if ok else 'a table of "Header-Name" = "value" strings'
+
+
+def _names(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+    return None if ok else 'a list of protocol names, e.g. ["gt06", "teltonika"]'
+
+
 def _site(value: Any) -> str | None:
     ok = isinstance(value, str) and value and all(ch.isalnum() or ch in "-_." for ch in value)
     return None if ok else "a name of letters, digits, '-', '_' or '.' (it goes into MQTT topics)"
@@ -232,6 +341,50 @@ _MQTT: dict[str, _Check] = {
     "retry_max_s": _number_range(0.01, 86400),
     "drain": _one_of("in_order", "live_first"),
 }
+_RETRY_DRAIN: dict[str, _Check] = {
+    "retry_min_s": _number_range(0.01, 3600),
+    "retry_max_s": _number_range(0.01, 86400),
+    "drain": _one_of("in_order", "live_first"),
+}
+_HTTP: dict[str, _Check] = {
+    "name": _STR,
+    "type": _STR,
+    "url": _http_url,
+    "headers": _headers,
+    "token": _STR,
+    "token_file": _STR,
+    "gzip": _BOOL,
+    "verify": _BOOL,
+    "ca_file": _STR,
+    "timeout_s": _number_range(0.1, 3600),
+    "batch_max_reports": _int_range(1, 100_000),
+    "batch_max_bytes": _int_range(1024, 100_000_000),
+    "batch_max_age_s": _number_range(0, 3600),
+    **_RETRY_DRAIN,
+}
+_OSMAND: dict[str, _Check] = {
+    "name": _STR,
+    "type": _STR,
+    "url": _http_url,
+    "headers": _headers,
+    "verify": _BOOL,
+    "ca_file": _STR,
+    "timeout_s": _number_range(0.1, 3600),
+    "concurrency": _int_range(1, 256),
+    "inflight": _int_range(1, 10_000),
+    **_RETRY_DRAIN,
+}
+_PASSTHROUGH: dict[str, _Check] = {
+    "name": _STR,
+    "type": _STR,
+    "host": _STR,
+    "port": _int_range(1, 65535),
+    "protocols": _names,
+    "connect_timeout_s": _number_range(0.1, 600),
+    "ack_timeout_s": _number_range(0.1, 600),
+    "idle_timeout_s": _number_range(1, 7 * 86400),
+    **_RETRY_DRAIN,
+}
 _MODEM: dict[str, _Check] = {
     "port": _STR,
     "baudrate": _int_range(300, 4_000_000),
@@ -253,11 +406,28 @@ def _mqtt_defaults(values: dict[str, Any], site: str) -> None:
     values.setdefault("client_id", f"relay-{site}-{values['name']}")
 
 
+def _no_defaults(values: dict[str, Any], site: str) -> None:
+    del values, site
+
+
+def _passthrough_defaults(values: dict[str, Any], site: str) -> None:
+    del site
+    values["protocols"] = tuple(values.get("protocols", ()))
+
+
 #: Sink type -> (schema, settings class, required keys, fills defaults that depend on other values).
 SINK_SCHEMAS: dict[
     str, tuple[dict[str, _Check], type, tuple[str, ...], Callable[[dict[str, Any], str], None]]
 ] = {
     "mqtt": (_MQTT, MqttSinkSettings, ("name", "type", "url"), _mqtt_defaults),
+    "http": (_HTTP, HttpSinkSettings, ("name", "type", "url"), _no_defaults),
+    "osmand": (_OSMAND, OsmandSinkSettings, ("name", "type", "url"), _no_defaults),
+    "passthrough": (
+        _PASSTHROUGH,
+        PassthroughSinkSettings,
+        ("name", "type", "host", "port"),
+        _passthrough_defaults,
+    ),
 }
 
 _STATUS: dict[str, _Check] = {"listen": _STR}
@@ -287,7 +457,7 @@ class _Checker:
             name = f"{prefix}.{key}"
             check = schema.get(key)
             if check is None:
-                self.problem(name, "one of the known keys: " + ", ".join(schema), "an unknown key")
+                self.problem(name, "one of the known keys: " + ", ".join(schema), UNKNOWN_KEY)
                 continue
             expected = check(value)
             if expected is not None:
@@ -297,9 +467,18 @@ class _Checker:
         return good
 
 
+class _Described(str):
+    """A description of what was found (shown as is), not a value from the file (shown quoted)."""
+
+
+NOTHING = _Described("nothing")
+UNKNOWN_KEY = _Described("an unknown key")
+UNKNOWN_SECTION = _Described("an unknown section")
+
+
 def _show(value: Any) -> str:
-    if isinstance(value, str) and value.startswith("an unknown"):
-        return value
+    if isinstance(value, _Described):
+        return str(value)
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
@@ -318,13 +497,13 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
     for section in data:
         if section not in _SECTIONS and section not in ("sinks", "serial"):
             known = ", ".join([*(f"[{name}]" for name in _SECTIONS), "[[sinks]]", "[[serial]]"])
-            checker.problem(section, f"one of the known sections: {known}", "an unknown section")
+            checker.problem(section, f"one of the known sections: {known}", UNKNOWN_SECTION)
     relay = checker.table("relay", data.get("relay", {}), _RELAY)
     listen = checker.table("listen", data.get("listen", {}), _LISTEN)
     journal = checker.table("journal", data.get("journal", {}), _JOURNAL)
     status = checker.table("status", data.get("status", {}), _STATUS)
 
-    sinks: list[MqttSinkSettings] = []
+    sinks: list[SinkSettings] = []
     raw_sinks = data.get("sinks", [])
     if not isinstance(raw_sinks, list):
         checker.problem("sinks", "an array of tables ([[sinks]])", raw_sinks)
@@ -341,7 +520,7 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
         values = checker.table(prefix, raw, schema)
         for key in required:
             if key not in raw:
-                checker.problem(f"{prefix}.{key}", "a value (this key is required)", "nothing")
+                checker.problem(f"{prefix}.{key}", "a value (this key is required)", NOTHING)
         if any(key not in values for key in required):
             continue
         if values["name"] in names:
@@ -355,7 +534,7 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
     if "modem" in data:
         values = checker.table("modem", data["modem"], _MODEM)
         if isinstance(data["modem"], dict) and "port" not in data["modem"]:
-            checker.problem("modem.port", "a value (this key is required)", "nothing")
+            checker.problem("modem.port", "a value (this key is required)", NOTHING)
         senders = values.get("senders", {})
         for number, device in senders.items():
             if not isinstance(device, str) or not device:
@@ -371,7 +550,7 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
     for index, raw in enumerate(raw_serial):
         values = checker.table(f"serial[{index}]", raw, _SERIAL)
         if isinstance(raw, dict) and "port" not in raw:
-            checker.problem(f"serial[{index}].port", "a value (this key is required)", "nothing")
+            checker.problem(f"serial[{index}].port", "a value (this key is required)", NOTHING)
         protocol = values.get("protocol", "auto")
         if protocol != "auto" and protocol not in _protocol_names():
             checker.problem(

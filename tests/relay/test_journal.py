@@ -1,0 +1,129 @@
+"""The SQLite journal: durable rows, group commit, quarantine, schema version, pruning."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trio
+
+from drivers import Report
+from relay.errors import JournalError
+from relay.journal import SCHEMA_VERSION, CursorUpdate, Entry, Journal, Quarantined, read_status
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def entry(device: str, index: int, *, event: str = "position", raw: bytes | None = b"frame") -> Entry:
+    report = Report(
+        protocol="gps103",
+        device_id=device,
+        event=event,
+        time=NOW,
+        valid=True,
+        lat=1.0 + index / 1000,
+        lon=2.0,
+        speed_kmh=0.0,
+    )
+    return Entry(report, raw, "tcp", "127.0.0.1:4000", NOW + timedelta(seconds=index))
+
+
+async def test_concurrent_appends_share_commits_and_keep_call_order(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        tickets = [await journal.submit([entry(f"dev{n % 7}", n)]) for n in range(500)]
+        for ticket in tickets:
+            await journal.wait_committed(ticket)
+        nursery.cancel_scope.cancel()
+    assert journal.committed_reports == 500
+    assert journal.commits < 100  # grouped, not one fsync per report
+    reports = journal.read_after(0, 1000)
+    assert [report.seq for report in reports] == list(range(1, 501))
+    assert [report.document["lat"] for report in reports] == [round(1.0 + n / 1000, 7) for n in range(500)]
+    journal.close()
+
+
+async def test_rows_survive_reopening_and_seqs_are_never_reused(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = Journal.open(path)
+    journal.write_now(
+        [entry("a", 1), entry("a", 2), Quarantined(b"\x00junk", "no driver", "tcp", "1.2.3.4:5", NOW)]
+    )
+    journal_id = journal.journal_id
+    journal.prune(delivered_up_to=2, retention=timedelta(0), max_bytes=10**9, now=NOW + timedelta(days=1))
+    journal.close()
+
+    reopened = Journal.open(path)
+    assert reopened.journal_id == journal_id
+    assert reopened.read_after(0, 10) == []
+    reopened.write_now([entry("a", 3)])
+    (report,) = reopened.read_after(0, 10)
+    assert report.seq == 3 and report.document["id"] == f"{journal_id}-3"
+    assert reopened.quarantine_rows()[0]["raw"] == b"\x00junk"
+    assert reopened._reader.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert reopened._reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    reopened.close()
+
+
+def test_raw_frames_and_login_frames_are_kept(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    journal.write_now([entry("a", 1, event="login", raw=b"##,imei:a,A;"), entry("a", 2, raw=None)])
+    first, second = journal.read_after(0, 10)
+    assert first.raw == b"##,imei:a,A;" and second.raw is None
+    assert journal.login_frame("a") == ("gps103", b"##,imei:a,A;")
+    journal.close()
+
+
+def test_status_reports_devices_backlog_and_quarantine(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    journal.write_now([entry("a", 1), entry("b", 2), entry("a", 3)])
+    journal.write_now([CursorUpdate("broker", 1, {"a": 1})])
+    journal.write_now([Quarantined(b"?", "bad", "udp", "x", NOW)])
+    journal.close()
+    status = read_status(
+        tmp_path / "j.sqlite3", ["broker", "never-connected"], now=NOW + timedelta(seconds=10)
+    )
+    assert {device["device_id"] for device in status["devices"]} == {"a", "b"}
+    assert status["sinks"] == [
+        {"sink": "broker", "pending": 2, "oldest_received_at": "2026-11-23T12:00:02Z", "oldest_age_s": 8.0},
+        {
+            "sink": "never-connected",
+            "pending": 3,
+            "oldest_received_at": "2026-11-23T12:00:01Z",
+            "oldest_age_s": 9.0,
+        },
+    ]
+    assert status["quarantine"] == 1 and status["reports"] == 3
+
+
+def test_size_cap_drops_delivered_first_then_undelivered_counted(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    journal.write_now([entry(f"d{n % 5}", n, raw=b"x" * 2000) for n in range(3000)])
+    size = journal.size_bytes()
+    removed = journal.prune(delivered_up_to=1000, retention=timedelta(days=30), max_bytes=size // 2, now=NOW)
+    assert removed["delivered_for_space"] == 1000
+    assert removed["dropped_undelivered"] > 0 and journal.dropped == removed["dropped_undelivered"]
+    assert journal.size_bytes() <= size // 2
+    remaining = journal.read_after(0, 5000)
+    assert remaining[0].seq == 1001 + removed["dropped_undelivered"]
+    journal.close()
+
+
+def test_an_unusable_journal_path_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(JournalError, match="cannot open journal"):
+        Journal.open(tmp_path / "file" / "j.sqlite3")
+    (tmp_path / "garbage.sqlite3").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(JournalError, match=r"garbage\.sqlite3"):
+        Journal.open(tmp_path / "garbage.sqlite3")
+
+
+def test_read_only_status_of_a_missing_journal(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="no journal at"):
+        read_status(tmp_path / "none.sqlite3", [], now=NOW)
+    assert not (tmp_path / "none.sqlite3").exists()
+    with pytest.raises(sqlite3.Error):
+        sqlite3.connect(f"file:{tmp_path / 'none.sqlite3'}?mode=ro", uri=True).execute("select 1")

@@ -1,0 +1,92 @@
+"""The ``relay`` command as a user runs it: decode, status, run on the embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import devices, vectors
+from tests.broker import free_tcp_udp_port
+
+
+def relay(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize("protocol", ["pt502", "gps103"])
+def test_decode_reads_the_vector_files_as_they_are(protocol: str) -> None:
+    result = relay("decode", "--jsonl", str(vectors.VECTORS / f"{protocol}.jsonl"))
+    assert result.returncode == 0, result.stderr
+    outputs = [json.loads(line) for line in result.stdout.splitlines()]
+    rows = [json.loads(line) for line in (vectors.VECTORS / f"{protocol}.jsonl").read_text().splitlines()]
+    assert len(outputs) == len(rows)
+    checked = 0
+    for number, (row, out) in enumerate(zip(rows, outputs, strict=True), start=1):
+        if row["direction"] != "device_to_server":
+            continue
+        assert vectors.mismatches(vectors.Vector(number, row), out) == [], f"line {number}"
+        checked += 1
+    assert checked == len(vectors.load(protocol))
+
+
+def test_decode_hex_text_and_stdin() -> None:
+    login = relay("decode", "--text", "##,imei:868683020419374,A;")
+    assert json.loads(login.stdout)["replies"] == ["4c4f4144"]
+    gt06 = relay("decode", "--hex", "78780d01086471700328358100093f040d0a")
+    assert json.loads(gt06.stdout)["protocol"] == "gt06"
+    piped = relay("decode", "--jsonl", "-", stdin='{"encoding": "ascii", "frame": "hello"}\nnot json\n')
+    first, second = (json.loads(line) for line in piped.stdout.splitlines())
+    assert first["protocol"] is None and first["error"].startswith("no driver recognises")
+    assert second["error"].startswith("line 2:")
+    forced = relay("decode", "--protocol", "gps103", "--text", "imei:1,tracker,xx,,F,1,A,9999,N,1,E,1,1;")
+    assert json.loads(forced.stdout)["error"].startswith("gps103: ")
+
+
+def test_run_on_embedded_defaults_stores_only_and_status_shows_the_device(tmp_path: Path) -> None:
+    port = free_tcp_udp_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relay", "run", "--port", str(port)],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any("event=store_only" in line for line in lines):
+            lines.append(process.stderr.readline())
+        log = "".join(lines)
+        assert f"event=listening tcp=0.0.0.0:{port} udp=0.0.0.0:{port}" in log
+        assert "event=store_only" in log
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(devices.gps103_login("868683020419374"))
+            assert sock.recv(10) == b"LOAD"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    status = relay("status", "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    document = json.loads(status.stdout)
+    assert [device["device_id"] for device in document["devices"]] == ["868683020419374"]
+    assert document["sinks"] == [] and document["quarantine"] == 0
+    table = relay("status", cwd=tmp_path).stdout
+    assert "868683020419374" in table and "sinks: none (store only)" in table
+
+
+def test_status_without_a_journal_says_so(tmp_path: Path) -> None:
+    result = relay("status", "--data-dir", str(tmp_path / "nothing-here"))
+    assert result.returncode == 1 and "no journal at" in result.stderr
