@@ -37,6 +37,13 @@ class Running:
     port: int
     sinks: list[Sink] = field(default_factory=list)
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    status_port: int | None = None
+
+    def health_problem(self) -> str | None:
+        """Why the relay cannot do its job right now, or ``None``."""
+        if self.journal.last_commit_error:
+            return f"journal cannot commit: {self.journal.last_commit_error}"
+        return None
 
     def statistics(self) -> dict[str, Any]:
         stats = vars(self.listener.stats).copy()
@@ -88,6 +95,15 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                 running.sinks.append(sink)
                 await nursery.start(sink.run)
             nursery.start_soon(_housekeeping, running)
+            if config.status.listen:
+                from .status_http import serve_status
+
+                try:
+                    running.status_port = await nursery.start(serve_status, running, config.status.listen)
+                except OSError as error:
+                    raise RelayError(
+                        f"cannot serve status on {config.status.listen}: {error.strerror or error}"
+                    ) from error
             if config.modem is not None:
                 from .sms_source import serve_sms
 

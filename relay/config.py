@@ -430,7 +430,20 @@ SINK_SCHEMAS: dict[
     ),
 }
 
-_STATUS: dict[str, _Check] = {"listen": _STR}
+
+def _listen_address(value: Any) -> str | None:
+    from .status_http import parse_listen
+
+    if value == "":
+        return None
+    try:
+        parse_listen(value)
+    except (ValueError, TypeError):
+        return 'host:port (e.g. "127.0.0.1:8080"), or "" for no status endpoint'
+    return None
+
+
+_STATUS: dict[str, _Check] = {"listen": _listen_address}
 _SECTIONS: dict[str, dict[str, _Check]] = {
     "relay": _RELAY,
     "listen": _LISTEN,

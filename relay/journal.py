@@ -100,7 +100,32 @@ def _login_frame(db: Database) -> None:
     db["devices"].add_column("login_seq", int)
 
 
-SCHEMA_VERSION = 2
+@migrations(name="0003_dead_letters")
+def _dead_letters(db: Database) -> None:
+    # What a sink's server refused for good (an HTTP 4xx other than 408/429): the exact request body
+    # and the server's answer, kept until someone requeues it (``relay requeue``) and it is delivered.
+    db.execute(
+        """CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sink TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            state TEXT NOT NULL,
+            status INTEGER,
+            answer TEXT,
+            first_seq INTEGER,
+            last_seq INTEGER,
+            reports INTEGER NOT NULL,
+            content_type TEXT,
+            body BLOB NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 1
+        )"""
+    )
+    db["dead_letters"].create_index(["sink", "state"])
+
+
+SCHEMA_VERSION = 3
+#: Longest server answer kept with a dead letter.
+DEAD_LETTER_ANSWER_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +203,8 @@ class Journal:
         self._send, self._receive = trio.open_memory_channel[_Ticket](10_000)
         self._appended = trio.Event()
         self.commits = 0
+        #: Why the last commit failed; ``None`` once a commit succeeds again.
+        self.last_commit_error: str | None = None
         self.committed_reports = 0
         self.quarantined = 0
         self.dropped = 0
@@ -267,12 +294,14 @@ class Journal:
         try:
             last_seq, reports, quarantined = await trio.to_thread.run_sync(self._write, items)
         except sqlite3.Error as error:
+            self.last_commit_error = str(error)
             log_event(log, logging.ERROR, "journal_commit_failed", error=str(error), items=len(items))
             for ticket in batch:
                 ticket.error = error
                 ticket.done.set()
             return
         self.commits += 1
+        self.last_commit_error = None
         self.committed_reports += reports
         self.quarantined += quarantined
         for ticket in batch:
@@ -380,6 +409,25 @@ class Journal:
         ).fetchone()
         return (row[0], row[1]) if row else None
 
+    def read_device_after(self, device_id: str | None, seq: int, limit: int) -> list[StoredReport]:
+        """One device's committed reports with ``seq`` greater than ``seq``, oldest first."""
+        rows = self._reader.execute(
+            "SELECT r.seq, r.device_id, r.protocol, r.transport, r.event, r.received_at, r.payload, r.raw,"
+            " m.data FROM reports r LEFT JOIN media m ON m.seq = r.seq"
+            " WHERE r.device_id IS ? AND r.seq > ? ORDER BY r.seq LIMIT ?",
+            (device_id, seq, limit),
+        ).fetchall()
+        return [self._stored(row) for row in rows]
+
+    def devices_between(self, after: int, upto: int) -> dict[str | None, int]:
+        """Each device with reports in ``after < seq <= upto``, and its newest such ``seq``."""
+        return dict(
+            self._reader.execute(
+                "SELECT device_id, max(seq) FROM reports WHERE seq > ? AND seq <= ? GROUP BY device_id",
+                (after, upto),
+            ).fetchall()
+        )
+
     def newest_per_device(self, after: int) -> list[StoredReport]:
         """Each device's newest report with ``seq > after``, oldest of them first."""
         rows = self._reader.execute(
@@ -412,6 +460,64 @@ class Journal:
         )
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    # -- dead letters -------------------------------------------------------------------------
+
+    def park(
+        self,
+        sink: str,
+        seqs: Sequence[int],
+        *,
+        status: int | None,
+        answer: str,
+        body: bytes,
+        content_type: str,
+    ) -> int:
+        """Keep a request the server refused for good; return its id. Blocks for one commit (call it
+        from a worker thread). The sink may acknowledge ``seqs`` once this returns."""
+        with self._lock, _transaction(self._db):
+            cursor = self._db.execute(
+                "INSERT INTO dead_letters (sink, created_at, state, status, answer, first_seq, last_seq,"
+                " reports, content_type, body) VALUES (?, ?, 'parked', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sink,
+                    format_time(datetime.now(UTC)),
+                    status,
+                    answer[:DEAD_LETTER_ANSWER_CHARS],
+                    min(seqs, default=None),
+                    max(seqs, default=None),
+                    len(seqs),
+                    content_type,
+                    body,
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def requeued_letters(self, sink: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Dead letters of ``sink`` that ``relay requeue`` marked for sending again, oldest first."""
+        cursor = self._reader.execute(
+            "SELECT id, status, answer, reports, content_type, body, attempts FROM dead_letters"
+            " WHERE sink = ? AND state = 'requeued' ORDER BY id LIMIT ?",
+            (sink, limit),
+        )
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def settle_letter(
+        self, letter_id: int, *, delivered: bool, status: int | None = None, answer: str = ""
+    ) -> None:
+        """A requeued letter was delivered (deleted) or refused again (parked with the new answer).
+        Blocks for one commit (call it from a worker thread)."""
+        with self._lock, _transaction(self._db):
+            if delivered:
+                self._db.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
+            else:
+                self._db.execute(
+                    "UPDATE dead_letters SET state = 'parked', status = ?, answer = ?,"
+                    " attempts = attempts + 1"
+                    " WHERE id = ?",
+                    (status, answer[:DEAD_LETTER_ANSWER_CHARS], letter_id),
+                )
 
     # -- housekeeping -------------------------------------------------------------------------
 
@@ -558,6 +664,65 @@ def read_status(path: str | Path, sinks: Sequence[str], *, now: datetime) -> dic
             db.close()
     except sqlite3.Error as error:
         raise JournalError(f"cannot read journal {path}: {error}") from error
+
+
+def dead_letter_rows(path: str | Path, *, sink: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """Dead letters in the journal at ``path`` (newest first), without their bodies' bytes.
+
+    :raises JournalError: no journal at ``path``, or it cannot be read.
+    """
+    db = _connect_existing(path, read_only=True)
+    try:
+        cursor = db.execute(
+            "SELECT id, sink, created_at, state, status, answer, first_seq, last_seq, reports, content_type,"
+            " length(body) AS bytes, attempts FROM dead_letters WHERE ? IS NULL OR sink = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (sink, sink, limit),
+        )
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+    except sqlite3.Error as error:
+        raise JournalError(f"cannot read dead letters from {path}: {error}") from error
+    finally:
+        db.close()
+
+
+def requeue_dead_letters(
+    path: str | Path, *, sink: str | None = None, ids: Sequence[int] | None = None
+) -> int:
+    """Mark dead letters for sending again (all of ``sink``'s, or all, when ``ids`` is None); return
+    how many. A running relay picks them up within seconds; a stopped one when it starts.
+
+    :raises JournalError: no journal at ``path``, or it cannot be written.
+    """
+    db = _connect_existing(path, read_only=False)
+    try:
+        where = "state = 'parked' AND (? IS NULL OR sink = ?)"
+        params: list[Any] = [sink, sink]
+        if ids is not None:
+            where += f" AND id IN ({','.join('?' * len(ids))})"
+            params += list(ids)
+        with _transaction(db):
+            return db.execute(f"UPDATE dead_letters SET state = 'requeued' WHERE {where}", params).rowcount
+    except sqlite3.Error as error:
+        raise JournalError(f"cannot requeue dead letters in {path}: {error}") from error
+    finally:
+        db.close()
+
+
+def _connect_existing(path: str | Path, *, read_only: bool) -> sqlite3.Connection:
+    path = Path(path)
+    if not path.exists():
+        raise JournalError(f"no journal at {path} (has the relay run with this data_dir?)")
+    try:
+        if read_only:
+            return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # A journal made by an older relay has no dead_letters table yet: bring it up to date.
+        migrations.apply(Database(db))
+        return db
+    except sqlite3.Error as error:
+        raise JournalError(f"cannot open journal {path}: {error}") from error
 
 
 def _status(db: sqlite3.Connection, sinks: Sequence[str], now: datetime) -> dict[str, Any]:
