@@ -1,0 +1,626 @@
+"""``python -m bench [--quick] [--json]``: the relay measured against its physical limits, in one run.
+
+Core sharing (2 cores): the relay runs pinned to CPU 0 (its trio thread and its SQLite writer thread
+share that core); load generators and mosquitto run pinned to CPU 1. The raw-SQLite limit, the bare
+paho limit and the decode figures run on CPU 0 too, so every figure and its limit had one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import decode, limits
+from .proc import ROOT, Relay, free_tcp_udp_port, write_config
+
+RELAY_CPU = 0
+LOAD_CPU = 1
+KB = 1024
+MB = 1024 * 1024
+#: How long the relay is left alone before its idle size is read.
+SETTLE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big each measurement is."""
+
+    name: str
+    ingest_tcp: int
+    ingest_udp: int
+    ingest_warmup_s: float
+    ingest_s: float
+    raw_rows: int
+    drain_reports: int
+    idle_connections: int
+    wear_rate: int
+    wear_warmup_s: float
+    wear_s: float
+    decode_s: float
+    startups: int
+
+    @classmethod
+    def full(cls) -> Profile:
+        return cls("full", 2000, 500, 3.0, 20.0, 200_000, 200_000, 5000, 500, 3.0, 15.0, 1.0, 5)
+
+    @classmethod
+    def quick(cls) -> Profile:
+        return cls("quick", 1000, 250, 2.0, 6.0, 100_000, 50_000, 5000, 500, 2.0, 5.0, 0.3, 3)
+
+    @classmethod
+    def smoke(cls) -> Profile:
+        """Every code path, tiny: for the test suite, not for figures."""
+        return cls("smoke", 8, 3, 0.3, 0.5, 2000, 500, 20, 20, 0.3, 0.5, 0.02, 1)
+
+
+TARGETS = {
+    "ingest_reports_per_s": 20_000,
+    "ingest_ratio": 0.5,
+    "ack_p99_ms": 50,
+    "drain_ratio": 0.8,
+    "rss_idle_mb": 60,
+    "rss_connections_mb": 150,
+    "bytes_per_report": 1 * KB,
+    "text_decode_frames_per_s": 100_000,
+    "startup_s": 1.0,
+}
+
+
+def _pinned(cpu: int) -> Callable[[], None]:
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def _load(port: int, *arguments: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.load", "--port", str(port), "--cpu", str(LOAD_CPU), *arguments],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _result(line: str) -> dict[str, Any]:
+    return json.loads(line.removeprefix("result "))
+
+
+# -- measurements -------------------------------------------------------------------------------------
+
+
+def ingest(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
+    """Devices sending as fast as their acknowledgements allow; then the raw-SQLite limit on the same rows."""
+    port = free_tcp_udp_port()
+    directory = work / "ingest"
+    directory.mkdir()
+    config = write_config(directory, port)
+    say(f"ingest: {profile.ingest_tcp} TCP + {profile.ingest_udp} UDP devices, {profile.ingest_s:g} s")
+    with Relay(config, port, cpu=RELAY_CPU) as relay:
+        relay.start()
+        load = _load(
+            port,
+            "--tcp",
+            str(profile.ingest_tcp),
+            "--udp",
+            str(profile.ingest_udp),
+            "--warmup",
+            str(profile.ingest_warmup_s),
+            "--duration",
+            str(profile.ingest_s),
+        )
+        assert load.stdout is not None
+        before = after = None
+        result: dict[str, Any] = {}
+        for line in load.stdout:
+            if line.startswith("start"):
+                before = relay.usage()
+            elif line.startswith("stop"):
+                after = relay.usage()
+            elif line.startswith("result "):
+                result = _result(line)
+        load.wait()
+        if before is None or after is None or not result:
+            raise RuntimeError(f"load generator failed (exit {load.returncode})")
+    database = directory / "data" / "journal.sqlite3"
+    rows = limits.committed_rows(database, profile.raw_rows)
+    say(f"ingest limit: {profile.raw_rows} rows by plain sqlite3 executemany")
+    os.sched_setaffinity(0, {RELAY_CPU})
+    try:
+        raw = limits.raw_sqlite(directory, rows, total=profile.raw_rows, batch=2000, synchronous="full")
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    window = after.at - before.at
+    rate = result["reports"] / result["window_s"]
+    return {
+        "devices_tcp": profile.ingest_tcp,
+        "devices_udp": profile.ingest_udp,
+        "window_s": result["window_s"],
+        "reports": result["reports"],
+        "reports_per_s": rate,
+        "ack_p50_ms": result["latency_p50_ms"],
+        "ack_p99_ms": result["latency_p99_ms"],
+        "udp_retries": result["retries"],
+        "closed": result["closed"],
+        "relay_cpu_cores": (after.cpu_s - before.cpu_s) / window,
+        "load_cpu_cores": result["cpu_s"] / result["window_s"],
+        "raw_sqlite_rows_per_s": raw["rows_per_s"],
+        "raw_sqlite_batch": 2000,
+        "ratio": rate / raw["rows_per_s"],
+    }
+
+
+def _fill_backlog(database: Path, reports: int) -> int:
+    """A journal holding ``reports`` undelivered reports from many devices; returns its last seq.
+
+    A few thousand reports go through the relay's own write path; SQL then copies them until the
+    backlog is big enough (the copies keep each device's order).
+    """
+    from datetime import UTC, datetime
+
+    from drivers import Transport, get
+    from relay.journal import Entry, Journal
+
+    from .frames import device
+
+    journal = Journal.open(database, site="bench")
+    entries = []
+    now = datetime.now(UTC)
+    for index in range(min(reports, 2000)):
+        made = device(index, Transport.TCP)
+        session = get(made.protocol).new_session(Transport.TCP)
+        session.receive_data(made.frame)
+        for frame in session.frames():
+            for report in session.decode(frame, now=now).reports:
+                entries.append(Entry(report, frame, "tcp", "127.0.0.1:40000", now))
+    journal.write_now(entries)
+    journal.close()
+    db = sqlite3.connect(database, isolation_level=None)
+    columns = limits.REPORT_COLUMNS
+    while (count := db.execute("SELECT count(*) FROM reports").fetchone()[0]) < reports:
+        db.execute(
+            f"INSERT INTO reports ({columns}) SELECT {columns} FROM reports ORDER BY seq LIMIT ?",
+            (reports - count,),
+        )
+    last = db.execute("SELECT max(seq) FROM reports").fetchone()[0]
+    db.close()
+    return last
+
+
+def _messages(database: Path, prefix: str) -> list[tuple[str, bytes]]:
+    """Exactly the topics and payloads the relay's MQTT sink publishes for this journal."""
+    from relay.journal import Journal
+    from relay.mqtt import payload_for, topic_for
+
+    journal = Journal.open(database, site="bench")
+    messages = []
+    seq = 0
+    try:
+        while batch := journal.read_after(seq, 10_000):
+            messages.extend((topic_for(prefix, report), payload_for(report)) for report in batch)
+            seq = batch[-1].seq
+    finally:
+        journal.close()
+    return messages
+
+
+class _Broker:
+    def __init__(self, directory: Path) -> None:
+        executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(executable).exists():
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+        import getpass
+
+        self.port = free_tcp_udp_port()
+        conf = directory / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"user {getpass.getuser()}\nmax_queued_messages 0\n"
+        )
+        self.process = subprocess.Popen(
+            [executable, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_pinned(LOAD_CPU),
+        )
+        import socket
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def drain(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
+    """A backlog published at QoS 1 until empty; then a bare paho loop with the same messages."""
+    directory = work / "drain"
+    (directory / "data").mkdir(parents=True)
+    database = directory / "data" / "journal.sqlite3"
+    say(f"drain: filling a backlog of {profile.drain_reports} reports")
+    last = _fill_backlog(database, profile.drain_reports)
+    messages = _messages(database, "bench")
+    broker = _Broker(directory)
+    try:
+        port = free_tcp_udp_port()
+        inflight = 50
+        config = write_config(directory, port, mqtt_url=f"mqtt://127.0.0.1:{broker.port}", inflight=inflight)
+        say("drain: relay publishing to mosquitto")
+        with Relay(config, port, cpu=RELAY_CPU) as relay:
+            relay.start()
+            started = relay.wait_log("mqtt_connected")
+            before = relay.usage()
+            reader = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+            floor = 0
+            deadline = started + 600
+            while floor < last and time.monotonic() < deadline:
+                time.sleep(0.02)
+                row = reader.execute("SELECT floor_seq FROM sinks WHERE name = 'broker'").fetchone()
+                floor = row[0] if row else 0
+            finished = time.monotonic()
+            after = relay.usage()
+            reader.close()
+            if floor < last:
+                raise RuntimeError(f"drain did not finish: {floor} of {last}")
+        say("drain limit: bare paho publish loop")
+        os.sched_setaffinity(0, {RELAY_CPU})
+        try:
+            bare = limits.bare_paho(broker.port, messages, inflight=inflight)
+        finally:
+            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    finally:
+        broker.stop()
+    rate = len(messages) / (finished - started)
+    return {
+        "reports": len(messages),
+        "inflight": inflight,
+        "seconds": finished - started,
+        "reports_per_s": rate,
+        "relay_cpu_cores": (after.cpu_s - before.cpu_s) / (after.at - before.at),
+        "written_bytes_per_report": (after.write_bytes - before.write_bytes) / len(messages),
+        "bare_paho_per_s": bare["messages_per_s"],
+        "ratio": rate / bare["messages_per_s"],
+    }
+
+
+def memory(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
+    """Resident size idle, then with idle TCP connections (each logged in once)."""
+    port = free_tcp_udp_port()
+    directory = work / "memory"
+    directory.mkdir()
+    config = write_config(directory, port)
+    say(f"memory: idle, then {profile.idle_connections} idle TCP connections")
+    with Relay(config, port, cpu=RELAY_CPU) as relay:
+        relay.start()
+        time.sleep(SETTLE_S)
+        idle = relay.usage().rss
+        load = _load(port, "--tcp", str(profile.idle_connections), "--hold")
+        assert load.stdout is not None and load.stdin is not None
+        for line in load.stdout:
+            if line.startswith("ready"):
+                break
+        else:
+            raise RuntimeError("load generator never held its connections")
+        time.sleep(SETTLE_S)
+        held = relay.usage().rss
+        load.stdin.close()
+        load.wait()
+    return {
+        "rss_idle_mb": idle / MB,
+        "connections": profile.idle_connections,
+        "rss_connections_mb": held / MB,
+        "bytes_per_connection": (held - idle) / profile.idle_connections,
+    }
+
+
+def _strace(pid: int, seconds: float) -> subprocess.Popen[str] | None:
+    if not shutil.which("strace"):
+        return None
+    return subprocess.Popen(
+        [
+            "timeout",
+            "-s",
+            "INT",
+            str(seconds),
+            "strace",
+            "-c",
+            "-f",
+            "-e",
+            "trace=fsync,fdatasync",
+            "-p",
+            str(pid),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _syscall_counts(output: str) -> dict[str, int]:
+    counts = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[-1] in ("fsync", "fdatasync") and parts[3].isdigit():
+            counts[parts[-1]] = int(parts[3])
+    return counts
+
+
+def wear(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
+    """Bytes written per report (/proc/<pid>/io write_bytes) and fsyncs/s (strace -c) at a steady rate."""
+    port = free_tcp_udp_port()
+    directory = work / "wear"
+    directory.mkdir()
+    config = write_config(directory, port)
+    say(f"wear: {profile.wear_rate} reports/s for {profile.wear_s:g} s")
+    with Relay(config, port, cpu=RELAY_CPU) as relay:
+        relay.start()
+        load = _load(
+            port,
+            "--tcp",
+            str(profile.wear_rate),
+            "--interval",
+            "1",
+            "--warmup",
+            str(profile.wear_warmup_s),
+            "--duration",
+            str(profile.wear_s),
+        )
+        assert load.stdout is not None
+        before = after = None
+        tracer = None
+        result: dict[str, Any] = {}
+        for line in load.stdout:
+            if line.startswith("start"):
+                before = relay.usage()
+                tracer = _strace(relay.pid, profile.wear_s)
+            elif line.startswith("stop"):
+                after = relay.usage()
+            elif line.startswith("result "):
+                result = _result(line)
+        load.wait()
+        counts: dict[str, int] = {}
+        if tracer is not None:
+            _, errors = tracer.communicate()
+            counts = _syscall_counts(errors)
+        if before is None or after is None or not result:
+            raise RuntimeError("load generator failed")
+    seconds = after.at - before.at
+    syncs = sum(counts.values()) if tracer is not None else None
+    return {
+        "reports": result["reports"],
+        "reports_per_s": result["reports"] / result["window_s"],
+        "written_bytes": after.write_bytes - before.write_bytes,
+        "bytes_per_report": (after.write_bytes - before.write_bytes) / max(result["reports"], 1),
+        "fsyncs_per_s": syncs / profile.wear_s if syncs is not None else None,
+        "syscalls": counts,
+        "seconds": seconds,
+        "method": "write_bytes from /proc/<pid>/io; fsync+fdatasync counted by strace -c -f",
+    }
+
+
+def decoding(profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
+    say("decode: every protocol's vectors on one core")
+    if not decode.VECTORS.is_dir():
+        return {"skipped": f"no vectors at {decode.VECTORS} (set RELAY_VECTORS)"}
+    os.sched_setaffinity(0, {RELAY_CPU})
+    try:
+        return {
+            protocol: decode.frames_per_second(protocol, seconds=profile.decode_s)
+            for protocol in decode.protocols()
+        }
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+
+
+def startup(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
+    """Process start to the port accepting TCP; the first start creates the journal."""
+    say("start-up")
+    directory = work / "startup"
+    directory.mkdir()
+    times = []
+    for _ in range(profile.startups):
+        port = free_tcp_udp_port()
+        with Relay(write_config(directory, port), port, cpu=RELAY_CPU) as relay:
+            times.append(relay.start())
+    return {
+        "runs": len(times),
+        "median_s": statistics.median(times),
+        "first_s": times[0],
+        "max_s": max(times),
+    }
+
+
+# -- the table ----------------------------------------------------------------------------------------
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _ok(passed: bool) -> str:
+    return "ok" if passed else "MISS"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The figures, each beside its limit, as a Markdown table."""
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    ing = results["ingest"]
+    rows.append(
+        (
+            f"ingest, reports/s committed ({ing['devices_tcp']} TCP + {ing['devices_udp']} UDP devices)",
+            _n(ing["reports_per_s"]),
+            f"raw sqlite3 {_n(ing['raw_sqlite_rows_per_s'])}",
+            f"{ing['ratio']:.1%}",
+            ">= 20,000 and >= 50%",
+            _ok(
+                ing["reports_per_s"] >= TARGETS["ingest_reports_per_s"]
+                and ing["ratio"] >= TARGETS["ingest_ratio"]
+            ),
+        )
+    )
+    rows.append(
+        (
+            "ingest, ack latency p50 / p99 ms",
+            f"{_n(ing['ack_p50_ms'], 1)} / {_n(ing['ack_p99_ms'], 1)}",
+            "",
+            "",
+            "p99 < 50",
+            _ok(ing["ack_p99_ms"] < TARGETS["ack_p99_ms"]),
+        )
+    )
+    rows.append(
+        (
+            "ingest, CPU cores: relay / load generator",
+            f"{ing['relay_cpu_cores']:.2f} / {ing['load_cpu_cores']:.2f}",
+            "1 core each (pinned)",
+            "",
+            "",
+            "",
+        )
+    )
+    dr = results["drain"]
+    rows.append(
+        (
+            f"drain, reports/s to mosquitto QoS 1 ({dr['reports']:,} backlog)",
+            _n(dr["reports_per_s"]),
+            f"bare paho {_n(dr['bare_paho_per_s'])}",
+            f"{dr['ratio']:.1%}",
+            ">= 80%",
+            _ok(dr["ratio"] >= TARGETS["drain_ratio"]),
+        )
+    )
+    mem = results["memory"]
+    rows.append(
+        ("memory, RSS idle MB", _n(mem["rss_idle_mb"], 1), "", "", "<= 60", _ok(mem["rss_idle_mb"] <= 60))
+    )
+    rows.append(
+        (
+            f"memory, RSS with {mem['connections']:,} idle TCP connections MB",
+            _n(mem["rss_connections_mb"], 1),
+            "",
+            "",
+            "<= 150",
+            _ok(mem["rss_connections_mb"] <= TARGETS["rss_connections_mb"]),
+        )
+    )
+    rows.append(("memory, bytes per connection", _n(mem["bytes_per_connection"]), "", "", "", ""))
+    wr = results["wear"]
+    rows.append(
+        (
+            f"SD wear, bytes written per report at {_n(wr['reports_per_s'])} reports/s",
+            _n(wr["bytes_per_report"]),
+            "",
+            "",
+            "<= 1,024",
+            _ok(wr["bytes_per_report"] <= TARGETS["bytes_per_report"]),
+        )
+    )
+    rows.append(("SD wear, fsync+fdatasync per s", _n(wr["fsyncs_per_s"], 1), "", "", "", ""))
+    dec = results["decode"]
+    if "skipped" in dec:
+        rows.append(("decode", dec["skipped"], "", "", "", ""))
+    for protocol, figures in dec.items():
+        if protocol == "skipped":
+            continue
+        text = protocol in decode.TEXT_PROTOCOLS
+        rows.append(
+            (
+                f"decode {protocol}, frames/s ({figures['vectors']} vectors)",
+                _n(figures["frames_per_s"]),
+                "",
+                "",
+                ">= 100,000" if text else "",
+                _ok(figures["frames_per_s"] >= TARGETS["text_decode_frames_per_s"]) if text else "",
+            )
+        )
+    st = results["startup"]
+    rows.append(
+        (
+            f"start-up to listening, s (median of {st['runs']})",
+            _n(st["median_s"], 2),
+            "",
+            "",
+            "< 1",
+            _ok(st["median_s"] < TARGETS["startup_s"]),
+        )
+    )
+    header = ("figure", "relay", "limit (same run)", "ratio", "target", "")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(header)) + " |",
+        "|" + "|".join("-" * (width + 2) for width in widths) + "|",
+    ]
+    lines += ["| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "cores": (
+            "relay, raw sqlite3, bare paho and decode pinned to CPU 0; load generator and mosquitto to CPU 1"
+        ),
+    }
+
+
+def run(profile: Profile, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Every measurement; the result as ``--json`` prints it."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as name:
+        work = Path(name)
+        results: dict[str, Any] = {"profile": asdict(profile), "environment": environment()}
+        results["startup"] = startup(work, profile, say)
+        results["decode"] = decoding(profile, say)
+        results["memory"] = memory(work, profile, say)
+        results["ingest"] = ingest(work, profile, say)
+        results["wear"] = wear(work, profile, say)
+        results["drain"] = drain(work, profile, say)
+    results["bench_seconds"] = time.monotonic() - started
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Measure the relay against its limits."
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller, shorter measurements (about a minute)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    args = parser.parse_args(argv)
+    if os.cpu_count() is None or os.cpu_count() < 2:
+        print("the bench needs 2 cores (relay on one, load on the other)", file=sys.stderr)
+        return 1
+    profile = Profile.quick() if args.quick else Profile.full()
+    results = run(profile, say=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(table(results))
+        print(
+            f"\n{results['environment']['cores']}. Python {results['environment']['python']}, "
+            f"SQLite {results['environment']['sqlite']}, load average before "
+            f"{', '.join(f'{x:.2f}' for x in results['environment']['load_average'])}; "
+            f"bench took {results['bench_seconds']:.0f} s ({profile.name})."
+        )
+    return 0
