@@ -58,6 +58,10 @@ class Running:
             stats[f"sink_{sink.name}_published"] = sink.published
             stats[f"sink_{sink.name}_acknowledged"] = sink.acknowledged
             stats[f"sink_{sink.name}_backlog"] = sink.backlog()
+            for counter in ("duplicates_possible", "dead_lettered", "skipped", "retries"):
+                value = getattr(sink, counter, None)
+                if value is not None:
+                    stats[f"sink_{sink.name}_{counter}"] = value
         return stats
 
 

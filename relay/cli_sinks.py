@@ -1,10 +1,80 @@
-"""CLI commands about sinks (dead letters, requeue). Added to ``relay`` by :func:`add_commands`."""
+"""CLI commands about sinks: ``relay dead-letters`` and ``relay requeue``. Added by :func:`add_commands`.
+
+A dead letter is a request a sink's server refused for good (an HTTP 4xx other than 408/429): the
+batch (http) or position (osmand) with the server's answer. Both commands work on the journal of
+``--config``'s data_dir (or ``--data-dir``), whether or not the relay is running: a running relay
+sends requeued letters within seconds, a stopped one when it starts.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
 from typing import Any
+
+from .errors import RelayError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+_LINE = "{:>6} {:<12} {:<9} {:>6} {:>7} {:<15} {:<24} {}"
 
 
 def add_commands(commands: Any) -> None:
     """Add this module's subcommands to the ``relay`` parser's subparsers."""
-    del commands
+    letters = commands.add_parser("dead-letters", help="list what sinks' servers refused for good")
+    _journal_arguments(letters)
+    letters.add_argument("--sink", help="only this sink's")
+    letters.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    letters.set_defaults(handler=_dead_letters)
+
+    requeue = commands.add_parser("requeue", help="send dead letters again (after fixing the cause)")
+    _journal_arguments(requeue)
+    requeue.add_argument("--sink", help="only this sink's dead letters")
+    which = requeue.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every parked dead letter (of --sink)")
+    which.add_argument("ids", nargs="*", type=int, default=[], metavar="ID", help="dead letter ids")
+    requeue.set_defaults(handler=_requeue)
+
+
+def _journal_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+    parser.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from .cli import config_from
+    from .journal import dead_letter_rows
+
+    rows = dead_letter_rows(config_from(args).database, sink=args.sink)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no dead letters")
+        return EXIT_OK
+    header = ("id", "sink", "state", "status", "reports", "seqs", "parked at", "answer")
+    print(_LINE.format(*header))
+    for row in rows:
+        seqs = f"{row['first_seq']}-{row['last_seq']}"
+        answer = " ".join((row["answer"] or "").split())[:60]
+        status = row["status"] or "-"
+        print(
+            _LINE.format(
+                row["id"], row["sink"], row["state"], status, row["reports"], seqs, row["created_at"], answer
+            )
+        )
+    return EXIT_OK
+
+
+def _requeue(args: argparse.Namespace) -> int:
+    from .cli import config_from
+    from .journal import requeue_dead_letters
+
+    if not args.all and not args.ids:
+        raise RelayError("name the dead letters to requeue (ID ...) or use --all")
+    count = requeue_dead_letters(
+        config_from(args).database, sink=args.sink, ids=None if args.all else args.ids
+    )
+    print(f"{count} dead letter{'s' if count != 1 else ''} requeued")
+    return EXIT_OK if count or args.all else EXIT_FAILURE

@@ -1,4 +1,9 @@
-"""Sinks: where committed reports go. Each sink type is a class with the same small surface."""
+"""Sinks: where committed reports go. Each sink type is a class with the same small surface.
+
+``mqtt`` (:mod:`relay.mqtt`), ``http`` (:mod:`relay.http_sink`), ``osmand`` (:mod:`relay.osmand_sink`)
+and ``passthrough`` (:mod:`relay.passthrough`). Each keeps its own durable position in the journal, so a
+slow or dead sink never holds the others back.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,13 @@ from typing import Protocol
 
 import trio
 
-from .config import MqttSinkSettings, SinkSettings
+from .config import (
+    HttpSinkSettings,
+    MqttSinkSettings,
+    OsmandSinkSettings,
+    PassthroughSinkSettings,
+    SinkSettings,
+)
 from .delivery import Delivery
 from .journal import Journal
 
@@ -38,4 +49,16 @@ def make_sink(settings: SinkSettings, journal: Journal) -> Sink:
         from .mqtt import MqttSink
 
         return MqttSink(settings, journal)
+    if isinstance(settings, HttpSinkSettings):
+        from .http_sink import HttpSink
+
+        return HttpSink(settings, journal)
+    if isinstance(settings, OsmandSinkSettings):
+        from .osmand_sink import OsmandSink
+
+        return OsmandSink(settings, journal)
+    if isinstance(settings, PassthroughSinkSettings):
+        from .passthrough import PassthroughSink
+
+        return PassthroughSink(settings, journal)
     raise TypeError(f"no sink for settings of type {type(settings).__name__}")

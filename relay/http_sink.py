@@ -1,0 +1,374 @@
+"""The http sink: committed reports POSTed to a central server as JSON batches, until it answers 2xx.
+
+A batch is ``{"site": "...", "reports": [<normalized report>, ...]}`` (``Content-Type:
+application/json``, optionally gzip-compressed), oldest first, at most ``batch_max_reports`` reports
+and ``batch_max_bytes`` bytes, sent when full or when its first report has waited ``batch_max_age_s``.
+Each report keeps its stable ``id``, so the server can drop the duplicates that at-least-once delivery
+brings. One batch is in flight at a time, so every device's reports arrive in order.
+
+What the server's answer means:
+
+- 2xx: the batch is delivered;
+- a timeout, a connection error, 408, 429, 5xx (or any other non-4xx answer): the same batch is sent
+  again after an exponential backoff with jitter, or after the server's ``Retry-After``;
+- any other 4xx: the server will never take this batch. It is parked in the journal's dead-letter table
+  with the server's answer, and the sink moves on. ``relay dead-letters`` lists them; ``relay requeue``
+  sends them again (the running sink picks them up within :data:`REQUEUE_POLL_S`).
+
+The request plumbing (:class:`Poster`) is shared with the osmand sink.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import logging
+import random
+import ssl
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from .config import HttpSinkSettings, OsmandSinkSettings
+from .delivery import Delivery
+from .journal import Journal, StoredReport
+from .logs import log_event
+
+log = logging.getLogger("relay.http")
+
+#: How often a sink looks for dead letters that ``relay requeue`` marked for sending again.
+REQUEUE_POLL_S = 2.0
+#: Longest wait a server's ``Retry-After`` can impose (a typo there must not stall a sink for days).
+RETRY_AFTER_MAX_S = 3600.0
+#: Statuses that mean "later", not "never".
+RETRYABLE_4XX = (408, 429)
+#: Characters of a server's answer kept for logs and dead letters.
+ANSWER_CHARS = 2000
+JSON_TYPE = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The server's final "no" (a 4xx other than 408/429)."""
+
+    status: int
+    answer: str
+
+
+class Poster:
+    """Sends one request until the server takes it (2xx) or refuses it for good (:class:`Refused`).
+
+    Retries forever in between, with backoff and jitter, honouring ``Retry-After``. Keeps the sink's
+    connection state and counters.
+    """
+
+    def __init__(self, sink: str, settings: HttpSinkSettings | OsmandSinkSettings) -> None:
+        self.sink = sink
+        self.settings = settings
+        self.connected = False
+        self.last_error: str | None = None
+        self.requests = 0
+        self.retries = 0
+        #: Reports sent again after an attempt the server may have received (timeout, 5xx, reset).
+        self.duplicates_possible = 0
+
+    def client(self) -> httpx.AsyncClient:
+        """A client with the sink's TLS settings. :raises OSError, ssl.SSLError: a bad ``ca_file``."""
+        verify: ssl.SSLContext | bool = self.settings.verify
+        if self.settings.verify and self.settings.ca_file:
+            verify = ssl.create_default_context(cafile=self.settings.ca_file)
+        return httpx.AsyncClient(
+            verify=verify,
+            timeout=httpx.Timeout(self.settings.timeout_s),
+            headers=dict(self.settings.headers),
+            follow_redirects=False,
+        )
+
+    def backoff(self, failures: int) -> float:
+        """Exponential backoff with jitter, so a fleet of relays does not retry in lockstep."""
+        low, high = self.settings.retry_min_s, self.settings.retry_max_s
+        ceiling = min(high, low * 2 ** min(failures, 16))
+        return random.uniform(low, max(ceiling, low))
+
+    async def send(
+        self,
+        client: httpx.AsyncClient,
+        request: Callable[[], httpx.Request],
+        *,
+        reports: int,
+    ) -> Refused | None:
+        """Send ``request()`` (built anew for each attempt) until it is answered 2xx (returns None)
+        or refused for good (returns :class:`Refused`)."""
+        failures = 0
+        while True:
+            self.requests += 1
+            may_have_arrived = True
+            retry_after: float | None = None
+            try:
+                response = await client.send(request())
+                answer = response.text[:ANSWER_CHARS]
+            except httpx.HTTPError as error:  # transport errors and timeouts
+                may_have_arrived = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+                self.connected = False
+                problem = f"{type(error).__name__}: {error}".rstrip(": ")
+            else:
+                self.connected = True
+                status = response.status_code
+                if 200 <= status < 300:
+                    self.last_error = None
+                    return None
+                if 400 <= status < 500 and status not in RETRYABLE_4XX:
+                    self.last_error = f"HTTP {status}: {answer[:200]}"
+                    return Refused(status, answer)
+                retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+                problem = f"HTTP {status}: {answer[:200]}"
+            failures += 1
+            self.retries += 1
+            if may_have_arrived:
+                self.duplicates_possible += reports
+            self.last_error = problem
+            delay = retry_after if retry_after is not None else self.backoff(failures)
+            log_event(
+                log,
+                logging.WARNING,
+                "http_retry",
+                sink=self.sink,
+                url=self.settings.url,
+                error=problem,
+                attempt=failures,
+                retry_in_s=round(delay, 2),
+            )
+            await trio.sleep(delay)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_MAX_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max((when - now).total_seconds(), 0.0), RETRY_AFTER_MAX_S)
+
+
+def document_for(report: StoredReport) -> dict[str, Any]:
+    """The normalized report, with a photo's bytes as ``media.base64``."""
+    if report.media is None:
+        return report.document
+    document = dict(report.document)
+    media = dict(document.get("media") or {})
+    media["base64"] = base64.b64encode(report.media).decode("ascii")
+    document["media"] = media
+    return document
+
+
+async def retry_requeued(
+    sink: str,
+    journal: Journal,
+    poster: Poster,
+    client: httpx.AsyncClient,
+    request_for: Callable[[httpx.AsyncClient, dict[str, Any]], Callable[[], httpx.Request]],
+) -> int:
+    """Send the dead letters ``relay requeue`` marked; settle each. Returns how many were sent."""
+    letters = journal.requeued_letters(sink)
+    for letter in letters:
+        refused = await poster.send(client, request_for(client, letter), reports=letter["reports"])
+        await trio.to_thread.run_sync(
+            lambda letter=letter, refused=refused: journal.settle_letter(
+                letter["id"],
+                delivered=refused is None,
+                status=refused.status if refused else None,
+                answer=refused.answer if refused else "",
+            )
+        )
+        log_event(
+            log,
+            logging.INFO if refused is None else logging.WARNING,
+            "dead_letter_requeued",
+            sink=sink,
+            id=letter["id"],
+            outcome="delivered" if refused is None else f"refused again (HTTP {refused.status})",
+        )
+    return len(letters)
+
+
+class HttpSink:
+    """JSON batches to one URL, one batch in flight, retried until taken or refused for good."""
+
+    def __init__(self, settings: HttpSinkSettings, journal: Journal) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.journal = journal
+        self.delivery = Delivery(journal, self.name, window=settings.batch_max_reports, drain=settings.drain)
+        self.poster = Poster(self.name, settings)
+        self.published = 0
+        self.batches = 0
+        self.dead_lettered = 0
+        self._carry: deque[tuple[StoredReport, bytes]] = deque()
+
+    # -- the Sink surface -----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.poster.connected
+
+    @property
+    def last_error(self) -> str | None:
+        return self.poster.last_error
+
+    @property
+    def acknowledged(self) -> int:
+        return self.delivery.delivered
+
+    @property
+    def floor(self) -> int:
+        return self.delivery.floor
+
+    @property
+    def retries(self) -> int:
+        return self.poster.retries
+
+    @property
+    def duplicates_possible(self) -> int:
+        return self.poster.duplicates_possible + self.delivery.duplicates_possible
+
+    def backlog(self) -> int:
+        return self.delivery.backlog()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        failures = 0
+        while True:
+            try:
+                client = self.poster.client()
+            except (OSError, ssl.SSLError) as error:
+                self.poster.last_error = f"cannot use ca_file {self.settings.ca_file}: {error}"
+                log_event(log, logging.ERROR, "http_sink_tls", sink=self.name, error=self.poster.last_error)
+                failures += 1
+                await trio.sleep(self.poster.backoff(failures))
+                continue
+            try:
+                async with client, trio.open_nursery() as nursery:
+                    nursery.start_soon(self.delivery.run_flusher)
+                    await self._pump(client)
+            finally:
+                self.delivery.save_now()
+
+    # -- batches --------------------------------------------------------------------------------
+
+    async def _pump(self, client: httpx.AsyncClient) -> None:
+        next_requeue_check = 0.0
+        while True:
+            if trio.current_time() >= next_requeue_check:
+                await retry_requeued(self.name, self.journal, self.poster, client, self._letter_request)
+                next_requeue_check = trio.current_time() + REQUEUE_POLL_S
+            batch = await self._collect(until=next_requeue_check)
+            if batch:
+                await self._deliver(client, batch)
+
+    async def _collect(self, *, until: float) -> list[tuple[StoredReport, bytes]]:
+        """Reports for one batch: full by count or bytes, or aged; empty when ``until`` came first."""
+        settings = self.settings
+        batch: list[tuple[StoredReport, bytes]] = []
+        size = 0
+        deadline: float | None = None
+        while True:
+            # Taken reports wait in ``_carry`` (in flight, in order) until they fit in a batch.
+            while self._carry:
+                report, encoded = self._carry[0]
+                full = len(batch) >= settings.batch_max_reports
+                if full or (batch and size + len(encoded) + 1 > settings.batch_max_bytes):
+                    return batch
+                batch.append(self._carry.popleft())
+                size += len(encoded) + 1
+            if batch and deadline is None:
+                deadline = trio.current_time() + settings.batch_max_age_s
+            for report in self.delivery.take():
+                encoded = json.dumps(document_for(report), separators=(",", ":")).encode()
+                self._carry.append((report, encoded))
+            if self._carry:
+                continue
+            wait_until = deadline if deadline is not None else until
+            if trio.current_time() >= wait_until:
+                return batch
+            with trio.move_on_at(wait_until):
+                await self.delivery.wait_for_work()
+
+    def _body(self, documents: Sequence[bytes]) -> bytes:
+        site = json.dumps(self.journal.site)
+        return b'{"site":' + site.encode() + b',"reports":[' + b",".join(documents) + b"]}"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": JSON_TYPE}
+        token = self.settings.token
+        if self.settings.token_file:
+            # Read every time: a rotated token is used without a restart.
+            token = Path(self.settings.token_file).read_text(encoding="utf-8").strip()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if self.settings.gzip:
+            headers["Content-Encoding"] = "gzip"
+        return headers
+
+    def _request(self, client: httpx.AsyncClient, body: bytes) -> Callable[[], httpx.Request]:
+        content = gzip.compress(body, compresslevel=6) if self.settings.gzip else body
+
+        def build() -> httpx.Request:
+            try:
+                headers = self._headers()
+            except OSError as error:
+                # Seen as a transport failure: retried with backoff until the file is readable.
+                raise httpx.TransportError(f"cannot read token_file: {error}") from error
+            return client.build_request("POST", self.settings.url, content=content, headers=headers)
+
+        return build
+
+    async def _deliver(self, client: httpx.AsyncClient, batch: list[tuple[StoredReport, bytes]]) -> None:
+        body = self._body([encoded for _, encoded in batch])
+        seqs = [report.seq for report, _ in batch]
+        self.published += len(batch)
+        self.batches += 1
+        refused = await self.poster.send(client, self._request(client, body), reports=len(batch))
+        if refused is not None:
+            letter = await trio.to_thread.run_sync(
+                lambda: self.journal.park(
+                    self.name,
+                    seqs,
+                    status=refused.status,
+                    answer=refused.answer,
+                    body=body,
+                    content_type=JSON_TYPE,
+                )
+            )
+            self.dead_lettered += len(batch)
+            log_event(
+                log,
+                logging.ERROR,
+                "http_batch_refused",
+                sink=self.name,
+                status=refused.status,
+                answer=refused.answer[:200],
+                reports=len(batch),
+                dead_letter=letter,
+                hint="see `relay dead-letters`; fix the cause, then `relay requeue`",
+            )
+        self.delivery.acknowledge(seqs)
+
+    def _letter_request(
+        self, client: httpx.AsyncClient, letter: dict[str, Any]
+    ) -> Callable[[], httpx.Request]:
+        return self._request(client, letter["body"])
