@@ -19,6 +19,7 @@ import trio
 from drivers import NEED_MORE, Driver, DriverError, FramingError, Session, Transport, detect
 from drivers import get as get_driver
 
+from .clock import clock_unsynced
 from .config import ListenSettings
 from .errors import JournalError
 from .journal import Entry, Journal, Quarantined
@@ -65,6 +66,15 @@ class Ingest:
         items: list[Entry | Quarantined] = []
         replies: list[bytes] = []
         now = self.now()
+        unsynced = clock_unsynced(now)
+        if unsynced and self.limiter.allow("clock")[0]:
+            log_event(
+                log,
+                logging.WARNING,
+                "clock_unsynced",
+                now=now.isoformat(),
+                hint="reports are stored and marked clock_unsynced until the clock is set (NTP)",
+            )
         for frame in frames:
             self.stats.frames += 1
             try:
@@ -105,6 +115,8 @@ class Ingest:
             for index, report in enumerate(result.reports):
                 if report.device_id is None and session.device_id:
                     report = replace(report, device_id=session.device_id)
+                if unsynced:
+                    report = replace(report, attributes={**report.attributes, "clock_unsynced": True})
                 items.append(Entry(report, frame if index == 0 else None, transport.value, peer, now))
                 self.stats.reports += 1
             replies.extend(result.replies)

@@ -89,3 +89,17 @@ async def test_a_device_is_answered_only_after_its_report_is_committed(tmp_path:
             await devices.tcp_exchange(relay.port, [devices.gps103_position(BN407, index)], replies=1)
             committed_at_reply.append(relay.journal.committed_reports)
         assert committed_at_reply == list(range(1, 21))
+
+
+async def test_reports_received_before_the_clock_is_set_are_kept_and_marked(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    async with running_relay(tmp_path) as relay:
+        relay.listener.ingest.now = lambda: datetime(1970, 1, 1, 0, 0, 42, tzinfo=UTC)  # a Pi without RTC
+        assert await devices.tcp_exchange(relay.port, [devices.gps103_position(BN407, 1)], replies=1) == [
+            b"ON"
+        ]
+        (report,) = relay.journal.read_after(0, 10)
+    assert report.document["attributes"]["clock_unsynced"] is True
+    assert report.document["received_at"] == "1970-01-01T00:00:42Z"
+    assert report.document["time"] == devices.iso(1)  # the tracker's own GPS time is untouched
