@@ -37,6 +37,8 @@ from .logs import log_event
 log = logging.getLogger("relay.journal")
 
 migrations = Migrations("relay")
+#: How long a write waits for another process's transaction before failing.
+BUSY_TIMEOUT_MS = 10_000
 
 
 @migrations(name="0001_initial")
@@ -196,6 +198,7 @@ class Journal:
         # Reads use their own connection: in WAL mode it sees only committed rows, never the
         # writer's open transaction.
         self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self.journal_id = self._meta("journal_id")
@@ -224,6 +227,8 @@ class Journal:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # Another process (relay quarantine retry, relay requeue) may write at the same moment.
+            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
             connection.execute("PRAGMA foreign_keys=OFF")
