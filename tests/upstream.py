@@ -242,5 +242,9 @@ async def send_tcp(port: int, frames: list[bytes], *, reply_every: bool = False)
                 with trio.fail_after(20):
                     if not await stream.receive_some(4096):
                         raise AssertionError("relay closed the connection")
-        if not reply_every:
-            await trio.sleep(0.05)  # let the relay read the tail before the close
+        # Close only after the relay has read everything: unread replies on our side would make the
+        # close a reset, and a reset discards what the relay has not read yet.
+        await stream.send_eof()
+        with trio.move_on_after(10):
+            while await stream.receive_some(65536):
+                pass

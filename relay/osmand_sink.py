@@ -1,0 +1,221 @@
+"""The osmand sink: each position POSTed to a Traccar server in the OsmAnd form its decoder reads.
+
+One request per position: ``POST <url>?id=<device>&timestamp=<unix s>&lat=..&lon=..&speed=<knots>
+&bearing=..&altitude=..&accuracy=..&batt=..&alarm=..&driverUniqueId=..&valid=..&<attribute>=<value>...``
+(Traccar listens for OsmAnd on port 5055; the device must exist in Traccar under the same identifier).
+Speed goes in knots, as Traccar's OsmAnd decoder expects; every other attribute of the report is an
+extra parameter under its own name (booleans as ``true``/``false``, lists and tables as JSON).
+
+Reports without a position (login, heartbeat, status without a fix) are acknowledged without being
+sent: the OsmAnd form has no way to carry them.
+
+Several devices are sent to at once (``concurrency``); each device's positions are sent one after the
+other, in order. The retry rules are the http sink's: 2xx delivers, timeouts, connection errors, 408,
+429 and 5xx are retried with backoff (honouring ``Retry-After``), any other 4xx (Traccar answers 400
+for a device it does not know) parks the position in the dead-letter table (``relay requeue``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import trio
+
+from drivers import KNOTS_TO_KMH
+
+from .config import OsmandSinkSettings
+from .delivery import Delivery
+from .http_sink import REQUEUE_POLL_S, Poster, retry_requeued
+from .journal import Journal, StoredReport
+from .logs import log_event
+
+log = logging.getLogger("relay.osmand")
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+#: Report attributes that have a parameter of their own in the OsmAnd form.
+_NAMED_ATTRIBUTES = {"battery_pct": "batt", "accuracy_m": "accuracy"}
+
+
+def osmand_query(document: dict[str, Any]) -> str | None:
+    """The OsmAnd query string for a normalized report, or None when it has no position."""
+    if document.get("lat") is None or document.get("lon") is None:
+        return None
+    stamp = document.get("time") or document.get("received_at")
+    params: dict[str, str] = {"id": str(document.get("device_id") or "")}
+    if stamp:
+        params["timestamp"] = str(int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()))
+    params["lat"] = _number(document["lat"])
+    params["lon"] = _number(document["lon"])
+    if document.get("valid") is not None:
+        params["valid"] = _text(document["valid"])
+    if document.get("speed_kmh") is not None:
+        params["speed"] = _number(round(document["speed_kmh"] / KNOTS_TO_KMH, 3))
+    optional = {
+        "bearing": document.get("course_deg"),
+        "altitude": document.get("altitude_m"),
+        "sat": document.get("satellites"),
+        "driverUniqueId": document.get("driver_id"),
+    }
+    if document.get("alarms"):
+        optional["alarm"] = ",".join(document["alarms"])
+    attributes = document.get("attributes") or {}
+    for name, key in _NAMED_ATTRIBUTES.items():
+        optional[key] = attributes.get(name)
+    for name, value in attributes.items():
+        if name not in _NAMED_ATTRIBUTES and name not in params and name not in optional:
+            optional[name] = value
+    for key, value in optional.items():
+        if value is not None:
+            params[key] = _text(value)
+    return urlencode(params)
+
+
+def _number(value: float | int) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return _number(value)
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+class OsmandSink:
+    """Positions to a Traccar OsmAnd endpoint, devices in parallel, each device in order."""
+
+    def __init__(self, settings: OsmandSinkSettings, journal: Journal) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.journal = journal
+        self.delivery = Delivery(journal, self.name, window=settings.inflight, drain=settings.drain)
+        self.poster = Poster(self.name, settings)
+        self.published = 0
+        #: Reports acknowledged without a request (no position).
+        self.skipped = 0
+        self.dead_lettered = 0
+
+    @property
+    def connected(self) -> bool:
+        return self.poster.connected
+
+    @property
+    def last_error(self) -> str | None:
+        return self.poster.last_error
+
+    @property
+    def acknowledged(self) -> int:
+        return self.delivery.delivered
+
+    @property
+    def floor(self) -> int:
+        return self.delivery.floor
+
+    @property
+    def retries(self) -> int:
+        return self.poster.retries
+
+    @property
+    def duplicates_possible(self) -> int:
+        return self.poster.duplicates_possible + self.delivery.duplicates_possible
+
+    def backlog(self) -> int:
+        return self.delivery.backlog()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        failures = 0
+        while True:
+            try:
+                client = self.poster.client()
+            except OSError as error:  # ssl.SSLError is an OSError
+                self.poster.last_error = f"cannot use ca_file {self.settings.ca_file}: {error}"
+                log_event(log, logging.ERROR, "osmand_sink_tls", sink=self.name, error=self.poster.last_error)
+                failures += 1
+                await trio.sleep(self.poster.backoff(failures))
+                continue
+            try:
+                async with client, trio.open_nursery() as nursery:
+                    nursery.start_soon(self.delivery.run_flusher)
+                    await self._pump(client)
+            finally:
+                self.delivery.save_now()
+
+    async def _pump(self, client: httpx.AsyncClient) -> None:
+        limiter = trio.CapacityLimiter(self.settings.concurrency)
+        next_requeue_check = 0.0
+        while True:
+            if trio.current_time() >= next_requeue_check:
+                await retry_requeued(self.name, self.journal, self.poster, client, self._letter_request)
+                next_requeue_check = trio.current_time() + REQUEUE_POLL_S
+            reports = self.delivery.take()
+            if not reports:
+                with trio.move_on_at(next_requeue_check):
+                    await self.delivery.wait_for_work()
+                continue
+            per_device: dict[str | None, list[StoredReport]] = defaultdict(list)
+            for report in reports:
+                per_device[report.device_id].append(report)
+            async with trio.open_nursery() as nursery:
+                for chain in per_device.values():
+                    nursery.start_soon(self._send_chain, client, chain, limiter)
+
+    async def _send_chain(
+        self, client: httpx.AsyncClient, chain: list[StoredReport], limiter: trio.CapacityLimiter
+    ) -> None:
+        async with limiter:
+            for report in chain:
+                query = osmand_query(report.document)
+                if query is None:
+                    self.skipped += 1
+                else:
+                    await self._send(client, report, query)
+                self.delivery.acknowledge((report.seq,))
+
+    async def _send(self, client: httpx.AsyncClient, report: StoredReport, query: str) -> None:
+        self.published += 1
+        refused = await self.poster.send(client, self._request(client, query), reports=1)
+        if refused is None:
+            return
+        letter = await trio.to_thread.run_sync(
+            lambda: self.journal.park(
+                self.name,
+                [report.seq],
+                status=refused.status,
+                answer=refused.answer,
+                body=query.encode(),
+                content_type=FORM_TYPE,
+            )
+        )
+        self.dead_lettered += 1
+        log_event(
+            log,
+            logging.ERROR,
+            "osmand_position_refused",
+            sink=self.name,
+            device_id=report.device_id,
+            status=refused.status,
+            answer=refused.answer[:200],
+            dead_letter=letter,
+            hint="is the device known to Traccar by this id? `relay dead-letters`, then `relay requeue`",
+        )
+
+    def _request(self, client: httpx.AsyncClient, query: str) -> Callable[[], httpx.Request]:
+        separator = "&" if "?" in self.settings.url else "?"
+        url = f"{self.settings.url}{separator}{query}"
+        return lambda: client.build_request("POST", url)
+
+    def _letter_request(
+        self, client: httpx.AsyncClient, letter: dict[str, Any]
+    ) -> Callable[[], httpx.Request]:
+        return self._request(client, bytes(letter["body"]).decode())
