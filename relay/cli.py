@@ -78,6 +78,24 @@ def _parser() -> argparse.ArgumentParser:
     vectors.add_argument("--json", action="store_true")
     vectors.set_defaults(handler=_vectors)
 
+    quarantine = commands.add_parser("quarantine", help="list quarantined bytes, or re-decode them")
+    quarantine_commands = quarantine.add_subparsers(
+        title="quarantine commands", metavar="ACTION", required=True
+    )
+    listing = quarantine_commands.add_parser("list", help="the newest quarantine rows")
+    listing.add_argument("--limit", type=int, default=50)
+    retry = quarantine_commands.add_parser(
+        "retry",
+        help="re-decode rows with today's drivers; what decodes becomes reports and leaves the quarantine",
+    )
+    retry.add_argument("ids", type=int, nargs="*", help="row ids (default: every row)")
+    for sub in (listing, retry):
+        sub.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+        sub.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
+        sub.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_quarantine_list)
+    retry.set_defaults(handler=_quarantine_retry)
+
     from . import cli_sinks, cli_sms
 
     cli_sms.add_commands(commands)
@@ -260,6 +278,60 @@ def _jsonl_request(row: dict[str, Any], args: argparse.Namespace) -> dict[str, A
         "smsc": row.get("smsc"),
         "sender": row.get("sender"),
     }
+
+
+def _open_existing_journal(config: Config) -> Any:
+    from .errors import JournalError
+    from .journal import Journal
+
+    if not config.database.exists():
+        raise JournalError(f"no journal at {config.database} (has the relay run with this data_dir?)")
+    return Journal.open(config.database, site=config.site)
+
+
+def _quarantine_list(args: argparse.Namespace) -> int:
+    journal = _open_existing_journal(config_from(args))
+    try:
+        rows = journal.quarantine_rows(limit=args.limit)
+    finally:
+        journal.close()
+    if args.json:
+        print(json.dumps([{**row, "raw": row["raw"].hex()} for row in rows], indent=2))
+        return EXIT_OK
+    print(f"{len(rows)} row(s), newest first")
+    for row in rows:
+        excerpt = row["raw"][:32]
+        shown = excerpt.decode("ascii") if all(32 <= byte < 127 for byte in excerpt) else excerpt.hex()
+        print(
+            f"#{row['id']} {row['received_at']} {row['transport']} {row['peer']} {row['protocol'] or '-'}: "
+            f"{row['reason']}\n    {shown}{'…' if len(row['raw']) > 32 else ''} ({len(row['raw'])} bytes)"
+        )
+    return EXIT_OK
+
+
+def _quarantine_retry(args: argparse.Namespace) -> int:
+    from .quarantine import retry
+
+    config = config_from(args)
+    journal = _open_existing_journal(config)
+    try:
+        senders = config.modem.senders if config.modem else {}
+        outcomes = retry(journal, ids=args.ids or None, senders=senders)
+    finally:
+        journal.close()
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(outcome) for outcome in outcomes], indent=2))
+        return EXIT_OK
+    decoded = [outcome for outcome in outcomes if outcome.error is None]
+    for outcome in outcomes:
+        if outcome.error is None:
+            print(f"#{outcome.quarantine_id}: {outcome.reports} report(s) stored, row removed")
+        else:
+            print(f"#{outcome.quarantine_id}: still undecodable: {outcome.error}")
+    print(f"{len(decoded)} of {len(outcomes)} row(s) decoded")
+    return EXIT_OK
 
 
 def _vectors(args: argparse.Namespace) -> int:

@@ -164,6 +164,17 @@ class CursorUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class Released:
+    """A quarantine row to delete, in the same transaction as the reports re-decoded from it."""
+
+    quarantine_id: int
+
+
+#: Anything the journal writes.
+Item = Entry | Quarantined | CursorUpdate | Released
+
+
+@dataclass(frozen=True, slots=True)
 class StoredReport:
     """A committed report as sinks read it."""
 
@@ -180,7 +191,7 @@ class StoredReport:
 
 @dataclass(eq=False)
 class _Ticket:
-    items: Sequence[Entry | Quarantined | CursorUpdate]
+    items: Sequence[Item]
     done: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
 
@@ -256,7 +267,7 @@ class Journal:
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def append(self, items: Sequence[Entry | Quarantined | CursorUpdate]) -> None:
+    async def append(self, items: Sequence[Item]) -> None:
         """Store ``items`` and return once they are committed (fsynced with ``synchronous=FULL``).
 
         Calls are committed in the order they were made.
@@ -266,7 +277,7 @@ class Journal:
         ticket = await self.submit(items)
         await self.wait_committed(ticket)
 
-    async def submit(self, items: Sequence[Entry | Quarantined | CursorUpdate]) -> _Ticket:
+    async def submit(self, items: Sequence[Item]) -> _Ticket:
         """Queue ``items`` for the next group commit (in call order) and return a ticket to wait on."""
         ticket = _Ticket(items)
         await self._send.send(ticket)
@@ -318,15 +329,20 @@ class Journal:
             for callback in self._listeners:
                 callback()
 
-    def _write(self, items: list[Entry | Quarantined | CursorUpdate]) -> tuple[int, int, int]:
+    def _write(self, items: Sequence[Item]) -> tuple[int, int, int]:
         entries = [item for item in items if isinstance(item, Entry)]
         quarantined = [item for item in items if isinstance(item, Quarantined)]
         cursors = [item for item in items if isinstance(item, CursorUpdate)]
+        released = [item.quarantine_id for item in items if isinstance(item, Released)]
         with self._lock:
-            return self._write_locked(entries, quarantined, cursors)
+            return self._write_locked(entries, quarantined, cursors, released)
 
     def _write_locked(
-        self, entries: list[Entry], quarantined: list[Quarantined], cursors: list[CursorUpdate]
+        self,
+        entries: list[Entry],
+        quarantined: list[Quarantined],
+        cursors: list[CursorUpdate],
+        released: list[int],
     ) -> tuple[int, int, int]:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -361,6 +377,8 @@ class Journal:
                         for q in quarantined
                     ],
                 )
+            if released:
+                db.executemany("DELETE FROM quarantine WHERE id = ?", [(id_,) for id_ in released])
             now = format_time(datetime.now(UTC))
             for update in cursors:
                 db.execute(
@@ -380,14 +398,11 @@ class Journal:
             raise
         return last_seq, len(entries), len(quarantined)
 
-    def write_now(self, items: list[Entry | Quarantined | CursorUpdate]) -> None:
-        """Commit ``items`` on the calling thread, bypassing the writer task (for shutdown paths,
-        when the writer may already be cancelled). Blocks for one commit."""
-        entries = [item for item in items if isinstance(item, Entry)]
-        quarantined = [item for item in items if isinstance(item, Quarantined)]
-        cursors = [item for item in items if isinstance(item, CursorUpdate)]
-        with self._lock:
-            self._write_locked(entries, quarantined, cursors)
+    def write_now(self, items: Sequence[Item]) -> None:
+        """Commit ``items`` on the calling thread, bypassing the writer task (shutdown paths, when the
+        writer may already be cancelled; maintenance commands). Blocks for one commit."""
+        last_seq, _, _ = self._write(items)
+        self.last_seq = max(self.last_seq, last_seq)
 
     # -- reading ------------------------------------------------------------------------------
 
