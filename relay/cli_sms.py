@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from .config import ModemSettings
 from .errors import RelayError
-from .modem import Modem, ModemSettings, send_sms
+from .modem import Modem, send_sms
 from .provision import DEFAULT_WAIT_S, Outcome, bofan_steps, coban_steps, provision
 
 EXIT_OK = 0
@@ -77,13 +78,7 @@ def modem_settings(args: argparse.Namespace) -> ModemSettings:
         if modem is None and not args.modem:
             raise RelayError(f"{args.config}: no [modem] section; add one or use --modem PATH")
         if modem is not None:
-            settings = ModemSettings(
-                port=modem.port,
-                baudrate=modem.baudrate,
-                senders=dict(modem.senders),
-                command_timeout_s=modem.command_timeout_s,
-                reopen_delay_s=modem.reopen_delay_s,
-            )
+            settings = modem
     if args.modem:
         settings = ModemSettings(
             port=args.modem,
@@ -93,7 +88,7 @@ def modem_settings(args: argparse.Namespace) -> ModemSettings:
     if settings is None:
         raise RelayError("no modem: give --modem PATH (e.g. /dev/serial/by-id/usb-...) or --config FILE")
     if args.baudrate:
-        settings = ModemSettings(**{**settings.__dict__, "baudrate": args.baudrate})
+        settings = replace(settings, baudrate=args.baudrate)
     return settings
 
 

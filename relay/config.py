@@ -172,7 +172,9 @@ class StatusSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class ModemConfig:
+class ModemSettings:
+    """The ``[modem]`` section: the serial port and how patient to be with it."""
+
     port: str
     baudrate: int = 115200
     senders: Mapping[str, str] = field(default_factory=dict)
@@ -204,7 +206,7 @@ class Config:
     listen: ListenSettings = ListenSettings()
     journal: JournalSettings = JournalSettings()
     sinks: tuple[SinkSettings, ...] = ()
-    modem: ModemConfig | None = None
+    modem: ModemSettings | None = None
     serial: tuple[SerialSource, ...] = ()
     status: StatusSettings = StatusSettings()
 
@@ -543,7 +545,7 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
         fill_defaults(values, site)
         sinks.append(settings_type(**values))
 
-    modem: ModemConfig | None = None
+    modem: ModemSettings | None = None
     if "modem" in data:
         values = checker.table("modem", data["modem"], _MODEM)
         if isinstance(data["modem"], dict) and "port" not in data["modem"]:
@@ -553,7 +555,7 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
             if not isinstance(device, str) or not device:
                 checker.problem(f"modem.senders.{number}", "a device id string", device)
         if "port" in values:
-            modem = ModemConfig(**values)
+            modem = ModemSettings(**values)
 
     serial: list[SerialSource] = []
     raw_serial = data.get("serial", [])

@@ -24,9 +24,9 @@ import logging
 import os
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import trio
 
@@ -41,6 +41,7 @@ from drivers.sms_pdu import (
     split_submit,
 )
 
+from .config import ModemSettings
 from .errors import RelayError
 
 log = logging.getLogger("relay.modem")
@@ -198,28 +199,6 @@ def _explain(result: str) -> tuple[str, int | None, str | None]:
     if meaning is None and kind == "CMS" and code < 128:
         meaning = "network cause: " + _RP_CAUSES.get(code, f"RP cause {code}")
     return kind, code, meaning
-
-
-class ModemSettingsLike(Protocol):
-    """What :func:`serve_modem` reads from its settings (the relay's ``[modem]`` config has these)."""
-
-    port: str
-    baudrate: int
-    senders: Mapping[str, str]
-    command_timeout_s: float
-    reopen_delay_s: float
-
-
-@dataclass(frozen=True)
-class ModemSettings:
-    """The ``[modem]`` section: the serial port and how patient to be with it."""
-
-    port: str
-    baudrate: int = 115200
-    senders: Mapping[str, str] = field(default_factory=dict)
-    command_timeout_s: float = 10
-    reopen_delay_s: float = 5
-    concat_timeout_s: float = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -739,7 +718,7 @@ OnSms = Callable[[IncomingSms], Awaitable[None]]
 
 
 async def serve_modem(
-    settings: ModemSettingsLike,
+    settings: ModemSettings,
     on_sms: OnSms,
     *,
     poll_interval_s: float = 60.0,
@@ -944,7 +923,7 @@ async def _deliver(modem: Modem, on_sms: OnSms, incoming: IncomingSms, *, tags: 
         log.info("modem: deleted %s %d", storage, index)
 
 
-async def send_sms(settings: ModemSettingsLike, to: str, text: str) -> None:
+async def send_sms(settings: ModemSettings, to: str, text: str) -> None:
     """Open the modem, send ``text`` to ``to`` (concatenated when long), close it.
 
     :raises ModemError: the modem is absent, silent, or refused the message (the reason is readable).

@@ -59,16 +59,6 @@ def test_rows_serialise_to_json(rows: dict[str, table.Row]) -> None:
         assert json.dumps(vars(row), default=str)  # what `relay vectors --json` prints
 
 
-@pytest.mark.parametrize(
-    "vector",
-    [vector for path in FILES for vector in vectors.load(path.stem)],
-    ids=lambda vector: vector.id,
-)
-def test_check_is_the_same_as_the_test_suites(vector: vectors.Vector) -> None:
-    out = vectors.decode(vector)
-    assert table.mismatches(vector.row, out) == vectors.mismatches(vector, out)
-
-
 # -- on files made here ------------------------------------------------------------------------
 
 #: A real gps103 row that agrees with its reference.
