@@ -37,6 +37,8 @@ from .logs import log_event
 log = logging.getLogger("relay.journal")
 
 migrations = Migrations("relay")
+#: The quarantine may use at most 1/QUARANTINE_SHARE of the journal's size cap.
+QUARANTINE_SHARE = 10
 #: How long a write waits for another process's transaction before failing.
 BUSY_TIMEOUT_MS = 10_000
 
@@ -562,9 +564,20 @@ class Journal:
         self, delivered_up_to: int, retention: timedelta, max_bytes: int, now: datetime
     ) -> dict[str, int]:
         cutoff = format_time(now - retention)
-        removed = {"expired": 0, "delivered_for_space": 0, "dropped_undelivered": 0}
+        removed = {"expired": 0, "quarantine": 0, "delivered_for_space": 0, "dropped_undelivered": 0}
         with _transaction(self._db):
             removed["expired"] = self._delete("seq <= ? AND received_at < ?", (delivered_up_to, cutoff))
+            removed["quarantine"] = self._db.execute(
+                "DELETE FROM quarantine WHERE received_at < ?", (cutoff,)
+            ).rowcount
+        # A hostile or broken client must not make the relay drop real reports for its garbage: the
+        # quarantine gets at most a tenth of the space, oldest rows first.
+        quarantine_cap = max_bytes // QUARANTINE_SHARE
+        while self._quarantine_bytes() > quarantine_cap:
+            with _transaction(self._db):
+                removed["quarantine"] += self._db.execute(
+                    "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT 1000)"
+                ).rowcount
         while self.size_bytes() > max_bytes:
             oldest = self._db.execute("SELECT min(seq) FROM reports").fetchone()[0]
             if oldest is None:
@@ -588,6 +601,11 @@ class Journal:
                 max_bytes=max_bytes,
             )
         return removed
+
+    def _quarantine_bytes(self) -> int:
+        return self._db.execute(
+            "SELECT coalesce(sum(length(raw) + length(reason) + 100), 0) FROM quarantine"
+        ).fetchone()[0]
 
     def _delete(self, where: str, params: tuple[Any, ...]) -> int:
         self._db.execute(f"DELETE FROM media WHERE seq IN (SELECT seq FROM reports WHERE {where})", params)

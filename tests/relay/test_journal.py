@@ -53,6 +53,7 @@ async def test_rows_survive_reopening_and_seqs_are_never_reused(tmp_path: Path) 
         [entry("a", 1), entry("a", 2), Quarantined(b"\x00junk", "no driver", "tcp", "1.2.3.4:5", NOW)]
     )
     journal_id = journal.journal_id
+    assert journal.quarantine_rows()[0]["raw"] == b"\x00junk"
     journal.prune(delivered_up_to=2, retention=timedelta(0), max_bytes=10**9, now=NOW + timedelta(days=1))
     journal.close()
 
@@ -62,7 +63,7 @@ async def test_rows_survive_reopening_and_seqs_are_never_reused(tmp_path: Path) 
     reopened.write_now([entry("a", 3)])
     (report,) = reopened.read_after(0, 10)
     assert report.seq == 3 and report.document["id"] == f"{journal_id}-3"
-    assert reopened.quarantine_rows()[0]["raw"] == b"\x00junk"
+    assert reopened.quarantine_rows() == []  # past retention, like delivered reports
     assert reopened._reader.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert reopened._reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     reopened.close()
@@ -127,3 +128,16 @@ def test_read_only_status_of_a_missing_journal(tmp_path: Path) -> None:
     assert not (tmp_path / "none.sqlite3").exists()
     with pytest.raises(sqlite3.Error):
         sqlite3.connect(f"file:{tmp_path / 'none.sqlite3'}?mode=ro", uri=True).execute("select 1")
+
+
+def test_garbage_in_quarantine_never_pushes_out_reports(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    journal.write_now([entry("a", n) for n in range(100)])
+    junk = [Quarantined(bytes(1000), "no driver", "udp", "6.6.6.6:1", NOW) for _ in range(3000)]
+    journal.write_now(junk)
+    cap = 2 * 1024 * 1024
+    removed = journal.prune(delivered_up_to=0, retention=timedelta(days=30), max_bytes=cap, now=NOW)
+    assert removed["quarantine"] > 0 and removed["dropped_undelivered"] == 0
+    assert len(journal.read_after(0, 1000)) == 100
+    assert journal._quarantine_bytes() <= cap // 10
+    journal.close()
