@@ -26,7 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args.handler(args) or EXIT_OK)
+        try:
+            return int(args.handler(args) or EXIT_OK)
+        except BaseExceptionGroup as group:
+            raise _single_relay_error(group) from group
     except ConfigError as error:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -41,6 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+def _single_relay_error(group: BaseExceptionGroup) -> BaseException:
+    """A start-up failure surfaces from inside task groups: report the RelayError it carries, if any."""
+    matched, _ = group.split(RelayError)
+    while isinstance(matched, BaseExceptionGroup):
+        matched = matched.exceptions[0]
+    return matched if matched is not None else group
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -207,20 +207,28 @@ class Listener:
         """
         settings = self.settings
         port = settings.port
-        async with trio.open_nursery() as nursery:
+        listeners: list[trio.SocketListener] = []
+        udp: trio.socket.SocketType | None = None
+        # Bind everything first, so a port in use is a plain OSError, not one inside a task group.
+        try:
             if settings.tcp:
                 listeners = await trio.open_tcp_listeners(port, host=settings.host or None)
                 port = listeners[0].socket.getsockname()[1]
-                nursery.start_soon(trio.serve_listeners, self._handle_tcp, listeners)
             if settings.udp:
                 family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
                 udp = trio.socket.socket(family, socket.SOCK_DGRAM)
-                try:
-                    await udp.bind((settings.host, port))
-                except OSError:
-                    udp.close()
-                    raise
+                await udp.bind((settings.host, port))
                 port = udp.getsockname()[1]
+        except OSError:
+            for listener in listeners:
+                await listener.aclose()
+            if udp is not None:
+                udp.close()
+            raise
+        async with trio.open_nursery() as nursery:
+            if listeners:
+                nursery.start_soon(trio.serve_listeners, self._handle_tcp, listeners)
+            if udp is not None:
                 nursery.start_soon(self._serve_udp, udp)
             task_status.started(port)
 

@@ -90,3 +90,16 @@ def test_run_on_embedded_defaults_stores_only_and_status_shows_the_device(tmp_pa
 def test_status_without_a_journal_says_so(tmp_path: Path) -> None:
     result = relay("status", "--data-dir", str(tmp_path / "nothing-here"))
     assert result.returncode == 1 and "no journal at" in result.stderr
+
+
+def test_a_port_in_use_and_an_unusable_data_dir_are_clear_errors(tmp_path: Path) -> None:
+    port = free_tcp_udp_port()
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", port))
+        taken.listen()
+        result = relay("run", "--port", str(port), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 1
+    assert f"error: cannot listen on 0.0.0.0:{port}: " in result.stderr and "in use" in result.stderr
+    (tmp_path / "a-file").write_text("")
+    result = relay("run", "--data-dir", str(tmp_path / "a-file" / "data"))
+    assert result.returncode == 1 and "error: cannot open journal" in result.stderr
