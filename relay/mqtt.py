@@ -205,9 +205,13 @@ class MqttSink:
             client.loop_write()
 
     async def _reader(self, client: paho.Client, sock: socket.socket) -> None:
+        # A TLS socket may hold decrypted bytes that no longer make the fd readable: drain them too.
+        pending = getattr(sock, "pending", lambda: 0)
         while True:
             await trio.lowlevel.wait_readable(sock)
             code = client.loop_read()
+            while code == paho.MQTT_ERR_SUCCESS and pending() > 0:
+                code = client.loop_read()
             if code != paho.MQTT_ERR_SUCCESS:
                 raise _Disconnected(f"connection lost ({paho.error_string(code)})")
 
