@@ -9,6 +9,7 @@ and ``start()`` brings it back on the same port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections import defaultdict
@@ -21,6 +22,10 @@ import drivers
 from drivers import Report, Transport
 from drivers._crc import crc16_ibm, crc16_x25
 from tests import devices
+
+
+class _Refused(Exception):
+    pass
 
 
 @dataclass
@@ -36,6 +41,8 @@ class UpstreamSession:
 class Upstream:
     def __init__(self, *, answer: bool = True) -> None:
         self.port = devices_free_port()
+        #: Devices whose sessions are dropped as soon as they identify themselves (answered nothing).
+        self.refuse: set[str] = set()
         self.sessions: list[UpstreamSession] = []
         self.answer = answer
         self.running = False
@@ -82,17 +89,25 @@ class Upstream:
                 if not data:
                     return
                 session, head = await self._feed(stream, record, session, head, data)
+        except (_Refused, trio.BrokenResourceError):
+            await trio.aclose_forcefully(stream)
         finally:
             # Going away: what the kernel already took from the relay is read first (a graceful stop).
             with trio.CancelScope(shield=True):
+                if session is not None:  # frames already received but not yet handled
+                    with contextlib.suppress(_Refused):
+                        session, head = await self._feed(None, record, session, head, b"")
                 while True:
                     try:
                         data = os.read(stream.socket.fileno(), 65536)
-                    except OSError:
+                    except (OSError, ValueError):  # nothing more, or already closed
                         break
                     if not data:
                         break
-                    session, head = await self._feed(None, record, session, head, data)
+                    try:
+                        session, head = await self._feed(None, record, session, head, data)
+                    except _Refused:
+                        break
                 await trio.aclose_forcefully(stream)
 
     async def _feed(
@@ -119,6 +134,8 @@ class Upstream:
             record.reports.extend(decoded.reports)
             if decoded.device_id or session.device_id:
                 record.device_id = decoded.device_id or session.device_id
+            if record.device_id in self.refuse:
+                raise _Refused
             if stream is not None and self.answer:
                 for reply in decoded.replies:
                     await stream.send_all(reply)

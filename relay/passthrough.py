@@ -1,0 +1,590 @@
+"""The passthrough sink: each device's raw frames to an upstream platform, one upstream session per device.
+
+The upstream (a platform that speaks the trackers' own protocols on one port, such as Plaspy on
+``d.plaspy.com:8888``) sees each device as if it were connected directly, but through the relay's
+journal: nothing is lost while the upstream is down, and the device itself is always answered by the
+relay at once.
+
+For each device with undelivered reports there is one task and, while it has something to send, one
+upstream session over the device's own transport (TCP for TCP and HTTP devices, UDP for UDP ones):
+
+- a new TCP session first replays the device's identification frame (the newest login / IMEI
+  handshake the relay kept for it), unless the next frame to send is a login itself; a login in the
+  middle of the stream opens a new session, as the device did;
+- then the stored raw frames, byte for byte, in the order they were received. Reports that share a
+  frame (several records in one Teltonika packet) go as that one frame;
+- upstream replies are read. Where the protocol acknowledges (Teltonika IMEI ``01`` and record counts,
+  the GT06 login reply, an HTTP response, a UDP datagram the protocol answers) the next frame waits for
+  it, up to ``ack_timeout_s``; a wrong or missing answer ends the session and the same frames are sent
+  again after a backoff. Other TCP frames count as delivered once the upstream host has acknowledged
+  their bytes at the TCP level (the socket's unacknowledged send queue is empty);
+- reports from SMS or a serial line have no upstream form and are acknowledged without sending, as are
+  protocols left out by ``protocols``.
+
+A stuck device never holds the others back: each device reads its own reports and keeps its own
+cursor. The sink's floor (everything at or below it delivered) is the lowest position of the devices
+with something pending. ``drain = "live_first"`` sends, at the start of each session, the device's
+newest report first and then the backlog in order (so the newest one arrives twice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import random
+import socket
+import struct
+import termios
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import trio
+
+import drivers
+from drivers import DriverError, Transport
+
+from .config import PassthroughSinkSettings
+from .delivery import CURSOR_FLUSH_S, Delivery
+from .errors import SinkError
+from .journal import Journal, StoredReport
+from .logs import log_event
+
+log = logging.getLogger("relay.passthrough")
+
+#: Reports read from the journal at once for one device.
+READ_BATCH = 200
+#: How often the TCP send queue is checked while waiting for the upstream host to take the bytes.
+SEND_QUEUE_POLL_S = 0.005
+#: A UDP frame the protocol answers is sent this many times before the upstream counts as down.
+UDP_TRIES = 3
+#: Largest reply kept while waiting for an acknowledgement.
+MAX_REPLY_BUFFER = 65536
+#: Transports whose frames can be replayed upstream, and the socket type used.
+UPSTREAM_TRANSPORT = {"tcp": "tcp", "http": "tcp", "udp": "udp"}
+_TIOCOUTQ = getattr(termios, "TIOCOUTQ", 0x5411)
+
+_TELTONIKA_HANDSHAKE = b"\x00\x0f"
+_TELTONIKA_AVL = b"\x00\x00\x00\x00"
+_GT06_STARTS = (b"\x78\x78", b"\x79\x79")
+_GT06_LOGIN = 0x01
+#: Drivers that store a frame without its delimiter: what goes back after it on the wire. (The
+#: journal keeps the frame as the driver cut it; the delimiter is restored so the upstream can frame it.)
+_WIRE_TERMINATORS = {"gps103": b";", "pt502": b"\r\n"}
+
+
+class UpstreamError(Exception):
+    """The upstream refused, closed, or did not answer in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """The acknowledgement a frame needs before the next one: ``complete(buffer)`` returns how many
+    bytes make up the answer (0: not yet), ``check(answer)`` an error text or None."""
+
+    what: str
+    complete: Callable[[bytes], int]
+    check: Callable[[bytes], str | None] = lambda _answer: None
+
+
+def _exactly(size: int) -> Callable[[bytes], int]:
+    return lambda buffer: size if len(buffer) >= size else 0
+
+
+def _through(terminator: bytes) -> Callable[[bytes], int]:
+    def complete(buffer: bytes) -> int:
+        end = buffer.find(terminator)
+        return end + len(terminator) if end >= 0 else 0
+
+    return complete
+
+
+def _http_response(buffer: bytes) -> int:
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return 0
+    length = 0
+    for line in buffer[:end].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = int(value)
+    total = end + 4 + length
+    return total if len(buffer) >= total else 0
+
+
+def wire_frame(protocol: str, raw: bytes) -> bytes:
+    """The bytes to send upstream for a stored frame."""
+    end = _WIRE_TERMINATORS.get(protocol)
+    if end is None or raw.endswith(end) or raw.startswith(b"$PHD"):
+        return raw
+    return raw + end
+
+
+def expected_reply(protocol: str, transport: str, raw: bytes, *, login: bool) -> Expect | None:
+    """What the upstream must answer to ``raw`` before the next frame goes, if anything."""
+    if transport == "http":
+        return Expect("an HTTP response", _http_response)
+    if transport == "udp":
+        return (
+            Expect("a reply datagram", lambda buffer: len(buffer)) if _udp_answered(protocol, raw) else None
+        )
+    if protocol == "teltonika" and raw[:2] == _TELTONIKA_HANDSHAKE:
+        return Expect(
+            "the IMEI accepted (01)",
+            _exactly(1),
+            lambda answer: None if answer == b"\x01" else f"upstream refused the IMEI ({answer.hex()})",
+        )
+    if protocol == "teltonika" and raw[:4] == _TELTONIKA_AVL and len(raw) > 9:
+        records = raw[9]
+
+        def count_ok(answer: bytes) -> str | None:
+            taken = int.from_bytes(answer, "big")
+            return None if taken == records else f"upstream took {taken} of {records} records"
+
+        return Expect(f"a record count of {records}", _exactly(4), count_ok)
+    if protocol == "gt06" and raw[:2] in _GT06_STARTS and (login or _gt06_type(raw) == _GT06_LOGIN):
+        return Expect("the login reply", _through(b"\r\n"))
+    return None
+
+
+def _gt06_type(raw: bytes) -> int:
+    offset = 3 if raw[:2] == b"\x78\x78" else 4
+    return raw[offset] if len(raw) > offset else -1
+
+
+def _udp_answered(protocol: str, raw: bytes) -> bool:
+    """Whether the protocol answers this datagram (then the upstream must too): asked of our driver."""
+    try:
+        session = drivers.get(protocol).new_session(Transport.UDP)
+        return bool(session.decode(raw, now=datetime.now(UTC)).replies)
+    except (KeyError, DriverError):
+        return False
+
+
+class DeviceDelivery(Delivery):
+    """:class:`Delivery` for senders that read and acknowledge each device's reports themselves.
+
+    The per-device cursors, the floor and their saving are Delivery's; :meth:`take` is not used.
+    """
+
+    def acknowledge_device(self, device: str, seq: int) -> None:
+        """Everything of ``device`` up to ``seq`` is delivered (called in order)."""
+        if seq <= self.cursors.get(device, 0):
+            return
+        self.cursors[device] = seq
+        self._dirty[device] = seq
+        self.delivered += 1
+        self._acked_since_flush += 1
+
+    def raise_floor(self, floor: int) -> None:
+        if floor > self.floor:
+            self.floor = floor
+            self._floor_dirty = True
+
+
+@dataclass(eq=False)
+class _Device:
+    key: str | None
+    #: Newest seq delivered with nothing undelivered before it.
+    position: int
+    #: Newest seq of this device the scanner has seen.
+    known_last: int = 0
+    wanted: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def pending(self) -> bool:
+        return self.position < self.known_last
+
+
+class _Session:
+    """One upstream connection (TCP stream or connected UDP socket) and what it has answered."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.stream: trio.SocketStream | None = None
+        self.udp: trio.socket.SocketType | None = None
+        self.buffer = b""
+        self.received = trio.Event()
+        self.closed = False
+        self.close_reason = ""
+        self.frames_sent = 0
+
+    @classmethod
+    async def open(cls, kind: str, host: str, port: int, timeout: float) -> _Session:
+        session = cls(kind)
+        with trio.fail_after(timeout):
+            if kind == "tcp":
+                session.stream = await trio.open_tcp_stream(host, port)
+                session.stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+            else:
+                family, kind_, proto, _, address = (
+                    await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+                )[0]
+                session.udp = trio.socket.socket(family, kind_, proto)
+                await session.udp.connect(address)
+        return session
+
+    async def finish(self, timeout: float) -> None:
+        """End a TCP session gracefully: our FIN, then the upstream's once it has read everything.
+
+        Closing at once could reset the connection, and a reset discards what the upstream host has
+        received but its application has not read yet.
+        """
+        if self.stream is None or self.closed:
+            return
+        with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.stream.send_eof()
+        with trio.move_on_after(timeout):
+            while not self.closed:
+                await self.received.wait()
+
+    async def close(self) -> None:
+        self.closed = True
+        if self.stream is not None:
+            await trio.aclose_forcefully(self.stream)
+        if self.udp is not None:
+            self.udp.close()
+
+    async def read(self) -> None:
+        """Collect replies until the upstream closes; never raises."""
+        try:
+            while True:
+                if self.stream is not None:
+                    data = await self.stream.receive_some(4096)
+                    if not data:
+                        self._lost("the upstream closed the connection")
+                        return
+                else:
+                    assert self.udp is not None
+                    data = await self.udp.recv(65536)
+                self.buffer = (self.buffer + data)[-MAX_REPLY_BUFFER:]
+                self.received.set()
+                self.received = trio.Event()
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+            self._lost(f"upstream connection lost: {error}")
+
+    def _lost(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+        self.received.set()
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise UpstreamError(self.close_reason or "upstream session closed")
+
+    async def send(self, frame: bytes) -> None:
+        self.check_open()
+        try:
+            if self.stream is not None:
+                await self.stream.send_all(frame)
+            else:
+                assert self.udp is not None
+                await self.udp.send(frame)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+            raise UpstreamError(f"cannot write upstream: {error}") from error
+        self.frames_sent += 1
+
+    async def answer(self, expect: Expect, timeout: float) -> bytes:
+        """Wait for the reply ``expect`` describes (buffer cleared by the caller before sending)."""
+        with trio.move_on_after(timeout):
+            while True:
+                size = expect.complete(self.buffer)
+                if size:
+                    answer, self.buffer = self.buffer[:size], self.buffer[size:]
+                    problem = expect.check(answer)
+                    if problem:
+                        raise UpstreamError(problem)
+                    return answer
+                self.check_open()
+                await self.received.wait()
+        raise UpstreamError(f"no answer from upstream within {timeout:g} s (waiting for {expect.what})")
+
+    async def drained(self, timeout: float) -> None:
+        """Return once the upstream host has acknowledged every byte written (TCP)."""
+        if self.stream is None:
+            return
+        fd = self.stream.socket.fileno()
+        with trio.move_on_after(timeout):
+            while True:
+                self.check_open()
+                try:
+                    unacknowledged = struct.unpack("i", fcntl.ioctl(fd, _TIOCOUTQ, b"\0\0\0\0"))[0]
+                except OSError:
+                    return  # no send-queue query here: a completed write is the best we know
+                if unacknowledged == 0:
+                    return
+                await trio.sleep(SEND_QUEUE_POLL_S)
+        raise UpstreamError(f"upstream did not take the bytes within {timeout:g} s")
+
+
+class _Reopen(Exception):
+    """The next frame needs a new session (another transport, or a login)."""
+
+
+class PassthroughSink:
+    """Per-device upstream sessions to ``host:port``, each resuming exactly where it stopped."""
+
+    def __init__(self, settings: PassthroughSinkSettings, journal: Journal) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.journal = journal
+        self.delivery = DeviceDelivery(journal, self.name, window=1, drain=settings.drain)
+        self._start_floor = self.delivery.floor
+        self._scan_pos = self.delivery.floor
+        self._devices: dict[str | None, _Device] = {}
+        self.connected = False
+        self.last_error: str | None = None
+        self.published = 0
+        self.skipped = 0
+        self.sessions = 0
+        self.open_sessions = 0
+        self.logins_replayed = 0
+        self.failures = 0
+        #: Frames written to a session that then failed before confirming them: sent again.
+        self.duplicates_possible = 0
+
+    @property
+    def acknowledged(self) -> int:
+        return self.delivery.delivered
+
+    @property
+    def floor(self) -> int:
+        return self.delivery.floor
+
+    def backlog(self) -> int:
+        self._update_floor()
+        return self.delivery.backlog()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._flusher)
+                await self._scan(nursery)
+        finally:
+            self._update_floor()
+            self.delivery.save_now()
+
+    # -- which devices have work ----------------------------------------------------------------
+
+    async def _scan(self, nursery: trio.Nursery) -> None:
+        while True:
+            upto = self.journal.last_seq
+            if upto > self._scan_pos:
+                for key, newest in self.journal.devices_between(self._scan_pos, upto).items():
+                    device = self._devices.get(key)
+                    if device is None:
+                        position = max(self.delivery.cursors.get(key or "", 0), self._start_floor)
+                        device = self._devices[key] = _Device(key, position)
+                        nursery.start_soon(self._run_device, device)
+                    device.known_last = max(device.known_last, newest)
+                    device.wanted.set()
+                self._scan_pos = upto
+            await self.journal.wait_appended(self._scan_pos)
+
+    def _update_floor(self) -> None:
+        pending = [device.position for device in self._devices.values() if device.pending]
+        self.delivery.raise_floor(min([self._scan_pos, *pending]))
+
+    async def _flusher(self) -> None:
+        while True:
+            await trio.sleep(CURSOR_FLUSH_S)
+            self._update_floor()
+            await self.delivery.flush()
+
+    # -- one device -----------------------------------------------------------------------------
+
+    async def _run_device(self, device: _Device) -> None:
+        failures = 0
+        while True:
+            while not device.pending:
+                device.wanted = trio.Event()
+                await device.wanted.wait()
+            try:
+                await self._session(device)
+                failures = 0
+            except _Reopen:
+                failures = 0
+            except Exception as raised:
+                error = raised
+                while isinstance(error, BaseExceptionGroup):
+                    error = error.exceptions[0]
+                expected = isinstance(error, OSError | UpstreamError | SinkError | trio.TooSlowError)
+                failures += 1
+                self.failures += 1
+                self.connected = False
+                self.last_error = str(error) or type(error).__name__
+                log_event(
+                    log,
+                    logging.WARNING if expected else logging.ERROR,
+                    "upstream_session_failed",
+                    sink=self.name,
+                    device_id=device.key,
+                    upstream=self.settings.target,
+                    error=self.last_error,
+                    attempt=failures,
+                )
+                if not expected:
+                    log.error("passthrough_sink_bug", exc_info=error)
+                await trio.sleep(self._backoff(failures))
+
+    def _backoff(self, failures: int) -> float:
+        low, high = self.settings.retry_min_s, self.settings.retry_max_s
+        return random.uniform(low, max(min(high, low * 2 ** min(failures, 16)), low))
+
+    def _upstream_kind(self, report: StoredReport) -> str | None:
+        """ "tcp"/"udp" for a frame to send upstream, None for one acknowledged without sending."""
+        if report.raw is None or report.device_id is None:
+            return None
+        if self.settings.protocols and report.protocol not in self.settings.protocols:
+            return None
+        return UPSTREAM_TRANSPORT.get(report.transport)
+
+    def _read(self, device: _Device, after: int) -> list[StoredReport]:
+        return self.journal.read_device_after(device.key, after, READ_BATCH)
+
+    async def _session(self, device: _Device) -> None:
+        """Send the device's pending frames over one upstream session; return when idle or closed."""
+        settings = self.settings
+        reports = self._read(device, device.position)
+        # What needs no sending before the first frame is acknowledged at once.
+        while reports and self._upstream_kind(reports[0]) is None:
+            self.skipped += 1
+            self._acknowledge(device, reports.pop(0).seq)
+            if not reports:
+                reports = self._read(device, device.position)
+        if not reports:
+            return
+        first = reports[0]
+        kind = self._upstream_kind(first)
+        assert kind is not None
+        session = await _Session.open(kind, settings.host, settings.port, settings.connect_timeout_s)
+        self.sessions += 1
+        self.open_sessions += 1
+        unconfirmed: list[int] = []
+        reopen = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(session.read)
+                self.connected = True
+                reopen = await self._pump(device, session, reports, kind, unconfirmed)
+                await session.finish(settings.ack_timeout_s)
+                nursery.cancel_scope.cancel()
+        except BaseException:
+            self.duplicates_possible += len(unconfirmed)
+            raise
+        finally:
+            self.open_sessions -= 1
+            with trio.CancelScope(shield=True):
+                await session.close()
+        if reopen:
+            raise _Reopen
+
+    async def _pump(
+        self,
+        device: _Device,
+        session: _Session,
+        reports: list[StoredReport],
+        kind: str,
+        unconfirmed: list[int],
+    ) -> bool:
+        """Send until idle or closed (returns False), or until a frame needs a new session (True)."""
+        await self._replay_login(device, session, reports[0], kind)
+        if self.settings.drain == "live_first":
+            await self._send_newest_first(device, session, reports[0], kind)
+        while True:
+            for report in reports:
+                report_kind = self._upstream_kind(report)
+                if report_kind is None:
+                    self.skipped += 1
+                    unconfirmed.append(report.seq)
+                    continue
+                login_again = report.event == "login" and kind == "tcp" and session.frames_sent > 0
+                if report_kind != kind or login_again:
+                    await self._confirm(device, session, unconfirmed)
+                    return True
+                assert report.raw is not None
+                await self._send(session, report.protocol, report.transport, report.raw)
+                unconfirmed.append(report.seq)
+            await self._confirm(device, session, unconfirmed)
+            reports = self._read(device, device.position)
+            if not reports:
+                if not await self._idle(device, session):
+                    return False
+                reports = self._read(device, device.position)
+
+    async def _replay_login(self, device: _Device, session: _Session, first: StoredReport, kind: str) -> None:
+        if kind != "tcp" or first.transport != "tcp" or first.event == "login" or device.key is None:
+            return
+        login = self.journal.login_frame(device.key)
+        if login is None:
+            return
+        protocol, raw = login
+        await self._send(session, protocol, "tcp", raw, login=True)
+        self.logins_replayed += 1
+
+    async def _send_newest_first(
+        self, device: _Device, session: _Session, first: StoredReport, kind: str
+    ) -> None:
+        """live_first: the device's newest frame goes before its backlog (and again in its place)."""
+        if device.known_last <= first.seq:
+            return
+        newest = self.journal.read_device_after(device.key, device.known_last - 1, 1)
+        if not newest or self._upstream_kind(newest[0]) != kind or newest[0].event == "login":
+            return
+        report = newest[0]
+        assert report.raw is not None
+        await self._send(session, report.protocol, report.transport, report.raw)
+
+    async def _send(
+        self, session: _Session, protocol: str, transport: str, raw: bytes, *, login: bool = False
+    ) -> None:
+        expect = expected_reply(protocol, transport, raw, login=login)
+        tries = UDP_TRIES if session.kind == "udp" and expect is not None else 1
+        for attempt in range(1, tries + 1):
+            if expect is not None:
+                session.buffer = b""
+            await session.send(wire_frame(protocol, raw))
+            self.published += 1
+            if expect is None:
+                return
+            try:
+                await session.answer(expect, self.settings.ack_timeout_s / tries)
+                return
+            except UpstreamError:
+                if attempt == tries or session.closed:
+                    raise
+
+    async def _confirm(self, device: _Device, session: _Session, unconfirmed: list[int]) -> None:
+        if not unconfirmed:
+            return
+        await session.drained(self.settings.ack_timeout_s)
+        for seq in unconfirmed:
+            self._acknowledge(device, seq)
+        unconfirmed.clear()
+
+    def _acknowledge(self, device: _Device, seq: int) -> None:
+        device.position = max(device.position, seq)
+        self.delivery.acknowledge_device(device.key or "", seq)
+
+    async def _idle(self, device: _Device, session: _Session) -> bool:
+        """Wait for more of this device's reports; False when the session should end (idle, closed)."""
+        with trio.move_on_after(self.settings.idle_timeout_s):
+            while not device.pending:
+                if session.closed:
+                    return False
+                device.wanted = trio.Event()
+                closed = session.received
+                async with trio.open_nursery() as nursery:
+
+                    async def wake(event: trio.Event = closed) -> None:
+                        await event.wait()
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(wake)
+                    await device.wanted.wait()
+                    nursery.cancel_scope.cancel()
+            return True
+        return False
