@@ -15,6 +15,7 @@ from drivers import Command, CommandType, DriverError, Match, Transport, detect
 from drivers._crc import crc16_x25
 from drivers.gt06 import Gt06Session, frame_bytes, sniff
 from tests import vectors
+from tests.drivers.streams import feed_reports
 
 NOW = vectors.NOW
 DEVICE_TO_SERVER = vectors.load("gt06")
@@ -41,32 +42,6 @@ def _params(rows: list[vectors.Vector]) -> list[Any]:
         else pytest.param(row, id=row.id)
         for row in rows
     ]
-
-
-def feed(chunks: list[bytes]) -> tuple[list[dict[str, Any]], list[bytes], list[str]]:
-    """Stream ``chunks`` through one session; the leftover is decoded at the end, as at EOF."""
-    session = Gt06Session(Transport.TCP)
-    reports: list[dict[str, Any]] = []
-    replies: list[bytes] = []
-    errors: list[str] = []
-
-    def decode(frame: bytes) -> None:
-        try:
-            result = session.decode(frame, now=NOW)
-        except DriverError as error:
-            errors.append(str(error))
-            return
-        reports.extend(report.to_json() for report in result.reports)
-        replies.extend(result.replies)
-
-    for chunk in chunks:
-        session.receive_data(chunk)
-        for frame in session.frames():
-            decode(frame)
-    rest = session.take_buffer()
-    if rest:
-        decode(rest)
-    return reports, replies, errors
 
 
 def random_splits(data: bytes, seed: int, avoid: set[int] = frozenset()) -> list[bytes]:
@@ -109,12 +84,12 @@ def _inner_crlf_ends(data: bytes) -> set[int]:
 @pytest.mark.parametrize("vector", DECODED, ids=lambda vector: vector.id)
 def test_whole_byte_by_byte_and_random_splits_decode_alike(vector: vectors.Vector) -> None:
     data = b"".join(vector.frames())
-    whole = feed([data])
+    whole = feed_reports(Gt06Session(Transport.TCP), [data])
     avoid = _inner_crlf_ends(data)
     if not avoid:
-        assert feed([data[i : i + 1] for i in range(len(data))]) == whole
+        assert feed_reports(Gt06Session(Transport.TCP), [data[i : i + 1] for i in range(len(data))]) == whole
     for seed in range(3):
-        assert feed(random_splits(data, seed, avoid)) == whole
+        assert feed_reports(Gt06Session(Transport.TCP), random_splits(data, seed, avoid)) == whole
 
 
 @pytest.mark.parametrize("vector", DECODED[:40], ids=lambda vector: vector.id)

@@ -14,6 +14,7 @@ import drivers
 from drivers import Command, CommandType, DriverError, FramingError, Match, Transport, UnsupportedCommand
 from drivers.h02 import BINARY_FRAME, H02Session, sniff
 from tests import vectors
+from tests.drivers.streams import check_stream, feed_frames
 
 NOW = vectors.NOW
 DEVICE_ROWS = vectors.load("h02")
@@ -34,15 +35,6 @@ def _reports(session: H02Session, frames: list[bytes]) -> list[dict]:
         except DriverError as error:
             out.append({"error": str(error)})
     return out
-
-
-def _feed(chunks: list[bytes]) -> tuple[list[bytes], H02Session]:
-    session = H02Session()
-    frames: list[bytes] = []
-    for chunk in chunks:
-        session.receive_data(chunk)
-        frames.extend(session.frames())
-    return frames, session
 
 
 def _splits(data: bytes, seed: int) -> list[bytes]:
@@ -84,18 +76,18 @@ class TestVectors:
 class TestFraming:
     @pytest.mark.parametrize("frame", FRAMES, ids=lambda frame: frame[:12].hex())
     def test_whole_bytewise_and_split_feeding_give_the_same_reports(self, frame: bytes) -> None:
-        whole, _ = _feed([frame])
+        whole, _ = feed_frames(H02Session(), [frame])
         expected = _reports(H02Session(), whole)
         assert expected and "error" not in expected[0]
-        bytewise, _ = _feed([frame[i : i + 1] for i in range(len(frame))])
+        bytewise, _ = feed_frames(H02Session(), [frame[i : i + 1] for i in range(len(frame))])
         assert _reports(H02Session(), bytewise) == expected
         for seed in range(3):
-            split, _ = _feed(_splits(frame, seed))
+            split, _ = feed_frames(H02Session(), _splits(frame, seed))
             assert _reports(H02Session(), split) == expected
 
     @pytest.mark.parametrize("frame", FRAMES, ids=lambda frame: frame[:12].hex())
     def test_trailing_bytes_of_the_next_frame_stay_buffered(self, frame: bytes) -> None:
-        frames, session = _feed([frame + NEXT_FRAME])
+        frames, session = feed_frames(H02Session(), [frame + NEXT_FRAME])
         assert frames == [frame]
         assert session.buffered == len(NEXT_FRAME)
 
@@ -103,19 +95,19 @@ class TestFraming:
         long = bytes.fromhex(
             "2441090013450831250401145047888000008554650e000000fffff9ffff001006000000000106020299109c01"
         )
-        frames, _ = _feed([long + long])
+        frames, _ = feed_frames(H02Session(), [long + long])
         assert frames == [long, long]
 
     def test_a_lone_32_byte_frame_is_cut_without_waiting_for_more(self) -> None:
         short = bytes.fromhex("2441060116601245431311165035313006004318210e000000fffffbffff0024")
         assert len(short) == BINARY_FRAME
-        frames, session = _feed([short])
+        frames, session = feed_frames(H02Session(), [short])
         assert frames == [short]
         assert session.buffered == 0
 
     def test_noise_and_line_ends_between_frames_are_skipped(self) -> None:
         text = b"*HQ,4210051415,V1,164549,A,0956.3869,N,08406.7068,W,000.00,000,221215,FFFFFBFF#"
-        frames, session = _feed([b"\r\n\x00garbage" + text + b"\r\n" + text])
+        frames, session = feed_frames(H02Session(), [b"\r\n\x00garbage" + text + b"\r\n" + text])
         assert frames == [text, text]
         assert session.buffered == 0
 
@@ -246,7 +238,7 @@ class TestFuzz:
     @settings(max_examples=200, deadline=None, derandomize=True)
     @given(st.binary(max_size=400), st.lists(st.integers(1, 50), max_size=10))
     def test_random_bytes_give_reports_or_driver_errors(self, data: bytes, cuts: list[int]) -> None:
-        _check_stream(data, cuts)
+        check_stream(H02Session(), data, cuts)
 
     @settings(max_examples=200, deadline=None, derandomize=True)
     @given(
@@ -261,24 +253,7 @@ class TestFuzz:
         data = bytearray(b"".join(frames))
         for position, value in mutations:
             data[position % len(data)] = value
-        _check_stream(bytes(data[: len(data) - cut % len(data)]), chunks)
+        check_stream(H02Session(), bytes(data[: len(data) - cut % len(data)]), chunks)
         for frame in frames:
             with contextlib.suppress(DriverError):
                 H02Session(Transport.UDP).decode(bytes(frame[: len(frame) - cut % len(frame)]), now=NOW)
-
-
-def _check_stream(data: bytes, cuts: list[int]) -> None:
-    session = H02Session()
-    position = 0
-    for size in [*cuts, len(data)]:
-        session.receive_data(data[position : position + size])
-        position += size
-        try:
-            frames = list(session.frames())
-        except FramingError:
-            session.take_buffer()
-            continue
-        assert session.buffered <= session.max_frame
-        for frame in frames:
-            with contextlib.suppress(DriverError):
-                session.decode(frame, now=NOW)

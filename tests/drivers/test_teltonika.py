@@ -15,6 +15,7 @@ from drivers import Command, CommandType, DriverError, Match, Transport
 from drivers._crc import crc16_ibm
 from drivers.teltonika import TeltonikaSession, codec12, sniff
 from tests import vectors
+from tests.drivers.streams import feed_reports
 
 NOW = vectors.NOW
 DEVICE_TO_SERVER = vectors.load("teltonika")
@@ -76,32 +77,6 @@ def _params(rows: list[vectors.Vector]) -> list[Any]:
     ]
 
 
-def feed(chunks: list[bytes]) -> tuple[list[dict[str, Any]], list[bytes], list[str]]:
-    """Stream ``chunks`` through one TCP session; the leftover is decoded at the end, as at EOF."""
-    session = TeltonikaSession(Transport.TCP)
-    reports: list[dict[str, Any]] = []
-    replies: list[bytes] = []
-    errors: list[str] = []
-
-    def decode(frame: bytes) -> None:
-        try:
-            result = session.decode(frame, now=NOW)
-        except DriverError as error:
-            errors.append(str(error))
-            return
-        reports.extend(report.to_json() for report in result.reports)
-        replies.extend(result.replies)
-
-    for chunk in chunks:
-        session.receive_data(chunk)
-        for frame in session.frames():
-            decode(frame)
-    rest = session.take_buffer()
-    if rest:
-        decode(rest)
-    return reports, replies, errors
-
-
 # -- the shared vectors --------------------------------------------------------------------------
 
 
@@ -122,12 +97,18 @@ def test_framer_cuts_the_same_first_frame_as_the_reference(vector: vectors.Vecto
 @pytest.mark.parametrize("vector", TCP, ids=lambda vector: vector.id)
 def test_whole_byte_by_byte_and_random_splits_decode_alike(vector: vectors.Vector) -> None:
     data = b"".join(vector.frames())
-    whole = feed([data])
-    assert feed([data[i : i + 1] for i in range(len(data))]) == whole
+    whole = feed_reports(TeltonikaSession(Transport.TCP), [data])
+    assert feed_reports(TeltonikaSession(Transport.TCP), [data[i : i + 1] for i in range(len(data))]) == whole
     for seed in range(3):
         rng = random.Random(seed)
         cuts = sorted(rng.sample(range(1, len(data)), k=min(len(data) - 1, 5)))
-        assert feed([data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]) == whole
+        assert (
+            feed_reports(
+                TeltonikaSession(Transport.TCP),
+                [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)],
+            )
+            == whole
+        )
 
 
 @pytest.mark.parametrize("vector", TCP, ids=lambda vector: vector.id)

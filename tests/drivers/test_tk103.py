@@ -14,6 +14,7 @@ import drivers
 from drivers import Command, CommandType, DriverError, FramingError, Match, Transport, UnsupportedCommand
 from drivers.tk103 import Tk103Session, sniff
 from tests import vectors
+from tests.drivers.streams import check_stream, feed_frames
 
 NOW = vectors.NOW
 NEXT_FRAME = b"(0870"
@@ -77,15 +78,6 @@ def _reports(frames: list[bytes]) -> list[dict]:
     return out
 
 
-def _feed(chunks: list[bytes]) -> tuple[list[bytes], Tk103Session]:
-    session = Tk103Session()
-    frames: list[bytes] = []
-    for chunk in chunks:
-        session.receive_data(chunk)
-        frames.extend(session.frames())
-    return frames, session
-
-
 class TestVectors:
     @pytest.mark.parametrize("vector", [_param(row) for row in DEVICE_ROWS])
     def test_vector_is_detected_and_agrees_with_reference(self, vector: vectors.Vector) -> None:
@@ -94,7 +86,7 @@ class TestVectors:
 
     @pytest.mark.parametrize("vector", FRAMING_ROWS, ids=lambda vector: vector.id)
     def test_framer_cuts_the_first_frame_the_reference_cuts(self, vector: vectors.Vector) -> None:
-        frames, _ = _feed(vector.frames())
+        frames, _ = feed_frames(Tk103Session(), vector.frames())
         assert frames[0] == vector.row["expect"]["first_frame"].encode("latin-1")
 
     @pytest.mark.parametrize("vector", COMMAND_ROWS, ids=lambda vector: vector.id)
@@ -113,26 +105,26 @@ class TestVectors:
 class TestFraming:
     @pytest.mark.parametrize("frame", FRAMES, ids=lambda frame: frame[:20].decode("latin-1"))
     def test_whole_bytewise_and_split_feeding_give_the_same_reports(self, frame: bytes) -> None:
-        whole, _ = _feed([frame])
+        whole, _ = feed_frames(Tk103Session(), [frame])
         assert whole == [frame]
         expected = _reports(whole)
-        bytewise, _ = _feed([frame[i : i + 1] for i in range(len(frame))])
+        bytewise, _ = feed_frames(Tk103Session(), [frame[i : i + 1] for i in range(len(frame))])
         assert _reports(bytewise) == expected
         rng = random.Random(len(frame))
         for _ in range(3):
             cuts = sorted(rng.sample(range(1, len(frame)), 4))
             chunks = [frame[a:b] for a, b in zip([0, *cuts], [*cuts, len(frame)], strict=True)]
-            assert _feed(chunks)[0] == [frame]
+            assert feed_frames(Tk103Session(), chunks)[0] == [frame]
 
     @pytest.mark.parametrize("frame", FRAMES, ids=lambda frame: frame[:20].decode("latin-1"))
     def test_trailing_bytes_of_the_next_frame_stay_buffered(self, frame: bytes) -> None:
-        frames, session = _feed([frame + NEXT_FRAME])
+        frames, session = feed_frames(Tk103Session(), [frame + NEXT_FRAME])
         assert frames == [frame]
         assert session.buffered == len(NEXT_FRAME)
 
     def test_parenthesis_inside_dollar_text_does_not_end_the_frame(self) -> None:
         frame = b"(864755555555555,ZC03,191117,234421,$Version (2016) ok)$)"
-        frames, _ = _feed([b"noise)" + frame + b"(0"])
+        frames, _ = feed_frames(Tk103Session(), [b"noise)" + frame + b"(0"])
         assert frames == [frame]
         report = Tk103Session().decode(frame, now=NOW).reports[0]
         assert report.attributes["result"] == "Version (2016) ok)"
@@ -227,7 +219,7 @@ class TestFuzz:
     @settings(max_examples=200, deadline=None, derandomize=True)
     @given(st.binary(max_size=400), st.lists(st.integers(1, 50), max_size=10))
     def test_random_bytes_give_reports_or_driver_errors(self, data: bytes, cuts: list[int]) -> None:
-        _check_stream(data, cuts)
+        check_stream(Tk103Session(), data, cuts)
 
     @settings(max_examples=200, deadline=None, derandomize=True)
     @given(
@@ -242,24 +234,7 @@ class TestFuzz:
         data = bytearray(b"".join(frames))
         for position, value in mutations:
             data[position % len(data)] = value
-        _check_stream(bytes(data[: len(data) - cut % len(data)]), chunks)
+        check_stream(Tk103Session(), bytes(data[: len(data) - cut % len(data)]), chunks)
         for frame in frames:
             with contextlib.suppress(DriverError):
                 Tk103Session(Transport.UDP).decode(bytes(frame[: len(frame) - cut % len(frame)]), now=NOW)
-
-
-def _check_stream(data: bytes, cuts: list[int]) -> None:
-    session = Tk103Session()
-    position = 0
-    for size in [*cuts, len(data)]:
-        session.receive_data(data[position : position + size])
-        position += size
-        try:
-            frames = list(session.frames())
-        except FramingError:
-            session.take_buffer()
-            continue
-        assert session.buffered <= session.max_frame
-        for frame in frames:
-            with contextlib.suppress(DriverError):
-                session.decode(frame, now=NOW)

@@ -15,6 +15,7 @@ import drivers
 from drivers import Command, CommandType, DriverError, FramingError, Match, Transport, UnsupportedCommand
 from drivers.watch import WatchSession, escape, sniff, unescape
 from tests import vectors
+from tests.drivers.streams import check_stream, feed_frames
 
 NOW = vectors.NOW
 NEXT_FRAME = b"[3G*12"
@@ -61,15 +62,6 @@ def _reports(frames: list[bytes]) -> list[dict]:
     return out
 
 
-def _feed(chunks: list[bytes]) -> tuple[list[bytes], WatchSession]:
-    session = WatchSession()
-    frames: list[bytes] = []
-    for chunk in chunks:
-        session.receive_data(chunk)
-        frames.extend(session.frames())
-    return frames, session
-
-
 class TestVectors:
     @pytest.mark.parametrize("vector", DEVICE_ROWS, ids=lambda vector: vector.id)
     def test_vector_is_detected_and_agrees_with_reference(self, vector: vectors.Vector) -> None:
@@ -81,7 +73,7 @@ class TestVectors:
         expect = vector.row["expect"]
         first = expect["first_frame"]
         wanted = bytes.fromhex(first) if expect["first_frame_encoding"] == "hex" else first.encode("latin-1")
-        frames, _ = _feed(vector.frames())
+        frames, _ = feed_frames(WatchSession(), vector.frames())
         assert unescape(frames[0]) == wanted  # the reference framer hands on unescaped bytes
 
     @pytest.mark.parametrize(("kind", "params", "expected"), COMMANDS, ids=lambda value: str(value)[:30])
@@ -96,39 +88,39 @@ class TestVectors:
 class TestFraming:
     @pytest.mark.parametrize("frame", FRAMES, ids=lambda frame: frame[:24].decode("latin-1"))
     def test_whole_bytewise_and_split_feeding_give_the_same_reports(self, frame: bytes) -> None:
-        whole, _ = _feed([frame])
+        whole, _ = feed_frames(WatchSession(), [frame])
         assert whole == [frame]
         expected = _reports(whole)
-        bytewise, _ = _feed([frame[i : i + 1] for i in range(len(frame))])
+        bytewise, _ = feed_frames(WatchSession(), [frame[i : i + 1] for i in range(len(frame))])
         assert bytewise == [frame]
         rng = random.Random(len(frame))
         for _ in range(3):
             cuts = sorted(rng.sample(range(1, len(frame)), 4))
             chunks = [frame[a:b] for a, b in zip([0, *cuts], [*cuts, len(frame)], strict=True)]
-            split, _ = _feed(chunks)
+            split, _ = feed_frames(WatchSession(), chunks)
             assert _reports(split) == expected
 
     @pytest.mark.parametrize("frame", FRAMES, ids=lambda frame: frame[:24].decode("latin-1"))
     def test_trailing_bytes_of_the_next_frame_stay_buffered(self, frame: bytes) -> None:
-        frames, session = _feed([frame + NEXT_FRAME])
+        frames, session = feed_frames(WatchSession(), [frame + NEXT_FRAME])
         assert frames == [frame]
         assert session.buffered == len(NEXT_FRAME)
 
     def test_brackets_in_a_wifi_name_do_not_end_the_frame(self) -> None:
         frame = b"[3G*1234567890*0012*WT,x,[my wifi],y]"
-        frames, _ = _feed([b"noise" + frame + frame])
+        frames, _ = feed_frames(WatchSession(), [b"noise" + frame + frame])
         assert frames == [frame, frame]
 
     def test_length_field_ends_a_frame_whose_content_has_an_unbalanced_bracket(self) -> None:
         frame = b"[3G*1234567890*0008*UD,a[b,c]"
-        frames, session = _feed([frame + NEXT_FRAME])
+        frames, session = feed_frames(WatchSession(), [frame + NEXT_FRAME])
         assert frames == [frame]
         assert session.buffered == len(NEXT_FRAME)
 
     def test_escaped_binary_is_unescaped_for_decoding(self) -> None:
         audio = bytes(range(256))
         frame = b"[CS*1234567890*0103*TK," + escape(audio) + b"]"
-        frames, _ = _feed([frame[i : i + 7] for i in range(0, len(frame), 7)])
+        frames, _ = feed_frames(WatchSession(), [frame[i : i + 7] for i in range(0, len(frame), 7)])
         assert frames == [frame]
         report = WatchSession().decode(frame, now=NOW).reports[0]
         assert report.media == audio and report.media_type == "audio/amr"
@@ -137,7 +129,7 @@ class TestFraming:
         photo = bytes(random.Random(1).randrange(256) for _ in range(150_000))
         frame = b"[3G*1234567890*0000*img,5,231123120000," + escape(photo) + b"]"
         started = time.perf_counter()
-        frames, _ = _feed([frame[i : i + 512] for i in range(0, len(frame), 512)])
+        frames, _ = feed_frames(WatchSession(), [frame[i : i + 512] for i in range(0, len(frame), 512)])
         assert time.perf_counter() - started < 5
         assert frames == [frame]
         assert WatchSession().decode(frame, now=NOW).reports[0].media == photo
@@ -225,8 +217,8 @@ class TestFuzz:
     @settings(max_examples=200, deadline=None, derandomize=True)
     @given(st.binary(max_size=400), st.lists(st.integers(1, 50), max_size=10))
     def test_random_bytes_give_reports_or_driver_errors(self, data: bytes, cuts: list[int]) -> None:
-        _check_stream(b"[3G*1*0002*" + data, cuts)
-        _check_stream(data, cuts)
+        check_stream(WatchSession(), b"[3G*1*0002*" + data, cuts)
+        check_stream(WatchSession(), data, cuts)
 
     @settings(max_examples=200, deadline=None, derandomize=True)
     @given(
@@ -241,24 +233,7 @@ class TestFuzz:
         data = bytearray(b"".join(frames))
         for position, value in mutations:
             data[position % len(data)] = value
-        _check_stream(bytes(data[: len(data) - cut % len(data)]), chunks)
+        check_stream(WatchSession(), bytes(data[: len(data) - cut % len(data)]), chunks)
         for frame in frames:
             with contextlib.suppress(DriverError):
                 WatchSession().decode(bytes(frame[: len(frame) - cut % len(frame)]), now=NOW)
-
-
-def _check_stream(data: bytes, cuts: list[int]) -> None:
-    session = WatchSession()
-    position = 0
-    for size in [*cuts, len(data)]:
-        session.receive_data(data[position : position + size])
-        position += size
-        try:
-            frames = list(session.frames())
-        except FramingError:
-            session.take_buffer()
-            continue
-        assert session.buffered <= session.max_frame
-        for frame in frames:
-            with contextlib.suppress(DriverError):
-                session.decode(frame, now=NOW)
