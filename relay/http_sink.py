@@ -21,6 +21,7 @@ The request plumbing (:class:`Poster`) is shared with the osmand sink.
 from __future__ import annotations
 
 import base64
+import enum
 import gzip
 import json
 import logging
@@ -61,6 +62,15 @@ class Refused:
 
     status: int
     answer: str
+
+
+class Retry(enum.Enum):
+    """The request failed and was not tried again (``once``)."""
+
+    RETRY = "retry"
+
+
+RETRY = Retry.RETRY
 
 
 class Poster:
@@ -104,9 +114,11 @@ class Poster:
         request: Callable[[], httpx.Request],
         *,
         reports: int,
-    ) -> Refused | None:
+        once: bool = False,
+    ) -> Refused | Retry | None:
         """Send ``request()`` (built anew for each attempt) until it is answered 2xx (returns None)
-        or refused for good (returns :class:`Refused`)."""
+        or refused for good (returns :class:`Refused`). With ``once``, return :data:`RETRY` after the
+        first failure's backoff instead of trying again (``live_first`` sinks then re-take newest first)."""
         failures = 0
         while True:
             self.requests += 1
@@ -147,6 +159,8 @@ class Poster:
                 retry_in_s=round(delay, 2),
             )
             await trio.sleep(delay)
+            if once:
+                return RETRY
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -187,6 +201,7 @@ async def retry_requeued(
     letters = journal.requeued_letters(sink)
     for letter in letters:
         refused = await poster.send(client, request_for(client, letter), reports=letter["reports"])
+        assert not isinstance(refused, Retry)
         await trio.to_thread.run_sync(
             lambda letter=letter, refused=refused: journal.settle_letter(
                 letter["id"],
@@ -342,8 +357,16 @@ class HttpSink:
         seqs = [report.seq for report, _ in batch]
         self.published += len(batch)
         self.batches += 1
-        refused = await self.poster.send(client, self._request(client, body), reports=len(batch))
-        if refused is not None:
+        live_first = self.settings.drain == "live_first"
+        refused = await self.poster.send(
+            client, self._request(client, body), reports=len(batch), once=live_first
+        )
+        if refused is RETRY:
+            # live_first: after an outage, each device's newest report goes first again.
+            self._carry.clear()
+            self.delivery.rewind()
+            return
+        if isinstance(refused, Refused):
             letter = await trio.to_thread.run_sync(
                 lambda: self.journal.park(
                     self.name,

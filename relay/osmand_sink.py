@@ -32,7 +32,7 @@ from drivers import KNOTS_TO_KMH
 
 from .config import OsmandSinkSettings
 from .delivery import Delivery
-from .http_sink import REQUEUE_POLL_S, Poster, retry_requeued
+from .http_sink import REQUEUE_POLL_S, RETRY, Poster, retry_requeued
 from .journal import Journal, StoredReport
 from .logs import log_event
 
@@ -104,6 +104,7 @@ class OsmandSink:
         #: Reports acknowledged without a request (no position).
         self.skipped = 0
         self.dead_lettered = 0
+        self._rewind_wanted = False
 
     @property
     def connected(self) -> bool:
@@ -166,27 +167,41 @@ class OsmandSink:
             per_device: dict[str | None, list[StoredReport]] = defaultdict(list)
             for report in reports:
                 per_device[report.device_id].append(report)
+            self._rewind_wanted = False
             async with trio.open_nursery() as nursery:
                 for chain in per_device.values():
-                    nursery.start_soon(self._send_chain, client, chain, limiter)
+                    nursery.start_soon(self._send_chain, client, chain, limiter, nursery.cancel_scope)
+            if self._rewind_wanted:
+                # live_first: after an outage, each device's newest position goes first again.
+                self.delivery.rewind()
 
     async def _send_chain(
-        self, client: httpx.AsyncClient, chain: list[StoredReport], limiter: trio.CapacityLimiter
+        self,
+        client: httpx.AsyncClient,
+        chain: list[StoredReport],
+        limiter: trio.CapacityLimiter,
+        window: trio.CancelScope,
     ) -> None:
         async with limiter:
             for report in chain:
                 query = osmand_query(report.document)
                 if query is None:
                     self.skipped += 1
-                else:
-                    await self._send(client, report, query)
+                elif not await self._send(client, report, query):
+                    self._rewind_wanted = True
+                    window.cancel()
+                    return
                 self.delivery.acknowledge((report.seq,))
 
-    async def _send(self, client: httpx.AsyncClient, report: StoredReport, query: str) -> None:
+    async def _send(self, client: httpx.AsyncClient, report: StoredReport, query: str) -> bool:
+        """Deliver or park one position; False: not done (live_first re-takes newest first)."""
         self.published += 1
-        refused = await self.poster.send(client, self._request(client, query), reports=1)
+        live_first = self.settings.drain == "live_first"
+        refused = await self.poster.send(client, self._request(client, query), reports=1, once=live_first)
+        if refused is RETRY:
+            return False
         if refused is None:
-            return
+            return True
         letter = await trio.to_thread.run_sync(
             lambda: self.journal.park(
                 self.name,
@@ -209,6 +224,7 @@ class OsmandSink:
             dead_letter=letter,
             hint="is the device known to Traccar by this id? `relay dead-letters`, then `relay requeue`",
         )
+        return True
 
     def _request(self, client: httpx.AsyncClient, query: str) -> Callable[[], httpx.Request]:
         separator = "&" if "?" in self.settings.url else "?"

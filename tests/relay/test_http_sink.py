@@ -185,3 +185,22 @@ def test_retry_after_takes_seconds_or_a_date_and_is_capped() -> None:
     assert parse_retry_after("9999999", now) == RETRY_AFTER_MAX_S
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
+
+
+async def test_live_first_sends_each_devices_newest_report_before_the_backlog(tmp_path: Path) -> None:
+    server = RecordingServer()
+    async with trio.open_nursery() as nursery:
+        sink = http_sink(server.url, drain="live_first", batch_max_reports=100)
+        async with running_relay(tmp_path / "relay", sinks=[sink]) as relay:
+            await send_pt502(relay.port, DEVICES[:3], 20)  # the server is not up yet: a backlog
+            await wait_until(lambda: relay.journal.committed_reports >= 60, what="the backlog stored")
+            failed = relay.sinks[0].retries
+            await wait_until(lambda: relay.sinks[0].retries > failed + 1, what="a retry with all of it")
+            await server.start(nursery)
+            await wait_until(lambda: relay.sinks[0].acknowledged >= 60, what="the backlog delivered")
+        nursery.cancel_scope.cancel()
+    reports = reports_of(server.accepted)
+    newest = {device: devices.iso(19) for device in DEVICES[:3]}
+    assert {report["device_id"]: report["time"] for report in reports[:3]} == newest
+    # Then the backlog, oldest first, without the newest ones again.
+    assert check_complete_and_ordered(reports[3:], dict.fromkeys(DEVICES[:3], 19)) == 0
