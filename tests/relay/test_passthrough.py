@@ -210,3 +210,26 @@ async def test_a_device_the_upstream_refuses_holds_back_no_other(tmp_path: Path)
             )
         nursery.cancel_scope.cancel()
     check_upstream(upstream, tcp)  # in the end, all there, in order, every session opened by a login
+
+
+async def test_a_restarted_relay_resumes_each_device_where_it_stopped(tmp_path: Path) -> None:
+    upstream = Upstream()
+    first, second = device_frames(10), device_frames(10, first=500)
+    async with trio.open_nursery() as nursery:
+        await upstream.start(nursery)
+        sinks = [passthrough_sink(upstream.port)]
+        async with running_relay(tmp_path / "relay", sinks=sinks) as relay:
+            await run_devices(relay.port, first, {})
+            await wait_until(lambda: relay.sinks[0].floor >= relay.journal.last_seq, what="the first part")
+        await upstream.stop()
+        async with running_relay(tmp_path / "relay", sinks=sinks) as relay:  # the upstream is down
+            await run_devices(relay.port, second, {})
+            await wait_until(lambda: relay.sinks[0].failures > 0, what="the upstream to be missed")
+        await upstream.start(nursery)
+        async with running_relay(tmp_path / "relay", sinks=sinks) as relay:
+            await wait_until(lambda: relay.sinks[0].floor >= relay.journal.last_seq, what="the second part")
+        nursery.cancel_scope.cancel()
+    sent = {device: first[device] + second[device] for device in first}
+    for device in GT06 + TELTONIKA:  # the login frame is the same both times
+        sent[device] = list(dict.fromkeys(sent[device]))
+    assert check_upstream(upstream, sent) == 0  # nothing delivered before the restarts came again
