@@ -49,10 +49,17 @@ class Session(abc.ABC):
         #: The device id learned at login (or set by the relay for sources like SMS).
         self.device_id = device_id
         self._buffer = bytearray()
+        #: The exact bytes the last frame from :meth:`frames` took off the stream: its header,
+        #: delimiters and any noise skipped before it included. Concatenated, these are the stream.
+        self.last_wire = b""
+        # Received bytes not yet attributed to a frame: a copy of the buffer, preceded by what the
+        # framer consumed since the last frame. Framers only ever take bytes off the front.
+        self._wire = bytearray()
 
     def receive_data(self, data: bytes) -> None:
         """Append bytes from the stream. Never raises; framing happens in :meth:`frames`."""
         self._buffer += data
+        self._wire += data
 
     @property
     def closing(self) -> bool:
@@ -66,9 +73,13 @@ class Session(abc.ABC):
         return len(self._buffer)
 
     def take_buffer(self) -> bytes:
-        """Remove and return whatever is buffered (for quarantine when a stream is abandoned)."""
+        """Remove and return whatever is buffered (for quarantine when a stream is abandoned, or to
+        decode a last undelimited frame at the end of a stream); :attr:`last_wire` becomes every byte
+        not yet attributed to a frame."""
         data = bytes(self._buffer)
         self._buffer.clear()
+        self.last_wire = bytes(self._wire)
+        self._wire.clear()
         return data
 
     def frames(self) -> Iterator[bytes]:
@@ -87,6 +98,9 @@ class Session(abc.ABC):
                         data=bytes(self._buffer),
                     )
                 return
+            consumed = len(self._wire) - len(self._buffer)
+            self.last_wire = bytes(self._wire[:consumed])
+            del self._wire[:consumed]
             yield frame
 
     def datagram_frames(self, datagram: bytes) -> list[bytes]:

@@ -78,7 +78,11 @@ class Gps103Session(Session):
             del buffer[0]
         for index, byte in enumerate(buffer):
             if byte in _DELIMITERS:
-                return self._cut(index, 1)
+                # Every delimiter byte that follows goes with this frame (";\r\n" is one terminator).
+                end = index + 1
+                while end < len(buffer) and buffer[end] in _DELIMITERS:
+                    end += 1
+                return self._cut(index, end - index)
         return None
 
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:

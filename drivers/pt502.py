@@ -121,7 +121,12 @@ class Pt502Session(Session):
                 return self._cut(end)
             for index, byte in enumerate(buffer):
                 if byte in b"\r\n":
-                    return self._cut(index, 1)
+                    # The line end (CR, LF, CR CR, CRLF) goes with its line: the stored wire bytes of
+                    # one frame then end with its own terminator.
+                    end = index + 1
+                    while end < len(buffer) and buffer[end] in b"\r\n":
+                        end += 1
+                    return self._cut(index, end - index)
             return None
 
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:

@@ -60,9 +60,10 @@ class Ingest:
         return datetime.now(UTC)
 
     def decode(
-        self, session: Session, frames: Iterable[bytes], *, peer: str, transport: Transport
+        self, session: Session, frames: Iterable[tuple[bytes, bytes]], *, peer: str, transport: Transport
     ) -> tuple[list[Entry | Quarantined], list[bytes]]:
-        """Decode ``frames``; return what to store and the replies to send once it is stored."""
+        """Decode ``(frame, wire bytes)`` pairs; return what to store and the replies to send once it is
+        stored. The wire bytes (the frame as received, delimiters included) are what is kept as ``raw``."""
         items: list[Entry | Quarantined] = []
         replies: list[bytes] = []
         now = self.now()
@@ -75,34 +76,26 @@ class Ingest:
                 now=now.isoformat(),
                 hint="reports are stored and marked clock_unsynced until the clock is set (NTP)",
             )
-        for frame in frames:
+        for frame, wire in frames:
             self.stats.frames += 1
             try:
                 result = session.decode(frame, now=now)
-            except DriverError as error:
-                items.append(
-                    self.bad_frame(
-                        frame, str(error), peer=peer, transport=transport, protocol=session.protocol, now=now
+            except Exception as error:
+                if not isinstance(error, DriverError):  # a driver bug must not take the other frames down
+                    log.exception(
+                        "driver_bug", extra={"fields": {"protocol": session.protocol, "peer": peer}}
                     )
-                )
-                continue
-            except Exception as error:  # a driver bug must not take the connection's other frames down
-                log.exception("driver_bug", extra={"fields": {"protocol": session.protocol, "peer": peer}})
+                reason = str(error) if isinstance(error, DriverError) else f"driver bug: {error!r}"
                 items.append(
                     self.bad_frame(
-                        frame,
-                        f"driver bug: {error!r}",
-                        peer=peer,
-                        transport=transport,
-                        protocol=session.protocol,
-                        now=now,
+                        wire, reason, peer=peer, transport=transport, protocol=session.protocol, now=now
                     )
                 )
                 continue
             if result.error is not None:  # bad input the protocol answers anyway (HTTP 400)
                 items.append(
                     self.bad_frame(
-                        frame,
+                        wire,
                         str(result.error),
                         peer=peer,
                         transport=transport,
@@ -117,7 +110,7 @@ class Ingest:
                     report = replace(report, device_id=session.device_id)
                 if unsynced:
                     report = replace(report, attributes={**report.attributes, "clock_unsynced": True})
-                items.append(Entry(report, frame if index == 0 else None, transport.value, peer, now))
+                items.append(Entry(report, wire if index == 0 else None, transport.value, peer, now))
                 self.stats.reports += 1
             replies.extend(result.replies)
         return items, replies
@@ -159,21 +152,22 @@ class Ingest:
         :raises JournalError: the commit failed; nothing was acknowledged.
         """
         session.receive_data(data)
-        frames: list[bytes] = []
+        frames: list[tuple[bytes, bytes]] = []
         framing_error: FramingError | None = None
         try:
-            frames.extend(session.frames())
+            frames.extend((frame, session.last_wire) for frame in session.frames())
         except FramingError as error:
             framing_error = error
         if final and framing_error is None:
             rest = session.take_buffer()
             if rest.strip(b"\r\n\x00 "):
-                frames.append(rest)
+                frames.append((rest, session.last_wire))
         items, replies = self.decode(session, frames, peer=peer, transport=transport)
         if framing_error is not None:
+            session.take_buffer()
             items.append(
                 self.bad_frame(
-                    session.take_buffer()[:QUARANTINE_HEAD],
+                    session.last_wire[:QUARANTINE_HEAD],
                     str(framing_error),
                     peer=peer,
                     transport=transport,
@@ -412,7 +406,8 @@ class Listener:
             )
             await self.ingest.journal.submit([item])
             return
-        items, answers = self.ingest.decode(session, frames, peer=peer, transport=Transport.UDP)
+        pairs = [(frame, frame) for frame in frames]  # a datagram's frames are their own wire bytes
+        items, answers = self.ingest.decode(session, pairs, peer=peer, transport=Transport.UDP)
         # Submitting here, in arrival order, keeps each device's reports in order; the wait for the
         # commit runs beside the receive loop so one fsync never stalls the port.
         ticket = await self.ingest.journal.submit(items) if items else None

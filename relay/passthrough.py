@@ -114,7 +114,9 @@ def _http_response(buffer: bytes) -> int:
 
 
 def wire_frame(protocol: str, raw: bytes) -> bytes:
-    """The bytes to send upstream for a stored frame."""
+    """The bytes to send upstream for a stored frame: as received, less line ends left over from the
+    frame before (a terminator split across TCP segments), with the protocol's terminator."""
+    raw = raw.lstrip(b"\r\n")  # no protocol's frame starts with CR or LF
     end = _WIRE_TERMINATORS.get(protocol)
     if end is None or raw.endswith(end) or raw.startswith(b"$PHD"):
         return raw

@@ -103,3 +103,19 @@ async def test_reports_received_before_the_clock_is_set_are_kept_and_marked(tmp_
     assert report.document["attributes"]["clock_unsynced"] is True
     assert report.document["received_at"] == "1970-01-01T00:00:42Z"
     assert report.document["time"] == devices.iso(1)  # the tracker's own GPS time is untouched
+
+
+async def test_each_frame_is_stored_with_the_exact_bytes_received(tmp_path: Path) -> None:
+    gps103 = [devices.gps103_login(BN407) + b"\r\n", devices.gps103_position(BN407, 2)]
+    pt502 = devices.pt502_position(PT600, 3) + devices.pt502_position(PT600, 4)
+    header = b"\xbf\xfb\x00" + (len(pt502) + 5).to_bytes(2, "little")
+    async with running_relay(tmp_path) as relay:
+        await devices.tcp_exchange(relay.port, gps103, replies=1)
+        stream = await trio.open_tcp_stream("127.0.0.1", relay.port)
+        async with stream:
+            for byte in header + pt502:  # one byte per segment: the split must not matter
+                await stream.send_all(bytes([byte]))
+            await wait_until(lambda: relay.journal.committed_reports == 4, what="four reports")
+        raws = [report.raw for report in relay.journal.read_after(0, 10)]
+    assert raws[:2] == gps103
+    assert b"".join(raws[2:]) == header + pt502 and raws[2].startswith(header)
