@@ -155,6 +155,24 @@ class Delivery:
             self._flush_wanted.set()
         self._changed.set()
 
+    def acknowledge_device(self, device: str, seq: int) -> None:
+        """Everything of ``device`` up to ``seq`` is delivered: for senders that read each device's
+        reports themselves (passthrough) instead of through :meth:`take`. Call in order per device."""
+        if seq <= self.cursors.get(device, 0):
+            return
+        self.cursors[device] = seq
+        self._dirty[device] = seq
+        self.delivered += 1
+        self._acked_since_flush += 1
+        if self._acked_since_flush >= self._flush_threshold:
+            self._flush_wanted.set()
+
+    def raise_floor(self, floor: int) -> None:
+        """Everything up to ``floor`` is delivered (the per-device sender worked that out)."""
+        if floor > self.floor:
+            self.floor = floor
+            self._floor_dirty = True
+
     def _advance_floor(self) -> None:
         if self._inflight or self._early:
             floor = min([*self._inflight, *self._early]) - 1

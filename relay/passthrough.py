@@ -164,27 +164,6 @@ def _udp_answered(protocol: str, raw: bytes) -> bool:
         return False
 
 
-class DeviceDelivery(Delivery):
-    """:class:`Delivery` for senders that read and acknowledge each device's reports themselves.
-
-    The per-device cursors, the floor and their saving are Delivery's; :meth:`take` is not used.
-    """
-
-    def acknowledge_device(self, device: str, seq: int) -> None:
-        """Everything of ``device`` up to ``seq`` is delivered (called in order)."""
-        if seq <= self.cursors.get(device, 0):
-            return
-        self.cursors[device] = seq
-        self._dirty[device] = seq
-        self.delivered += 1
-        self._acked_since_flush += 1
-
-    def raise_floor(self, floor: int) -> None:
-        if floor > self.floor:
-            self.floor = floor
-            self._floor_dirty = True
-
-
 @dataclass(eq=False)
 class _Device:
     key: str | None
@@ -332,7 +311,7 @@ class PassthroughSink:
         self.settings = settings
         self.name = settings.name
         self.journal = journal
-        self.delivery = DeviceDelivery(journal, self.name, window=1, drain=settings.drain)
+        self.delivery = Delivery(journal, self.name, window=1, drain=settings.drain)
         self._start_floor = self.delivery.floor
         self._scan_pos = self.delivery.floor
         self._devices: dict[str | None, _Device] = {}
