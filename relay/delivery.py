@@ -244,3 +244,23 @@ class Delivery:
         except Exception as error:
             self._restore(update)
             log_event(log, logging.WARNING, "cursor_not_saved", sink=self.sink, error=str(error))
+
+
+class DeliveringSink:
+    """What every sink reports about its progress, read from its :class:`Delivery`."""
+
+    delivery: Delivery
+
+    @property
+    def acknowledged(self) -> int:
+        """Reports delivered since start."""
+        return self.delivery.delivered
+
+    @property
+    def floor(self) -> int:
+        """Every report with ``seq <= floor`` is delivered."""
+        return self.delivery.floor
+
+    def backlog(self) -> int:
+        """Reports committed and not yet delivered (an upper bound while some are in flight)."""
+        return self.delivery.backlog()

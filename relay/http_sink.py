@@ -39,7 +39,7 @@ import httpx
 import trio
 
 from .config import HttpSinkSettings, OsmandSinkSettings
-from .delivery import Delivery
+from .delivery import DeliveringSink, Delivery
 from .journal import Journal, StoredReport
 from .logs import log_event
 
@@ -221,7 +221,29 @@ async def retry_requeued(
     return len(letters)
 
 
-class HttpSink:
+class PostingSink(DeliveringSink):
+    """A sink that delivers with a :class:`Poster`: its connection state and retries are the poster's."""
+
+    poster: Poster
+
+    @property
+    def connected(self) -> bool:
+        return self.poster.connected
+
+    @property
+    def last_error(self) -> str | None:
+        return self.poster.last_error
+
+    @property
+    def retries(self) -> int:
+        return self.poster.retries
+
+    @property
+    def duplicates_possible(self) -> int:
+        return self.poster.duplicates_possible + self.delivery.duplicates_possible
+
+
+class HttpSink(PostingSink):
     """JSON batches to one URL, one batch in flight, retried until taken or refused for good."""
 
     def __init__(self, settings: HttpSinkSettings, journal: Journal) -> None:
@@ -234,35 +256,6 @@ class HttpSink:
         self.batches = 0
         self.dead_lettered = 0
         self._carry: deque[tuple[StoredReport, bytes]] = deque()
-
-    # -- the Sink surface -----------------------------------------------------------------------
-
-    @property
-    def connected(self) -> bool:
-        return self.poster.connected
-
-    @property
-    def last_error(self) -> str | None:
-        return self.poster.last_error
-
-    @property
-    def acknowledged(self) -> int:
-        return self.delivery.delivered
-
-    @property
-    def floor(self) -> int:
-        return self.delivery.floor
-
-    @property
-    def retries(self) -> int:
-        return self.poster.retries
-
-    @property
-    def duplicates_possible(self) -> int:
-        return self.poster.duplicates_possible + self.delivery.duplicates_possible
-
-    def backlog(self) -> int:
-        return self.delivery.backlog()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

@@ -35,7 +35,7 @@ import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .config import MqttSinkSettings
-from .delivery import Delivery
+from .delivery import DeliveringSink, Delivery
 from .errors import SinkError
 from .journal import Journal, StoredReport
 from .logs import log_event
@@ -68,7 +68,7 @@ def payload_for(report: StoredReport) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-class MqttSink:
+class MqttSink(DeliveringSink):
     """One broker connection at a time, reconnecting with backoff and jitter, forever."""
 
     def __init__(self, settings: MqttSinkSettings, journal: Journal) -> None:
@@ -82,14 +82,6 @@ class MqttSink:
         self.connects = 0
         self.last_error: str | None = None
         self._mids: dict[int, int] = {}
-
-    @property
-    def acknowledged(self) -> int:
-        return self.delivery.delivered
-
-    @property
-    def floor(self) -> int:
-        return self.delivery.floor
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -255,9 +247,6 @@ class MqttSink:
         seq = self._mids.pop(mid, None)
         if seq is not None:  # None: the status message
             self.delivery.acknowledge((seq,))
-
-    def backlog(self) -> int:
-        return self.delivery.backlog()
 
 
 def _leaf(error: BaseException) -> BaseException:

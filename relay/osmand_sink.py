@@ -32,7 +32,7 @@ from drivers import KNOTS_TO_KMH
 
 from .config import OsmandSinkSettings
 from .delivery import Delivery
-from .http_sink import REQUEUE_POLL_S, RETRY, Poster, retry_requeued
+from .http_sink import REQUEUE_POLL_S, RETRY, Poster, PostingSink, retry_requeued
 from .journal import Journal, StoredReport
 from .logs import log_event
 
@@ -91,7 +91,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-class OsmandSink:
+class OsmandSink(PostingSink):
     """Positions to a Traccar OsmAnd endpoint, devices in parallel, each device in order."""
 
     def __init__(self, settings: OsmandSinkSettings, journal: Journal) -> None:
@@ -105,33 +105,6 @@ class OsmandSink:
         self.skipped = 0
         self.dead_lettered = 0
         self._rewind_wanted = False
-
-    @property
-    def connected(self) -> bool:
-        return self.poster.connected
-
-    @property
-    def last_error(self) -> str | None:
-        return self.poster.last_error
-
-    @property
-    def acknowledged(self) -> int:
-        return self.delivery.delivered
-
-    @property
-    def floor(self) -> int:
-        return self.delivery.floor
-
-    @property
-    def retries(self) -> int:
-        return self.poster.retries
-
-    @property
-    def duplicates_possible(self) -> int:
-        return self.poster.duplicates_possible + self.delivery.duplicates_possible
-
-    def backlog(self) -> int:
-        return self.delivery.backlog()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

@@ -46,7 +46,7 @@ import drivers
 from drivers import DriverError, Transport
 
 from .config import PassthroughSinkSettings
-from .delivery import CURSOR_FLUSH_S, Delivery
+from .delivery import CURSOR_FLUSH_S, DeliveringSink, Delivery
 from .errors import SinkError
 from .journal import Journal, StoredReport
 from .logs import log_event
@@ -304,7 +304,7 @@ class _Reopen(Exception):
     """The next frame needs a new session (another transport, or a login)."""
 
 
-class PassthroughSink:
+class PassthroughSink(DeliveringSink):
     """Per-device upstream sessions to ``host:port``, each resuming exactly where it stopped."""
 
     def __init__(self, settings: PassthroughSinkSettings, journal: Journal) -> None:
@@ -325,14 +325,6 @@ class PassthroughSink:
         self.failures = 0
         #: Frames written to a session that then failed before confirming them: sent again.
         self.duplicates_possible = 0
-
-    @property
-    def acknowledged(self) -> int:
-        return self.delivery.delivered
-
-    @property
-    def floor(self) -> int:
-        return self.delivery.floor
 
     def backlog(self) -> int:
         self._update_floor()
