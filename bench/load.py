@@ -54,6 +54,7 @@ class Tally:
     frames: int = 0
     reports: int = 0
     latencies: list[float] = field(default_factory=list)
+    udp_latencies: list[float] = field(default_factory=list)
     retries: int = 0
     closed: int = 0
 
@@ -185,7 +186,7 @@ def run(
             if measuring:
                 tally.frames += 1
                 tally.reports += item.reports
-                tally.latencies.append(answered_at - item.sent_at)
+                (tally.udp_latencies if item.udp else tally.latencies).append(answered_at - item.sent_at)
             if hold:
                 continue
             if interval:
@@ -207,8 +208,13 @@ def run(
         "window_s": round(elapsed, 3),
         "frames": tally.frames,
         "reports": tally.reports,
-        "latency_p50_ms": round(percentile(tally.latencies, 0.50) * 1000, 2),
-        "latency_p99_ms": round(percentile(tally.latencies, 0.99) * 1000, 2),
+        "latency_p50_ms": round(percentile(tally.latencies + tally.udp_latencies, 0.50) * 1000, 2),
+        "latency_p99_ms": round(percentile(tally.latencies + tally.udp_latencies, 0.99) * 1000, 2),
+        "tcp_latency_p50_ms": round(percentile(tally.latencies, 0.50) * 1000, 2),
+        "tcp_latency_p99_ms": round(percentile(tally.latencies, 0.99) * 1000, 2),
+        "udp_latency_p50_ms": round(percentile(tally.udp_latencies, 0.50) * 1000, 2),
+        "udp_latency_p99_ms": round(percentile(tally.udp_latencies, 0.99) * 1000, 2),
+        "udp_frames": len(tally.udp_latencies),
         "retries": tally.retries,
         "closed": tally.closed,
         "cpu_s": round(time.process_time() - cpu_start, 3),

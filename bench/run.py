@@ -151,6 +151,11 @@ def ingest(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str
         "reports_per_s": rate,
         "ack_p50_ms": result["latency_p50_ms"],
         "ack_p99_ms": result["latency_p99_ms"],
+        "tcp_ack_p50_ms": result["tcp_latency_p50_ms"],
+        "tcp_ack_p99_ms": result["tcp_latency_p99_ms"],
+        "udp_ack_p50_ms": result["udp_latency_p50_ms"],
+        "udp_ack_p99_ms": result["udp_latency_p99_ms"],
+        "udp_reports": result["udp_frames"],
         "udp_retries": result["retries"],
         "closed": result["closed"],
         "relay_cpu_cores": (after.cpu_s - before.cpu_s) / window,
@@ -489,6 +494,16 @@ def table(results: dict[str, Any]) -> str:
     )
     rows.append(
         (
+            "  of which TCP / UDP: ack p99 ms (UDP reports, resends)",
+            f"{_n(ing['tcp_ack_p99_ms'], 1)} / {_n(ing['udp_ack_p99_ms'], 1)}",
+            f"({ing['udp_reports']:,} UDP reports, {ing['udp_retries']:,} resent)",
+            "",
+            "",
+            "",
+        )
+    )
+    rows.append(
+        (
             "ingest, CPU cores: relay / load generator",
             f"{ing['relay_cpu_cores']:.2f} / {ing['load_cpu_cores']:.2f}",
             "1 core each (pinned)",
@@ -598,6 +613,7 @@ def run(profile: Profile, say: Callable[[str], None] = lambda _: None) -> dict[s
         results["wear"] = wear(work, profile, say)
         results["drain"] = drain(work, profile, say)
     results["bench_seconds"] = time.monotonic() - started
+    results["environment"]["load_average_after"] = os.getloadavg()
     return results
 
 
@@ -619,8 +635,9 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results))
         print(
             f"\n{results['environment']['cores']}. Python {results['environment']['python']}, "
-            f"SQLite {results['environment']['sqlite']}, load average before "
-            f"{', '.join(f'{x:.2f}' for x in results['environment']['load_average'])}; "
+            f"SQLite {results['environment']['sqlite']}, load average (1/5/15 min) before "
+            f"{', '.join(f'{x:.2f}' for x in results['environment']['load_average'])}, after "
+            f"{', '.join(f'{x:.2f}' for x in results['environment']['load_average_after'])}; "
             f"bench took {results['bench_seconds']:.0f} s ({profile.name})."
         )
     return 0
