@@ -51,6 +51,8 @@ class FramingError(DriverError):
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         raise ValueError("report times must be timezone-aware (UTC)")
     return value.astimezone(UTC)
@@ -130,10 +132,11 @@ def format_time(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with ``Z``; milliseconds only when present."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
+    if value.tzinfo is not UTC:  # the common case (UTC already) skips the conversion: a hot path
+        value = value.astimezone(UTC)
     if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.isoformat(timespec="milliseconds")[:-6] + "Z"
+    return value.isoformat(timespec="seconds")[:-6] + "Z"
 
 
 @dataclass(frozen=True, slots=True)

@@ -285,6 +285,15 @@ class Journal:
         await self._send.send(ticket)
         return ticket
 
+    def submit_nowait(self, items: Sequence[Item]) -> _Ticket | None:
+        """:meth:`submit` without waiting: ``None`` when the queue is full (then use :meth:`submit`)."""
+        ticket = _Ticket(items)
+        try:
+            self._send.send_nowait(ticket)
+        except trio.WouldBlock:
+            return None
+        return ticket
+
     @staticmethod
     async def wait_committed(ticket: _Ticket) -> None:
         await ticket.done.wait()

@@ -8,11 +8,13 @@ Bad frames are quarantined with their peer and reason; they never disturb anothe
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import trio
 
@@ -31,6 +33,10 @@ log = logging.getLogger("relay.listen")
 READ_SIZE = 65536
 #: Bytes of an unrecognised stream kept in quarantine (enough to write a driver from).
 QUARANTINE_HEAD = 4096
+#: Datagrams taken from the socket per wakeup before other tasks get a turn.
+UDP_BURST = 256
+#: Datagrams whose replies may wait for their commit at once (beyond that, receiving waits).
+UDP_ANSWER_QUEUE = 10_000
 #: UDP peers whose session state (device id, partial photo) is remembered.
 MAX_UDP_SESSIONS = 20_000
 
@@ -202,7 +208,7 @@ class Listener:
         settings = self.settings
         port = settings.port
         listeners: list[trio.SocketListener] = []
-        udp: trio.socket.SocketType | None = None
+        udp: socket.socket | None = None
         # Bind everything first, so a port in use is a plain OSError, not one inside a task group.
         try:
             if settings.tcp:
@@ -210,8 +216,9 @@ class Listener:
                 port = listeners[0].socket.getsockname()[1]
             if settings.udp:
                 family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-                udp = trio.socket.socket(family, socket.SOCK_DGRAM)
-                await udp.bind((settings.host, port))
+                udp = socket.socket(family, socket.SOCK_DGRAM)
+                udp.setblocking(False)
+                udp.bind((settings.host, port))
                 port = udp.getsockname()[1]
         except OSError:
             for listener in listeners:
@@ -300,25 +307,23 @@ class Listener:
         session = driver.new_session(transport)
         log_event(log, logging.DEBUG, "stream_recognised", peer=peer, protocol=driver.name)
         data = head
-        while True:
-            await self.ingest.feed(
-                session, data, peer=peer, transport=transport, send=stream.send_all, final=final
-            )
-            if final or session.closing:
-                return
-            with trio.move_on_after(idle_timeout if idle_timeout is not None else float("inf")) as idle:
-                data = await stream.receive_some(READ_SIZE)
-            if idle.cancelled_caught:
-                log_event(
-                    log,
-                    logging.INFO,
-                    "connection_idle",
-                    peer=peer,
-                    device=session.device_id,
-                    idle_s=idle_timeout,
+        # One scope for the connection, its deadline moved around each read: cheaper than a new
+        # timeout scope per read, and the wait for a commit is never cut short by it.
+        with trio.CancelScope() as idle:
+            while True:
+                idle.deadline = math.inf
+                await self.ingest.feed(
+                    session, data, peer=peer, transport=transport, send=stream.send_all, final=final
                 )
-                return
-            final = not data
+                if final or session.closing:
+                    return
+                if idle_timeout is not None:
+                    idle.deadline = trio.current_time() + idle_timeout
+                data = await stream.receive_some(READ_SIZE)
+                final = not data
+        log_event(
+            log, logging.INFO, "connection_idle", peer=peer, device=session.device_id, idle_s=idle_timeout
+        )
 
     async def _sniff(
         self, stream: trio.abc.Stream, peer: str, transport: Transport
@@ -357,20 +362,37 @@ class Listener:
 
     # -- UDP ----------------------------------------------------------------------------------
 
-    async def _serve_udp(self, sock: trio.socket.SocketType) -> None:
-        async with trio.open_nursery() as replies:
-            while True:
-                try:
-                    data, address = await sock.recvfrom(READ_SIZE)
-                except OSError as error:  # ICMP port unreachable from an earlier reply, and the like
-                    log_event(log, logging.DEBUG, "udp_receive_error", error=str(error))
-                    continue
-                self.stats.datagrams += 1
-                await self._datagram(sock, data, address, replies)
+    async def _serve_udp(self, sock: socket.socket) -> None:
+        """Receive datagrams until cancelled.
 
-    async def _datagram(
-        self, sock: trio.socket.SocketType, data: bytes, address: tuple[str, int], replies: trio.Nursery
-    ) -> None:
+        The socket is drained after each wakeup (thousands of trackers can be waiting), datagrams are
+        decoded and submitted to the journal in arrival order (so each device's reports stay in
+        order), and one answering task sends the replies as their commits land, also in order.
+        """
+        send_answer, receive_answers = trio.open_memory_channel[tuple[Any, list[bytes], tuple[str, int]]](
+            UDP_ANSWER_QUEUE
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._answer_datagrams, sock, receive_answers)
+                while True:
+                    await trio.lowlevel.wait_readable(sock)
+                    for _ in range(UDP_BURST):
+                        try:
+                            data, address = sock.recvfrom(READ_SIZE)
+                        except BlockingIOError:
+                            break
+                        except OSError as error:  # ICMP port unreachable from an earlier reply, and the like
+                            log_event(log, logging.DEBUG, "udp_receive_error", error=str(error))
+                            continue
+                        self.stats.datagrams += 1
+                        await self._datagram(data, address, send_answer)
+                    await trio.lowlevel.checkpoint()
+        finally:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+    async def _datagram(self, data: bytes, address: tuple[str, int], answer: trio.MemorySendChannel) -> None:
         peer = f"{address[0]}:{address[1]}"
         key = (str(address[0]), int(address[1]))
         session = self._udp_sessions.get(key)
@@ -408,30 +430,36 @@ class Listener:
             return
         pairs = [(frame, frame) for frame in frames]  # a datagram's frames are their own wire bytes
         items, answers = self.ingest.decode(session, pairs, peer=peer, transport=Transport.UDP)
-        # Submitting here, in arrival order, keeps each device's reports in order; the wait for the
-        # commit runs beside the receive loop so one fsync never stalls the port.
-        ticket = await self.ingest.journal.submit(items) if items else None
+        ticket = (
+            (self.ingest.journal.submit_nowait(items) or await self.ingest.journal.submit(items))
+            if items
+            else None
+        )
         if answers or ticket is not None:
-            replies.start_soon(self._answer_datagram, sock, ticket, answers, address)
+            await answer.send((ticket, answers, address))
 
-    async def _answer_datagram(
-        self, sock: trio.socket.SocketType, ticket: object, answers: list[bytes], address: tuple[str, int]
-    ) -> None:
-        if ticket is not None:
-            try:
-                await self.ingest.journal.wait_committed(ticket)  # type: ignore[arg-type]
-            except JournalError as error:
-                log_event(
-                    log,
-                    logging.ERROR,
-                    "datagram_not_acknowledged",
-                    peer=f"{address[0]}:{address[1]}",
-                    reason=str(error),
-                )
-                return
-        for answer in answers:
-            try:
-                await sock.sendto(answer, address)
-                self.stats.replies += 1
-            except OSError as error:
-                log_event(log, logging.DEBUG, "udp_send_error", error=str(error))
+    async def _answer_datagrams(self, sock: socket.socket, answers: trio.MemoryReceiveChannel) -> None:
+        async for ticket, replies, address in answers:
+            if ticket is not None:
+                try:
+                    await self.ingest.journal.wait_committed(ticket)
+                except JournalError as error:
+                    log_event(
+                        log,
+                        logging.ERROR,
+                        "datagram_not_acknowledged",
+                        peer=f"{address[0]}:{address[1]}",
+                        reason=str(error),
+                    )
+                    continue
+            for reply in replies:
+                try:
+                    while True:
+                        try:
+                            sock.sendto(reply, address)
+                            break
+                        except BlockingIOError:
+                            await trio.lowlevel.wait_writable(sock)
+                    self.stats.replies += 1
+                except OSError as error:
+                    log_event(log, logging.DEBUG, "udp_send_error", error=str(error))
