@@ -20,7 +20,6 @@ The request plumbing (:class:`Poster`) is shared with the osmand sink.
 
 from __future__ import annotations
 
-import base64
 import enum
 import gzip
 import json
@@ -179,17 +178,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return min(max((when - now).total_seconds(), 0.0), RETRY_AFTER_MAX_S)
 
 
-def document_for(report: StoredReport) -> dict[str, Any]:
-    """The normalized report, with a photo's bytes as ``media.base64``."""
-    if report.media is None:
-        return report.document
-    document = dict(report.document)
-    media = dict(document.get("media") or {})
-    media["base64"] = base64.b64encode(report.media).decode("ascii")
-    document["media"] = media
-    return document
-
-
 async def retry_requeued(
     sink: str,
     journal: Journal,
@@ -306,7 +294,7 @@ class HttpSink(PostingSink):
             if batch and deadline is None:
                 deadline = trio.current_time() + settings.batch_max_age_s
             for report in self.delivery.take():
-                encoded = json.dumps(document_for(report), separators=(",", ":")).encode()
+                encoded = report.json_bytes()
                 self._carry.append((report, encoded))
             if self._carry:
                 continue

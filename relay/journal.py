@@ -13,6 +13,7 @@ migrated with sqlite-utils migrations; ``PRAGMA user_version`` holds the schema 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -176,19 +177,73 @@ class Released:
 Item = Entry | Quarantined | CursorUpdate | Released
 
 
-@dataclass(frozen=True, slots=True)
 class StoredReport:
-    """A committed report as sinks read it."""
+    """A committed report as sinks read it.
 
-    seq: int
-    device_id: str | None
-    protocol: str
-    transport: str
-    event: str
-    has_position: bool
-    document: dict[str, Any]
-    raw: bytes | None
-    media: bytes | None = None
+    ``document`` (the normalized report as a dict) is parsed only when asked for; :meth:`json_bytes`
+    gives the same document as compact JSON without parsing it, which is what most sinks send.
+    """
+
+    __slots__ = (
+        "_document",
+        "device_id",
+        "event",
+        "head",
+        "media",
+        "payload",
+        "protocol",
+        "raw",
+        "seq",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        seq: int,
+        device_id: str | None,
+        protocol: str,
+        transport: str,
+        event: str,
+        head: str,
+        payload: str,
+        raw: bytes | None,
+        media: bytes | None = None,
+    ) -> None:
+        self.seq = seq
+        self.device_id = device_id
+        self.protocol = protocol
+        self.transport = transport
+        self.event = event
+        #: ``{"id":…,"site":…,"received_at":…,`` — the relay's fields, ready to prefix the payload.
+        self.head = head
+        #: The stored report (compact JSON object) without the relay's fields.
+        self.payload = payload
+        self.raw = raw
+        self.media = media
+        self._document: dict[str, Any] | None = None
+
+    @property
+    def has_position(self) -> bool:
+        return '"lat":null' not in self.payload
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The normalized report as a dict (a photo's bytes not included)."""
+        if self._document is None:
+            self._document = json.loads(self.head + self.payload[1:])
+        return self._document
+
+    def json_bytes(self) -> bytes:
+        """The normalized report as compact JSON (``id``, ``site`` and ``received_at`` first), a photo's
+        bytes included as ``media.base64``: what every sink sends."""
+        if self.media is None:
+            return (self.head + self.payload[1:]).encode()
+        document = dict(self.document)
+        document["media"] = {**(document.get("media") or {}), "base64": base64.b64encode(self.media).decode()}
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    def __repr__(self) -> str:
+        return f"StoredReport(seq={self.seq}, device_id={self.device_id!r}, event={self.event!r})"
 
 
 @dataclass(eq=False)
@@ -471,11 +526,10 @@ class Journal:
 
     def _stored(self, row: tuple[Any, ...]) -> StoredReport:
         seq, device_id, protocol, transport, event, received_at, payload, raw, media = row
-        document = {"id": f"{self.journal_id}-{seq}", "site": self.site, "received_at": received_at}
-        document.update(json.loads(payload))
-        return StoredReport(
-            seq, device_id, protocol, transport, event, document.get("lat") is not None, document, raw, media
-        )
+        # Report ids, site names and timestamps need no JSON escaping (the site's characters are
+        # checked by the config), so the relay's fields are prefixed as text.
+        head = f'{{"id":"{self.journal_id}-{seq}","site":"{self.site}","received_at":"{received_at}",'
+        return StoredReport(seq, device_id, protocol, transport, event, head, payload, raw, media)
 
     def load_cursors(self, sink: str) -> tuple[int, dict[str, int]]:
         """A sink's durable position: (floor, per-device seq). Unknown sinks start at 0."""

@@ -21,9 +21,7 @@ Topics (``<prefix>`` = the sink's ``topic_prefix``):
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import logging
 import random
 import socket
@@ -59,13 +57,7 @@ def topic_for(prefix: str, report: StoredReport) -> str:
 
 
 def payload_for(report: StoredReport) -> bytes:
-    document: dict[str, Any] = report.document
-    if report.media is not None:
-        document = dict(document)
-        media = dict(document.get("media") or {})
-        media["base64"] = base64.b64encode(report.media).decode("ascii")
-        document["media"] = media
-    return json.dumps(document, separators=(",", ":")).encode()
+    return report.json_bytes()
 
 
 class MqttSink(DeliveringSink):

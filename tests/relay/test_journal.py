@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,4 +142,19 @@ def test_garbage_in_quarantine_never_pushes_out_reports(tmp_path: Path) -> None:
     assert removed["quarantine"] > 0 and removed["dropped_undelivered"] == 0
     assert len(journal.read_after(0, 1000)) == 100
     assert journal._quarantine_bytes() <= cap // 10
+    journal.close()
+
+
+def test_stored_reports_serialise_without_reparsing_and_agree_with_their_document(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3", site="depot-1")
+    photo = Report(
+        protocol="pt502", device_id="d", event="photo", media=b"\xff\xd8jpeg", media_type="image/jpeg"
+    )
+    journal.write_now([entry("a", 1), Entry(photo, None, "tcp", "p", NOW)])
+    position, picture = journal.read_after(0, 10)
+    assert json.loads(position.json_bytes()) == position.document
+    assert position.document["id"] == f"{journal.journal_id}-1" and position.document["site"] == "depot-1"
+    assert position.has_position and not picture.has_position
+    sent = json.loads(picture.json_bytes())
+    assert base64.b64decode(sent["media"]["base64"]) == b"\xff\xd8jpeg" and sent["media"]["bytes"] == 6
     journal.close()
