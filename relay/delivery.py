@@ -3,8 +3,8 @@
 Every sink (MQTT, HTTP, OsmAnd, passthrough) uses one :class:`Delivery`. It hands out committed
 reports in ``seq`` order, skipping what this sink already delivered, and keeps per device the newest
 report delivered without a gap before it. That position is durable: it is saved in the journal every
-:data:`CURSOR_FLUSH_S`, or as soon as half a window has been acknowledged, so after a crash a sink
-re-sends at most its in-flight window and half of one. Delivery is therefore at least once, per device
+:data:`CURSOR_FLUSH_S`, or as soon as a whole window has been acknowledged, so after a crash a sink
+re-sends at most twice its in-flight window. Delivery is therefore at least once, per device
 in order, and one sink's position never holds another back.
 
 Drain orders (``drain`` in a sink's config):
@@ -49,7 +49,8 @@ class Delivery:
         self.cursors: dict[str, int] = cursors
         self.delivered = 0
         self.duplicates_possible = 0
-        self._flush_threshold = max(window // 2, 1)
+        self._flush_threshold = max(window, 1)
+        self._wake_room = max(window // 4, 1)
         self._changed = trio.Event()
         self._flush_wanted = trio.Event()
         self._dirty: dict[str, int] = {}
@@ -186,13 +187,22 @@ class Delivery:
     # -- waiting --------------------------------------------------------------------------------
 
     async def wait_for_work(self) -> None:
-        """Return when a new report was committed or an acknowledgement freed room in the window."""
+        """Return once there is something to hand out and room for it: new reports committed, and a
+        quarter of the window free (or nothing in flight). Waking per freed slot would cost one query
+        and one task switch per acknowledgement."""
         self._advance_floor()
-        if self.journal.last_seq > self._read_pos and len(self._inflight) < self.window:
+        if self._work_ready():
             await trio.lowlevel.checkpoint()
             return
-        self._changed = trio.Event()
-        await self._changed.wait()
+        while not self._work_ready():
+            self._changed = trio.Event()
+            await self._changed.wait()
+
+    def _work_ready(self) -> bool:
+        if self.journal.last_seq <= self._read_pos and self._live_done:
+            return False
+        free = self.window - len(self._inflight)
+        return free >= self._wake_room or not self._inflight
 
     def backlog(self) -> int:
         """Reports committed and not yet delivered (an upper bound while some are in flight)."""
@@ -201,7 +211,7 @@ class Delivery:
     # -- saving ---------------------------------------------------------------------------------
 
     async def run_flusher(self) -> None:
-        """Save the position every CURSOR_FLUSH_S, or sooner once half a window is acknowledged."""
+        """Save the position every CURSOR_FLUSH_S, or sooner once a window is acknowledged."""
         while True:
             with trio.move_on_after(CURSOR_FLUSH_S):
                 while self._acked_since_flush < self._flush_threshold:
