@@ -14,7 +14,7 @@ import trio
 import drivers
 
 from . import sdnotify
-from .config import Config
+from .config import Config, PassthroughSinkSettings
 from .errors import RelayError
 from .journal import Journal
 from .listeners import Ingest, Listener
@@ -71,6 +71,8 @@ def open_journal(config: Config) -> Journal:
         synchronous=config.journal.synchronous,
         max_batch=config.journal.max_batch,
         site=config.site,
+        commit_interval_s=config.journal.commit_interval_ms / 1000,
+        device_index=any(isinstance(sink, PassthroughSinkSettings) for sink in config.sinks),
     )
 
 

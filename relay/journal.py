@@ -38,6 +38,10 @@ from .logs import log_event
 log = logging.getLogger("relay.journal")
 
 migrations = Migrations("relay")
+#: The index of reports by device, kept only while a per-device reader needs it.
+DEVICE_INDEX = "idx_reports_device_id_seq"
+#: With a commit interval, a group commit goes early once it holds this many items.
+COMMIT_EARLY_ITEMS = 256
 #: The quarantine may use at most 1/QUARANTINE_SHARE of the journal's size cap.
 QUARANTINE_SHARE = 10
 #: How long a write waits for another process's transaction before failing.
@@ -62,7 +66,7 @@ def _initial(db: Database) -> None:
             raw BLOB
         )"""
     )
-    db["reports"].create_index(["device_id", "seq"])
+    db["reports"].create_index(["device_id", "seq"])  # since 0004 kept only when needed (Journal.open)
     db["media"].create({"seq": int, "type": str, "data": bytes}, pk="seq")
     db["quarantine"].create(
         {
@@ -274,6 +278,8 @@ class Journal:
         self._send, self._receive = trio.open_memory_channel[_Ticket](10_000)
         self._appended = trio.Event()
         self.commits = 0
+        #: The least time between two group commits (0: commit as soon as something is queued).
+        self.commit_interval_s = 0.0
         #: Why the last commit failed; ``None`` once a commit succeeds again.
         self.last_commit_error: str | None = None
         self.committed_reports = 0
@@ -284,9 +290,21 @@ class Journal:
 
     @classmethod
     def open(
-        cls, path: str | Path, *, synchronous: str = "full", max_batch: int = 2000, site: str = "relay"
+        cls,
+        path: str | Path,
+        *,
+        synchronous: str = "full",
+        max_batch: int = 2000,
+        site: str = "relay",
+        commit_interval_s: float = 0.0,
+        device_index: bool | None = None,
     ) -> Journal:
         """Open (creating and migrating as needed) the journal at ``path``.
+
+        :param commit_interval_s: the least time between two group commits (see :meth:`run`).
+        :param device_index: keep an index of reports by device (only per-device readers, the
+            passthrough sink, need it; every report written updates it, which costs SD-card writes).
+            ``None`` leaves it as it is.
 
         :raises JournalError: the directory cannot be created or written, or the file is not a
             usable SQLite database. The message names the path and the cause.
@@ -305,9 +323,15 @@ class Journal:
             db = Database(connection)
             migrations.apply(db)
             connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if device_index is True:
+                connection.execute(f"CREATE INDEX IF NOT EXISTS {DEVICE_INDEX} ON reports (device_id, seq)")
+            elif device_index is False:
+                connection.execute(f"DROP INDEX IF EXISTS {DEVICE_INDEX}")
         except (OSError, sqlite3.Error) as error:
             raise JournalError(f"cannot open journal {path}: {error}") from error
-        return cls(path, connection, max_batch=max_batch, site=site)
+        journal = cls(path, connection, max_batch=max_batch, site=site)
+        journal.commit_interval_s = commit_interval_s
+        return journal
 
     def close(self) -> None:
         with self._lock:
@@ -358,18 +382,30 @@ class Journal:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer: commit queued tickets in groups, forever."""
         task_status.started()
+        last_commit = -math.inf
         async with self._receive:
             while True:
                 batch = [await self._receive.receive()]
                 size = len(batch[0].items)
+                # Commits are spaced by commit_interval_s (fewer fsyncs and page rewrites on an SD
+                # card); under load a batch that is already large enough goes at once.
+                deadline = last_commit + self.commit_interval_s
                 while size < self.max_batch:
                     try:
                         ticket = self._receive.receive_nowait()
                     except trio.WouldBlock:
-                        break
+                        if size >= COMMIT_EARLY_ITEMS or trio.current_time() >= deadline:
+                            break
+                        waited: _Ticket | None = None
+                        with trio.move_on_at(deadline):
+                            waited = await self._receive.receive()
+                        if waited is None:
+                            break
+                        ticket = waited
                     batch.append(ticket)
                     size += len(ticket.items)
                 await self._commit(batch)
+                last_commit = trio.current_time()
 
     async def _commit(self, batch: list[_Ticket]) -> None:
         items = [item for ticket in batch for item in ticket.items]

@@ -17,6 +17,8 @@ def relay_config(data_dir: Path, broker_url: str | None = None, **sections: Any)
     document: dict[str, Any] = {
         "relay": {"site": "test-site", "data_dir": str(data_dir)},
         "listen": {"host": "127.0.0.1", "port": 0},
+        # Tests exchange thousands of acknowledged reports one by one: keep commits prompt.
+        "journal": {"commit_interval_ms": 5},
     }
     if broker_url:
         document["sinks"] = [

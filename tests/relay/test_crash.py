@@ -24,7 +24,7 @@ class RelayProcess:
         self.config = directory / "relay.toml"
         self.config.write_text(
             f'[relay]\nsite = "crash"\ndata_dir = "{directory / "data"}"\n'
-            f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n'
+            f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n[journal]\ncommit_interval_ms = 5\n'
             f'[[sinks]]\nname = "broker"\ntype = "mqtt"\nurl = "{broker.url}"\ntopic_prefix = "relay/crash"\n'
             "retry_min_s = 0.2\nretry_max_s = 1.0\n"
         )

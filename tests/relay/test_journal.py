@@ -158,3 +158,22 @@ def test_stored_reports_serialise_without_reparsing_and_agree_with_their_documen
     sent = json.loads(picture.json_bytes())
     assert base64.b64decode(sent["media"]["base64"]) == b"\xff\xd8jpeg" and sent["media"]["bytes"] == 6
     journal.close()
+
+
+async def test_commits_are_spaced_by_the_commit_interval(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3", commit_interval_s=0.5)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        await journal.append([entry("a", 0)])  # the first commit goes at once
+        started = trio.current_time()
+        tickets = []
+        for n in range(1, 21):  # 20 reports over ~0.2 s: light load
+            tickets.append(await journal.submit([entry("a", n)]))
+            await trio.sleep(0.01)
+        for ticket in tickets:
+            await journal.wait_committed(ticket)
+        waited = trio.current_time() - started
+        nursery.cancel_scope.cancel()
+    assert journal.commits == 2  # one fsync for the twenty
+    assert 0.4 <= waited < 2.0
+    journal.close()
