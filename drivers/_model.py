@@ -7,7 +7,6 @@ device waits for; the relay decides when to send them (only after the report is 
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +57,15 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+#: Plausible ranges of a report's numbers; anything else is a decoding error.
+_RANGES = (
+    ("lat", -90.0, 90.0),
+    ("lon", -180.0, 180.0),
+    ("speed_kmh", 0.0, 2000.0),
+    ("course_deg", 0.0, 360.0),
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Report:
     """One normalized message from a device.
@@ -85,16 +93,14 @@ class Report:
     media_type: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "time", _utc(self.time))
+        if self.time is not None and self.time.tzinfo is not UTC:
+            object.__setattr__(self, "time", _utc(self.time))
         if (self.lat is None) != (self.lon is None):
             raise ValueError("lat and lon come together or not at all")
-        for name, value, low, high in (
-            ("lat", self.lat, -90.0, 90.0),
-            ("lon", self.lon, -180.0, 180.0),
-            ("speed_kmh", self.speed_kmh, 0.0, 2000.0),
-            ("course_deg", self.course_deg, 0.0, 360.0),
-        ):
-            if value is not None and (math.isnan(value) or not low <= value <= high):
+        # NaN fails every comparison, so "not low <= value <= high" rejects it too.
+        for name, low, high in _RANGES:
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
                 raise ValueError(f"{name} {value!r} outside {low}..{high}")
         if isinstance(self.alarms, list):
             object.__setattr__(self, "alarms", tuple(self.alarms))

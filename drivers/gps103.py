@@ -21,6 +21,7 @@ from ._text import knots_to_kmh, nmea_coordinate, optional_float, utc_datetime
 PROTOCOL = "gps103"
 
 _DELIMITERS = b";\r\n*"
+_DELIMITER = re.compile(rb"[;\r\n*]")
 _IMEI = re.compile(rb"\d{15}")
 # Traccar's rule: a message holding "imei:" and at most 30 characters long is a login.
 _LOGIN_MAX_LENGTH = 30
@@ -74,16 +75,19 @@ class Gps103Session(Session):
 
     def _next_frame(self) -> bytes | None:
         buffer = self._buffer
-        while buffer and buffer[0] in _DELIMITERS:
-            del buffer[0]
-        for index, byte in enumerate(buffer):
-            if byte in _DELIMITERS:
-                # Every delimiter byte that follows goes with this frame (";\r\n" is one terminator).
-                end = index + 1
-                while end < len(buffer) and buffer[end] in _DELIMITERS:
-                    end += 1
-                return self._cut(index, end - index)
-        return None
+        start = 0
+        while start < len(buffer) and buffer[start] in _DELIMITERS:
+            start += 1
+        if start:
+            del buffer[:start]
+        found = _DELIMITER.search(buffer)
+        if found is None:
+            return None
+        # Every delimiter byte that follows goes with this frame (";\r\n" is one terminator).
+        index = end = found.start()
+        while end < len(buffer) and buffer[end] in _DELIMITERS:
+            end += 1
+        return self._cut(index, end - index)
 
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:
         try:
@@ -307,7 +311,7 @@ def _rebuild_utc(local_stamp: str, utc_time: str) -> datetime | None:
     between local and UTC hh:mm (wrapped into -12 h..+12 h) is subtracted. When the UTC field is not
     a time, the local stamp is used as it is, with seconds 0.
     """
-    digits = "".join(ch for ch in local_stamp if ch.isdigit())
+    digits = local_stamp if local_stamp.isdigit() else "".join(ch for ch in local_stamp if ch.isdigit())
     if len(digits) < 10:
         return None
     try:
