@@ -145,6 +145,12 @@ class Tk103Session(Session):
             buffer.clear()  # noise between frames
             return None
         del buffer[:start]
+        end = buffer.find(FRAME_END, 1)
+        if end < 0:
+            return None
+        quote = buffer.find(TEXT_QUOTE, 1, end)
+        if quote < 0:  # the usual case: no quoted text before the first ')'
+            return self._cut(end + 1)
         quoted = False
         for index in range(1, len(buffer)):
             byte = buffer[index]
