@@ -355,7 +355,7 @@ class Journal:
 
         :raises JournalError: the commit failed (disk full, I/O error); nothing of ``items`` is stored.
         """
-        ticket = await self.submit(items)
+        ticket = self.submit_nowait(items) or await self.submit(items)
         await self.wait_committed(ticket)
 
     async def submit(self, items: Sequence[Item]) -> _Ticket:
