@@ -50,7 +50,6 @@ class Delivery:
         self.delivered = 0
         self.duplicates_possible = 0
         self._flush_threshold = max(window, 1)
-        self._wake_room = max(window // 4, 1)
         self._changed = trio.Event()
         self._flush_wanted = trio.Event()
         self._dirty: dict[str, int] = {}
@@ -187,9 +186,8 @@ class Delivery:
     # -- waiting --------------------------------------------------------------------------------
 
     async def wait_for_work(self) -> None:
-        """Return once there is something to hand out and room for it: new reports committed, and a
-        quarter of the window free (or nothing in flight). Waking per freed slot would cost one query
-        and one task switch per acknowledgement."""
+        """Return once there is something to hand out and room for it: a new report committed (or the
+        live-first pass still to do) and a free place in the window."""
         self._advance_floor()
         if self._work_ready():
             await trio.lowlevel.checkpoint()
@@ -201,8 +199,7 @@ class Delivery:
     def _work_ready(self) -> bool:
         if self.journal.last_seq <= self._read_pos and self._live_done:
             return False
-        free = self.window - len(self._inflight)
-        return free >= self._wake_room or not self._inflight
+        return len(self._inflight) < self.window
 
     def backlog(self) -> int:
         """Reports committed and not yet delivered (an upper bound while some are in flight)."""
