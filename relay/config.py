@@ -41,7 +41,7 @@ class JournalSettings:
     max_batch: int = 2000
     #: The least time between two group commits: fewer fsyncs and page rewrites on the SD card, at
     #: the cost of up to this much added to an acknowledgement at light load (trackers wait seconds).
-    commit_interval_ms: int = 100
+    commit_interval_ms: int = 200
     #: The journal's size cap; when reached, delivered reports go first, then the oldest undelivered.
     max_db_mb: int = 2048
     #: Delivered reports older than this are deleted.
