@@ -44,7 +44,7 @@ DEVICE_INDEX = "idx_reports_device_id_seq"
 #: How stale a known device's "last seen" in the ``devices`` table may get (``relay status``).
 DEVICE_ROW_INTERVAL_S = 10.0
 #: With a commit interval, a group commit goes early once it holds this many items.
-COMMIT_EARLY_ITEMS = 256
+COMMIT_EARLY_ITEMS = 128
 #: The quarantine may use at most 1/QUARANTINE_SHARE of the journal's size cap.
 QUARANTINE_SHARE = 10
 #: How long a write waits for another process's transaction before failing.
