@@ -212,6 +212,7 @@ async def retry_requeued(
 class PostingSink(DeliveringSink):
     """A sink that delivers with a :class:`Poster`: its connection state and retries are the poster's."""
 
+    name: str
     poster: Poster
 
     @property
@@ -230,6 +231,31 @@ class PostingSink(DeliveringSink):
     def duplicates_possible(self) -> int:
         return self.poster.duplicates_possible + self.delivery.duplicates_possible
 
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver forever: a client with the sink's TLS settings (a bad ``ca_file`` is retried with
+        backoff, and said), the position saved as it goes and on the way out."""
+        task_status.started()
+        failures = 0
+        while True:
+            try:
+                client = self.poster.client()
+            except OSError as error:  # ssl.SSLError is an OSError
+                self.poster.last_error = f"cannot use ca_file {self.poster.settings.ca_file}: {error}"
+                log_event(log, logging.ERROR, "sink_tls_failed", sink=self.name, error=self.poster.last_error)
+                failures += 1
+                await trio.sleep(self.poster.backoff(failures))
+                continue
+            try:
+                async with client, trio.open_nursery() as nursery:
+                    nursery.start_soon(self.delivery.run_flusher)
+                    await self._pump(client)
+            finally:
+                self.delivery.save_now()
+
+    async def _pump(self, client: httpx.AsyncClient) -> None:
+        """Send reports with ``client`` until something fails (then :meth:`run` starts again)."""
+        raise NotImplementedError
+
 
 class HttpSink(PostingSink):
     """JSON batches to one URL, one batch in flight, retried until taken or refused for good."""
@@ -244,25 +270,6 @@ class HttpSink(PostingSink):
         self.batches = 0
         self.dead_lettered = 0
         self._carry: deque[tuple[StoredReport, bytes]] = deque()
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        failures = 0
-        while True:
-            try:
-                client = self.poster.client()
-            except (OSError, ssl.SSLError) as error:
-                self.poster.last_error = f"cannot use ca_file {self.settings.ca_file}: {error}"
-                log_event(log, logging.ERROR, "http_sink_tls", sink=self.name, error=self.poster.last_error)
-                failures += 1
-                await trio.sleep(self.poster.backoff(failures))
-                continue
-            try:
-                async with client, trio.open_nursery() as nursery:
-                    nursery.start_soon(self.delivery.run_flusher)
-                    await self._pump(client)
-            finally:
-                self.delivery.save_now()
 
     # -- batches --------------------------------------------------------------------------------
 

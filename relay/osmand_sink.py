@@ -106,25 +106,6 @@ class OsmandSink(PostingSink):
         self.dead_lettered = 0
         self._rewind_wanted = False
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        failures = 0
-        while True:
-            try:
-                client = self.poster.client()
-            except OSError as error:  # ssl.SSLError is an OSError
-                self.poster.last_error = f"cannot use ca_file {self.settings.ca_file}: {error}"
-                log_event(log, logging.ERROR, "osmand_sink_tls", sink=self.name, error=self.poster.last_error)
-                failures += 1
-                await trio.sleep(self.poster.backoff(failures))
-                continue
-            try:
-                async with client, trio.open_nursery() as nursery:
-                    nursery.start_soon(self.delivery.run_flusher)
-                    await self._pump(client)
-            finally:
-                self.delivery.save_now()
-
     async def _pump(self, client: httpx.AsyncClient) -> None:
         limiter = trio.CapacityLimiter(self.settings.concurrency)
         next_requeue_check = 0.0
