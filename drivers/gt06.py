@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from . import alarms
+from ._binary import Reader, ShortFrame
 from ._crc import crc16_x25
 from ._model import (
     Command,
@@ -273,42 +274,6 @@ class _Packet(NamedTuple):
     crc_ok: bool | None
 
 
-class _Short(Exception):
-    """Internal: a read ran past the end of the packet."""
-
-
-class _Reader:
-    """Sequential big-endian reads over a packet's data; ``left`` counts what remains of the body."""
-
-    def __init__(self, data: bytes, body_length: int) -> None:
-        self.data = data
-        self.body_length = body_length
-        self.pos = 0
-
-    @property
-    def left(self) -> int:
-        return self.body_length - self.pos
-
-    def take(self, count: int) -> bytes:
-        if count < 0 or self.pos + count > len(self.data):
-            raise _Short(f"needs {count} bytes at offset {self.pos}, has {len(self.data) - self.pos}")
-        chunk = self.data[self.pos : self.pos + count]
-        self.pos += count
-        return chunk
-
-    def uint(self, size: int) -> int:
-        return int.from_bytes(self.take(size), "big")
-
-    def u8(self) -> int:
-        return self.uint(1)
-
-    def u16(self) -> int:
-        return self.uint(2)
-
-    def skip(self, count: int) -> None:
-        self.take(count)
-
-
 class Gt06Session(Session):
     protocol = PROTOCOL
     transports = frozenset({Transport.TCP})
@@ -356,15 +321,15 @@ class Gt06Session(Session):
 
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:
         packet = _split(frame)
-        reader = _Reader(packet.data, len(packet.body))
+        reader = Reader(packet.data, body_length=len(packet.body))
         try:
             return self._decode(packet, reader, now)
-        except _Short as error:
+        except ShortFrame as error:
             raise DriverError(PROTOCOL, f"type 0x{packet.type:02x} too short: {error}", data=frame) from None
         except ValueError as error:
             raise DriverError(PROTOCOL, f"type 0x{packet.type:02x}: {error}", data=frame) from None
 
-    def _decode(self, packet: _Packet, reader: _Reader, now: datetime) -> Decoded:
+    def _decode(self, packet: _Packet, reader: Reader, now: datetime) -> Decoded:
         type_ = packet.type
         attributes: dict[str, Any] = {}
         if packet.crc_ok is False:
@@ -443,7 +408,7 @@ class Gt06Session(Session):
             **fields,
         )
 
-    def _login(self, packet: _Packet, reader: _Reader) -> Decoded:
+    def _login(self, packet: _Packet, reader: Reader) -> Decoded:
         imei = reader.take(8).hex()[1:]
         if not imei.isdigit():
             raise ValueError(f"login IMEI {imei!r} is not BCD digits")
@@ -474,7 +439,7 @@ class Gt06Session(Session):
 
     def _gps(
         self,
-        reader: _Reader,
+        reader: Reader,
         attributes: dict[str, Any],
         *,
         satellites: bool = True,
@@ -503,7 +468,7 @@ class Gt06Session(Session):
             "satellites": sats,
         }
 
-    def _cell(self, reader: _Reader, attributes: dict[str, Any], *, lte: bool, wide: bool) -> None:
+    def _cell(self, reader: Reader, attributes: dict[str, Any], *, lte: bool, wide: bool) -> None:
         """MCC, MNC (2 bytes when MCC bit 15 is set), LAC and cell id (wider on 4G types)."""
         mcc = reader.u16()
         mnc = reader.u16() if mcc & 0x8000 or wide else reader.u8()
@@ -513,7 +478,7 @@ class Gt06Session(Session):
 
     def _status(
         self,
-        reader: _Reader,
+        reader: Reader,
         attributes: dict[str, Any],
         found: list[str],
         *,
@@ -550,7 +515,7 @@ class Gt06Session(Session):
                 found.append(ALARM_CODES[code])
 
     def _location(
-        self, packet: _Packet, reader: _Reader, attributes: dict[str, Any], found: list[str]
+        self, packet: _Packet, reader: Reader, attributes: dict[str, Any], found: list[str]
     ) -> Report:
         type_ = packet.type
         if type_ == X1_GPS:
@@ -576,7 +541,7 @@ class Gt06Session(Session):
         event = "alarm" if found else "position"
         return self._report(event, attributes, found, **fields)
 
-    def _az735(self, reader: _Reader, attributes: dict[str, Any], found: list[str]) -> Report:
+    def _az735(self, reader: Reader, attributes: dict[str, Any], found: list[str]) -> Report:
         """0x7979 0x32/0x33 (AZ735): time, GPS length (0 = no fix), satellites, lat, lon, speed, flags."""
         time = self._device_time(reader.take(6))
         if reader.u8() == 0:
@@ -599,7 +564,7 @@ class Gt06Session(Session):
             satellites=sats,
         )
 
-    def _modular(self, reader: _Reader, attributes: dict[str, Any], found: list[str]) -> Report:
+    def _modular(self, reader: Reader, attributes: dict[str, Any], found: list[str]) -> Report:
         """0x70: a list of ``type(2) length(2) data`` modules."""
         fields: dict[str, Any] = {}
         while reader.left >= 4:
@@ -638,7 +603,7 @@ class Gt06Session(Session):
         event = "alarm" if found else "position" if "lat" in fields else "status"
         return self._report(event, attributes, found, **fields)
 
-    def _multi_lbs(self, type_: int, reader: _Reader, attributes: dict[str, Any]) -> Report:
+    def _multi_lbs(self, type_: int, reader: Reader, attributes: dict[str, Any]) -> Report:
         time = _optional_time(reader.take(6), self.timezone)
         if reader.left >= 3:
             mcc = reader.u16()
@@ -651,7 +616,7 @@ class Gt06Session(Session):
         return self._report("lbs", attributes, [], time=time)
 
     def _wifi(
-        self, packet: _Packet, reader: _Reader, attributes: dict[str, Any]
+        self, packet: _Packet, reader: Reader, attributes: dict[str, Any]
     ) -> tuple[Report, tuple[bytes, ...]]:
         """WiFi packets: a BCD time, then access points; the answer echoes the time (no serial, no CRC)."""
         stamp = reader.take(6)
@@ -665,7 +630,7 @@ class Gt06Session(Session):
         reply = START + bytes([0, packet.type]) + stamp + TRAILER
         return report, (reply,)
 
-    def _string(self, reader: _Reader, attributes: dict[str, Any]) -> Report:
+    def _string(self, reader: Reader, attributes: dict[str, Any]) -> Report:
         """0x15: the answer to a 0x80 command: length, server flag, text, [language].
 
         Some firmwares send length 0; the text then runs to the first NUL.
@@ -680,7 +645,7 @@ class Gt06Session(Session):
             attributes["iccid"] = text[7:].rstrip(">")
         return self._report("command_result", attributes, [])
 
-    def _string_info(self, reader: _Reader, attributes: dict[str, Any]) -> Report:
+    def _string_info(self, reader: Reader, attributes: dict[str, Any]) -> Report:
         """0x21: server flag, encoding (1 ASCII, 2 UTF-16BE), text. Some firmwares answer WHERE# in it."""
         reader.skip(4)
         encoding = reader.u8()
@@ -705,7 +670,7 @@ class Gt06Session(Session):
             speed_kmh=float(match["speed"]),
         )
 
-    def _info(self, reader: _Reader, attributes: dict[str, Any]) -> Report:
+    def _info(self, reader: Reader, attributes: dict[str, Any]) -> Report:
         """0x94 information packets, by sub-type."""
         subtype = reader.u8()
         attributes["info_type"] = subtype
@@ -736,7 +701,7 @@ class Gt06Session(Session):
         return self._report("info", attributes, [], driver_id=driver_id)
 
     def _alarm_packet(
-        self, packet: _Packet, reader: _Reader, attributes: dict[str, Any], found: list[str]
+        self, packet: _Packet, reader: Reader, attributes: dict[str, Any], found: list[str]
     ) -> Report:
         """0x95 (JC100/JC400): time and event code, with a position in the long forms."""
         fields: dict[str, Any] = {}

@@ -15,12 +15,12 @@ codec | N | records | N`` (no CRC), answered ``00 05 | packet id | 01 | AVL pack
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import alarms
+from ._binary import Reader
 from ._crc import crc16_ibm
 from ._model import (
     Command,
@@ -260,7 +260,7 @@ class TeltonikaSession(Session):
         codec, count = data[0], data[1]
         if codec not in AVL_CODECS:
             raise DriverError(PROTOCOL, f"unknown codec 0x{codec:02x}", data=frame)
-        reader = _Reader(data, 2)
+        reader = Reader(data, 2)
         reports = []
         for _ in range(count):
             if codec == CODEC_7:
@@ -275,7 +275,7 @@ class TeltonikaSession(Session):
             )
         return tuple(reports)
 
-    def _record(self, reader: _Reader, codec: int) -> Report:
+    def _record(self, reader: Reader, codec: int) -> Report:
         """One codec 8 / 8E / 16 record."""
         time = datetime.fromtimestamp(reader.uint(8) / 1000, UTC)
         priority = reader.uint(1)
@@ -323,7 +323,7 @@ class TeltonikaSession(Session):
             attributes=attributes,
         )
 
-    def _record_7(self, reader: _Reader) -> Report:
+    def _record_7(self, reader: Reader) -> Report:
         """One GH3000 (codec 7) record: masks say which fields follow; floats for lat/lon."""
         stamp = reader.uint(4)
         time = CODEC_7_EPOCH + timedelta(seconds=stamp & 0x3FFFFFFF)
@@ -428,27 +428,6 @@ def codec12(payload: bytes, message_type: int = COMMAND_TYPE) -> bytes:
     """``00000000 | length | 0C 01 <type> | size(4) | payload | 01 | CRC(4)``."""
     data = bytes([CODEC_12, 1, message_type]) + len(payload).to_bytes(4, "big") + payload + b"\x01"
     return AVL_PREAMBLE + len(data).to_bytes(4, "big") + data + crc16_ibm(data).to_bytes(4, "big")
-
-
-class _Reader:
-    """Sequential big-endian reads; running past the end raises IndexError."""
-
-    def __init__(self, data: bytes, pos: int = 0) -> None:
-        self.data = data
-        self.pos = pos
-
-    def take(self, count: int) -> bytes:
-        if self.pos + count > len(self.data):
-            raise IndexError(f"needs {count} bytes at offset {self.pos}, has {len(self.data) - self.pos}")
-        chunk = self.data[self.pos : self.pos + count]
-        self.pos += count
-        return chunk
-
-    def uint(self, size: int) -> int:
-        return int.from_bytes(self.take(size), "big")
-
-    def float32(self) -> float:
-        return float(struct.unpack(">f", self.take(4))[0])
 
 
 def _signed(value: int, size: int) -> int:
