@@ -89,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     vectors.add_argument("--json", action="store_true")
     vectors.set_defaults(handler=_vectors)
 
+    export = commands.add_parser("export", help="print stored reports as JSON lines, oldest first")
+    export.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+    export.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
+    export.add_argument("--device", help="only this device id")
+    export.add_argument("--since", help="only reports received at or after this ISO 8601 time")
+    export.add_argument("--limit", type=int, help="at most this many reports")
+    export.set_defaults(handler=_export)
+
     quarantine = commands.add_parser("quarantine", help="list quarantined bytes, or re-decode them")
     quarantine_commands = quarantine.add_subparsers(
         title="quarantine commands", metavar="ACTION", required=True
@@ -298,6 +306,43 @@ def _open_existing_journal(config: Config) -> Any:
     if not config.database.exists():
         raise JournalError(f"no journal at {config.database} (has the relay run with this data_dir?)")
     return Journal.open(config.database, site=config.site)
+
+
+def _parse_time(text: str) -> datetime:
+    """ISO 8601, ``Z`` allowed, naive meaning UTC. :raises ValueError: not a time."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _export(args: argparse.Namespace) -> int:
+    since = None
+    if args.since:
+        try:
+            since = _parse_time(args.since)
+        except ValueError:
+            raise RelayError(
+                f"--since: expected an ISO 8601 time such as 2026-11-23T08:00:00Z, found {args.since!r}"
+            ) from None
+    journal = _open_existing_journal(config_from(args))
+    written, after = 0, 0
+    try:
+        while args.limit is None or written < args.limit:
+            batch = journal.read_after(after, 1000)
+            if not batch:
+                break
+            for report in batch:
+                after = report.seq
+                if args.device is not None and report.device_id != args.device:
+                    continue
+                if since is not None and _parse_time(report.document["received_at"]) < since:
+                    continue
+                sys.stdout.write(report.json_bytes().decode() + "\n")
+                written += 1
+                if args.limit is not None and written >= args.limit:
+                    break
+    finally:
+        journal.close()
+    return EXIT_OK
 
 
 def _quarantine_list(args: argparse.Namespace) -> int:

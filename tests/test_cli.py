@@ -103,3 +103,27 @@ def test_a_port_in_use_and_an_unusable_data_dir_are_clear_errors(tmp_path: Path)
     (tmp_path / "a-file").write_text("")
     result = relay("run", "--data-dir", str(tmp_path / "a-file" / "data"))
     assert result.returncode == 1 and "error: cannot open journal" in result.stderr
+
+
+def test_export_prints_reports_as_json_lines(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from drivers import Report
+    from relay.journal import Entry, Journal
+
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    early, late = datetime(2026, 11, 20, 8, tzinfo=UTC), datetime(2026, 11, 21, 8, tzinfo=UTC)
+    journal.write_now(
+        [
+            Entry(Report(protocol="gps103", device_id=device, event="heartbeat"), b"x", "tcp", "p", when)
+            for device, when in (("a", early), ("b", early), ("a", late))
+        ]
+    )
+    journal.close()
+    everything = relay("export", "--data-dir", str(tmp_path))
+    assert [json.loads(line)["device_id"] for line in everything.stdout.splitlines()] == ["a", "b", "a"]
+    recent = relay("export", "--data-dir", str(tmp_path), "--device", "a", "--since", "2026-11-21T00:00:00Z")
+    (only,) = [json.loads(line) for line in recent.stdout.splitlines()]
+    assert only["received_at"] == "2026-11-21T08:00:00Z" and only["id"].endswith("-3")
+    bad = relay("export", "--data-dir", str(tmp_path), "--since", "yesterday")
+    assert bad.returncode == 1 and "--since: expected an ISO 8601 time" in bad.stderr
