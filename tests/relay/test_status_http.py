@@ -44,3 +44,23 @@ async def test_health_metrics_and_status(tmp_path: Path) -> None:
             503,
             b"journal cannot commit: database or disk is full\n",
         )
+
+
+async def test_metrics_cover_every_sink_type(tmp_path: Path) -> None:
+    nowhere = "127.0.0.1:9"  # discard port: nothing listens, every sink keeps retrying
+    sinks = [
+        {"name": "m", "type": "mqtt", "url": f"mqtt://{nowhere}"},
+        {"name": "h", "type": "http", "url": f"http://{nowhere}/reports"},
+        {"name": "o", "type": "osmand", "url": f"http://{nowhere}"},
+        {"name": "p", "type": "passthrough", "host": "127.0.0.1", "port": 9},
+    ]
+    async with running_relay(tmp_path, status={"listen": "127.0.0.1:0"}, sinks=sinks) as relay:
+        await devices.tcp_exchange(relay.port, [devices.gps103_position("868683020419374", 1)], replies=1)
+        code, metrics = await get(relay.status_port, "/metrics")
+        code_status, body = await get(relay.status_port, "/status")
+    text = metrics.decode()
+    assert code == 200 and code_status == 200
+    for name in "mhop":
+        assert f'relay_sink_connected{{sink="{name}"}} 0.0' in text
+        assert f'relay_sink_backlog{{sink="{name}"}} 1.0' in text
+    assert [sink["pending"] for sink in json.loads(body)["sinks"]] == [1, 1, 1, 1]
