@@ -14,7 +14,9 @@ IMEI = "868683020419374"
 
 async def test_a_full_disk_refuses_acks_keeps_serving_and_recovers(tmp_path: Path) -> None:
     async with running_relay(tmp_path) as relay:
-        assert await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 1)], replies=1) == [b"ON"]
+        assert await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 1)], replies=1) == [
+            b"ON"
+        ]
         # SQLite's own "database or disk is full" (SQLITE_FULL), as when the card fills up.
         pages = relay.journal._db.execute("PRAGMA page_count").fetchone()[0]
         relay.journal._db.execute(f"PRAGMA max_page_count={pages}")
@@ -29,7 +31,9 @@ async def test_a_full_disk_refuses_acks_keeps_serving_and_recovers(tmp_path: Pat
         assert relay.journal.committed_reports == 1
 
         relay.journal._db.execute("PRAGMA max_page_count=1073741823")  # space again
-        assert await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 2)], replies=1) == [b"ON"]
+        assert await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 2)], replies=1) == [
+            b"ON"
+        ]
         await wait_until(lambda: relay.health_problem() is None, what="health back")
         times = [report.document["time"] for report in relay.journal.read_after(0, 100)]
     assert times == [devices.iso(1), devices.iso(2)]
