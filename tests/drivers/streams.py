@@ -63,3 +63,12 @@ def check_stream(session: Session, data: bytes, cuts: list[int], now: datetime =
         for frame in frames:
             with contextlib.suppress(DriverError):
                 session.decode(frame, now=now)
+
+
+def mutated_stream(frames: list[bytes], mutations: list[tuple[int, int]], cut: int) -> bytes:
+    """``frames`` joined, each ``(position, value)`` written over (positions wrap around), and ``cut``
+    bytes (modulo the length) taken off the end: what a fuzz test feeds a framer."""
+    data = bytearray(b"".join(frames))
+    for position, value in mutations:
+        data[position % len(data)] = value
+    return bytes(data[: len(data) - cut % len(data)])

@@ -14,7 +14,7 @@ import drivers
 from drivers import Command, CommandType, DriverError, FramingError, Match, Transport, UnsupportedCommand
 from drivers.tk103 import Tk103Session, sniff
 from tests import vectors
-from tests.drivers.streams import check_stream, feed_frames
+from tests.drivers.streams import check_stream, feed_frames, mutated_stream
 
 NOW = vectors.NOW
 NEXT_FRAME = b"(0870"
@@ -231,10 +231,7 @@ class TestFuzz:
     def test_mutated_truncated_and_concatenated_frames_give_reports_or_driver_errors(
         self, frames: list[bytes], mutations: list[tuple[int, int]], cut: int, chunks: list[int]
     ) -> None:
-        data = bytearray(b"".join(frames))
-        for position, value in mutations:
-            data[position % len(data)] = value
-        check_stream(Tk103Session(), bytes(data[: len(data) - cut % len(data)]), chunks)
+        check_stream(Tk103Session(), mutated_stream(frames, mutations, cut), chunks)
         for frame in frames:
             with contextlib.suppress(DriverError):
                 Tk103Session(Transport.UDP).decode(bytes(frame[: len(frame) - cut % len(frame)]), now=NOW)
