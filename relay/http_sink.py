@@ -24,7 +24,6 @@ import enum
 import gzip
 import json
 import logging
-import random
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -41,6 +40,7 @@ from .config import HttpSinkSettings, OsmandSinkSettings
 from .delivery import DeliveringSink, Delivery
 from .journal import Journal, StoredReport
 from .logs import log_event
+from .retry import backoff_delay
 
 log = logging.getLogger("relay.http")
 
@@ -103,9 +103,7 @@ class Poster:
 
     def backoff(self, failures: int) -> float:
         """Exponential backoff with jitter, so a fleet of relays does not retry in lockstep."""
-        low, high = self.settings.retry_min_s, self.settings.retry_max_s
-        ceiling = min(high, low * 2 ** min(failures, 16))
-        return random.uniform(low, max(ceiling, low))
+        return backoff_delay(failures, self.settings.retry_min_s, self.settings.retry_max_s)
 
     async def send(
         self,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import socket
 import ssl
 from typing import Any
@@ -37,6 +36,7 @@ from .delivery import DeliveringSink, Delivery
 from .errors import SinkError
 from .journal import Journal, StoredReport
 from .logs import log_event
+from .retry import backoff_delay, innermost
 
 log = logging.getLogger("relay.mqtt")
 
@@ -82,7 +82,7 @@ class MqttSink(DeliveringSink):
             try:
                 await self._connection()
             except Exception as raised:
-                error = _leaf(raised)
+                error = innermost(raised)
                 self.last_error = str(error) or type(error).__name__
                 expected = isinstance(
                     error, (OSError, ssl.SSLError, _Disconnected, SinkError, trio.TooSlowError)
@@ -103,12 +103,7 @@ class MqttSink(DeliveringSink):
                 self.delivery.rewind()
                 self.delivery.save_now()
             failures = 0 if was_connected else failures + 1
-            await trio.sleep(self._backoff(failures))
-
-    def _backoff(self, failures: int) -> float:
-        """Exponential backoff with jitter, so a fleet of relays does not reconnect in lockstep."""
-        ceiling = min(self.settings.retry_max_s, self.settings.retry_min_s * 2 ** min(failures, 16))
-        return random.uniform(self.settings.retry_min_s, max(ceiling, self.settings.retry_min_s))
+            await trio.sleep(backoff_delay(failures, self.settings.retry_min_s, self.settings.retry_max_s))
 
     # -- one connection -----------------------------------------------------------------------
 
@@ -239,13 +234,6 @@ class MqttSink(DeliveringSink):
         seq = self._mids.pop(mid, None)
         if seq is not None:  # None: the status message
             self.delivery.acknowledge((seq,))
-
-
-def _leaf(error: BaseException) -> BaseException:
-    """The first real error inside (nested) exception groups."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 class _ConnectionState:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import random
 import socket
 import struct
 import termios
@@ -50,6 +49,7 @@ from .delivery import CURSOR_FLUSH_S, DeliveringSink, Delivery
 from .errors import SinkError
 from .journal import Journal, StoredReport
 from .logs import log_event
+from .retry import backoff_delay, innermost
 
 log = logging.getLogger("relay.passthrough")
 
@@ -381,9 +381,7 @@ class PassthroughSink(DeliveringSink):
             except _Reopen:
                 failures = 0
             except Exception as raised:
-                error = raised
-                while isinstance(error, BaseExceptionGroup):
-                    error = error.exceptions[0]
+                error = innermost(raised)
                 expected = isinstance(error, OSError | UpstreamError | SinkError | trio.TooSlowError)
                 failures += 1
                 self.failures += 1
@@ -401,11 +399,9 @@ class PassthroughSink(DeliveringSink):
                 )
                 if not expected:
                     log.error("passthrough_sink_bug", exc_info=error)
-                await trio.sleep(self._backoff(failures))
-
-    def _backoff(self, failures: int) -> float:
-        low, high = self.settings.retry_min_s, self.settings.retry_max_s
-        return random.uniform(low, max(min(high, low * 2 ** min(failures, 16)), low))
+                await trio.sleep(
+                    backoff_delay(failures, self.settings.retry_min_s, self.settings.retry_max_s)
+                )
 
     def _upstream_kind(self, report: StoredReport) -> str | None:
         """ "tcp"/"udp" for a frame to send upstream, None for one acknowledged without sending."""
