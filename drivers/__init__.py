@@ -8,14 +8,17 @@ reads a clock or writes a file.
 from ._decode import decode_frames
 from ._model import (
     KNOTS_TO_KMH,
+    MAX_DEVICE_ID,
     Command,
     CommandType,
     Decoded,
     DriverError,
     FramingError,
+    InvalidDeviceId,
     Report,
     Transport,
     UnsupportedCommand,
+    check_device_id,
     format_time,
 )
 from ._registry import MAX_SNIFF_BYTES, NEED_MORE, Driver, detect, drivers, get, register
@@ -23,6 +26,7 @@ from ._session import Match, Session
 
 __all__ = [
     "KNOTS_TO_KMH",
+    "MAX_DEVICE_ID",
     "MAX_SNIFF_BYTES",
     "NEED_MORE",
     "Command",
@@ -31,11 +35,13 @@ __all__ = [
     "Driver",
     "DriverError",
     "FramingError",
+    "InvalidDeviceId",
     "Match",
     "Report",
     "Session",
     "Transport",
     "UnsupportedCommand",
+    "check_device_id",
     "decode_frames",
     "detect",
     "drivers",

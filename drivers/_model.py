@@ -7,6 +7,7 @@ device waits for; the relay decides when to send them (only after the report is 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,39 @@ class FramingError(DriverError):
     """The stream cannot be cut into frames (oversized or garbage): close the connection."""
 
 
+#: The longest device id accepted (IMEIs are 15 digits; OsmAnd ids are typed by people).
+MAX_DEVICE_ID = 64
+_DEVICE_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_DEVICE_ID}}}")
+
+
+class InvalidDeviceId(ValueError):
+    """A device id outside the safe set (see :func:`check_device_id`)."""
+
+
+def check_device_id(value: str) -> str:
+    """The device id in its one normal form, or :class:`InvalidDeviceId` saying what is wrong.
+
+    The normal form is the id with surrounding white space removed. It must then be 1 to
+    :data:`MAX_DEVICE_ID` printable ASCII characters, without spaces: an id goes into MQTT topics,
+    file names, log lines and other platforms' databases, where a control character, an invisible
+    Unicode character or an over-long string breaks or misleads whoever reads it.
+    """
+    if _DEVICE_ID.fullmatch(value):
+        return value
+    stripped = value.strip()
+    if _DEVICE_ID.fullmatch(stripped):
+        return stripped
+    if not stripped:
+        raise InvalidDeviceId("device id is empty")
+    if len(stripped) > MAX_DEVICE_ID:
+        raise InvalidDeviceId(f"device id of {len(stripped)} characters exceeds {MAX_DEVICE_ID}")
+    bad = next(index for index, char in enumerate(stripped) if not "\x21" <= char <= "\x7e")
+    raise InvalidDeviceId(
+        f"device id {stripped.encode('unicode_escape').decode('ascii')!r} has character"
+        f" U+{ord(stripped[bad]):04X} at {bad}: only printable ASCII without spaces is accepted"
+    )
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -72,7 +106,8 @@ class Report:
 
     Units are fixed: km/h, degrees, metres, UTC. Messages without a position (login, heartbeat,
     photo chunk) have ``lat``/``lon`` of ``None`` and say what they were in ``event``.
-    Construction validates ranges, so a report that exists is a plausible report.
+    Construction validates ranges and the device id (:func:`check_device_id`, raising
+    :class:`InvalidDeviceId`), so a report that exists is a plausible report.
     """
 
     protocol: str
@@ -93,6 +128,8 @@ class Report:
     media_type: str | None = None
 
     def __post_init__(self) -> None:
+        if self.device_id is not None and not _DEVICE_ID.fullmatch(self.device_id):
+            object.__setattr__(self, "device_id", check_device_id(self.device_id))
         if self.time is not None and self.time.tzinfo is not UTC:
             object.__setattr__(self, "time", _utc(self.time))
         if (self.lat is None) != (self.lon is None):

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from drivers import MAX_DEVICE_ID, InvalidDeviceId, check_device_id
+
 from .errors import ConfigError, ConfigProblem
 
 DEFAULT_PORT = 8888
@@ -294,6 +296,13 @@ def _names(value: Any) -> str | None:
     return None if ok else 'a list of protocol names, e.g. ["gt06", "teltonika"]'
 
 
+def _is_device_id(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and check_device_id(value) == value
+    except InvalidDeviceId:
+        return False
+
+
 def _site(value: Any) -> str | None:
     ok = isinstance(value, str) and value and all(ch.isalnum() or ch in "-_." for ch in value)
     return None if ok else "a name of letters, digits, '-', '_' or '.' (it goes into MQTT topics)"
@@ -556,8 +565,12 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
             checker.problem("modem.port", "a value (this key is required)", NOTHING)
         senders = values.get("senders", {})
         for number, device in senders.items():
-            if not isinstance(device, str) or not device:
-                checker.problem(f"modem.senders.{number}", "a device id string", device)
+            if not _is_device_id(device):
+                checker.problem(
+                    f"modem.senders.{number}",
+                    f"a device id of 1 to {MAX_DEVICE_ID} printable ASCII characters without spaces",
+                    device,
+                )
         if "port" in values:
             modem = ModemSettings(**values)
 

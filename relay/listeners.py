@@ -18,7 +18,17 @@ from typing import Any
 
 import trio
 
-from drivers import NEED_MORE, Driver, DriverError, FramingError, Session, Transport, detect
+from drivers import (
+    NEED_MORE,
+    Driver,
+    DriverError,
+    FramingError,
+    InvalidDeviceId,
+    Session,
+    Transport,
+    check_device_id,
+    detect,
+)
 from drivers import get as get_driver
 
 from .clock import clock_unsynced
@@ -86,12 +96,15 @@ class Ingest:
             self.stats.frames += 1
             try:
                 result = session.decode(frame, now=now)
+                if result.device_id:
+                    check_device_id(result.device_id)
             except Exception as error:
-                if not isinstance(error, DriverError):  # a driver bug must not take the other frames down
+                bad_input = isinstance(error, DriverError | InvalidDeviceId)
+                if not bad_input:  # a driver bug must not take the other frames down
                     log.exception(
                         "driver_bug", extra={"fields": {"protocol": session.protocol, "peer": peer}}
                     )
-                reason = str(error) if isinstance(error, DriverError) else f"driver bug: {error!r}"
+                reason = str(error) if bad_input else f"driver bug: {error!r}"
                 items.append(
                     self.bad_frame(
                         wire, reason, peer=peer, transport=transport, protocol=session.protocol, now=now
@@ -110,7 +123,7 @@ class Ingest:
                     )
                 )
             if result.device_id:
-                session.device_id = result.device_id
+                session.device_id = check_device_id(result.device_id)
             for index, report in enumerate(result.reports):
                 if report.device_id is None and session.device_id:
                     report = replace(report, device_id=session.device_id)

@@ -9,6 +9,7 @@ lines to a few per minute per key and reports how many were suppressed.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -21,10 +22,24 @@ def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> 
         logger.log(level, event, extra={"fields": fields})
 
 
+#: Control characters (C0, DEL, C1), line and paragraph separators, and the bidirectional and
+#: zero-width marks that make a terminal or a log viewer show something other than what was logged.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
 def _quote(value: Any) -> str:
+    """A logfmt value: quoted when it holds a space, a quote, ``=`` or a backslash, and with every
+    unsafe character escaped (a device id from the field may hold anything)."""
     text = str(value) if value is not None else ""
-    if text == "" or any(ch in text for ch in ' "=\\\n\t'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if text == "" or any(ch in text for ch in ' "=\\') or _UNSAFE.search(text):
+        return '"' + _UNSAFE.sub(_escape, text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     return text
 
 

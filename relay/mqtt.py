@@ -22,6 +22,7 @@ Topics (``<prefix>`` = the sink's ``topic_prefix``):
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -50,8 +51,23 @@ class _Disconnected(Exception):
     pass
 
 
+#: Characters a device id keeps in a topic; every other byte of its UTF-8 form becomes ``%XX``.
+_TOPIC_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._:@")
+
+
+@functools.lru_cache(maxsize=4096)
+def topic_segment(device_id: str | None) -> str:
+    """The device's topic level: its id with every byte outside letters, digits and ``-._:@``
+    percent-encoded (``urllib.parse.unquote`` reverses it), so no two ids share a topic and no id
+    can carry a topic separator, a wildcard or a character a broker refuses. Reports without a
+    device id go under ``~``, which no escaped id can be."""
+    if device_id is None:
+        return "~"
+    return "".join(chr(byte) if byte in _TOPIC_SAFE else f"%{byte:02X}" for byte in device_id.encode())
+
+
 def topic_for(prefix: str, report: StoredReport) -> str:
-    device = (report.device_id or "unknown").replace("/", "_").replace("+", "_").replace("#", "_")
+    device = topic_segment(report.device_id)
     kind = "photo" if report.media is not None else "position" if report.has_position else "event"
     return f"{prefix}/{device}/{kind}"
 
