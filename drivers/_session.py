@@ -72,6 +72,11 @@ class Session(abc.ABC):
         """Bytes received but not yet cut into a frame."""
         return len(self._buffer)
 
+    @property
+    def held_bytes(self) -> int:
+        """Memory this session holds for frames not yet complete (the buffer and its wire copy)."""
+        return len(self._buffer) + len(self._wire)
+
     def take_buffer(self) -> bytes:
         """Remove and return whatever is buffered (for quarantine when a stream is abandoned, or to
         decode a last undelimited frame at the end of a stream); :attr:`last_wire` becomes every byte

@@ -16,7 +16,7 @@ import drivers
 from . import sdnotify
 from .config import Config, PassthroughSinkSettings
 from .errors import RelayError
-from .journal import Journal
+from .journal import Journal, QuarantineLimits
 from .listeners import Ingest, Listener
 from .logs import log_event
 from .sinks import Sink, make_sink
@@ -73,6 +73,12 @@ def open_journal(config: Config) -> Journal:
         site=config.site,
         commit_interval_s=config.journal.commit_interval_ms / 1000,
         device_index=any(isinstance(sink, PassthroughSinkSettings) for sink in config.sinks),
+        quarantine_limits=QuarantineLimits(
+            total_bytes=config.journal.quarantine_max_mb * 1024 * 1024,
+            peer_bytes=config.journal.quarantine_peer_max_kb * 1024,
+            frame_bytes=config.journal.quarantine_frame_max_kb * 1024,
+        ),
+        max_devices=config.journal.max_devices,
     )
 
 
@@ -87,7 +93,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
-            ingest = Ingest(journal)
+            ingest = Ingest(journal, max_buffered_bytes=config.listen.max_buffered_mb * 1024 * 1024)
             listener = Listener(config.listen, ingest)
             try:
                 port = await nursery.start(listener.serve)

@@ -33,6 +33,10 @@ class ListenSettings:
     sniff_timeout_s: float = 30.0
     max_connections: int = 10000
     max_connections_per_ip: int = 200
+    #: Bytes of partial frames held across all connections; the connection that goes over is closed.
+    max_buffered_mb: int = 32
+    #: UDP peers whose session (device id, partial photo) is remembered; the least recent are forgotten.
+    max_udp_peers: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,14 @@ class JournalSettings:
     max_db_mb: int = 2048
     #: Delivered reports older than this are deleted.
     retention_days: float = 30.0
+    #: Bytes all quarantined (undecodable) input may take; beyond it new bad input is counted, not kept.
+    quarantine_max_mb: int = 64
+    #: Bytes of quarantined input one peer address may take.
+    quarantine_peer_max_kb: int = 1024
+    #: A quarantined frame longer than this keeps only its head.
+    quarantine_frame_max_kb: int = 64
+    #: Devices whose "last seen" row is kept; the least recently seen are forgotten first.
+    max_devices: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +344,8 @@ _LISTEN: dict[str, _Check] = {
     "sniff_timeout_s": _number_range(0.1, 3600),
     "max_connections": _int_range(1, 1_000_000),
     "max_connections_per_ip": _int_range(1, 1_000_000),
+    "max_buffered_mb": _int_range(1, 4096),
+    "max_udp_peers": _int_range(1, 10_000_000),
 }
 _JOURNAL: dict[str, _Check] = {
     "synchronous": _one_of("full", "normal"),
@@ -339,6 +353,10 @@ _JOURNAL: dict[str, _Check] = {
     "commit_interval_ms": _int_range(0, 5000),
     "max_db_mb": _int_range(1, 1_000_000),
     "retention_days": _number_range(0.01, 3650),
+    "quarantine_max_mb": _int_range(1, 1_000_000),
+    "quarantine_peer_max_kb": _int_range(1, 1_000_000),
+    "quarantine_frame_max_kb": _int_range(1, 65_536),
+    "max_devices": _int_range(1, 10_000_000),
 }
 _MQTT: dict[str, _Check] = {
     "name": _STR,

@@ -21,6 +21,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,8 +46,6 @@ DEVICE_INDEX = "idx_reports_device_id_seq"
 DEVICE_ROW_INTERVAL_S = 10.0
 #: With a commit interval, a group commit goes early once it holds this many items.
 COMMIT_EARLY_ITEMS = 128
-#: The quarantine may use at most 1/QUARANTINE_SHARE of the journal's size cap.
-QUARANTINE_SHARE = 10
 #: How long a write waits for another process's transaction before failing.
 BUSY_TIMEOUT_MS = 10_000
 
@@ -184,6 +183,96 @@ class Released:
 Item = Entry | Quarantined | CursorUpdate | Released
 
 
+@dataclass(frozen=True, slots=True)
+class QuarantineLimits:
+    """How much bad input the journal keeps: a flood of garbage costs at most these bytes, and the
+    journal keeps its room for reports."""
+
+    #: All quarantine rows together.
+    total_bytes: int = 64 * 1024 * 1024
+    #: The rows of one peer address (its IP, whatever the port).
+    peer_bytes: int = 1024 * 1024
+    #: One row's bytes; a longer frame keeps its head (the reason says how long it was).
+    frame_bytes: int = 64 * 1024
+
+
+#: What a quarantine row costs beyond its bytes (the row, its reason and peer), and the least it is
+#: charged, so a flood of empty frames is bounded too.
+QUARANTINE_ROW_COST = 256
+
+
+def peer_address(peer: str) -> str:
+    """The address part of ``host:port`` (``[v6]:port`` too); the whole string otherwise."""
+    host, colon, port = peer.rpartition(":")
+    if colon and port.isdigit() and host:
+        return host.strip("[]")
+    return peer
+
+
+def _row_cost(item: Quarantined) -> int:
+    return len(item.raw) + len(item.reason) + QUARANTINE_ROW_COST
+
+
+class QuarantineBudget:
+    """Admits quarantine rows while their peer and the quarantine as a whole are within their
+    :class:`QuarantineLimits`. Checked when rows are submitted, before they are queued for a commit,
+    so a flood never reaches the writer's queue. Rows of SMS messages are always admitted: the modem
+    deletes a message once its row is committed, and SMS floods cost the sender money."""
+
+    def __init__(self, limits: QuarantineLimits, usage: Mapping[str, int]) -> None:
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._peers: dict[str, int] = {}
+        self.total = 0
+        #: Rows refused for their peer's budget, for the total budget; rows cut to ``frame_bytes``.
+        self.dropped_peer = 0
+        self.dropped_total = 0
+        self.truncated = 0
+        self.reset(usage)
+
+    def reset(self, usage: Mapping[str, int]) -> None:
+        """Start again from what the quarantine holds now (``peer -> bytes``), after rows were deleted."""
+        peers: dict[str, int] = {}
+        for peer, used in usage.items():
+            address = peer_address(peer or "")
+            peers[address] = peers.get(address, 0) + used
+        with self._lock:
+            self._peers = peers
+            self.total = sum(peers.values())
+
+    def admit(self, item: Quarantined) -> Quarantined | None:
+        """``item`` (its raw bytes cut to the frame limit), or ``None`` when it is over a budget."""
+        limits = self.limits
+        if len(item.raw) > limits.frame_bytes:
+            self.truncated += 1
+            item = Quarantined(
+                item.raw[: limits.frame_bytes],
+                f"{item.reason} (first {limits.frame_bytes} of {len(item.raw)} bytes kept)",
+                item.transport,
+                item.peer,
+                item.received_at,
+                item.protocol,
+            )
+        cost = _row_cost(item)
+        address = peer_address(item.peer)
+        with self._lock:
+            used = self._peers.get(address, 0)
+            if item.transport != "sms":
+                if used + cost > limits.peer_bytes:
+                    self.dropped_peer += 1
+                    return None
+                if self.total + cost > limits.total_bytes:
+                    self.dropped_total += 1
+                    return None
+            self._peers[address] = used + cost
+            self.total += cost
+        return item
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_peer + self.dropped_total
+
+
 class StoredReport:
     """A committed report as sinks read it.
 
@@ -264,7 +353,14 @@ class Journal:
     """The durable store. Create with :meth:`open`, run :meth:`run` in a nursery, then append."""
 
     def __init__(
-        self, path: Path, connection: sqlite3.Connection, *, max_batch: int = 2000, site: str = "relay"
+        self,
+        path: Path,
+        connection: sqlite3.Connection,
+        *,
+        max_batch: int = 2000,
+        site: str = "relay",
+        quarantine_limits: QuarantineLimits = QuarantineLimits(),
+        max_devices: int = 20_000,
     ) -> None:
         self.path = path
         self.site = site
@@ -276,7 +372,12 @@ class Journal:
         self._reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
-        self._device_written: dict[str, float] = {}
+        #: When each device's ``devices`` row was last written, least recently seen first (bounded by
+        #: ``max_devices``: random ids from a flood are forgotten, not kept forever).
+        self._device_written: OrderedDict[str, float] = OrderedDict()
+        self.max_devices = max_devices
+        self.devices_forgotten = 0
+        self.quarantine_budget = QuarantineBudget(quarantine_limits, self._quarantine_usage())
         self.journal_id = self._meta("journal_id")
         self.last_seq = self._reader.execute("SELECT coalesce(max(seq), 0) FROM reports").fetchone()[0]
         self._send, self._receive = trio.open_memory_channel[_Ticket](10_000)
@@ -302,6 +403,8 @@ class Journal:
         site: str = "relay",
         commit_interval_s: float = 0.0,
         device_index: bool | None = None,
+        quarantine_limits: QuarantineLimits = QuarantineLimits(),
+        max_devices: int = 20_000,
     ) -> Journal:
         """Open (creating and migrating as needed) the journal at ``path``.
 
@@ -333,7 +436,14 @@ class Journal:
                 connection.execute(f"DROP INDEX IF EXISTS {DEVICE_INDEX}")
         except (OSError, sqlite3.Error) as error:
             raise JournalError(f"cannot open journal {path}: {error}") from error
-        journal = cls(path, connection, max_batch=max_batch, site=site)
+        journal = cls(
+            path,
+            connection,
+            max_batch=max_batch,
+            site=site,
+            quarantine_limits=quarantine_limits,
+            max_devices=max_devices,
+        )
         journal.commit_interval_s = commit_interval_s
         return journal
 
@@ -363,19 +473,34 @@ class Journal:
         await self.wait_committed(ticket)
 
     async def submit(self, items: Sequence[Item]) -> _Ticket:
-        """Queue ``items`` for the next group commit (in call order) and return a ticket to wait on."""
-        ticket = _Ticket(items)
+        """Queue ``items`` for the next group commit (in call order) and return a ticket to wait on.
+
+        Quarantine rows over their budget (:class:`QuarantineBudget`) are left out, and counted."""
+        ticket = _Ticket(self._within_budget(items))
         await self._send.send(ticket)
         return ticket
 
     def submit_nowait(self, items: Sequence[Item]) -> _Ticket | None:
         """:meth:`submit` without waiting: ``None`` when the queue is full (then use :meth:`submit`)."""
-        ticket = _Ticket(items)
+        ticket = _Ticket(self._within_budget(items))
         try:
             self._send.send_nowait(ticket)
         except trio.WouldBlock:
             return None
         return ticket
+
+    def _within_budget(self, items: Sequence[Item]) -> Sequence[Item]:
+        if not any(type(item) is Quarantined for item in items):
+            return items
+        kept: list[Item] = []
+        for item in items:
+            if type(item) is Quarantined:
+                admitted = self.quarantine_budget.admit(item)
+                if admitted is None:
+                    continue
+                item = admitted
+            kept.append(item)
+        return kept
 
     @staticmethod
     async def wait_committed(ticket: _Ticket) -> None:
@@ -512,18 +637,21 @@ class Journal:
         due = []
         for row in _device_rows(entries, first_seq):
             device, login_raw = row[0], row[10]
-            if (
-                login_raw is not None
-                or now - self._device_written.get(device, -math.inf) >= DEVICE_ROW_INTERVAL_S
-            ):
+            written = self._device_written.get(device)
+            if written is not None:
+                self._device_written.move_to_end(device)
+            if login_raw is not None or written is None or now - written >= DEVICE_ROW_INTERVAL_S:
                 self._device_written[device] = now
                 due.append(row)
+        while len(self._device_written) > self.max_devices:
+            self._device_written.popitem(last=False)
+            self.devices_forgotten += 1
         return due
 
     def write_now(self, items: Sequence[Item]) -> None:
         """Commit ``items`` on the calling thread, bypassing the writer task (shutdown paths, when the
         writer may already be cancelled; maintenance commands). Blocks for one commit."""
-        last_seq, _, _ = self._write(items)
+        last_seq, _, _ = self._write(self._within_budget(items))
         self.last_seq = max(self.last_seq, last_seq)
 
     # -- reading ------------------------------------------------------------------------------
@@ -689,13 +817,15 @@ class Journal:
             removed["quarantine"] = self._db.execute(
                 "DELETE FROM quarantine WHERE received_at < ?", (cutoff,)
             ).rowcount
-        # A hostile or broken client must not make the relay drop real reports for its garbage: the
-        # quarantine gets at most a tenth of the space, oldest rows first.
-        quarantine_cap = max_bytes // QUARANTINE_SHARE
-        while self._quarantine_bytes() > quarantine_cap:
+        if removed["quarantine"]:
+            self.quarantine_budget.reset(self._quarantine_usage())
+        over = self._db.execute("SELECT count(*) FROM devices").fetchone()[0] - self.max_devices
+        if over > 0:  # the least recently seen devices' rows go (random ids from a flood)
             with _transaction(self._db):
-                removed["quarantine"] += self._db.execute(
-                    "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT 1000)"
+                removed["devices_forgotten"] = self._db.execute(
+                    "DELETE FROM devices WHERE device_id IN"
+                    " (SELECT device_id FROM devices ORDER BY last_seen LIMIT ?)",
+                    (over,),
                 ).rowcount
         while self.size_bytes() > max_bytes:
             oldest = self._db.execute("SELECT min(seq) FROM reports").fetchone()[0]
@@ -721,10 +851,15 @@ class Journal:
             )
         return removed
 
-    def _quarantine_bytes(self) -> int:
-        return self._db.execute(
-            "SELECT coalesce(sum(length(raw) + length(reason) + 100), 0) FROM quarantine"
-        ).fetchone()[0]
+    def _quarantine_usage(self) -> dict[str, int]:
+        """Bytes each peer's quarantine rows are charged (as :class:`QuarantineBudget` charges them)."""
+        return dict(
+            self._reader.execute(
+                "SELECT coalesce(peer, ''), sum(length(raw) + length(reason) + ?) FROM quarantine"
+                " GROUP BY peer",
+                (QUARANTINE_ROW_COST,),
+            ).fetchall()
+        )
 
     def _delete(self, where: str, params: tuple[Any, ...]) -> int:
         self._db.execute(f"DELETE FROM media WHERE seq IN (SELECT seq FROM reports WHERE {where})", params)

@@ -47,8 +47,6 @@ QUARANTINE_HEAD = 4096
 UDP_BURST = 256
 #: Datagrams whose replies may wait for their commit at once (beyond that, receiving waits).
 UDP_ANSWER_QUEUE = 10_000
-#: UDP peers whose session state (device id, partial photo) is remembered.
-MAX_UDP_SESSIONS = 20_000
 
 
 @dataclass
@@ -62,15 +60,22 @@ class Statistics:
     bad_frames: int = 0
     unknown_streams: int = 0
     replies: int = 0
+    #: Bytes of partial frames held now, and connections closed for going over that budget.
+    buffered_bytes: int = 0
+    buffer_overflows: int = 0
+    #: UDP peers whose session was forgotten to stay within ``max_udp_peers``.
+    udp_peers_forgotten: int = 0
 
 
 class Ingest:
     """Decode frames with a session, store the results, send the replies: the one path for every source."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, *, max_buffered_bytes: int = 32 * 1024 * 1024) -> None:
         self.journal = journal
         self.stats = Statistics()
         self.limiter = RateLimiter()
+        #: Partial-frame bytes all stream sessions together may hold.
+        self.max_buffered_bytes = max_buffered_bytes
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -153,6 +158,11 @@ class Ingest:
             )
         return Quarantined(raw, reason, transport.value, peer, now, protocol)
 
+    def release(self, session: Session) -> None:
+        """Forget what ``session`` holds (its stream ended, broke or went idle)."""
+        self.stats.buffered_bytes -= session.held_bytes
+        session.take_buffer()
+
     async def feed(
         self,
         session: Session,
@@ -170,6 +180,7 @@ class Ingest:
         :raises FramingError: the stream cannot be framed (after storing the frames before it).
         :raises JournalError: the commit failed; nothing was acknowledged.
         """
+        held = session.held_bytes
         session.receive_data(data)
         frames: list[tuple[bytes, bytes]] = []
         framing_error: FramingError | None = None
@@ -177,6 +188,15 @@ class Ingest:
             frames.extend((frame, session.last_wire) for frame in session.frames())
         except FramingError as error:
             framing_error = error
+        stats = self.stats
+        over = stats.buffered_bytes + session.held_bytes - held > self.max_buffered_bytes
+        if framing_error is None and session.buffered and over:
+            stats.buffer_overflows += 1
+            framing_error = FramingError(
+                session.protocol,
+                f"partial frames of all connections exceed {self.max_buffered_bytes} bytes"
+                f" ([listen] max_buffered_mb); this one held {session.buffered}",
+            )
         if final and framing_error is None:
             rest = session.take_buffer()
             if rest.strip(b"\r\n\x00 "):
@@ -194,6 +214,7 @@ class Ingest:
                     now=self.now(),
                 )
             )
+        stats.buffered_bytes += session.held_bytes - held
         if items:
             await self.journal.append(items)
         for reply in replies:
@@ -322,18 +343,21 @@ class Listener:
         data = head
         # One scope for the connection, its deadline moved around each read: cheaper than a new
         # timeout scope per read, and the wait for a commit is never cut short by it.
-        with trio.CancelScope() as idle:
-            while True:
-                idle.deadline = math.inf
-                await self.ingest.feed(
-                    session, data, peer=peer, transport=transport, send=stream.send_all, final=final
-                )
-                if final or session.closing:
-                    return
-                if idle_timeout is not None:
-                    idle.deadline = trio.current_time() + idle_timeout
-                data = await stream.receive_some(READ_SIZE)
-                final = not data
+        try:
+            with trio.CancelScope() as idle:
+                while True:
+                    idle.deadline = math.inf
+                    await self.ingest.feed(
+                        session, data, peer=peer, transport=transport, send=stream.send_all, final=final
+                    )
+                    if final or session.closing:
+                        return
+                    if idle_timeout is not None:
+                        idle.deadline = trio.current_time() + idle_timeout
+                    data = await stream.receive_some(READ_SIZE)
+                    final = not data
+        finally:
+            self.ingest.release(session)
         log_event(
             log, logging.INFO, "connection_idle", peer=peer, device=session.device_id, idle_s=idle_timeout
         )
@@ -425,8 +449,9 @@ class Listener:
         if session is None or session.protocol != found.name:
             session = found.new_session(Transport.UDP, device_id=session.device_id if session else None)
             self._udp_sessions[key] = session
-            while len(self._udp_sessions) > MAX_UDP_SESSIONS:
+            while len(self._udp_sessions) > self.settings.max_udp_peers:
                 self._udp_sessions.popitem(last=False)
+                self.stats.udp_peers_forgotten += 1
         self._udp_sessions.move_to_end(key)
         try:
             frames = session.datagram_frames(data)

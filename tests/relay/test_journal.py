@@ -13,7 +13,16 @@ import trio
 
 from drivers import Report
 from relay.errors import JournalError
-from relay.journal import SCHEMA_VERSION, CursorUpdate, Entry, Journal, Quarantined, read_status
+from relay.journal import (
+    QUARANTINE_ROW_COST,
+    SCHEMA_VERSION,
+    CursorUpdate,
+    Entry,
+    Journal,
+    Quarantined,
+    QuarantineLimits,
+    read_status,
+)
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -132,16 +141,66 @@ def test_read_only_status_of_a_missing_journal(tmp_path: Path) -> None:
         sqlite3.connect(f"file:{tmp_path / 'none.sqlite3'}?mode=ro", uri=True).execute("select 1")
 
 
-def test_garbage_in_quarantine_never_pushes_out_reports(tmp_path: Path) -> None:
-    journal = Journal.open(tmp_path / "j.sqlite3")
-    journal.write_now([entry("a", n) for n in range(100)])
-    junk = [Quarantined(bytes(1000), "no driver", "udp", "6.6.6.6:1", NOW) for _ in range(3000)]
+def test_one_peer_gets_its_quarantine_budget_and_no_more(tmp_path: Path) -> None:
+    limits = QuarantineLimits(total_bytes=10_000_000, peer_bytes=100_000, frame_bytes=4096)
+    journal = Journal.open(tmp_path / "j.sqlite3", quarantine_limits=limits)
+    junk = [Quarantined(bytes(1000), "no driver", "udp", f"6.6.6.6:{port}", NOW) for port in range(3000)]
     journal.write_now(junk)
-    cap = 2 * 1024 * 1024
-    removed = journal.prune(delivered_up_to=0, retention=timedelta(days=30), max_bytes=cap, now=NOW)
-    assert removed["quarantine"] > 0 and removed["dropped_undelivered"] == 0
-    assert len(journal.read_after(0, 1000)) == 100
-    assert journal._quarantine_bytes() <= cap // 10
+    kept = len(journal.quarantine_rows(limit=10_000))
+    assert kept == 100_000 // (1000 + len("no driver") + QUARANTINE_ROW_COST)
+    assert journal.quarantine_budget.dropped_peer == 3000 - kept
+    journal.write_now([Quarantined(b"x", "no driver", "tcp", "7.7.7.7:1", NOW)])  # another peer: kept
+    assert len(journal.quarantine_rows(limit=10_000)) == kept + 1
+    journal.close()
+
+
+def test_the_quarantine_as_a_whole_stays_within_its_budget(tmp_path: Path) -> None:
+    limits = QuarantineLimits(total_bytes=200_000, peer_bytes=100_000, frame_bytes=4096)
+    journal = Journal.open(tmp_path / "j.sqlite3", quarantine_limits=limits)
+    peers = [f"10.0.{n // 250}.{n % 250}:9" for n in range(500)]
+    junk = [Quarantined(bytes(4000), "no driver", "udp", peer, NOW) for peer in peers]
+    journal.write_now(junk)
+    stored = journal._reader.execute("SELECT sum(length(raw)) FROM quarantine").fetchone()[0]
+    assert stored <= 200_000 and journal.quarantine_budget.dropped_total > 400
+    journal.write_now([entry("a", 1)])  # reports are never refused for the quarantine's sake
+    assert len(journal.read_after(0, 10)) == 1
+    journal.close()
+
+
+def test_a_long_bad_frame_keeps_its_head_and_says_how_long_it_was(tmp_path: Path) -> None:
+    limits = QuarantineLimits(frame_bytes=1024)
+    journal = Journal.open(tmp_path / "j.sqlite3", quarantine_limits=limits)
+    journal.write_now([Quarantined(b"ab" * 100_000, "malformed", "tcp", "1.2.3.4:5", NOW)])
+    (row,) = journal.quarantine_rows()
+    assert row["raw"] == (b"ab" * 512) and "first 1024 of 200000 bytes kept" in row["reason"]
+    journal.close()
+
+
+def test_the_budget_survives_a_restart_and_is_freed_by_pruning(tmp_path: Path) -> None:
+    limits = QuarantineLimits(peer_bytes=20_000)
+    path = tmp_path / "j.sqlite3"
+    journal = Journal.open(path, quarantine_limits=limits)
+    journal.write_now([Quarantined(bytes(1000), "x", "udp", "6.6.6.6:1", NOW) for _ in range(100)])
+    kept = len(journal.quarantine_rows(limit=1000))
+    journal.close()
+    journal = Journal.open(path, quarantine_limits=limits)
+    journal.write_now([Quarantined(bytes(1000), "x", "udp", "6.6.6.6:2", NOW)])
+    assert len(journal.quarantine_rows(limit=1000)) == kept  # still full after the restart
+    later = NOW + timedelta(days=2)
+    journal.prune(delivered_up_to=0, retention=timedelta(days=1), max_bytes=1 << 30, now=later)
+    journal.write_now([Quarantined(bytes(1000), "x", "udp", "6.6.6.6:3", later)])
+    assert len(journal.quarantine_rows(limit=1000)) == 1
+    journal.close()
+
+
+def test_forgotten_devices_bound_memory_and_the_devices_table(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3", max_devices=50)
+    journal.write_now([entry(f"dev-{n}", n) for n in range(500)])
+    assert len(journal._device_written) == 50 and journal.devices_forgotten == 450
+    removed = journal.prune(delivered_up_to=0, retention=timedelta(days=30), max_bytes=1 << 30, now=NOW)
+    assert removed["devices_forgotten"] == 450
+    kept = {row[0] for row in journal._reader.execute("SELECT device_id FROM devices")}
+    assert len(kept) == 50
     journal.close()
 
 
