@@ -159,7 +159,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = load(args.path)
+    """Every error and warning about the file and what it names; 1 when there is any error."""
+    from .config import check
+
+    checked = check(args.path)
+    for problem in checked.warnings:
+        print(f"warning: {problem}", file=sys.stderr)
+    if checked.config is None:
+        raise ConfigError(checked.errors)
+    config = checked.config
     sinks = ", ".join(f"{sink.name} ({sink.type})" for sink in config.sinks) or "none (store only)"
     print(
         f"{args.path}: ok — site {config.site!r}, port {config.listen.port}, data in {config.data_dir}, "
