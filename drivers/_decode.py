@@ -22,7 +22,8 @@ def decode_frames(
     """Decode ``frames`` in order, in one session, and describe the outcome as ``relay decode`` prints it.
 
     Each input is one or more complete frames; a final frame without its delimiter is still decoded,
-    as at the end of a stream. Returns ``{"protocol", "reports", "replies", "error"}``; a decode error
+    as at the end of a stream. Reports without a device id get the session's, as in the relay
+    (:meth:`Session.fill_device_id`). Returns ``{"protocol", "reports", "replies", "error"}``; a decode error
     is reported in ``error`` (the first one) and decoding goes on with the next frame.
     """
     out: dict[str, Any] = {"protocol": None, "reports": [], "replies": [], "error": None}
@@ -53,9 +54,7 @@ def decode_frames(
                 continue
             if result.error is not None:
                 out["error"] = out["error"] or str(result.error)
-            if result.device_id:
-                session.device_id = result.device_id
-            out["reports"].extend(report.to_json() for report in result.reports)
+            out["reports"].extend(report.to_json() for report in session.fill_device_id(result))
             out["replies"].extend(reply.hex() for reply in result.replies)
     return out
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import ClassVar
 
-from ._model import Command, Decoded, FramingError, Transport, UnsupportedCommand
+from ._model import Command, Decoded, FramingError, Report, Transport, UnsupportedCommand
 
 
 class Match(enum.Enum):
@@ -124,6 +125,18 @@ class Session(abc.ABC):
             current time, filling a missing date).
         :raises DriverError: the frame is malformed. The session is unchanged and stays usable.
         """
+
+    def fill_device_id(self, decoded: Decoded) -> tuple[Report, ...]:
+        """Learn the device id ``decoded`` carries (a login), then return its reports with the
+        session's device id filled in where a report has none: the reports as the relay stores them."""
+        if decoded.device_id:
+            self.device_id = decoded.device_id
+        if not self.device_id:
+            return decoded.reports
+        return tuple(
+            replace(report, device_id=self.device_id) if report.device_id is None else report
+            for report in decoded.reports
+        )
 
     def encode(self, command: Command) -> bytes:
         """The bytes that carry ``command`` to the device.

@@ -18,6 +18,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+_TRANSPORTS = ("tcp", "udp", "http", "sms", "serial")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -76,12 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=_status)
 
     decode = commands.add_parser("decode", help="decode frames with the drivers, print JSON per input")
-    decode.add_argument("--protocol", default="auto", help="auto (default) or a protocol name")
-    decode.add_argument("--transport", default="tcp", choices=["tcp", "udp", "http", "sms", "serial"])
+    decode.add_argument("--protocol", help="auto (the default) or a protocol name; overrides a line's")
+    decode.add_argument("--transport", choices=_TRANSPORTS, help="tcp (the default); overrides a line's")
     source = decode.add_mutually_exclusive_group(required=True)
     source.add_argument("--hex", help="one input as hex")
     source.add_argument("--text", help="one input as text (ASCII)")
-    source.add_argument("--jsonl", help="a file (or - for stdin) of JSON lines: encoding, frame or frames")
+    source.add_argument("--jsonl", help="a file (or - for stdin) of JSON lines, one input each (README)")
     decode.set_defaults(handler=_decode)
 
     vectors = commands.add_parser("vectors", help="decode every vector file and print the agreement table")
@@ -157,7 +159,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = load(args.path)
+    """Every error and warning about the file and what it names; 1 when there is any error."""
+    from .config import check
+
+    checked = check(args.path)
+    for problem in checked.warnings:
+        print(f"warning: {problem}", file=sys.stderr)
+    if checked.config is None:
+        raise ConfigError(checked.errors)
+    config = checked.config
     sinks = ", ".join(f"{sink.name} ({sink.type})" for sink in config.sinks) or "none (store only)"
     print(
         f"{args.path}: ok — site {config.site!r}, port {config.listen.port}, data in {config.data_dir}, "
@@ -214,10 +224,15 @@ def _age(seconds: float | None) -> str:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    """Decode every input, print one JSON object per input; 1 when any input failed, 2 for a bad option."""
     from drivers import Transport, decode_frames
 
+    if args.protocol is not None and (problem := _check_protocol(args.protocol)):
+        print(f"error: --protocol: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     now = datetime.now(UTC)
-    for request in _decode_inputs(args):
+    total = failed = 0
+    for where, request in _decode_inputs(args):
         if "error" in request:
             out: dict[str, Any] = {"protocol": None, "reports": [], "replies": [], "error": request["error"]}
         elif request["transport"] == "sms":
@@ -229,8 +244,24 @@ def _decode(args: argparse.Namespace) -> int:
                 protocol=request["protocol"],
                 transport=Transport(request["transport"]),
             )
+        if out["error"] is not None and where:
+            out["error"] = f"{where}: {out['error']}"
+        total += 1
+        failed += out["error"] is not None
         print(json.dumps(out, ensure_ascii=False))
+    if failed:
+        print(f"relay decode: {failed} of {total} input(s) failed (see their \"error\")", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
+
+
+def _check_protocol(name: Any) -> str | None:
+    """What is wrong with a protocol name given to ``relay decode``, or None when it names a driver."""
+    from drivers import drivers
+
+    if name == "auto" or (isinstance(name, str) and name in drivers()):
+        return None
+    return f"expected 'auto' or one of {', '.join(drivers())}, found {_shown(name)}"
 
 
 def _decode_sms(request: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -252,42 +283,95 @@ def _decode_sms(request: dict[str, Any], now: datetime) -> dict[str, Any]:
     return results[0] if len(results) == 1 else {**results[-1], "parts": results}
 
 
-def _decode_inputs(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+def _decode_inputs(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each input as ``(where, request)``: ``where`` is ``FILE:LINE`` for a JSON line, "" for --hex
+    and --text; a request that cannot be decoded is ``{"error": ...}`` saying what is wrong.
+
+    :raises RelayError: the --jsonl file cannot be opened.
+    """
     if args.hex is not None or args.text is not None:
+        option = "--hex" if args.hex is not None else "--text"
         try:
             frame = bytes.fromhex(args.hex) if args.hex is not None else args.text.encode("latin-1")
         except ValueError as error:
-            yield {"error": f"--hex: {error}"}
+            yield "", {"error": f"{option}: {_not_bytes(args.hex is not None, error)}"}
             return
         encoding = "hex" if args.hex is not None else "ascii"
         raw = [args.hex] if args.hex is not None else [frame]
-        yield {
+        yield "", {
             "frames": [frame],
-            "protocol": args.protocol,
-            "transport": args.transport,
+            "protocol": args.protocol or "auto",
+            "transport": args.transport or "tcp",
             "encoding": encoding,
             "raw": raw,
         }
         return
-    stream = sys.stdin if args.jsonl == "-" else open(args.jsonl, encoding="utf-8")  # noqa: SIM115
+    name = "<stdin>" if args.jsonl == "-" else args.jsonl
+    try:
+        stream = sys.stdin.buffer if args.jsonl == "-" else open(args.jsonl, "rb")  # noqa: SIM115
+    except OSError as error:
+        raise RelayError(f"{name}: cannot read: {error.strerror or error}") from None
     with stream:
         for number, line in enumerate(stream, start=1):
-            if not line.strip():
+            where = f"{name}:{number}"
+            try:
+                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                yield where, {"error": "not UTF-8 text"}
+                continue
+            if not text.strip():
                 continue
             try:
-                yield _jsonl_request(json.loads(line), args)
-            except (ValueError, KeyError, TypeError) as error:
-                yield {"error": f"line {number}: {error}"}
+                row = json.loads(text)
+            except ValueError as error:
+                yield where, {"error": f"not JSON ({error})"}
+                continue
+            try:
+                yield where, _jsonl_request(row, args)
+            except _BadLine as error:
+                yield where, {"error": str(error)}
 
 
-def _jsonl_request(row: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+class _BadLine(ValueError):
+    """A JSON line that is not a decodable input; the message says what is wrong with it."""
+
+
+def _jsonl_request(row: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The request one JSON line asks for (format in README.md, ``relay decode``).
+
+    :raises _BadLine: the line is not an object with the keys and values a request needs.
+    """
+    if not isinstance(row, dict):
+        raise _BadLine(f"expected a JSON object, found {_shown(row)}")
     encoding = row.get("encoding", "hex")
     if encoding not in ("hex", "ascii"):
-        raise ValueError(f"encoding must be 'hex' or 'ascii', not {encoding!r}")
-    texts = row["frames"] if "frames" in row else [row["frame"]]
-    frames = [bytes.fromhex(text) if encoding == "hex" else text.encode("latin-1") for text in texts]
-    transport = row.get("transport") or args.transport
-    protocol = row.get("protocol_override") or args.protocol
+        raise _BadLine(f"encoding: expected 'hex' or 'ascii', found {_shown(encoding)}")
+    if "frames" in row:
+        if not isinstance(row["frames"], list) or not row["frames"]:
+            raise _BadLine(f"frames: expected a non-empty list of strings, found {_shown(row['frames'])}")
+        texts, labels = row["frames"], [f"frames[{index}]" for index in range(len(row["frames"]))]
+    elif "frame" in row:
+        texts, labels = [row["frame"]], ["frame"]
+    else:
+        raise _BadLine('expected a "frame" string or a "frames" list, found neither')
+    frames = []
+    for label, text in zip(labels, texts, strict=True):
+        if not isinstance(text, str):
+            raise _BadLine(f"{label}: expected a string, found {_shown(text)}")
+        try:
+            frames.append(bytes.fromhex(text) if encoding == "hex" else text.encode("latin-1"))
+        except ValueError as error:
+            raise _BadLine(f"{label}: {_not_bytes(encoding == 'hex', error)}") from None
+    transport = args.transport or row.get("transport") or "tcp"
+    if transport not in _TRANSPORTS:
+        raise _BadLine(f"transport: expected one of {', '.join(_TRANSPORTS)}, found {_shown(transport)}")
+    protocol = args.protocol or row.get("protocol") or "auto"
+    if args.protocol is None and (problem := _check_protocol(protocol)):
+        raise _BadLine(f"protocol: {problem}")
+    if row.get("smsc") not in (None, True, False):
+        raise _BadLine(f"smsc: expected true, false or null, found {_shown(row['smsc'])}")
+    if not isinstance(row.get("sender", ""), str | None):
+        raise _BadLine(f"sender: expected a phone number string, found {_shown(row['sender'])}")
     return {
         "frames": frames,
         "protocol": protocol,
@@ -297,6 +381,21 @@ def _jsonl_request(row: dict[str, Any], args: argparse.Namespace) -> dict[str, A
         "smsc": row.get("smsc"),
         "sender": row.get("sender"),
     }
+
+
+def _not_bytes(is_hex: bool, error: ValueError) -> str:
+    if is_hex:
+        return f"not hex ({error})"
+    return "expected text of single-byte (latin-1) characters"
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as an error message shows what was found."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    return repr(value) if isinstance(value, str) else json.dumps(value)
 
 
 def _open_existing_journal(config: Config) -> Any:

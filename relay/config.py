@@ -7,8 +7,9 @@ silently ignored on a box nobody watches).
 
 from __future__ import annotations
 
+import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -558,6 +559,13 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
     site = relay.get("site", _DEFAULT.site)
     for index, raw in enumerate(raw_sinks):
         prefix = f"sinks[{index}]"
+        # A duplicate name is said even when the sink has other mistakes: both need fixing.
+        name = raw.get("name") if isinstance(raw, dict) else None
+        duplicate = isinstance(name, str) and name in names
+        if duplicate:
+            checker.problem(f"{prefix}.name", "a name no other sink has", name)
+        elif isinstance(name, str):
+            names.add(name)
         kind = raw.get("type") if isinstance(raw, dict) else None
         if kind not in SINK_SCHEMAS:
             checker.problem(f"{prefix}.type", "one of " + ", ".join(repr(t) for t in SINK_SCHEMAS), kind)
@@ -567,12 +575,11 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
         for key in required:
             if key not in raw:
                 checker.problem(f"{prefix}.{key}", "a value (this key is required)", NOTHING)
-        if any(key not in values for key in required):
+        if "token" in values and "token_file" in values:
+            checker.problem(f"{prefix}.token_file", "token or token_file, not both", _Described("both"))
             continue
-        if values["name"] in names:
-            checker.problem(f"{prefix}.name", "a name no other sink has", values["name"])
+        if duplicate or any(key not in values for key in required):
             continue
-        names.add(values["name"])
         fill_defaults(values, site)
         sinks.append(settings_type(**values))
 
@@ -638,6 +645,82 @@ def load(path: str | Path) -> Config:
     :raises ConfigError: the file is missing, unreadable, not TOML, or has invalid values.
     """
     path = Path(path)
+    return _load(path, _read(path))
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What ``relay check-config`` finds in a file: the config (None when it has errors), every error
+    (those of :func:`load` and files it names that are missing), and warnings (devices not there now)."""
+
+    config: Config | None
+    errors: tuple[ConfigProblem, ...]
+    warnings: tuple[ConfigProblem, ...]
+
+
+def check(path: str | Path) -> Checked:
+    """Validate a config file as :func:`load` does, and look on this machine at what it names.
+
+    A file a sink reads (``ca_file``, ``token_file``) that is missing or unreadable is an error; a
+    modem or ``[[serial]]`` port that is missing is a warning, since a USB device can be plugged in
+    after start (the relay keeps trying to open it). Relative file names are taken from the current directory,
+    as the relay opens them.
+
+    :raises ConfigError: the file is missing, unreadable or not TOML.
+    """
+    path = Path(path)
+    data = _read(path)
+    errors: list[ConfigProblem] = []
+    warnings: list[ConfigProblem] = []
+    for key, named, is_device in _named_paths(data):
+        problem = _path_problem(named, is_device=is_device)
+        if problem is not None:
+            expected = "a serial device" if is_device else "a readable file"
+            note = f"{named!r} ({problem}{'; the relay keeps trying to open it' if is_device else ''})"
+            (warnings if is_device else errors).append(ConfigProblem(str(path), key, expected, note))
+    config: Config | None = None
+    try:
+        config = _load(path, data)
+    except ConfigError as error:
+        errors[:0] = error.problems
+    return Checked(None if errors else config, tuple(errors), tuple(warnings))
+
+
+#: Sink keys that name a file the sink reads.
+_FILE_KEYS = ("ca_file", "token_file")
+
+
+def _named_paths(data: Mapping[str, Any]) -> Iterator[tuple[str, str, bool]]:
+    """``(key, path, is_device)`` for every file and device the parsed TOML names under a known key."""
+    sinks = data.get("sinks")
+    for index, raw in enumerate(sinks if isinstance(sinks, list) else []):
+        if isinstance(raw, dict) and raw.get("type") in SINK_SCHEMAS:
+            schema = SINK_SCHEMAS[raw["type"]][0]
+            for key in _FILE_KEYS:
+                if key in schema and isinstance(raw.get(key), str) and raw[key]:
+                    yield f"sinks[{index}].{key}", raw[key], False
+    modem = data.get("modem")
+    if isinstance(modem, dict) and isinstance(modem.get("port"), str):
+        yield "modem.port", modem["port"], True
+    serial = data.get("serial")
+    for index, raw in enumerate(serial if isinstance(serial, list) else []):
+        if isinstance(raw, dict) and isinstance(raw.get("port"), str):
+            yield f"serial[{index}].port", raw["port"], True
+
+
+def _path_problem(path: str, *, is_device: bool) -> str | None:
+    """What keeps the relay from opening ``path``, or None when it looks usable."""
+    if not os.path.exists(path):
+        return "no such device now" if is_device else "no such file"
+    if os.path.isdir(path):
+        return "a directory"
+    if not os.access(path, os.R_OK):
+        return "not readable by this user"
+    return None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The parsed TOML of ``path``. :raises ConfigError: missing, unreadable or not TOML."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -645,9 +728,12 @@ def load(path: str | Path) -> Config:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError([ConfigProblem(str(path), "", "a readable UTF-8 file", str(error))]) from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([ConfigProblem(str(path), "", "valid TOML", str(error))]) from None
+
+
+def _load(path: Path, data: Mapping[str, Any]) -> Config:
     config = parse(data, source=str(path))
     if not config.data_dir.is_absolute():
         # Relative paths are relative to the config file, so a config works from any cwd.

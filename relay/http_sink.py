@@ -331,9 +331,10 @@ class HttpSink(PostingSink):
         def build() -> httpx.Request:
             try:
                 headers = self._headers()
-            except OSError as error:
+            except (OSError, UnicodeDecodeError) as error:
                 # Seen as a transport failure: retried with backoff until the file is readable.
-                raise httpx.TransportError(f"cannot read token_file: {error}") from error
+                message = f"cannot read token_file {self.settings.token_file}: {error}"
+                raise httpx.TransportError(message) from error
             return client.build_request("POST", self.settings.url, content=content, headers=headers)
 
         return build

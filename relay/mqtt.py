@@ -136,7 +136,10 @@ class MqttSink(DeliveringSink):
         if settings.username is not None:
             client.username_pw_set(settings.username, settings.password)
         if settings.tls:
-            client.tls_set(ca_certs=settings.ca_file)
+            try:
+                client.tls_set(ca_certs=settings.ca_file)
+            except OSError as error:  # ssl.SSLError is an OSError
+                raise SinkError(self.name, f"cannot use ca_file {settings.ca_file}: {error}") from None
 
         state = _ConnectionState()
         client.on_socket_open = state.socket_open

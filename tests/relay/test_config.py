@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import trio
 
 from relay.config import defaults, load, parse
 from relay.errors import ConfigError
+from tests.relay.harness import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,6 +91,120 @@ def test_required_keys_and_duplicate_sink_names() -> None:
     assert "<defaults>: sinks[0].url: expected a value (this key is required), found nothing" in messages
     assert "<defaults>: sinks[2].name: expected a name no other sink has, found 'a'" in messages
     assert "<defaults>: modem.port: expected a value (this key is required), found nothing" in messages
+
+
+def test_a_duplicate_sink_name_is_reported_even_when_that_sink_has_other_errors() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(
+            {
+                "sinks": [
+                    {"name": "a", "type": "mqtt", "url": "mqtt://h"},
+                    {"name": "a", "type": "mqtt", "url": "htp://h"},
+                    {"name": "a", "type": "http"},
+                ]
+            }
+        )
+    messages = [str(problem) for problem in raised.value.problems]
+    assert messages == [
+        "<defaults>: sinks[1].name: expected a name no other sink has, found 'a'",
+        "<defaults>: sinks[1].url: expected an mqtt://host[:port] or mqtts://host[:port] URL, found 'htp://h'",
+        "<defaults>: sinks[2].name: expected a name no other sink has, found 'a'",
+        "<defaults>: sinks[2].url: expected a value (this key is required), found nothing",
+    ]
+
+
+def test_token_together_with_token_file_is_an_error() -> None:
+    sink = {"name": "central", "type": "http", "url": "https://h/r", "token": "t", "token_file": "/etc/t"}
+    with pytest.raises(ConfigError) as raised:
+        parse({"sinks": [sink]})
+    assert [str(problem) for problem in raised.value.problems] == [
+        "<defaults>: sinks[0].token_file: expected token or token_file, not both, found both"
+    ]
+
+
+def test_check_config_looks_for_the_files_and_ports_the_config_names(tmp_path: Path) -> None:
+    ca, token = tmp_path / "ca.pem", tmp_path / "token"
+    sinks = (
+        f'[[sinks]]\nname = "broker"\ntype = "mqtt"\nurl = "mqtts://h"\nca_file = "{ca}"\n'
+        f'[[sinks]]\nname = "central"\ntype = "http"\nurl = "https://h/r"\ntoken_file = "{token}"\n'
+    )
+    ports = '[modem]\nport = "/dev/serial/by-id/no-such-modem"\n[[serial]]\nport = "/dev/no-such-tty"\n'
+    path = tmp_path / "relay.toml"
+    path.write_text(sinks + ports)
+    missing = check_config(path)
+    assert missing.returncode == 1 and "ok" not in missing.stdout
+    assert missing.stderr.splitlines() == [
+        f"warning: {path}: modem.port: expected a serial device, found '/dev/serial/by-id/no-such-modem' "
+        "(no such device now; the relay keeps trying to open it)",
+        f"warning: {path}: serial[0].port: expected a serial device, found '/dev/no-such-tty' "
+        "(no such device now; the relay keeps trying to open it)",
+        f"error: {path}: sinks[0].ca_file: expected a readable file, found '{ca}' (no such file)",
+        f"error: {path}: sinks[1].token_file: expected a readable file, found '{token}' (no such file)",
+    ]
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    token.mkdir()
+    a_directory = check_config(path)
+    assert a_directory.returncode == 1
+    assert a_directory.stderr.splitlines()[2:] == [
+        f"error: {path}: sinks[1].token_file: expected a readable file, found '{token}' (a directory)"
+    ]
+    token.rmdir()
+    token.write_text("s3cret\n")
+    only_warnings = check_config(path)
+    assert only_warnings.returncode == 0 and f"{path}: ok" in only_warnings.stdout
+    assert [line.split(":")[0] for line in only_warnings.stderr.splitlines()] == ["warning", "warning"]
+
+
+# -- what the config names, at run time ----------------------------------------------------------
+
+
+async def _first_log_line(sink: object, event: str, caplog: pytest.LogCaptureFixture) -> str:
+    from relay.logs import LogfmtFormatter
+
+    caplog.set_level(logging.INFO, "relay")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sink.run)  # type: ignore[attr-defined]
+        await wait_until(lambda: any(record.msg == event for record in caplog.records), 10, event)
+        nursery.cancel_scope.cancel()
+    return LogfmtFormatter().format(next(record for record in caplog.records if record.msg == event))
+
+
+async def test_an_mqtt_sink_that_cannot_read_its_ca_file_names_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from relay.journal import Journal
+    from relay.mqtt import MqttSink
+
+    ca = tmp_path / "missing-ca.pem"
+    sink = {"name": "b", "type": "mqtt", "url": "mqtts://127.0.0.1:9", "ca_file": str(ca)}
+    settings = parse({"sinks": [sink]})
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    try:
+        line = await _first_log_line(MqttSink(settings.sinks[0], journal), "mqtt_disconnected", caplog)
+    finally:
+        journal.close()
+    assert f'error="sink \'b\': cannot use ca_file {ca}: ' in line
+
+
+async def test_an_http_sink_that_cannot_read_its_token_file_names_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from drivers import Report
+    from relay.http_sink import HttpSink
+    from relay.journal import Entry, Journal
+
+    token = tmp_path / "token"
+    token.write_bytes(b"\xff\xfe not UTF-8")
+    sink = {"name": "c", "type": "http", "url": "http://127.0.0.1:9/r", "token_file": str(token)}
+    settings = parse({"sinks": [{**sink, "retry_min_s": 0.01, "retry_max_s": 0.05}]})
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    report = Report(protocol="gps103", device_id="a", event="heartbeat")
+    journal.write_now([Entry(report, b"x", "tcp", "p", datetime.now(UTC))])
+    try:
+        line = await _first_log_line(HttpSink(settings.sinks[0], journal), "http_retry", caplog)
+    finally:
+        journal.close()
+    assert f'error="TransportError: cannot read token_file {token}: ' in line
 
 
 def test_relative_data_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
