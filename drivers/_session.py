@@ -21,7 +21,15 @@ from dataclasses import replace
 from datetime import datetime
 from typing import ClassVar
 
-from ._model import Command, Decoded, FramingError, Report, Transport, UnsupportedCommand
+from ._model import (
+    Command,
+    Decoded,
+    FramingError,
+    Report,
+    Transport,
+    UnsupportedCommand,
+    check_device_id,
+)
 
 
 class Match(enum.Enum):
@@ -128,9 +136,12 @@ class Session(abc.ABC):
 
     def fill_device_id(self, decoded: Decoded) -> tuple[Report, ...]:
         """Learn the device id ``decoded`` carries (a login), then return its reports with the
-        session's device id filled in where a report has none: the reports as the relay stores them."""
+        session's device id filled in where a report has none: the reports as the relay stores them.
+
+        :raises InvalidDeviceId: the learned id is not a valid device id (the session keeps its own).
+        """
         if decoded.device_id:
-            self.device_id = decoded.device_id
+            self.device_id = check_device_id(decoded.device_id)
         if not self.device_id:
             return decoded.reports
         return tuple(

@@ -26,7 +26,6 @@ from drivers import (
     InvalidDeviceId,
     Session,
     Transport,
-    check_device_id,
     detect,
 )
 from drivers import get as get_driver
@@ -101,8 +100,7 @@ class Ingest:
             self.stats.frames += 1
             try:
                 result = session.decode(frame, now=now)
-                if result.device_id:
-                    check_device_id(result.device_id)
+                reports = session.fill_device_id(result)
             except Exception as error:
                 bad_input = isinstance(error, DriverError | InvalidDeviceId)
                 if not bad_input:  # a driver bug must not take the other frames down
@@ -127,11 +125,7 @@ class Ingest:
                         now=now,
                     )
                 )
-            if result.device_id:
-                session.device_id = check_device_id(result.device_id)
-            for index, report in enumerate(result.reports):
-                if report.device_id is None and session.device_id:
-                    report = replace(report, device_id=session.device_id)
+            for index, report in enumerate(reports):
                 if unsynced:
                     report = replace(report, attributes={**report.attributes, "clock_unsynced": True})
                 items.append(Entry(report, wire if index == 0 else None, transport.value, peer, now))

@@ -8,11 +8,11 @@ the command is interrupted. A row that still fails stays, with the new reason sh
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from drivers import Driver, DriverError, Report, Transport, detect, get
+from drivers import Driver, DriverError, InvalidDeviceId, Report, Transport, detect, get
 
 from .journal import Entry, Journal, Released
 
@@ -54,16 +54,12 @@ def redecode(row: Mapping[str, Any], *, senders: Mapping[str, str]) -> list[Repo
     first_error: DriverError | None = None
     for frame in frames:
         try:
-            result = session.decode(frame, now=received)
-        except DriverError as error:
+            reports.extend(session.fill_device_id(session.decode(frame, now=received)))
+        except (DriverError, InvalidDeviceId) as error:
+            if isinstance(error, InvalidDeviceId):
+                error = DriverError(driver.name, str(error), data=frame)
             first_error = first_error or error
             continue
-        if result.device_id:
-            session.device_id = result.device_id
-        reports.extend(
-            replace(report, device_id=session.device_id) if report.device_id is None else report
-            for report in result.reports
-        )
     if not reports:
         raise first_error or DriverError(driver.name, "decodes to no report", data=raw)
     return reports
