@@ -79,7 +79,9 @@ GPS_LBS_5 = 0x31
 GPS_LBS_STATUS_4 = 0x32  # 0x7878 framing; 0x7979 0x32 is the AZ735 GPS packet
 AZ735_ALARM = 0x33
 X1_GPS = 0x34
+STATUS_2 = 0x36  # 0x7878 framing (Jimi IoT 4G); 0x7979 0x36 is X1 photo data
 GPS_LBS_3 = 0x37
+ALARM_MODULE = 0x39  # Jimi IoT 4G
 WIFI_2 = 0x69
 GPS_MODULAR = 0x70
 COMMAND = 0x80
@@ -89,9 +91,10 @@ ALARM = 0x95
 SERIAL_DATA = 0x9B
 GPS_2 = 0xA0  # 4G: LAC 4 bytes, cell id 8 bytes
 LBS_2 = 0xA1
-WIFI_3 = 0xA2
+WIFI_3 = 0xA2  # also GPS_LBS_STATUS_5 on LW 4G units, see LW4G_LENGTH
 FENCE_MULTI = 0xA4
 LBS_ALARM = 0xA5
+WIFI_ALARM = 0xA9  # Jimi IoT 4G
 WIFI_4 = 0xF3
 
 #: Types whose body starts with the 18-byte GPS block.
@@ -145,10 +148,30 @@ NO_ACK_TYPES = frozenset(
 #: 0x7979 types acknowledged in 0x7979 framing, and those acknowledged in 0x7878 framing.
 EXTENDED_ACK_EXTENDED = frozenset({GPS_LBS_STATUS_4, AZ735_ALARM, 0x41})
 EXTENDED_ACK_SHORT = frozenset({GPS_MODULAR, 0xF1, 0xF2, 0x40})
-#: The VXT01 variant: 0x12/0x16 frames of exactly this length have a status block with power volts.
+#: Variants Traccar tells apart by type and declared length (``decodeVariant``).
+#: VXT01: 0x12/0x16 with a status block holding power volts; its alarm byte is not an alarm and
+#: terminal-info alarm 7 means overspeed.
 VXT01_LENGTH = 0x24
+#: S5: 0x12 with a status block (power volts, alarm byte), oil, temperature and odometer.
+S5_LENGTH = 0x2B
+#: WeTrust: 0x12 with odometer, driver card and a card alarm flag.
+WETRUST_LENGTH = 0x29
+#: SL4X: 0x7878 0x32 of these lengths: cell with a 2-byte MNC and 8-byte cell id, status, altitude.
+SL4X_LENGTHS = frozenset({0x27, 0x29})
+#: SEEWORLD: 0x16 whose cell id is 4 bytes.
+SEEWORLD_LENGTH = 0x26
+#: OBD6: 0x13 with a 2-byte signal word (satellites, GSM) before the alarm byte.
+OBD6_LENGTH = 0x13
+#: LW 4G units: 0xA2 is a GPS + 4G cell + status packet, not a WiFi list.
+LW4G_LENGTH = 0x40
+#: A 0x13 body of this length is the JM01-style information layout (no mapped alarm).
+INFO_HEARTBEAT_BODY = 16
+#: Types whose language byte lends its high nibble to the alarm code (Traccar: extension += lang >> 4 << 8).
+LANGUAGE_EXTENDED_TYPES = frozenset({GPS_LBS_STATUS_3, FENCE_MULTI, ALARM_MODULE})
 
-#: Alarm byte of the status block (Traccar decodeAlarm, standard models).
+#: The alarm byte of the status block, and the alarm code of the 4G alarm packets (Traccar's
+#: ``decodeAlarm``, default model). Codes above 0xFF come from the packets whose language byte lends
+#: its high nibble to the code (0x27, 0x39, 0xA4, 0xA9).
 ALARM_CODES: dict[int, str] = {
     0x01: alarms.SOS,
     0x02: alarms.POWER_CUT,
@@ -185,12 +208,16 @@ ALARM_CODES: dict[int, str] = {
     0x5B: alarms.TEMPERATURE,
     0x5C: alarms.TEMPERATURE,
     0xC9: alarms.IDLE,
-    0xF0: alarms.HARD_ACCELERATION,
-    0xF1: alarms.HARD_BRAKING,
-    0xF2: alarms.ACCIDENT,
+    0x0107: alarms.JAMMING,
+    0x010B: alarms.JAMMING,
 }
+#: Codes that mean something else on some models (Traccar picks by the device's configured model).
+LW_ALARM_CODES: dict[int, str] = {0x18: alarms.ACCIDENT, 0x19: alarms.HARD_ACCELERATION}
+SEEWORLD_ALARM_CODES: dict[int, str] = {0x28: alarms.HARD_CORNERING, 0x29: alarms.ACCIDENT}
+VL_ALARM_CODES: dict[int, str] = {0x09: alarms.TOW, 0x28: alarms.POWER_OFF, 0x30: alarms.HARD_BRAKING}
+VL_MODELS = frozenset({"VL103", "LL303", "VL512", "G18"})
 
-#: Bits 3-5 of the terminal-info byte.
+#: Bits 3-5 of the terminal-info byte (7 is overspeed on VXT01 units).
 TERMINAL_ALARMS: dict[int, str] = {
     1: alarms.VIBRATION,
     2: alarms.POWER_CUT,
@@ -200,7 +227,8 @@ TERMINAL_ALARMS: dict[int, str] = {
     7: alarms.REMOVING,
 }
 
-#: Event codes of the JC100/JC400 ``0x95`` alarm packet.
+#: Event codes of the JC100/JC400 ``0x95`` alarm packet (0x01 is sos in the long forms, general in
+#: the short one).
 EVENT_ALARMS: dict[int, str] = {
     0x01: alarms.SOS,
     0x0E: alarms.LOW_POWER,
@@ -220,6 +248,28 @@ MODULAR_EVENTS: dict[int, str] = {
     0x12: alarms.LOW_POWER,
     0x13: alarms.POWER_CUT,
     0x14: alarms.REMOVING,
+}
+#: Events of module 0x34 (event, time, content) in the modular ``0x70`` packet.
+MODULAR_EVENT_RECORDS: dict[int, str] = {
+    0x10: alarms.DOOR,
+    0x12: alarms.REMOVING,
+    0x14: alarms.GEOFENCE_ENTER,
+    0x15: alarms.GEOFENCE_EXIT,
+    0x16: alarms.TEMPERATURE,
+    0x1A: alarms.LOW_BATTERY,
+    0x1B: alarms.OVERSPEED,
+    0x1C: alarms.POWER_ON,
+    0x1D: alarms.POWER_OFF,
+    0x20: alarms.VIBRATION,
+    0x21: alarms.POWER_CUT,
+    0x23: alarms.TAMPERING,
+}
+#: The status byte of the AZ735 ``0x7979 0x33`` alarm packet (0xA0/0xA1 arm and disarm).
+AZ735_ALARMS: dict[int, str] = {
+    0xA2: alarms.LOW_BATTERY,
+    0xA3: alarms.LOW_BATTERY,
+    0xA4: alarms.GENERAL,
+    0xA5: alarms.DOOR,
 }
 
 #: Command texts (Concox SMS/GPRS command set) per command type.
@@ -241,6 +291,23 @@ _LOCATION_TEXT = re.compile(
         DateTime:(?P<date>\d{4}-\d\d-\d\d)\ +(?P<time>\d\d:\d\d:\d\d)""",
     re.VERBOSE,
 )
+
+
+def alarm_of(code: int, model: str | None = None) -> str | None:
+    """The alarm an alarm byte (or 4G alarm code) means, for the device ``model`` if one is known.
+
+    Traccar reads a few codes differently by the device's configured model: ``LW*`` (0x18 accident,
+    0x19 hardAcceleration), ``SEEWORLD`` (0x28 hardCornering, 0x29 accident) and VL103/LL303/VL512/G18
+    (0x09 tow, 0x28 powerOff, 0x30 hardBraking). Without a model the default table applies.
+    """
+    name = (model or "").upper()
+    if name.startswith("LW") and code in LW_ALARM_CODES:
+        return LW_ALARM_CODES[code]
+    if name == "SEEWORLD" and code in SEEWORLD_ALARM_CODES:
+        return SEEWORLD_ALARM_CODES[code]
+    if name in VL_MODELS and code in VL_ALARM_CODES:
+        return VL_ALARM_CODES[code]
+    return ALARM_CODES.get(code)
 
 
 def sniff(head: bytes, transport: Transport) -> Match:
@@ -284,6 +351,9 @@ class Gt06Session(Session):
         super().__init__(transport, device_id=device_id)
         #: Offset of the device clock from UTC, learned from the login (None: assume UTC).
         self.timezone: timedelta | None = None
+        #: The device model (Traccar's per-device ``model``): a few alarm codes and status layouts
+        #: depend on it (see :func:`alarm_of`). None, the default, reads them as standard models do.
+        self.model: str | None = None
         self._command_serial = 0
 
     # -- framing (Gt06FrameDecoder) --------------------------------------------------------------
@@ -351,7 +421,15 @@ class Gt06Session(Session):
             report, replies = self._wifi(packet, reader, attributes)
             return Decoded((report,), replies)
         if packet.extended and type_ in (GPS_LBS_STATUS_4, AZ735_ALARM):
-            report = self._az735(reader, attributes, found)
+            report = self._az735(packet, reader, attributes, found)
+        elif type_ == WIFI_3 and packet.declared_length == LW4G_LENGTH and not packet.extended:
+            report = self._lw4g(reader, attributes, found)
+        elif type_ == ALARM_MODULE and not packet.extended:
+            report = self._alarm_module(reader, attributes, found)
+        elif type_ == WIFI_ALARM:
+            report = self._wifi_alarm(reader, attributes, found)
+        elif type_ == STATUS_2 and not packet.extended:
+            report = self._status_2(packet, reader, attributes, found)
         elif packet.extended and type_ == GPS_MODULAR:
             report = self._modular(reader, attributes, found)
         elif type_ in GPS_TYPES and not packet.body:
@@ -359,7 +437,7 @@ class Gt06Session(Session):
         elif type_ in GPS_TYPES:
             report = self._location(packet, reader, attributes, found)
         elif type_ == HEARTBEAT:
-            self._status(reader, attributes, found, alarm=reader.left >= 4)
+            self._heartbeat(packet, reader, attributes, found)
             report = self._report("heartbeat", attributes, found)
         elif type_ in LBS_STATUS_TYPES:
             self._cell(reader, attributes, lte=type_ in LTE_TYPES, wide=False)
@@ -468,13 +546,79 @@ class Gt06Session(Session):
             "satellites": sats,
         }
 
-    def _cell(self, reader: Reader, attributes: dict[str, Any], *, lte: bool, wide: bool) -> None:
+    def _cell(
+        self, reader: Reader, attributes: dict[str, Any], *, lte: bool, wide: bool, long_cid: bool = False
+    ) -> None:
         """MCC, MNC (2 bytes when MCC bit 15 is set), LAC and cell id (wider on 4G types)."""
         mcc = reader.u16()
         mnc = reader.u16() if mcc & 0x8000 or wide else reader.u8()
         lac = reader.uint(4) if lte else reader.u16()
-        cid = reader.uint(8) if lte else reader.uint(4) if wide else reader.uint(3)
+        cid = reader.uint(8) if lte else reader.uint(4) if wide or long_cid else reader.uint(3)
         attributes.update(mcc=mcc & 0x7FFF, mnc=mnc, lac=lac, cid=cid)
+
+    def _sized_cell(
+        self,
+        packet: _Packet,
+        reader: Reader,
+        attributes: dict[str, Any],
+        *,
+        lte: bool,
+        long_cid: bool = False,
+    ) -> bool:
+        """A cell block led by its length byte, which counts itself; whatever the length covers past
+        the cell is skipped, so the status block after it is found even when the cell is longer than
+        we read. Length 0 means no cell: the status block follows at once, unless a zero-filled block
+        follows instead (Traccar skips up to 45 bytes of it). True when a cell was read."""
+        start = reader.pos
+        length = reader.u8()
+        if length == 0:
+            if not any((packet.data + TRAILER)[start + 10 : start + 46]):
+                reader.skip(min(max(reader.left, 0), 45))
+            return False
+        self._cell(reader, attributes, lte=lte, wide=False, long_cid=long_cid)
+        reader.pos = max(reader.pos, min(start + length, reader.body_length))
+        return True
+
+    def _terminal_info(
+        self, info: int, attributes: dict[str, Any], found: list[str], *, vxt01: bool = False
+    ) -> None:
+        """The terminal-info byte: flags, and an alarm in bits 3-5."""
+        attributes.update(
+            status=info,
+            armed=bool(info & 0x01),
+            ignition=bool(info & 0x02),
+            charging=bool(info & 0x04),
+            gps_tracking=bool(info & 0x40),
+            blocked=bool(info & 0x80),
+        )
+        bits = (info >> 3) & 0x07
+        if bits == 7 and vxt01:
+            found.append(alarms.OVERSPEED)
+        elif bits in TERMINAL_ALARMS:
+            found.append(TERMINAL_ALARMS[bits])
+
+    def _alarm_byte(
+        self,
+        reader: Reader,
+        attributes: dict[str, Any],
+        found: list[str],
+        *,
+        extended: bool,
+        mapped: bool = True,
+    ) -> None:
+        """The alarm byte; with ``extended`` the next (language) byte's high nibble is its bits 8-11."""
+        code = reader.u8()
+        if extended and reader.pos < len(reader.data):
+            code |= (reader.data[reader.pos] >> 4) << 8
+        attributes["alarm_code"] = code
+        if mapped and (name := alarm_of(code, self.model)) is not None:
+            found.append(name)
+
+    @staticmethod
+    def _battery_level(level: int, attributes: dict[str, Any]) -> None:
+        attributes["battery_level"] = level
+        if level <= VOLTAGE_LEVELS:
+            attributes["battery_pct"] = level * 100 // VOLTAGE_LEVELS
 
     def _status(
         self,
@@ -484,55 +628,99 @@ class Gt06Session(Session):
         *,
         alarm: bool,
         power: bool = False,
+        vxt01: bool = False,
+        extended_code: bool = False,
     ) -> None:
-        """Terminal info, voltage level (or power volts), GSM signal, [alarm byte]; optional tail."""
+        """Terminal info, voltage level (or power volts), GSM signal, [alarm byte]; optional tail.
+
+        VXT01 units send an alarm byte that is not an alarm code (kept as ``alarm_code`` only).
+        """
         if reader.left < 1:
             return
-        info = reader.u8()
-        attributes.update(
-            status=info,
-            armed=bool(info & 0x01),
-            ignition=bool(info & 0x02),
-            charging=bool(info & 0x04),
-            gps_tracking=bool(info & 0x40),
-            blocked=bool(info & 0x80),
-        )
-        if (terminal_alarm := TERMINAL_ALARMS.get((info >> 3) & 0x07)) is not None:
-            found.append(terminal_alarm)
+        self._terminal_info(reader.u8(), attributes, found, vxt01=vxt01)
         if power and reader.left >= 2:
             attributes["power_v"] = reader.u16() / 100
         elif reader.left >= 1:
-            level = reader.u8()
-            attributes["battery_level"] = level
-            if level <= VOLTAGE_LEVELS:
-                attributes["battery_pct"] = level * 100 // VOLTAGE_LEVELS
+            self._battery_level(reader.u8(), attributes)
         if reader.left >= 1:
             attributes["rssi"] = reader.u8()
         if alarm and reader.left >= 1:
-            code = reader.u8()
-            attributes["alarm_code"] = code
-            if code in ALARM_CODES:
-                found.append(ALARM_CODES[code])
+            self._alarm_byte(reader, attributes, found, extended=extended_code, mapped=not vxt01)
+
+    def _heartbeat(
+        self, packet: _Packet, reader: Reader, attributes: dict[str, Any], found: list[str]
+    ) -> None:
+        """0x13: the status block, in the layout the variant (declared length) and model call for."""
+        model = (self.model or "").upper()
+        if len(packet.body) == INFO_HEARTBEAT_BODY:
+            # Information content, satellites(2), alarm, language, battery %, mode, volts, ...: Traccar
+            # reads no alarm from this layout.
+            reader.skip(5)
+            attributes["battery_pct"] = reader.u8()
+        elif packet.declared_length == OBD6_LENGTH:
+            self._terminal_info(reader.u8(), attributes, found)
+            signal = reader.u16()
+            attributes["satellites_visible"] = ((signal >> 10) & 0x1F) + ((signal >> 5) & 0x1F)
+            attributes["rssi"] = signal & 0x1F
+            self._alarm_byte(reader, attributes, found, extended=False)
+            reader.skip(1)  # language
+            attributes["battery_pct"] = reader.u8()
+            reader.skip(1)  # working mode
+            attributes["power_v"] = reader.u16() / 100
+        elif model.startswith("LW") or model in ("SEEWORLD", "R11"):
+            # Per-model layouts: R11 sends power volts for the voltage level; LW units power volts
+            # (12 bits, 0.1 V) and SEEWORLD units power volts (1 V) where the alarm byte would be.
+            self._terminal_info(reader.u8(), attributes, found)
+            if model == "R11":
+                attributes["power_v"] = reader.u16() / 100
+            else:
+                self._battery_level(reader.u8(), attributes)
+            attributes["rssi"] = reader.u8()
+            if model.startswith("LW") and reader.left >= 2:
+                attributes["power_v"] = (reader.u16() & 0x0FFF) / 10
+            elif model == "SEEWORLD" and reader.left >= 1:
+                attributes["power_v"] = float(reader.u8())
+            elif reader.left >= 1:
+                self._alarm_byte(reader, attributes, found, extended=False)
+        else:
+            self._status(reader, attributes, found, alarm=reader.left >= 4)
 
     def _location(
         self, packet: _Packet, reader: Reader, attributes: dict[str, Any], found: list[str]
     ) -> Report:
-        type_ = packet.type
+        type_, length = packet.type, packet.declared_length
         if type_ == X1_GPS:
             reader.skip(4)  # data and alarm flags
         fields = self._gps(reader, attributes)
-        vxt01 = type_ in (GPS_LBS_1, GPS_LBS_STATUS_1) and packet.declared_length == VXT01_LENGTH
+        if type_ == GPS_LBS_STATUS_4 and length in SL4X_LENGTHS:
+            self._sl4x_status(reader, attributes, found)
+            return self._report("alarm" if found else "position", attributes, found, **fields)
+        vxt01 = type_ in (GPS_LBS_1, GPS_LBS_STATUS_1) and length == VXT01_LENGTH
+        s5 = type_ == GPS_LBS_1 and length == S5_LENGTH
         if type_ in GPS_LBS_TYPES:
-            # Status packets put the cell block's length first (VXT01 units do not).
-            if type_ in STATUS_TYPES and not vxt01 and reader.left >= 1 and reader.u8() == 0:
-                return self._report("position", attributes, found, **fields)
             lte, wide = type_ in LTE_TYPES, type_ == GPS_LBS_6
-            if reader.left >= _cell_size(lte=lte, wide=wide):
+            if type_ in STATUS_TYPES and not vxt01:
+                # Status packets put the cell block's length first (VXT01 units do not).
+                if reader.left >= 1:
+                    long_cid = type_ == GPS_LBS_STATUS_1 and length == SEEWORLD_LENGTH
+                    self._sized_cell(packet, reader, attributes, lte=lte, long_cid=long_cid)
+            elif reader.left >= _cell_size(lte=lte, wide=wide):
                 self._cell(reader, attributes, lte=lte, wide=wide)
-        if vxt01:
-            self._status(reader, attributes, found, alarm=True, power=True)
+        if vxt01 or s5:
+            self._status(reader, attributes, found, alarm=True, power=True, vxt01=vxt01)
+            if s5 and reader.left >= 7:
+                attributes["oil"] = reader.u16()
+                temperature = reader.u8()
+                attributes["temperature_c"] = -(temperature & 0x7F) if temperature & 0x80 else temperature
+                attributes["odometer_m"] = reader.uint(4) * 10
+        elif type_ == GPS_LBS_1 and length == WETRUST_LENGTH and reader.left >= 5:
+            attributes["odometer_m"] = reader.uint(4)
+            attributes["card"] = _text(reader.take(reader.u8()))
+            if reader.left >= 1 and reader.u8() > 0:
+                found.append(alarms.GENERAL)  # the card alarm flag
         elif type_ in STATUS_TYPES:
-            self._status(reader, attributes, found, alarm=True)
+            extended = type_ in LANGUAGE_EXTENDED_TYPES
+            self._status(reader, attributes, found, alarm=True, extended_code=extended)
         elif type_ == WIFI and reader.left >= 8:
             driver = reader.take(8).hex()
             fields["driver_id"] = driver
@@ -541,28 +729,132 @@ class Gt06Session(Session):
         event = "alarm" if found else "position"
         return self._report(event, attributes, found, **fields)
 
-    def _az735(self, reader: Reader, attributes: dict[str, Any], found: list[str]) -> Report:
-        """0x7979 0x32/0x33 (AZ735): time, GPS length (0 = no fix), satellites, lat, lon, speed, flags."""
-        time = self._device_time(reader.take(6))
-        if reader.u8() == 0:
-            return self._report("status", attributes, found, time=time)
-        sats = reader.u8() & 0x0F
-        lat = reader.uint(4) / COORDINATE_SCALE
-        lon = reader.uint(4) / COORDINATE_SCALE
-        speed = float(reader.u8())
-        flags = reader.u16()
-        return self._report(
-            "position",
-            attributes,
-            found,
-            time=time,
-            valid=bool(flags & 0x1000),
-            lat=lat if flags & 0x0400 else -lat,
-            lon=-lon if flags & 0x0800 else lon,
-            speed_kmh=speed,
-            course_deg=_course(flags),
-            satellites=sats,
-        )
+    def _sl4x_status(self, reader: Reader, attributes: dict[str, Any], found: list[str]) -> None:
+        """SL4X 0x32 after the GPS block: cell length, MCC, 2-byte MNC, LAC, 8-byte cell id (Traccar
+        then skips length - 9 bytes), the status block with its alarm byte, altitude."""
+        length = reader.u8()
+        mcc, mnc, lac, cid = reader.u16(), reader.u16(), reader.u16(), reader.uint(8)
+        attributes.update(mcc=mcc & 0x7FFF, mnc=mnc, lac=lac, cid=cid)
+        reader.skip(min(max(length - 9, 0), max(reader.left, 0)))
+        if reader.left >= 4:
+            self._status(reader, attributes, found, alarm=True)
+
+    def _lw4g(self, reader: Reader, attributes: dict[str, Any], found: list[str]) -> Report:
+        """0xA2 from LW 4G units: GPS, 4G cell, network indicator, status with power volts, alarm."""
+        fields = self._gps(reader, attributes)
+        self._cell(reader, attributes, lte=True, wide=False)
+        reader.skip(1)  # network indicator
+        self._terminal_info(reader.u8(), attributes, found)
+        attributes["power_v"] = reader.u16() / 100
+        self._battery_level(reader.u8(), attributes)
+        attributes["rssi"] = reader.u8()
+        self._alarm_byte(reader, attributes, found, extended=False)
+        return self._report("alarm" if found else "position", attributes, found, **fields)
+
+    def _alarm_module(self, reader: Reader, attributes: dict[str, Any], found: list[str]) -> Report:
+        """0x39 (Jimi IoT 4G): GPS, a typed cell (type >= 3: 4G), status, alarm + language, modules."""
+        fields = self._gps(reader, attributes)
+        lte = reader.u8() >= 3
+        mcc = reader.u16()
+        mnc = reader.u16() if mcc & 0x8000 else reader.u8()
+        lac = reader.uint(4 if lte else 2)
+        cid = reader.uint(8 if lte else 3)
+        reader.skip(2 if lte else 1)  # cell signal
+        attributes.update(mcc=mcc & 0x7FFF, mnc=mnc, lac=lac, cid=cid)
+        self._status(reader, attributes, found, alarm=True, extended_code=True)
+        if reader.left >= 1:
+            reader.skip(1)  # language
+        self._status_modules(reader, attributes)
+        return self._report("alarm" if found else "position", attributes, found, **fields)
+
+    def _status_2(
+        self, packet: _Packet, reader: Reader, attributes: dict[str, Any], found: list[str]
+    ) -> Report:
+        """0x7878 0x36 (Jimi IoT 4G): status block with alarm, language, modules.
+
+        Other devices (VL103) send a GPS packet under the same type; unless the modules fill the
+        body exactly the packet is not this layout and is kept raw, so GPS bytes raise no alarm.
+        """
+        status: dict[str, Any] = {}
+        alarms_found: list[str] = []
+        self._status(reader, status, alarms_found, alarm=True)
+        if reader.left >= 1:
+            reader.skip(1)  # language
+        if not self._status_modules(reader, status):
+            attributes.update(type=packet.type, raw=packet.body.hex())
+            return self._report("message", attributes, found)
+        attributes.update(status)
+        found.extend(alarms_found)
+        return self._report("alarm" if found else "status", attributes, found)
+
+    @staticmethod
+    def _status_modules(reader: Reader, attributes: dict[str, Any]) -> bool:
+        """``type(2) length(1) data`` modules after a Jimi IoT status block; True if they fill the body."""
+        while reader.left >= 3:
+            module, length = reader.u16(), reader.u8()
+            if length > reader.left:
+                return False
+            data = reader.take(length)
+            if module == 0x18 and length >= 2:
+                attributes["battery_v"] = int.from_bytes(data[:2], "big") / 100
+            elif module == 0x32 and length >= 1:
+                attributes["startup_status"] = data[0]
+            elif module == 0x6A and length >= 1:
+                attributes["battery_pct"] = data[0]
+        return reader.left == 0
+
+    def _wifi_alarm(self, reader: Reader, attributes: dict[str, Any], found: list[str]) -> Report:
+        """0xA9 (Jimi IoT 4G): time, cells (2G or 4G), WiFi access points, alarm code + language."""
+        time = _optional_time(reader.take(6), self.timezone)
+        mcc = reader.u16()
+        attributes["mcc"] = mcc & 0x7FFF
+        attributes["mnc"] = reader.u16() if mcc & 0x8000 else reader.u8()
+        lte = reader.u8() > 0
+        for index in range(reader.u8()):
+            lac, cid = reader.uint(4 if lte else 2), reader.uint(8 if lte else 3)
+            reader.skip(1)  # signal
+            if index == 0:
+                attributes.update(lac=lac, cid=cid)
+        reader.skip(1)  # timing advance
+        count = reader.u8()
+        reader.skip(7 * count)  # MAC and signal of each access point
+        attributes["wifi_count"] = count
+        self._alarm_byte(reader, attributes, found, extended=True)
+        return self._report("alarm" if found else "lbs", attributes, found, time=time)
+
+    def _az735(self, packet: _Packet, reader: Reader, attributes: dict[str, Any], found: list[str]) -> Report:
+        """0x7979 0x32/0x33 (AZ735): time, GPS length (0 = no fix) and block, sized cell + signal,
+        extra cells, WiFi, status byte (on 0x33: an alarm or the arm state), reserved."""
+        fields: dict[str, Any] = {"time": self._device_time(reader.take(6))}
+        if reader.u8():
+            sats = reader.u8() & 0x0F
+            lat = reader.uint(4) / COORDINATE_SCALE
+            lon = reader.uint(4) / COORDINATE_SCALE
+            speed = float(reader.u8())
+            flags = reader.u16()
+            fields.update(
+                valid=bool(flags & 0x1000),
+                lat=lat if flags & 0x0400 else -lat,
+                lon=-lon if flags & 0x0800 else lon,
+                speed_kmh=speed,
+                course_deg=_course(flags),
+                satellites=sats,
+            )
+        if reader.left >= 1 and self._sized_cell(packet, reader, attributes, lte=False):
+            attributes["rssi"] = reader.u8()
+        for _block in ("cells", "wifi"):
+            if reader.left >= 1:
+                reader.skip(reader.u8())
+        if reader.left >= 1:
+            status = reader.u8()
+            attributes["status"] = status
+            if packet.type == AZ735_ALARM:
+                if status in (0xA0, 0xA1):
+                    attributes["armed"] = status == 0xA0
+                elif status in AZ735_ALARMS:
+                    found.append(AZ735_ALARMS[status])
+        event = "alarm" if found else "position" if "lat" in fields else "status"
+        return self._report(event, attributes, found, **fields)
 
     def _modular(self, reader: Reader, attributes: dict[str, Any], found: list[str]) -> Report:
         """0x70: a list of ``type(2) length(2) data`` modules."""
@@ -584,6 +876,10 @@ class Gt06Session(Session):
                 attributes["event_code"] = data[0]
                 if data[0] in MODULAR_EVENTS:
                     found.append(MODULAR_EVENTS[data[0]])
+            elif module == 0x34 and length >= 1:
+                attributes["event_code"] = data[0]
+                if data[0] in MODULAR_EVENT_RECORDS:
+                    found.append(MODULAR_EVENT_RECORDS[data[0]])
             elif module == 0x2E and length >= 4:
                 attributes["odometer_m"] = int.from_bytes(data[:4], "little")
             elif module == 0x33 and length >= 18:

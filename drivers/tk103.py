@@ -67,6 +67,9 @@ TYPE_IGNITION: dict[str, bool] = {
     **dict.fromkeys(("ZC15", "DW35", "DW55", "ZC29", "DW42", "DW62"), True),
     **dict.fromkeys(("ZC16", "DW36", "DW56"), False),
 }
+#: The keyword form of an alarm's data: ``,ALARM,<digit>,<number>,`` before the date (Traccar's
+#: ``.text(",ALARM,")`` branch); the digit is the BO01/BQ81 alarm digit.
+_ALARM_KEYWORD = re.compile(r",?ALARM,(?P<digit>\d),\d+,")
 #: ``ZC20`` battery level (0..6) to percent.
 BATTERY_LEVELS: dict[int, int] = {6: 100, 5: 80, 4: 50, 3: 20, 2: 10}
 #: ``ZC20`` voltages of 65535 and a level of 255 mean "not measured".
@@ -245,13 +248,24 @@ def _interval(seconds: Any) -> str:
     return f"{value:04X}"
 
 
+def _alarm_data(data: str) -> str:
+    """The alarm digit(s) of a type's data: the digits themselves, or the digit of the keyword form."""
+    keyword = _ALARM_KEYWORD.fullmatch(data)
+    return keyword["digit"] if keyword else data
+
+
 def _alarms_of(kind: str, data: str) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """Alarms and ignition a message type (and, for BO01/BQ81, its alarm data) stands for.
+
+    BO01 reads the first digit (Traccar ``charAt(0)``); BQ81 the whole number, so ``12`` is no alarm.
+    """
     found: list[str] = []
     attributes: dict[str, Any] = {}
+    data = _alarm_data(data)
     if kind == "BO01" and data[:1] in BO01_ALARMS:
         found.append(BO01_ALARMS[data[:1]])
-    elif kind == "BQ81" and data[:1] in BQ81_ALARMS:
-        found.append(BQ81_ALARMS[data[:1]])
+    elif kind == "BQ81" and data.isdigit() and str(int(data)) in BQ81_ALARMS:
+        found.append(BQ81_ALARMS[str(int(data))])
     elif kind in TYPE_ALARMS:
         found.append(TYPE_ALARMS[kind])
     if kind in TYPE_IGNITION:
@@ -324,11 +338,14 @@ def _event(kind: str, found: tuple[str, ...]) -> str:
 
 
 def _comma_position(device_id: str, kind: str, data: str) -> Report | None:
-    """``ddmmyy,A|V,<lat><N|S>,<lon><E|W>,speed,hhmmss,course[,...]``."""
+    """``[ALARM,<digit>,<number>,]ddmmyy,A|V,<lat><N|S>,<lon><E|W>,speed,hhmmss,course[,...]``."""
+    alarm = ""
+    if keyword := _ALARM_KEYWORD.match("," + data):
+        alarm, data = keyword.group(), data[keyword.end() - 1 :]
     fields = data.split(",")
     if len(fields) < 6 or fields[1] not in ("A", "V") or fields[2][-1:] not in ("N", "S"):
         return None
-    found, attributes = _alarms_of(kind, "")
+    found, attributes = _alarms_of(kind, alarm)
     attributes["type"] = kind
     time = _fix_time(fields[0], fields[5], day_first=True)
     if time is None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers import Command, CommandType, DriverError, Match, Transport, detect
+from drivers import Command, CommandType, DriverError, Match, Transport, detect, gt06
 from drivers._crc import crc16_x25
 from drivers.gt06 import Gt06Session, frame_bytes, sniff
 from tests import vectors
@@ -159,6 +159,218 @@ def test_terminal_info_and_alarm_byte_raise_alarms() -> None:
     # Terminal info bits 3-5 = 4 (sos) and alarm byte 0x02 (powerCut).
     heartbeat = frame_bytes(0x13, bytes([0x20, 0x04, 0x04, 0x02, 0x02]), 7)
     assert Gt06Session().decode(heartbeat, now=NOW).reports[0].alarms == ("sos", "powerCut")
+
+
+# -- alarm codes, one frame per code and packet type -----------------------------------------------
+
+#: A fix at 2024-05-06 07:08:09: 9 satellites, 12.5 N 13.25 E, 40 km/h, course 90, valid.
+GPS_BLOCK = (
+    bytes([24, 5, 6, 7, 8, 9, 0xC9])
+    + round(12.5 * gt06.COORDINATE_SCALE).to_bytes(4, "big")
+    + round(13.25 * gt06.COORDINATE_SCALE).to_bytes(4, "big")
+    + bytes([40])
+    + (0x1400 | 90).to_bytes(2, "big")
+)
+CELL = bytes.fromhex("00f0" "01" "1234" "00abcd")  # MCC 240, MNC 1, LAC, 3-byte cell id
+CELL_4G = bytes.fromhex("00f0" "01" "00001234" "00000000000abcde")  # LAC 4 bytes, cell id 8 bytes
+#: Terminal info (no alarm bits), voltage level 4, GSM signal 3.
+STATUS = bytes([0x00, 0x04, 0x03])
+TIME = bytes([24, 5, 6, 7, 8, 9])
+
+
+def _lang(code: int) -> bytes:
+    """The language byte (English); its high nibble carries bits 8-11 of an extended alarm code."""
+    return bytes([(code >> 8) << 4 | 0x02])
+
+
+#: Packet builders: alarm code -> (type, content, declared length or None), for every layout that
+#: carries Traccar's alarm byte.
+STANDARD_LAYOUTS: dict[str, Any] = {
+    "0x16 gps+lbs+status": lambda c: (0x16, GPS_BLOCK + b"\x09" + CELL + STATUS + bytes([c]) + _lang(c)),
+    "0x26 gps+lbs+status": lambda c: (0x26, GPS_BLOCK + b"\x09" + CELL + STATUS + bytes([c]) + _lang(c)),
+    "0x32 gps+lbs+status": lambda c: (0x32, GPS_BLOCK + b"\x09" + CELL + STATUS + bytes([c]) + _lang(c)),
+    "0x19 lbs+status": lambda c: (0x19, CELL + STATUS + bytes([c]) + _lang(c)),
+    "0xa5 4g lbs alarm": lambda c: (0xA5, CELL_4G + STATUS + bytes([c]) + _lang(c)),
+    "0x13 heartbeat": lambda c: (0x13, STATUS + bytes([c]) + _lang(c)),
+    "0x13 obd6": lambda c: (0x13, b"\x00\x8c\x43" + bytes([c]) + b"\x02\x64\x01\x04\xb0" + bytes(5)),
+    "0x12 s5": lambda c: (0x12, GPS_BLOCK + CELL + b"\x00\x04\xb0\x03" + bytes([c]) + bytes(7)),
+    "0xa2 lw 4g": lambda c: (
+        0xA2,
+        GPS_BLOCK + CELL_4G + b"\x01" + b"\x00\x04\xb0\x05\x03" + bytes([c]) + _lang(c) + bytes(18),
+    ),
+    "0x36 jimi status": lambda c: (0x36, STATUS + bytes([c]) + _lang(c) + bytes.fromhex("00180201a4")),
+}
+#: Layouts whose language byte extends the code (codes above 0xFF reach these only).
+EXTENDED_LAYOUTS: dict[str, Any] = {
+    "0x27 gps+lbs+status+geofence": lambda c: (
+        0x27,
+        GPS_BLOCK + b"\x09" + CELL + STATUS + bytes([c & 0xFF]) + _lang(c) + b"\x01",
+    ),
+    "0xa4 4g fence": lambda c: (
+        0xA4,
+        GPS_BLOCK + b"\x10" + CELL_4G + STATUS + bytes([c & 0xFF]) + _lang(c) + b"\x01",
+    ),
+    "0x39 alarm module": lambda c: (
+        0x39,
+        GPS_BLOCK + b"\x01" + CELL + b"\x20" + STATUS + bytes([c & 0xFF]) + _lang(c) + b"\x00\x6a\x01\x50",
+    ),
+    "0xa9 wifi alarm": lambda c: (
+        0xA9,
+        TIME + bytes.fromhex("00f0" "01" "00" "01" "1234" "00abcd" "20" "00" "01")
+        + bytes.fromhex("aabbccddeeff30")
+        + bytes([c & 0xFF])
+        + _lang(c),
+    ),
+}
+LAYOUTS = {**STANDARD_LAYOUTS, **EXTENDED_LAYOUTS}
+#: Layouts with their own GPS fix (the others report cells or status only).
+WITH_FIX = {name for name in LAYOUTS if "gps" in name} | {"0x12 s5", "0xa2 lw 4g", "0x39 alarm module"}
+#: Declared lengths that pick a variant layout (Traccar's decodeVariant).
+DECLARED = {"0x13 obd6": gt06.OBD6_LENGTH, "0x12 s5": gt06.S5_LENGTH, "0xa2 lw 4g": gt06.LW4G_LENGTH}
+
+
+def _layout_frame(name: str, code: int) -> bytes:
+    type_, content = LAYOUTS[name](code)
+    frame = frame_bytes(type_, content, 0x0101)
+    assert name not in DECLARED or frame[2] == DECLARED[name], "the layout's size must select its variant"
+    return frame
+
+
+def _decode_one(frame: bytes, model: str | None = None) -> Any:
+    session = Gt06Session()
+    session.model = model
+    (report,) = session.decode(frame, now=NOW).reports
+    return report
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for code, name in gt06.ALARM_CODES.items():
+        for layout in EXTENDED_LAYOUTS if code > 0xFF else LAYOUTS:
+            cases.append(pytest.param(layout, code, name, id=f"{layout}-0x{code:02x}"))
+    return cases
+
+
+@pytest.mark.parametrize(("layout", "code", "alarm"), _cases())
+def test_every_mapped_alarm_code_is_named_in_every_packet_that_carries_it(
+    layout: str, code: int, alarm: str
+) -> None:
+    report = _decode_one(_layout_frame(layout, code))
+    assert report.alarms == (alarm,)
+    assert report.attributes["alarm_code"] == code
+    if layout in WITH_FIX:
+        assert (report.lat, report.lon) == (pytest.approx(12.5), pytest.approx(13.25))
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("code", [0x00, 0x07, 0x20, 0xF0, 0xFF])
+def test_an_unknown_alarm_code_raises_no_alarm_but_keeps_the_report(layout: str, code: int) -> None:
+    report = _decode_one(_layout_frame(layout, code))
+    assert report.alarms == ()
+    assert report.attributes["alarm_code"] == code
+    if layout in WITH_FIX:
+        assert report.valid is True and report.lat == pytest.approx(12.5)
+
+
+@pytest.mark.parametrize("layout", list(EXTENDED_LAYOUTS))
+def test_a_language_nibble_that_makes_an_unknown_code_raises_no_alarm(layout: str) -> None:
+    # 0x0201 is not 0x01 (sos): the high nibble of the language byte belongs to the code.
+    assert _decode_one(_layout_frame(layout, 0x0201)).alarms == ()
+
+
+MODEL_CASES = [
+    *[("LW4G", code, alarm) for code, alarm in gt06.LW_ALARM_CODES.items()],
+    *[("SEEWORLD", code, alarm) for code, alarm in gt06.SEEWORLD_ALARM_CODES.items()],
+    *[(vl, code, alarm) for vl in sorted(gt06.VL_MODELS) for code, alarm in gt06.VL_ALARM_CODES.items()],
+]
+
+
+@pytest.mark.parametrize(("model", "code", "alarm"), MODEL_CASES)
+def test_model_variants_read_some_codes_differently(model: str, code: int, alarm: str) -> None:
+    frame = _layout_frame("0x26 gps+lbs+status", code)
+    assert _decode_one(frame, model=model).alarms == (alarm,)
+    assert _decode_one(frame).alarms == (gt06.ALARM_CODES[code],)  # no model: the standard reading
+
+
+@pytest.mark.parametrize(("model", "power"), [("LW4G", 12.0), ("SEEWORLD", 0x30)])
+def test_models_whose_heartbeat_ends_in_power_raise_no_alarm_from_it(model: str, power: float) -> None:
+    frame = frame_bytes(0x13, STATUS + (b"\x00\x78" if model == "LW4G" else b"\x30") + b"\x02", 1)
+    report = _decode_one(frame, model=model)
+    assert report.alarms == () and report.attributes["power_v"] == power
+
+
+@pytest.mark.parametrize(("bits", "alarm"), sorted(gt06.TERMINAL_ALARMS.items()))
+def test_terminal_info_alarm_bits(bits: int, alarm: str) -> None:
+    content = GPS_BLOCK + b"\x09" + CELL + bytes([bits << 3, 0x04, 0x03, 0x00, 0x02])
+    assert _decode_one(frame_bytes(0x16, content, 1)).alarms == (alarm,)
+
+
+def test_vxt01_terminal_alarm_7_is_overspeed_and_its_alarm_byte_is_no_alarm() -> None:
+    # 0x16 declared 0x24 (VXT01): no cell length, power volts; alarm byte 0x01 is not sos here.
+    content = GPS_BLOCK + CELL + bytes([7 << 3]) + b"\x04\xb0\x03\x01"
+    frame = frame_bytes(0x16, content, 1)
+    assert frame[2] == gt06.VXT01_LENGTH
+    report = _decode_one(frame)
+    assert report.alarms == ("overspeed",) and report.attributes["power_v"] == 12.0
+
+
+def test_zero_cell_length_still_reads_the_status_block_after_it() -> None:
+    content = GPS_BLOCK + b"\x00" + STATUS + b"\x01\x02"
+    report = _decode_one(frame_bytes(0x26, content, 1))
+    assert report.alarms == ("sos",) and report.lat == pytest.approx(12.5)
+
+
+def test_a_longer_cell_length_is_skipped_to_find_the_alarm_byte() -> None:
+    content = GPS_BLOCK + b"\x0b" + CELL + b"\xee\xee" + STATUS + b"\x04\x02"
+    assert _decode_one(frame_bytes(0x16, content, 1)).alarms == ("geofenceEnter",)
+
+
+def test_wetrust_card_alarm_flag_is_a_general_alarm() -> None:
+    content = GPS_BLOCK + CELL + bytes(4) + b"\x017" + b"\x01\x00\x00\x10"
+    frame = frame_bytes(0x12, content, 1)
+    assert frame[2] == gt06.WETRUST_LENGTH
+    report = _decode_one(frame)
+    assert report.alarms == ("general",) and report.attributes["card"] == "7"
+
+
+@pytest.mark.parametrize(("code", "alarm"), sorted(gt06.EVENT_ALARMS.items()))
+def test_0x95_event_codes_long_form(code: int, alarm: str) -> None:
+    # Time, lat, lon, flags (no satellites, no speed), event.
+    content = GPS_BLOCK[:6] + GPS_BLOCK[7:15] + GPS_BLOCK[16:18] + bytes([code])
+    report = _decode_one(frame_bytes(0x95, content, 1))
+    assert report.alarms == (alarm,) and report.lat == pytest.approx(12.5)
+
+
+def test_0x95_short_form_event_1_is_a_general_alarm() -> None:
+    assert _decode_one(frame_bytes(0x95, TIME + b"\x01", 1)).alarms == ("general",)
+
+
+@pytest.mark.parametrize(
+    ("module", "code", "alarm"),
+    [
+        *[(0x2B, code, alarm) for code, alarm in sorted(gt06.MODULAR_EVENTS.items())],
+        *[(0x34, code, alarm) for code, alarm in sorted(gt06.MODULAR_EVENT_RECORDS.items())],
+        (0x2B, 0x16, None),
+        (0x34, 0x11, None),
+    ],
+)
+def test_modular_packet_events(module: int, code: int, alarm: str | None) -> None:
+    data = bytes([code]) + (bytes(5) if module == 0x34 else b"")
+    content = module.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data
+    report = _decode_one(frame_bytes(0x70, content, 1, extended=True))
+    assert report.alarms == ((alarm,) if alarm else ())
+
+
+@pytest.mark.parametrize(
+    ("status", "alarm"), [*sorted(gt06.AZ735_ALARMS.items()), (0xA0, None), (0x50, None)]
+)
+def test_az735_alarm_packet_status_byte(status: int, alarm: str | None) -> None:
+    # Time, GPS length, GPS block, sized cell + signal, no extra cells, no WiFi, status, reserved.
+    gps = GPS_BLOCK[:6] + b"\x0c" + GPS_BLOCK[6:]
+    content = gps + b"\x09" + CELL + b"\x20" + b"\x00\x00" + bytes([status, 0])
+    report = _decode_one(frame_bytes(0x33, content, 1, extended=True))
+    assert report.alarms == ((alarm,) if alarm else ())
+    assert report.lat == pytest.approx(12.5)
 
 
 def test_bad_crc_is_recorded_not_dropped() -> None:

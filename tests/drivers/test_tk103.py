@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import drivers
-from drivers import Command, CommandType, DriverError, FramingError, Match, Transport, UnsupportedCommand
+from drivers import (
+    Command,
+    CommandType,
+    DriverError,
+    FramingError,
+    Match,
+    Transport,
+    UnsupportedCommand,
+    tk103,
+)
 from drivers.tk103 import Tk103Session, sniff
 from tests import vectors
 from tests.drivers.streams import check_stream, feed_frames, mutated_stream
@@ -235,3 +244,87 @@ class TestFuzz:
         for frame in frames:
             with contextlib.suppress(DriverError):
                 Tk103Session(Transport.UDP).decode(bytes(frame[: len(frame) - cut % len(frame)]), now=NOW)
+
+
+# -- alarm codes, one frame per code and layout ----------------------------------------------------
+
+ID = "013612345678"
+IMEI = "864768010159785"
+#: The packed position after the type's data, and the comma one (ddmmyy first).
+PACKED = "130520A3439.9629S05826.3504W000.1175622323.8700000000L000450AC"
+COMMA = "200513,A,3439.9629S,05826.3504W,0.1,175622,323.87"
+
+#: Every (type, data) -> alarm Traccar maps: BO01 and BQ81 by their digit, the rest by type.
+ALARM_CASES = [
+    *[("BO01", digit, alarm) for digit, alarm in tk103.BO01_ALARMS.items()],
+    *[("BQ81", digit, alarm) for digit, alarm in tk103.BQ81_ALARMS.items()],
+    # DW5x types are cell/WiFi reports (test_cell_and_wifi_reports_carry_their_types_alarm).
+    *[(kind, "", alarm) for kind, alarm in tk103.TYPE_ALARMS.items() if not kind.startswith("DW5")],
+]
+#: Layouts a type's alarm travels in, as frame builders of (type, alarm digit).
+LAYOUTS = {
+    "packed": lambda kind, digit: f"({ID}{kind}{digit}{PACKED})",
+    "packed ALARM keyword": lambda kind, digit: f"({ID}{kind},ALARM,{digit or 0},164,{PACKED})",
+    "comma ALARM keyword": lambda kind, digit: f"({IMEI},{kind},ALARM,{digit or 0},164,{COMMA})",
+}
+
+
+def _alarm_params() -> list[Any]:
+    params = []
+    for kind, digit, alarm in ALARM_CASES:
+        for layout in LAYOUTS:
+            params.append(pytest.param(layout, kind, digit, alarm, id=f"{layout}-{kind}{digit}"))
+        if not digit:  # type-only alarms also come comma-separated, and DW5x as cell/WiFi reports
+            params.append(pytest.param("comma", kind, digit, alarm, id=f"comma-{kind}"))
+    return params
+
+
+def _decode_one(frame: str) -> Any:
+    (report,) = Tk103Session().decode(frame.encode(), now=NOW).reports
+    return report
+
+
+class TestAlarmCodes:
+    @pytest.mark.parametrize(("layout", "kind", "digit", "alarm"), _alarm_params())
+    def test_every_mapped_alarm_is_named_with_its_position(
+        self, layout: str, kind: str, digit: str, alarm: str
+    ) -> None:
+        frame = f"({IMEI},{kind},{COMMA})" if layout == "comma" else LAYOUTS[layout](kind, digit)
+        report = _decode_one(frame)
+        assert report.alarms == (alarm,)
+        assert report.event == "alarm"
+        assert report.lat == pytest.approx(-34.66605, abs=1e-5)
+        assert report.lon == pytest.approx(-58.43917, abs=1e-5)
+
+    @pytest.mark.parametrize("kind", sorted(k for k in tk103.TYPE_ALARMS if k.startswith("DW5")))
+    def test_cell_and_wifi_reports_carry_their_types_alarm(self, kind: str) -> None:
+        frame = f"({IMEI},{kind},460,0,9520,3671,1,00:11:22:33:44:55*-70*6,200513,175622)"
+        report = _decode_one(frame)
+        assert report.alarms == (tk103.TYPE_ALARMS[kind],) and report.attributes["cid"] == 3671
+
+    @pytest.mark.parametrize("layout", list(LAYOUTS))
+    @pytest.mark.parametrize(("kind", "digit"), [("BO01", "0"), ("BO01", "7"), ("BQ81", "6"), ("BQ81", "9")])
+    def test_an_unknown_alarm_digit_raises_no_alarm_but_keeps_the_position(
+        self, layout: str, kind: str, digit: str
+    ) -> None:
+        report = _decode_one(LAYOUTS[layout](kind, digit))
+        assert report.alarms == ()
+        assert report.event == "position"
+        assert report.lat == pytest.approx(-34.66605, abs=1e-5)
+
+    def test_bq81_reads_its_whole_number_so_12_is_no_alarm(self) -> None:
+        assert _decode_one(f"({ID}BQ8112{PACKED})").alarms == ()
+
+    def test_the_reference_bq81_keyword_sample_is_overspeed(self) -> None:
+        # Traccar's Tk103ProtocolDecoderTest sample for the ",ALARM," form.
+        frame = "(044027395704BQ81,ALARM,1,164,151101A2238.5237N11349.4571E0.7031241010.0000,00000000)"
+        report = _decode_one(frame)
+        assert report.alarms == ("overspeed",)
+        assert report.lat == pytest.approx(22.64206, abs=1e-5)
+
+    @pytest.mark.parametrize(
+        ("kind", "ignition"), sorted(item for item in tk103.TYPE_IGNITION.items() if item[0][:3] != "DW5")
+    )
+    def test_ignition_types_set_ignition_and_raise_no_alarm(self, kind: str, ignition: bool) -> None:
+        report = _decode_one(f"({IMEI},{kind},{COMMA})")
+        assert report.alarms == () and report.attributes["ignition"] is ignition
