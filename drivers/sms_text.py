@@ -23,28 +23,17 @@ from typing import Any
 
 from . import alarms
 from ._model import Report
+from .gps103 import KEYWORD_ALARMS
 
 COBAN = "gps103"
 BOFAN = "pt502"
 
-#: Alarm keywords of Coban texts (lower case, as a phrase) to alarm names; the first match wins.
+#: Alarm words of Coban texts (lower case, as a phrase; a space may be missing) to alarm names: the
+#: keyword table of the TCP driver, so a tracker's alarm is the same alarm by SMS and over the network.
+#: A word followed by ``:`` is a field (``speed:0.00``), never an alarm.
 COBAN_ALARMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), alarm)
-    for pattern, alarm in (
-        (r"\bhe[li]p me\b", alarms.SOS),  # "heip me" is a manual's spelling
-        (r"\bsos\b", alarms.SOS),
-        (r"\blow ?battery\b|\blow bat\b", alarms.LOW_BATTERY),
-        (r"\bpower alarm\b|\bac alarm\b|\bpower (?:cut|off)\b", alarms.POWER_CUT),
-        (r"\bshock alarm\b|\bsensor alarm\b|\bvibration\b", alarms.VIBRATION),
-        (r"\bstockade\b|\bgeo-?fence\b", alarms.GEOFENCE),
-        (r"\bmove\b", alarms.MOVEMENT),
-        (r"\bspeed\b(?!\s*:)", alarms.OVERSPEED),
-        (r"\bdoor alarm\b", alarms.DOOR),
-        (r"\baccident alarm\b", alarms.ACCIDENT),
-        (r"\bbonnet alarm\b", alarms.BONNET),
-        (r"\bfootbrake alarm\b", alarms.FOOT_BRAKE),
-        (r"\boil\b", alarms.FUEL_LEAK),
-    )
+    (re.compile(r"\b" + re.escape(word).replace(r"\ ", r"\s?") + r"\b(?!\s*:)"), alarm)
+    for word, alarm in KEYWORD_ALARMS.items()
 )
 
 _NUMBER = r"-?\d+(?:\.\d+)?"
