@@ -9,6 +9,7 @@ is rebuilt from both (see :func:`_rebuild_utc`). Speeds on the wire are knots.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,8 +27,11 @@ _IMEI = re.compile(rb"\d{15}")
 # Traccar's rule: a message holding "imei:" and at most 30 characters long is a login.
 _LOGIN_MAX_LENGTH = 30
 
-#: Keyword (second field) to alarm, in Traccar's vocabulary.
+#: Coban keyword to alarm, in Traccar's vocabulary: the one table for the keyword field of a TCP/UDP
+#: message and for the alarm words of a Coban SMS text (:mod:`drivers.sms_text`). Keys are lower case.
 KEYWORD_ALARMS: dict[str, str] = {
+    # Traccar's Gps103ProtocolDecoder.decodeAlarm (it also maps "acc on"/"acc off" to powerOn/powerOff
+    # in later versions; here they are the ignition attribute, as the SMS texts' reference says).
     "help me": alarms.SOS,
     "low battery": alarms.LOW_BATTERY,
     "stockade": alarms.GEOFENCE,
@@ -39,8 +43,36 @@ KEYWORD_ALARMS: dict[str, str] = {
     "sensor alarm": alarms.VIBRATION,
     "bonnet alarm": alarms.BONNET,
     "footbrake alarm": alarms.FOOT_BRAKE,
-    "DTC": alarms.FAULT,
+    "dtc": alarms.FAULT,
+    "oil": alarms.FUEL_LEAK,
+    # Coban's other words for the same alarms (SMS texts, newer firmwares).
+    "heip me": alarms.SOS,  # a manual's spelling
+    "sos": alarms.SOS,
+    "low bat": alarms.LOW_BATTERY,
+    "power alarm": alarms.POWER_CUT,
+    "power cut": alarms.POWER_CUT,
+    "power off": alarms.POWER_CUT,
+    "shock alarm": alarms.VIBRATION,
+    "vibration": alarms.VIBRATION,
+    "geofence": alarms.GEOFENCE,
+    "geo-fence": alarms.GEOFENCE,
 }
+
+
+def keyword_alarm(keyword: str) -> str | None:
+    """The alarm a TCP/UDP keyword field names (case ignored), or ``None``.
+
+    Besides :data:`KEYWORD_ALARMS`, ``T:<degrees>`` is a temperature alarm and ``oil<...>`` (``oil1``,
+    ``oil 51.67``) a fuel alarm, as in Traccar.
+    """
+    key = keyword.strip().lower()
+    if key in KEYWORD_ALARMS:
+        return KEYWORD_ALARMS[key]
+    if key.startswith("t:"):
+        return alarms.TEMPERATURE
+    if key.startswith("oil"):
+        return alarms.FUEL_LEAK
+    return None
 
 
 def sniff(head: bytes, transport: Transport) -> Match:
@@ -138,70 +170,20 @@ class Gps103Session(Session):
         keyword = fields[1] if len(fields) > 1 else ""
         if keyword == "OBD":
             return _decode_obd(imei, fields)
-        if keyword.startswith("vt") and keyword[2:].isdigit():
-            self._photo_expected = int(keyword[2:])
-            self._photo_parts.clear()
-            return Report(
-                protocol=PROTOCOL,
-                device_id=imei,
-                event="photo_announce",
-                attributes={"photo_packets": self._photo_expected},
-            )
         if keyword == "vr":
             return self._photo_packet(imei, fields, frame)
-        if len(fields) >= 11 and _is_hhmmss(fields[5]) and _is_digits(fields[6], 6) and fields[4] != "F":
-            return _decode_alternative(imei, fields)
-        if len(fields) < 5:
-            return Report(protocol=PROTOCOL, device_id=imei, event=keyword or "message")
-
-        report_alarms, attributes, event = _keyword(keyword)
-        rfid = fields[3] if len(fields) > 3 else ""
-        driver_id = rfid if keyword == "rfid" and rfid else None
-        if fields[4] != "F":
-            # "L": no GPS fix; the cell is all there is.
-            if len(fields) > 9:
-                if fields[7]:
-                    attributes["lac"] = int(fields[7], 16)
-                if fields[9]:
-                    attributes["cid"] = int(fields[9], 16)
-            _protocol18(fields[14:], attributes)
-            return Report(
-                protocol=PROTOCOL,
-                device_id=imei,
-                event=event,
-                alarms=report_alarms,
-                driver_id=driver_id,
-                attributes=attributes,
+        announce = keyword.startswith("vt") and keyword[2:].isdigit()
+        if announce:
+            # A photo in this many packets follows; the announcement carries a position too.
+            self._photo_expected = int(keyword[2:])
+            self._photo_parts.clear()
+            report = _message(imei, "", fields)
+            return replace(
+                report,
+                event="photo_announce",
+                attributes={**report.attributes, "photo_packets": self._photo_expected},
             )
-
-        utc_field, validity = fields[5], fields[6]
-        rest = fields[7:]
-        if rest and rest[0] in ("N", "S"):  # hemisphere letters before the numbers
-            lat = nmea_coordinate(rest[1], rest[0])
-            lon = nmea_coordinate(rest[3], rest[2])
-        else:
-            lat = nmea_coordinate(rest[0], rest[1])
-            lon = nmea_coordinate(rest[2], rest[3])
-        after = rest[4:]
-        speed = knots_to_kmh(after[0]) if after else None
-        course = optional_float(after[1]) if len(after) > 1 else None
-        altitude = optional_float(after[2]) if len(after) > 2 else None
-        _protocol18(after[3:], attributes)
-        return Report(
-            protocol=PROTOCOL,
-            device_id=imei,
-            event=event,
-            time=_rebuild_utc(fields[2], utc_field),
-            valid=validity == "A",
-            lat=lat,
-            lon=lon,
-            altitude_m=altitude,
-            speed_kmh=speed if speed is not None else 0.0,
-            course_deg=course if course is not None else 0.0,
-            alarms=report_alarms,
-            driver_id=driver_id,
-            attributes=attributes,
-        )
+        return _message(imei, keyword, fields)
 
     def _photo_packet(self, imei: str, fields: list[str], frame: bytes) -> Report | None:
         try:
@@ -222,6 +204,69 @@ class Gps103Session(Session):
     def encode(self, command: Command) -> bytes:
         code = _command_code(command)
         return f"**,imei:{command.device_id},{code}".encode()
+
+
+def _message(imei: str, keyword: str, fields: list[str]) -> Report:
+    """A data message: ``imei:<imei>,<keyword>,<local yymmddhhmm[ss]>,<rfid>,F,<utc hhmmss>,A|V,<lat>,
+    N|S,<lon>,E|W,<knots>,<course>,<altitude>,...``, a cell-only ``...,L,,,<lac>,,<cid>,,,`` or the
+    alternative decimal-degree layout. Any keyword gives the message's position and time."""
+    if len(fields) >= 11 and _is_hhmmss(fields[5]) and _is_digits(fields[6], 6) and fields[4] != "F":
+        return _decode_alternative(imei, fields)
+    if len(fields) < 5:
+        return Report(protocol=PROTOCOL, device_id=imei, event=keyword or "message")
+
+    report_alarms, attributes, event = _keyword(keyword)
+    rfid = fields[3] if len(fields) > 3 else ""
+    driver_id = rfid if keyword == "rfid" and rfid else None
+    if fields[4] != "F":
+        # "L": no GPS fix; the cell is all there is, and the time is the device's own stamp.
+        if len(fields) > 9:
+            if fields[7]:
+                attributes["lac"] = int(fields[7], 16)
+            if fields[9]:
+                attributes["cid"] = int(fields[9], 16)
+        _protocol18(fields[14:], attributes)
+        if not report_alarms:
+            event = "cell" if "lac" in attributes or "cid" in attributes else "no_fix"
+        return Report(
+            protocol=PROTOCOL,
+            device_id=imei,
+            event=event,
+            time=_local_time(fields[2]),
+            valid=False,
+            alarms=report_alarms,
+            driver_id=driver_id,
+            attributes=attributes,
+        )
+
+    utc_field, validity = fields[5], fields[6]
+    rest = fields[7:]
+    if rest and rest[0] in ("N", "S"):  # hemisphere letters before the numbers
+        lat = nmea_coordinate(rest[1], rest[0])
+        lon = nmea_coordinate(rest[3], rest[2])
+    else:
+        lat = nmea_coordinate(rest[0], rest[1])
+        lon = nmea_coordinate(rest[2], rest[3])
+    after = rest[4:]
+    speed = knots_to_kmh(after[0]) if after else None
+    course = optional_float(after[1]) if len(after) > 1 else None
+    altitude = optional_float(after[2]) if len(after) > 2 else None
+    _protocol18(after[3:], attributes)
+    return Report(
+        protocol=PROTOCOL,
+        device_id=imei,
+        event=event,
+        time=_rebuild_utc(fields[2], utc_field),
+        valid=validity == "A",
+        lat=lat,
+        lon=lon,
+        altitude_m=altitude,
+        speed_kmh=speed if speed is not None else 0.0,
+        course_deg=course if course is not None else 0.0,
+        alarms=report_alarms,
+        driver_id=driver_id,
+        attributes=attributes,
+    )
 
 
 def _command_code(command: Command) -> str:
@@ -264,27 +309,29 @@ def _is_hhmmss(value: str) -> bool:
 def _keyword(keyword: str) -> tuple[tuple[str, ...], dict[str, Any], str]:
     """Alarms, attributes and event name carried by the keyword field."""
     attributes: dict[str, Any] = {}
-    found: list[str] = []
-    if keyword in KEYWORD_ALARMS:
-        found.append(KEYWORD_ALARMS[keyword])
-    elif keyword.startswith("T:"):
-        found.append(alarms.TEMPERATURE)
-        value = optional_float(keyword[2:])
-        if value is not None:
+    alarm = keyword_alarm(keyword)
+    if alarm == alarms.TEMPERATURE:
+        if (value := _number(keyword[2:])) is not None:
             attributes["temperature_c"] = value
-    elif keyword.startswith("oil"):
-        found.append(alarms.FUEL_LEAK)
+    elif alarm == alarms.FUEL_LEAK:
         value = keyword[3:].strip()
-        if value and not value.isdigit():
-            attributes["fuel"] = optional_float(value)
+        if value and not value.isdigit() and (fuel := _number(value)) is not None:
+            attributes["fuel"] = fuel
     elif keyword == "acc on":
         attributes["ignition"] = True
     elif keyword == "acc off":
         attributes["ignition"] = False
-    event = "alarm" if found else "position"
-    if found or keyword not in ("", "tracker", "001"):
+    if alarm or keyword not in ("", "tracker", "001"):
         attributes["keyword"] = keyword
-    return tuple(found), attributes, event
+    return ((alarm,) if alarm else ()), attributes, "alarm" if alarm else "position"
+
+
+def _number(text: str) -> float | None:
+    """A number, or ``None`` for an empty or garbled one (a keyword's value never costs the position)."""
+    try:
+        return optional_float(text)
+    except ValueError:
+        return None
 
 
 def _protocol18(columns: list[str], attributes: dict[str, Any]) -> None:
@@ -304,6 +351,27 @@ def _protocol18(columns: list[str], attributes: dict[str, Any]) -> None:
                 continue
 
 
+def _local_time(local_stamp: str) -> datetime | None:
+    """The device's local ``yymmddhhmm[ss]`` (or ``yy/mm/dd hh:mm``) as it is, or ``None`` when it is
+    not a date (``000000000``). Taken as UTC: trackers the relay provisions run on time zone 0."""
+    digits = local_stamp if local_stamp.isdigit() else "".join(ch for ch in local_stamp if ch.isdigit())
+    if len(digits) < 10:
+        return None
+    seconds = int(digits[10:12]) if len(digits) >= 12 else 0
+    try:
+        return datetime(
+            2000 + int(digits[0:2]),
+            int(digits[2:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            seconds,
+            tzinfo=UTC,
+        )
+    except ValueError:
+        return None
+
+
 def _rebuild_utc(local_stamp: str, utc_time: str) -> datetime | None:
     """UTC from the device's local ``yymmddhhmm[ss]`` (or ``yy/mm/dd hh:mm``) and UTC ``hhmmss``.
 
@@ -311,20 +379,10 @@ def _rebuild_utc(local_stamp: str, utc_time: str) -> datetime | None:
     between local and UTC hh:mm (wrapped into -12 h..+12 h) is subtracted. When the UTC field is not
     a time, the local stamp is used as it is, with seconds 0.
     """
-    digits = local_stamp if local_stamp.isdigit() else "".join(ch for ch in local_stamp if ch.isdigit())
-    if len(digits) < 10:
+    local = _local_time(local_stamp)
+    if local is None:
         return None
-    try:
-        local = datetime(
-            2000 + int(digits[0:2]),
-            int(digits[2:4]),
-            int(digits[4:6]),
-            int(digits[6:8]),
-            int(digits[8:10]),
-            tzinfo=UTC,
-        )
-    except ValueError:
-        return None
+    local = local.replace(second=0)
     if not _is_hhmmss(utc_time):
         return local
     hours, minutes, seconds = int(utc_time[0:2]), int(utc_time[2:4]), int(utc_time[4:6])

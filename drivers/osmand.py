@@ -11,8 +11,9 @@ Two request forms are decoded (protocols.md section 9):
   ``location=lat,lon``, ``timestamp`` (unix seconds, milliseconds, ISO 8601, or
   ``yyyy-MM-dd HH:mm:ss`` taken as UTC), ``speed`` in knots, ``bearing``/``heading``, ``altitude``,
   ``accuracy``, ``hdop``, ``batt``, ``charge``, ``driverUniqueId``, ``valid``,
-  ``cell=mcc,mnc,lac,cid[,rssi]``, ``wifi=mac,rssi``; any other parameter becomes an attribute under
-  the name the device gave it;
+  ``cell=mcc,mnc,lac,cid[,rssi]``, ``wifi=mac,rssi``, ``alarm=sos[,overspeed...]`` (Traccar's alarm
+  names, as Traccar reads them and the relay's OsmAnd sink sends them); any other parameter becomes an
+  attribute under the name the device gave it;
 * the JSON form of Transistorsoft background-geolocation: ``{"device_id", "location": {...}}`` with one
   location object or an array of them, speed in m/s.
 
@@ -38,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
+from . import alarms
 from ._model import KNOTS_TO_KMH, Decoded, DriverError, FramingError, Report, Transport
 from ._registry import register
 from ._session import Match, Session
@@ -496,6 +498,7 @@ def _decode_query(params: list[tuple[str, str]], now: datetime) -> tuple[str, li
     if charge := fields.pop("charge", ""):
         attributes["charge"] = charge.lower() in ("true", "1")
     driver_id = fields.pop("driverUniqueId", "") or None
+    found = _alarms(fields.pop("alarm", ""), attributes)
     for index, cell in enumerate(cells):
         _cell(cell, attributes, first=index == 0)
     if wifis:
@@ -507,7 +510,7 @@ def _decode_query(params: list[tuple[str, str]], now: datetime) -> tuple[str, li
     has_position = lat is not None
     report = _report(
         device_id=device_id,
-        event="position" if has_position else "status",
+        event="alarm" if found else "position" if has_position else "status",
         time=time,
         valid=valid if has_position else None,
         lat=lat,
@@ -515,10 +518,20 @@ def _decode_query(params: list[tuple[str, str]], now: datetime) -> tuple[str, li
         altitude_m=altitude,
         speed_kmh=_speed(knots * KNOTS_TO_KMH if knots is not None else None, "speed"),
         course_deg=course if course is not None else heading,
+        alarms=found,
         driver_id=driver_id,
         attributes=attributes,
     )
     return device_id, [report]
+
+
+def _alarms(value: str, attributes: dict[str, Any]) -> tuple[str, ...]:
+    """The known alarm names in an ``alarm`` parameter; unknown ones stay the ``alarm`` attribute."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in alarms.ALL]
+    if unknown:
+        attributes["alarm"] = ",".join(unknown)
+    return tuple(dict.fromkeys(name for name in names if name in alarms.ALL))
 
 
 def _float(fields: dict[str, str], name: str) -> float | None:

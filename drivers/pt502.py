@@ -48,28 +48,32 @@ EVENT_ALARMS: dict[str, str] = {
     "LPA": alarms.LOW_POWER,
 }
 
-_EVT = re.compile(rb"\$[A-Z]{3}[A-Z0-9-]*,")
+#: A line's type field: ``$``, a capital, then capitals, digits or ``-`` (``POS``, ``IN1``, ``IU4``,
+#: ``PHO3821-1``, ``FUS<imei>``), then ``,``. Traccar takes any type; the first capital keeps the
+#: sniffer off other ``$`` protocols, and no h02 binary frame fits (its BCD hour byte is ``<= 0x23``).
+_TYPE_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+_CAPITALS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+#: The longest type field the sniffer waits for (``FUS`` + a 15-digit IMEI fits with room).
+_MAX_TYPE = 32
 _PHD = re.compile(rb"\$PHD(\d{1,7}),(\d{1,5}),")
 _PHO = re.compile(r"PHO(\d+)(?:-\d+)?")
 
 
 def sniff(head: bytes, transport: Transport) -> Match:
-    """``BF FB``, or ``$`` + three capitals + ``[A-Z0-9-]*`` + ``,``."""
+    """``BF FB``, or ``$`` + a capital + ``[A-Z0-9-]*`` + ``,``: every line type the decoder reads
+    (positions, alarms such as ``$IN1``/``$IU4``/``$CPA``, photos, ``$FUS`` version reports)."""
     if head.startswith(HEADER):
         return Match.YES
     if head[:1] == HEADER[:1]:
         return Match.MORE if len(head) < 2 else Match.NO
     if head[:1] != b"$":
         return Match.MORE if not head else Match.NO
-    for index, byte in enumerate(head[1:33], start=1):
+    for index, byte in enumerate(head[1 : _MAX_TYPE + 1], start=1):
         if byte == 0x2C:  # ","
-            return Match.YES if index >= 4 else Match.NO
-        capital = 0x41 <= byte <= 0x5A
-        if index <= 3 and not capital:
+            return Match.YES if index >= 2 else Match.NO
+        if byte not in (_CAPITALS if index == 1 else _TYPE_CHARS):
             return Match.NO
-        if not (capital or 0x30 <= byte <= 0x39 or byte == 0x2D):
-            return Match.NO
-    return Match.MORE if len(head) < 33 else Match.NO
+    return Match.MORE if len(head) <= _MAX_TYPE else Match.NO
 
 
 class Pt502Session(Session):

@@ -8,7 +8,7 @@ never an exception.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from ._model import DriverError, Report
@@ -23,8 +23,17 @@ class SmsRejected(DriverError):
         super().__init__("sms", message)
 
 
-def message_reports(message: Message, *, senders: Mapping[str, str], now: datetime) -> list[Report]:
+def message_reports(
+    message: Message,
+    *,
+    senders: Mapping[str, str],
+    now: datetime,
+    zones: Mapping[str, timedelta] | None = None,
+) -> list[Report]:
     """The reports in one whole received message (what the relay's modem source journals).
+
+    :param zones: device id -> the tracker's UTC offset, for the trackers whose zone is known; the
+        others' zone is inferred from the service-centre timestamp (see :mod:`drivers.sms_text`).
 
     :raises SmsRejected: the sender is not in ``senders``, parts are missing, the payload is binary,
         or the text is not a known tracker format. The message says which, for the quarantine row.
@@ -36,13 +45,24 @@ def message_reports(message: Message, *, senders: Mapping[str, str], now: dateti
         raise SmsRejected(f"parts {list(message.missing)} of a message from {message.sender} never came")
     text = message.text
     if text is None:
-        raise SmsRejected(f"binary payload from {message.sender}, not text")
+        payload = message.payload_hex or ""
+        shown = payload if len(payload) <= _SHOWN_HEX else payload[:_SHOWN_HEX] + "..."
+        raise SmsRejected(f"binary payload from {message.sender}, not text: {shown}")
     reports = parse_tracker_sms(
-        text, sender=message.sender, device_id=device_id, received=message.timestamp, now=now
+        text,
+        sender=message.sender,
+        device_id=device_id,
+        received=message.timestamp,
+        now=now,
+        zone=(zones or {}).get(device_id),
     )
     if reports is None:
         raise SmsRejected(f"not a known tracker text from {message.sender}: {text[:60]!r}")
     return reports
+
+
+#: Hex digits of a binary payload quoted in a rejection.
+_SHOWN_HEX = 64
 
 
 def sender_device(sender: str | None, senders: Mapping[str, str]) -> str | None:
@@ -94,6 +114,7 @@ def decode_sms(
     sender: str | None = None,
     senders: Mapping[str, str] | None = None,
     now: datetime,
+    zone: timedelta | None = None,
 ) -> dict[str, Any]:
     """Decode one SMS as ``relay decode`` prints it.
 
@@ -102,22 +123,37 @@ def decode_sms(
     :param smsc: whether the PDU starts with the service-centre address (``None``: find out).
     :param sender: the sender of an ``ascii`` text (a PDU names its own sender).
     :param senders: ``[modem.senders]``, sender number -> device id.
+    :param now: the clock: the reference for a PDU timestamp's century and for a text's date.
+    :param zone: the tracker's UTC offset when known (see :func:`drivers.sms_text.parse_tracker_sms`).
     :returns: ``{"protocol", "reports", "replies": [], "error", "sms": {"sender", "timestamp", "dcs",
-        "text", "concat"}}``; ``sms`` is ``null`` when the PDU could not be read at all. Reports are
-        ``Report.to_json()`` objects; ``protocol`` is that of the reports (``gps103`` for Coban texts).
+        "text", "payload_hex", "concat"}}``; ``sms`` is ``null`` when the PDU could not be read at all.
+        ``payload_hex`` is the user data of an 8-bit (binary) message as hex, ``null`` for a text.
+        Reports are ``Report.to_json()`` objects; ``protocol`` is that of the reports (``gps103`` for
+        Coban texts).
     """
     out: dict[str, Any] = {"protocol": None, "reports": [], "replies": [], "error": None, "sms": None}
     senders = senders or {}
     if encoding == "ascii":
         text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-        out["sms"] = {"sender": sender, "timestamp": None, "dcs": None, "text": text, "concat": None}
-        _parse_text(out, text, sender=sender, senders=senders, received=None, now=now)
+        out["sms"] = {
+            "sender": sender,
+            "timestamp": None,
+            "dcs": None,
+            "text": text,
+            "payload_hex": None,
+            "concat": None,
+        }
+        _parse_text(out, text, sender=sender, senders=senders, received=None, now=now, zone=zone)
         return out
     if encoding != "hex":
         out["error"] = f"sms: encoding {encoding!r} is not hex or ascii"
         return out
     try:
-        pdu = decode_hex(data, smsc=smsc) if isinstance(data, str) else decode_pdu(data, smsc=smsc)
+        pdu = (
+            decode_hex(data, smsc=smsc, reference=now)
+            if isinstance(data, str)
+            else decode_pdu(data, smsc=smsc, reference=now)
+        )
     except PduError as error:
         out["error"] = str(error)
         return out
@@ -138,7 +174,14 @@ def decode_sms(
         return out
     concat = pdu.concat
     _parse_text(
-        out, pdu.text, sender=pdu.sender.number, senders=senders, received=pdu.timestamp, now=now, part=concat
+        out,
+        pdu.text,
+        sender=pdu.sender.number,
+        senders=senders,
+        received=pdu.timestamp,
+        now=now,
+        zone=zone,
+        part=concat,
     )
     return out
 
@@ -151,6 +194,7 @@ def sms_json(pdu: Deliver) -> dict[str, Any]:
         "timestamp": pdu.timestamp.isoformat(),
         "dcs": f"0x{pdu.dcs:02X}",
         "text": pdu.text,
+        "payload_hex": pdu.payload_hex,
         "concat": concat.to_json() if concat else None,
     }
 
@@ -163,10 +207,13 @@ def _parse_text(
     senders: Mapping[str, str],
     received: datetime | None,
     now: datetime,
+    zone: timedelta | None,
     part: Any = None,
 ) -> None:
     device_id = sender_device(sender, senders)
-    reports = parse_tracker_sms(text, sender=sender, device_id=device_id, received=received, now=now)
+    reports = parse_tracker_sms(
+        text, sender=sender, device_id=device_id, received=received, now=now, zone=zone
+    )
     if reports is None:
         where = (
             f" (part {part.seq} of {part.total}, ref {part.ref}: the other parts are needed)" if part else ""

@@ -21,7 +21,7 @@ import enum
 import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from ._model import DriverError
@@ -177,6 +177,14 @@ class UserData:
         return _concat_of(self.udh)
 
     @property
+    def payload_hex(self) -> str | None:
+        """The payload octets as hex for 8-bit data (binary or not) and for a text that cannot be read
+        (compressed); ``None`` for a 7-bit or UCS2 text, which :attr:`text` holds."""
+        if self.charset is Charset.EIGHT_BIT or self.text is None:
+            return self.payload.hex()
+        return None
+
+    @property
     def ports(self) -> tuple[int, int] | None:
         """``(destination, source)`` application ports, if the header has them."""
         for element in self.udh:
@@ -206,6 +214,11 @@ class Deliver:
     @property
     def charset(self) -> Charset:
         return self.user_data.charset
+
+    @property
+    def payload_hex(self) -> str | None:
+        """See :attr:`UserData.payload_hex`."""
+        return self.user_data.payload_hex
 
     @property
     def concat(self) -> Concat | None:
@@ -282,21 +295,29 @@ class _Reader:
         return chunk
 
 
-def decode_pdu(data: bytes, *, smsc: bool | None = True, tpdu_length: int | None = None) -> Pdu:
+def decode_pdu(
+    data: bytes,
+    *,
+    smsc: bool | None = True,
+    tpdu_length: int | None = None,
+    reference: datetime | None = None,
+) -> Pdu:
     """Decode one PDU as printed by ``AT+CMGR``/``AT+CMGL`` in PDU mode.
 
     :param smsc: ``True`` when the PDU starts with the service-centre address (what modems print),
         ``False`` for a bare TPDU, ``None`` to try both (with the prefix first).
     :param tpdu_length: the TPDU length from the ``+CMGR``/``+CMGL`` header, used only to choose
         between the two readings when ``smsc`` is ``None`` (headers are not always right).
+    :param reference: about when the message was received (the caller's clock): a timestamp's
+        two-digit year gets the century that puts it nearest this time. ``None``: the years 2000-2099.
     :raises PduError: reserved message type, fields beyond the data, bad BCD, bad header.
     """
     if smsc is not None:
-        return _decode(data, smsc=smsc)
+        return _decode(data, smsc=smsc, reference=reference)
     attempts: list[tuple[bool, Pdu | PduError]] = []
     for with_prefix in (True, False):
         try:
-            attempts.append((with_prefix, _decode(data, smsc=with_prefix)))
+            attempts.append((with_prefix, _decode(data, smsc=with_prefix, reference=reference)))
         except PduError as error:
             attempts.append((with_prefix, error))
     if tpdu_length is not None and data:
@@ -315,7 +336,7 @@ def decode_pdu(data: bytes, *, smsc: bool | None = True, tpdu_length: int | None
     raise error
 
 
-def decode_hex(text: str, *, smsc: bool | None = True) -> Pdu:
+def decode_hex(text: str, *, smsc: bool | None = True, reference: datetime | None = None) -> Pdu:
     """:func:`decode_pdu` for hex as a modem prints it (stray quotes and spaces tolerated).
 
     :raises PduError: not hex, or not a PDU.
@@ -325,10 +346,10 @@ def decode_hex(text: str, *, smsc: bool | None = True) -> Pdu:
         data = bytes.fromhex(cleaned)
     except ValueError:
         raise PduError(f"not a hex PDU: {cleaned[:40]!r}") from None
-    return decode_pdu(data, smsc=smsc)
+    return decode_pdu(data, smsc=smsc, reference=reference)
 
 
-def _decode(data: bytes, *, smsc: bool) -> Pdu:
+def _decode(data: bytes, *, smsc: bool, reference: datetime | None) -> Pdu:
     reader = _Reader(data)
     centre = None
     if smsc:
@@ -339,19 +360,19 @@ def _decode(data: bytes, *, smsc: bool) -> Pdu:
     first = reader.octet("first octet")
     mti = first & MTI_MASK
     if mti == MessageType.DELIVER:
-        return _decode_deliver(reader, centre, first)
+        return _decode_deliver(reader, centre, first, reference)
     if mti == MessageType.SUBMIT:
         return _decode_submit(reader, centre, first)
     if mti == MessageType.STATUS_REPORT:
-        return _decode_status_report(reader, centre, first)
+        return _decode_status_report(reader, centre, first, reference)
     raise PduError(f"message type {mti} (TP-MTI) is reserved", data=data, offset=reader.pos - 1)
 
 
-def _decode_deliver(reader: _Reader, centre: str | None, first: int) -> Deliver:
+def _decode_deliver(reader: _Reader, centre: str | None, first: int, reference: datetime | None) -> Deliver:
     sender = _address(reader, "sender")
     pid = reader.octet("protocol identifier")
     dcs = reader.octet("data coding scheme")
-    timestamp = _timestamp(reader, "service-centre timestamp")
+    timestamp = _timestamp(reader, "service-centre timestamp", reference)
     user_data = _user_data(reader, dcs, bool(first & UDHI))
     return Deliver(
         smsc=centre,
@@ -388,17 +409,19 @@ def _decode_submit(reader: _Reader, centre: str | None, first: int) -> Submit:
     )
 
 
-def _decode_status_report(reader: _Reader, centre: str | None, first: int) -> StatusReport:
-    reference = reader.octet("message reference")
+def _decode_status_report(
+    reader: _Reader, centre: str | None, first: int, received: datetime | None
+) -> StatusReport:
+    message_reference = reader.octet("message reference")
     recipient = _address(reader, "recipient")
-    timestamp = _timestamp(reader, "service-centre timestamp")
-    discharge = _timestamp(reader, "discharge time")
+    timestamp = _timestamp(reader, "service-centre timestamp", received)
+    discharge = _timestamp(reader, "discharge time", received)
     status = reader.octet("status")
     # Optional parameter indicator and what it announces are not needed: a report is never a message.
     return StatusReport(
         smsc=centre,
         first_octet=first,
-        reference=reference,
+        reference=message_reference,
         recipient=recipient,
         timestamp=timestamp,
         discharge=discharge,
@@ -431,7 +454,7 @@ def _bcd_number(raw: bytes, toa: int, digits: int) -> str:
     return number
 
 
-def _timestamp(reader: _Reader, what: str) -> datetime:
+def _timestamp(reader: _Reader, what: str, reference: datetime | None) -> datetime:
     start = reader.pos
     raw = reader.take(SCTS_OCTETS, what)
     values = []
@@ -448,11 +471,29 @@ def _timestamp(reader: _Reader, what: str) -> datetime:
     if zone & 0x08:
         offset = -offset
     year, month, day, hour, minute, second = values
-    try:
-        # Two-digit years: tracker traffic is from this century.
-        return datetime(2000 + year, month, day, hour, minute, second, tzinfo=timezone(offset))
-    except ValueError as error:
-        raise PduError(f"{what} is not a valid time ({raw.hex()}): {error}", offset=start) from None
+    if reference is not None and reference.tzinfo is None:
+        reference = reference.replace(tzinfo=UTC)
+    centuries = (2000,) if reference is None else _centuries(reference.year)
+    readings = []
+    problem: ValueError | None = None
+    for century in centuries:
+        try:
+            reading = datetime(century + year, month, day, hour, minute, second, tzinfo=timezone(offset))
+        except ValueError as error:  # a bad field, or 29 February in a century that has none
+            problem = problem or error
+        else:
+            readings.append(reading)
+    if not readings:
+        raise PduError(f"{what} is not a valid time ({raw.hex()}): {problem}", offset=start) from None
+    if reference is None:
+        return readings[0]
+    return min(readings, key=lambda reading: abs(reading - reference))
+
+
+def _centuries(year: int) -> tuple[int, ...]:
+    """The centuries around ``year`` a two-digit year may belong to."""
+    century = year // 100 * 100
+    return tuple(value for value in (century - 100, century, century + 100) if 1 <= value <= 9899)
 
 
 def charset_of(dcs: int) -> Charset:
@@ -902,6 +943,15 @@ class Message:
         if any(text is None for text in texts):
             return None
         return "".join(text for text in texts if text is not None)
+
+    @property
+    def payload_hex(self) -> str | None:
+        """The joined 8-bit payload as hex (see :attr:`UserData.payload_hex`); ``None`` unless every
+        part has one."""
+        payloads = [part.payload_hex for part in self.parts]
+        if not payloads or any(payload is None for payload in payloads):
+            return None
+        return "".join(payload for payload in payloads if payload is not None)
 
     @property
     def concat(self) -> Concat | None:

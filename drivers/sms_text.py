@@ -7,9 +7,16 @@ Coban texts (protocol ``gps103``, the family's TCP protocol) come in several fir
 with ``lat:``/``long:`` decimal degrees, ``speed:`` in km/h and a ``T:`` date in the tracker's time
 zone, or ``Lac:`` cell ids when there is no fix. The date order differs between firmwares
 (``yy/mm/dd`` and ``dd/mm/yy`` both exist); the reading closest to the SMS time that is not in the
-future wins. The tracker's zone is inferred from the service-centre timestamp (the SMS leaves the
-tracker moments after it writes ``T:``), rounded to a quarter hour; without one the time is taken as
-UTC (what ``relay provision`` configures with ``time zone123456 0``).
+future wins. ``attributes["time_source"]`` says how the report's time was found:
+
+* ``device_zone``: ``T:`` in the tracker's zone, known to the caller (``zone``);
+* ``inferred_zone``: ``T:`` in a zone inferred from the service-centre timestamp. The SMS leaves the
+  tracker moments after it writes ``T:``, so ``T:`` minus that timestamp is the zone when it lies within
+  :data:`ZONE_TOLERANCE` of a whole quarter hour between -12:00 and +14:00 (zone 0, what
+  ``relay provision`` configures with ``time zone123456 0``, is one of them);
+* ``sms_centre``: the service-centre timestamp, when ``T:`` fits no zone (a stale fix, a clock off by
+  minutes) or is missing;
+* ``device_utc``: ``T:`` taken as UTC, when neither a zone nor a service-centre timestamp is known.
 
 Bofan PT-502/PT-600 texts: no public sample of a reply exists, so none is recognised and the caller
 quarantines them verbatim (to re-decode once a sample confirms a layout). Unknown texts give ``None``.
@@ -18,33 +25,23 @@ quarantines them verbatim (to re-decode once a sample confirms a layout). Unknow
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import alarms
 from ._model import Report
+from .gps103 import KEYWORD_ALARMS
 
 COBAN = "gps103"
 BOFAN = "pt502"
 
-#: Alarm keywords of Coban texts (lower case, as a phrase) to alarm names; the first match wins.
+#: Alarm words of Coban texts (lower case, as a phrase; a space may be missing) to alarm names: the
+#: keyword table of the TCP driver, so a tracker's alarm is the same alarm by SMS and over the network.
+#: A word followed by ``:`` is a field (``speed:0.00``), never an alarm.
 COBAN_ALARMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), alarm)
-    for pattern, alarm in (
-        (r"\bhe[li]p me\b", alarms.SOS),  # "heip me" is a manual's spelling
-        (r"\bsos\b", alarms.SOS),
-        (r"\blow ?battery\b|\blow bat\b", alarms.LOW_BATTERY),
-        (r"\bpower alarm\b|\bac alarm\b|\bpower (?:cut|off)\b", alarms.POWER_CUT),
-        (r"\bshock alarm\b|\bsensor alarm\b|\bvibration\b", alarms.VIBRATION),
-        (r"\bstockade\b|\bgeo-?fence\b", alarms.GEOFENCE),
-        (r"\bmove\b", alarms.MOVEMENT),
-        (r"\bspeed\b(?!\s*:)", alarms.OVERSPEED),
-        (r"\bdoor alarm\b", alarms.DOOR),
-        (r"\baccident alarm\b", alarms.ACCIDENT),
-        (r"\bbonnet alarm\b", alarms.BONNET),
-        (r"\bfootbrake alarm\b", alarms.FOOT_BRAKE),
-        (r"\boil\b", alarms.FUEL_LEAK),
-    )
+    (re.compile(r"\b" + re.escape(word).replace(r"\ ", r"\s?") + r"\b(?!\s*:)"), alarm)
+    for word, alarm in KEYWORD_ALARMS.items()
 )
 
 _NUMBER = r"-?\d+(?:\.\d+)?"
@@ -74,7 +71,23 @@ _ACK_MAX_LENGTH = 60
 _FUTURE_SLACK = timedelta(days=1)
 #: Zones span -12:00..+14:00; a larger gap between T: and the SMS time is a stale or wrong clock.
 _MAX_ZONE = timedelta(hours=14)
+_MIN_ZONE = timedelta(hours=-12)
 _QUARTER = timedelta(minutes=15)
+#: How far ``T:`` minus the service-centre time may be from a quarter hour for the zone to be inferred:
+#: ``T:`` is cut to the minute and the SMS takes seconds to reach the centre.
+ZONE_TOLERANCE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class _Clock:
+    """What the text's ``T:`` is read against."""
+
+    #: The service-centre time, else the relay's clock.
+    reference: datetime
+    #: ``reference`` is the service-centre time.
+    stamped: bool
+    #: The tracker's UTC offset, when the caller knows it.
+    zone: timedelta | None
 
 
 def parse_tracker_sms(
@@ -84,6 +97,7 @@ def parse_tracker_sms(
     device_id: str | None,
     received: datetime | None,
     now: datetime,
+    zone: timedelta | None = None,
 ) -> list[Report] | None:
     """Reports from one tracker SMS, or ``None`` when the text is not a known tracker format.
 
@@ -93,6 +107,7 @@ def parse_tracker_sms(
     :param received: the service-centre timestamp (zone-aware), used to resolve the tracker's date
         order and time zone; ``None`` when unknown.
     :param now: the relay's clock, the reference when ``received`` is ``None``.
+    :param zone: the tracker's UTC offset (its ``time zone`` setting) when known; ``None`` = unknown.
 
     Position texts give one report (event ``position``, or ``alarm`` with ``alarms``); texts without a
     fix give a report without a position (``valid`` false, ``lac``/``cid``, last known position as
@@ -109,7 +124,8 @@ def parse_tracker_sms(
     if device_id is None and imei:
         device_id = imei.group("imei")
     try:
-        report = _coban(cleaned, device_id, attributes, received or now, infer_zone=received is not None)
+        clock = _Clock((received or now).astimezone(UTC), received is not None, zone)
+        report = _coban(cleaned, device_id, attributes, clock)
     except ValueError:
         # A range check in Report (a latitude of 95, say): not a text we can trust.
         return None
@@ -117,14 +133,14 @@ def parse_tracker_sms(
 
 
 def _coban(
-    text: str, device_id: str | None, attributes: dict[str, Any], reference: datetime, *, infer_zone: bool
+    text: str, device_id: str | None, attributes: dict[str, Any], clock: _Clock
 ) -> Report | None:
     lat_match, lon_match = _LAT.search(text), _LON.search(text)
     lac_match = _LAC.search(text)
     if lat_match and lon_match:
-        return _coban_position(text, device_id, attributes, reference, infer_zone, lat_match, lon_match)
+        return _coban_position(text, device_id, attributes, clock, lat_match, lon_match)
     if lac_match:
-        return _coban_no_fix(text, device_id, attributes, reference, infer_zone, lac_match)
+        return _coban_no_fix(text, device_id, attributes, clock, lac_match)
     if _STATUS_KEYS.search(text) and len(_STATUS_KEYS.findall(text)) >= 2:
         _status_flags(text, attributes)
         attributes["result"] = text
@@ -139,8 +155,7 @@ def _coban_position(
     text: str,
     device_id: str | None,
     attributes: dict[str, Any],
-    reference: datetime,
-    infer_zone: bool,
+    clock: _Clock,
     lat_match: re.Match[str],
     lon_match: re.Match[str],
 ) -> Report:
@@ -152,7 +167,7 @@ def _coban_position(
     _common_attributes(text, attributes, keyword)
     if (battery := _BATTERY_V.search(text)) and battery.group("level") == "L":
         found_alarms.append(alarms.LOW_BATTERY)
-    time = _coban_time(text, reference, infer_zone=infer_zone)
+    time = _coban_time(text, clock, attributes)
     return Report(
         protocol=COBAN,
         device_id=device_id,
@@ -172,8 +187,7 @@ def _coban_no_fix(
     text: str,
     device_id: str | None,
     attributes: dict[str, Any],
-    reference: datetime,
-    infer_zone: bool,
+    clock: _Clock,
     lac: re.Match[str],
 ) -> Report:
     found_alarms, keyword = _keyword_alarms(text[: lac.start()])
@@ -188,7 +202,7 @@ def _coban_no_fix(
         protocol=COBAN,
         device_id=device_id,
         event="alarm" if found_alarms else "position",
-        time=_coban_time(text, reference, infer_zone=infer_zone),
+        time=_coban_time(text, clock, attributes),
         valid=False,
         alarms=tuple(dict.fromkeys(found_alarms)),
         attributes=attributes,
@@ -257,8 +271,33 @@ def _raw_time(text: str) -> str | None:
     return match.group(0) if match else None
 
 
-def _coban_time(text: str, reference: datetime, *, infer_zone: bool) -> datetime | None:
-    """The date and time printed by the tracker, in UTC (see the module docstring for the rules)."""
+def _coban_time(text: str, clock: _Clock, attributes: dict[str, Any]) -> datetime | None:
+    """The time of the text in UTC, its ``time_source`` noted in ``attributes`` (see the module
+    docstring for the rules)."""
+    local = _local_time(text, clock)
+    if local is None:
+        if not clock.stamped:
+            return None
+        attributes["time_source"] = "sms_centre"
+        return clock.reference
+    if clock.zone is not None:
+        attributes["time_source"] = "device_zone"
+        return local - clock.zone
+    if not clock.stamped:
+        attributes["time_source"] = "device_utc"
+        return local
+    offset = local - clock.reference
+    zone = round(offset / _QUARTER) * _QUARTER
+    if _MIN_ZONE <= zone <= _MAX_ZONE and abs(offset - zone) <= ZONE_TOLERANCE:
+        attributes["time_source"] = "inferred_zone"
+        return local - zone
+    attributes["time_source"] = "sms_centre"
+    return clock.reference
+
+
+def _local_time(text: str, clock: _Clock) -> datetime | None:
+    """The ``T:`` date and time as printed (a naive reading, labelled UTC), its date order chosen by
+    the reference time; ``None`` when there is none."""
     match = _DATE_TIME.search(text)
     if match is None:
         return None
@@ -271,13 +310,10 @@ def _coban_time(text: str, reference: datetime, *, infer_zone: bool) -> datetime
             candidates.append(datetime(2000 + year, month, day, hour, minute, second, tzinfo=UTC))
         except ValueError:
             continue
-    reference = reference.astimezone(UTC)
-    candidates = [value for value in candidates if value <= reference + _MAX_ZONE + _FUTURE_SLACK]
+    # Compare in UTC where the zone is known; otherwise the reading may be up to a zone ahead.
+    shift = clock.zone if clock.zone is not None else timedelta(0)
+    ahead = timedelta(0) if clock.zone is not None else _MAX_ZONE
+    candidates = [value for value in candidates if value - shift <= clock.reference + ahead + _FUTURE_SLACK]
     if not candidates:
         return None
-    local = min(candidates, key=lambda value: abs(value - reference))
-    offset = local - reference
-    if infer_zone and abs(offset) <= _MAX_ZONE:
-        # The text is written moments before the service centre stamps it: the gap is the zone.
-        return local - round(offset / _QUARTER) * _QUARTER
-    return local
+    return min(candidates, key=lambda value: abs(value - shift - clock.reference))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -33,8 +33,10 @@ def test_coban_pdu_from_a_mapped_sender_gives_a_report_and_the_sms_object() -> N
         "timestamp": "2026-11-23T11:59:30+00:00",
         "dcs": "0x00",
         "text": COBAN,
+        "payload_hex": None,
         "concat": None,
     }
+    assert report["attributes"]["time_source"] == "inferred_zone"
     json.dumps(out)
 
 
@@ -61,10 +63,12 @@ def test_ascii_text_with_optional_sender() -> None:
         "timestamp": None,
         "dcs": None,
         "text": COBAN,
+        "payload_hex": None,
         "concat": None,
     }
     out = decode_sms(COBAN, encoding="ascii", now=NOW)
-    assert out["error"] is None and out["reports"][0]["attributes"] == {"time_raw": "26/11/23 11:59"}
+    assert out["error"] is None
+    assert out["reports"][0]["attributes"] == {"time_raw": "26/11/23 11:59", "time_source": "device_utc"}
 
 
 @pytest.mark.parametrize(("line", "row"), STATUS_REPORTS, ids=_ids(STATUS_REPORTS))
@@ -120,6 +124,49 @@ def test_binary_payload_and_bad_encoding_are_errors() -> None:
     pdu = encode_deliver("+1555", data=b"\x00\x01", timestamp=STAMP)
     assert "binary" in decode_sms(pdu, encoding="hex", now=NOW)["error"]
     assert "not hex or ascii" in decode_sms("x", encoding="base64", now=NOW)["error"]  # type: ignore[arg-type]
+
+
+def test_binary_payload_is_shown_as_hex() -> None:
+    pdu = encode_deliver("+1555", data=b"\x00\x01\xfe\xff", timestamp=STAMP)
+    out = decode_sms(pdu, encoding="hex", now=NOW)
+    assert out["sms"]["text"] is None
+    assert out["sms"]["payload_hex"] == "0001feff"
+    assert out["sms"]["dcs"] == "0x04"
+    json.dumps(out)
+
+
+def test_binary_message_is_quarantined_with_its_payload_in_the_reason() -> None:
+    part = decode_pdu(encode_deliver("+639171234567", data=b"\xca\xfe", timestamp=STAMP))
+    assert isinstance(part, Deliver)
+    message = Reassembler().add(part, 0.0)
+    assert message is not None and message.payload_hex == "cafe"
+    with pytest.raises(SmsRejected, match="binary payload from \\+639171234567, not text: cafe"):
+        message_reports(message, senders={"+639171234567": "dev"}, now=NOW)
+
+
+def test_pdu_century_is_the_one_nearest_the_clock() -> None:
+    pdu = encode_deliver("+1555", COBAN, timestamp=datetime(2099, 12, 31, 23, 59, 30, tzinfo=UTC))
+    out = decode_sms(pdu.hex(), encoding="hex", now=NOW)
+    assert out["sms"]["timestamp"] == "1999-12-31T23:59:30+00:00"
+
+
+def test_known_tracker_zone_is_used_for_the_text_time() -> None:
+    text = COBAN.replace("T:26/11/23 11:59", "T:26/11/23 19:40")
+    # Sent eight minutes after T: in a +08:00 tracker: no zone fits, but the known zone does.
+    pdu = encode_deliver("+639171234567", text, timestamp=datetime(2026, 11, 23, 11, 48, tzinfo=UTC))
+    out = decode_sms(pdu.hex(), encoding="hex", now=NOW, zone=timedelta(hours=8))
+    [report] = out["reports"]
+    assert report["time"] == "2026-11-23T11:40:00Z"
+    assert report["attributes"]["time_source"] == "device_zone"
+
+
+def test_message_reports_takes_the_zone_of_its_device() -> None:
+    message, _ = _message("+639171234567", COBAN.replace("T:26/11/23 11:59", "T:26/11/23 12:40"))
+    zones = {"dev": timedelta(hours=1), "other": timedelta(hours=5)}
+    [report] = message_reports(message, senders={"+639171234567": "dev"}, now=NOW, zones=zones)
+    assert report.time == datetime(2026, 11, 23, 11, 40, tzinfo=UTC)
+    [report] = message_reports(message, senders={"+639171234567": "dev"}, now=NOW)
+    assert report.time == STAMP and report.attributes["time_source"] == "sms_centre"
 
 
 def test_sender_matching_on_digits_and_national_form() -> None:

@@ -560,3 +560,46 @@ def test_escape_at_end_of_septets_is_dropped_and_unknown_extension_shows_base_ch
     assert _gsm7_decode([0x41, GSM7_ESCAPE]) == "A"
     assert _gsm7_decode([GSM7_ESCAPE, 0x41]) == "A"
     assert _gsm7_decode([GSM7_ESCAPE, 0x65]) == "€"
+
+
+# -- the century of a two-digit year, and binary payloads -------------------------------------------
+
+
+def _stamped(year: int, month: int = 12, day: int = 31) -> bytes:
+    return encode_deliver("+15551234567", "hi", timestamp=datetime(year, month, day, 23, 59, 30, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("sent", "reference", "decoded"),
+    [
+        ((2099, 12, 31), datetime(2026, 11, 23, tzinfo=UTC), datetime(1999, 12, 31, 23, 59, 30, tzinfo=UTC)),
+        ((2026, 11, 23), datetime(2026, 11, 23, tzinfo=UTC), datetime(2026, 11, 23, 23, 59, 30, tzinfo=UTC)),
+        ((2005, 1, 2), datetime(2098, 6, 1, tzinfo=UTC), datetime(2105, 1, 2, 23, 59, 30, tzinfo=UTC)),
+        # 29 February 2000 read near 2095: 2100 and 1900 have no 29 February, 2000 is the only reading.
+        ((2000, 2, 29), datetime(2095, 6, 1, tzinfo=UTC), datetime(2000, 2, 29, 23, 59, 30, tzinfo=UTC)),
+    ],
+)
+def test_two_digit_year_gets_the_century_nearest_the_reference(
+    sent: tuple[int, int, int], reference: datetime, decoded: datetime
+) -> None:
+    pdu = decode_pdu(_stamped(*sent), reference=reference)
+    assert isinstance(pdu, Deliver)
+    assert pdu.timestamp == decoded
+
+
+def test_without_a_reference_the_year_is_this_century() -> None:
+    plain = decode_hex(_stamped(2099).hex())
+    near = decode_hex(_stamped(2099).hex(), reference=datetime(2026, 1, 1, tzinfo=UTC))
+    assert isinstance(plain, Deliver) and isinstance(near, Deliver)
+    assert (plain.timestamp.year, near.timestamp.year) == (2099, 1999)
+
+
+def test_eight_bit_payload_is_there_as_hex() -> None:
+    stamp = datetime(2024, 1, 1, tzinfo=UTC)
+    binary = decode_pdu(encode_deliver("123", data=b"\x00\xff\x10", timestamp=stamp))
+    printable = decode_pdu(encode_deliver("123", data=b"imei:1", timestamp=stamp))
+    text = decode_pdu(encode_deliver("123", "imei:1", timestamp=stamp))
+    assert isinstance(binary, Deliver) and isinstance(printable, Deliver) and isinstance(text, Deliver)
+    assert (binary.text, binary.payload_hex) == (None, "00ff10")
+    assert (printable.text, printable.payload_hex) == ("imei:1", b"imei:1".hex())
+    assert (text.text, text.payload_hex) == ("imei:1", None)

@@ -98,6 +98,54 @@ def test_tracker_zone_comes_from_the_service_centre_timestamp() -> None:
     assert report.time == datetime(2024, 6, 5, 8, 21, tzinfo=UTC)
 
 
+def _at(clock: str) -> str:
+    return f"lat:14.632742\nlong:121.001790\nspeed:0.00\nT:26/11/23 {clock}\nPwr: ON"
+
+
+CENTRE = datetime(2026, 11, 23, 15, 48, 20, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("clock", ["15:40", "15:30", "16:00", "23:55"])
+def test_a_tracker_time_that_fits_no_zone_gives_the_service_centre_time(clock: str) -> None:
+    [report] = _parse(_at(clock), received=CENTRE)
+    assert report.time == CENTRE
+    assert report.attributes["time_source"] == "sms_centre"
+    assert report.attributes["time_raw"] == f"26/11/23 {clock}"
+
+
+@pytest.mark.parametrize(
+    ("clock", "utc"),
+    [
+        ("15:48", datetime(2026, 11, 23, 15, 48, tzinfo=UTC)),  # zone 0, as `relay provision` sets it
+        ("15:47", datetime(2026, 11, 23, 15, 47, tzinfo=UTC)),
+        ("23:47", datetime(2026, 11, 23, 15, 47, tzinfo=UTC)),  # +08:00
+        ("21:17", datetime(2026, 11, 23, 15, 47, tzinfo=UTC)),  # +05:30
+        ("10:48", datetime(2026, 11, 23, 15, 48, tzinfo=UTC)),  # -05:00
+    ],
+)
+def test_a_tracker_time_within_minutes_of_a_zone_infers_that_zone(clock: str, utc: datetime) -> None:
+    [report] = _parse(_at(clock), received=CENTRE)
+    assert report.time == utc
+    assert report.attributes["time_source"] == "inferred_zone"
+
+
+def test_a_known_zone_is_used_as_it_is() -> None:
+    # Written at 23:40 in +08:00, sent eight minutes later: no zone fits, the known one applies.
+    [report] = _parse(_at("23:40"), received=CENTRE, zone=timedelta(hours=8))
+    assert report.time == datetime(2026, 11, 23, 15, 40, tzinfo=UTC)
+    assert report.attributes["time_source"] == "device_zone"
+    [report] = _parse(_at("23:40"), zone=timedelta(hours=8))
+    assert report.time == datetime(2026, 11, 23, 15, 40, tzinfo=UTC)
+
+
+def test_a_text_without_a_date_gets_the_service_centre_time() -> None:
+    [report] = _parse("help me!\nLac:c742 dc90\nT:\nLast:\nT:00:00", received=CENTRE)
+    assert report.time == CENTRE
+    assert report.attributes["time_source"] == "sms_centre"
+    [report] = _parse("help me!\nLac:c742 dc90\nT:\nLast:\nT:00:00")
+    assert report.time is None
+
+
 def test_without_a_service_centre_time_the_tracker_time_is_utc() -> None:
     [report] = _parse("lat:1.5 long:2.5 speed:3 T:26/11/23 09:00", now=NOW)
     assert report.time == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
