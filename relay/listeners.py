@@ -12,7 +12,7 @@ import math
 import socket
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from drivers import (
 )
 from drivers import get as get_driver
 
-from .clock import clock_unsynced
+from .clock import clock_unsynced, mark_unsynced
 from .config import ListenSettings
 from .errors import JournalError
 from .journal import Entry, Journal, Quarantined
@@ -127,7 +127,7 @@ class Ingest:
                 )
             for index, report in enumerate(reports):
                 if unsynced:
-                    report = replace(report, attributes={**report.attributes, "clock_unsynced": True})
+                    report = mark_unsynced(report)
                 items.append(Entry(report, wire if index == 0 else None, transport.value, peer, now))
                 self.stats.reports += 1
             replies.extend(result.replies)

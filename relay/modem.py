@@ -26,6 +26,7 @@ import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import trio
@@ -856,7 +857,8 @@ async def _scan(modem: Modem, on_sms: OnSms, reassembler: Reassembler) -> None:
 async def _take(modem: Modem, stored: StoredPdu, on_sms: OnSms, reassembler: Reassembler) -> None:
     tag = (stored.storage, stored.index, stored.pdu)
     try:
-        pdu = decode_pdu(stored.pdu, smsc=None)
+        # A two-digit year is read in the century nearest now.
+        pdu = decode_pdu(stored.pdu, smsc=None, reference=datetime.now(UTC))
     except PduError as error:
         log.warning("modem: undecodable PDU at %s %d: %s", stored.storage, stored.index, error)
         incoming = IncomingSms((stored.pdu,), None, stored.storage, _indices([tag]), error=str(error))

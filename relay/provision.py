@@ -26,6 +26,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import trio
 
@@ -249,7 +250,7 @@ class _Replies:
                 continue
             self.seen.add(key)
             try:
-                pdu = decode_pdu(item.pdu, smsc=None)
+                pdu = decode_pdu(item.pdu, smsc=None, reference=datetime.now(UTC))
             except PduError:
                 continue
             if not isinstance(pdu, Deliver) or not same_number(pdu.sender.number, self.sender):

@@ -73,7 +73,7 @@ def _redecode_sms(raw: bytes, *, senders: Mapping[str, str], now: datetime) -> l
     message = None
     for line in raw.split(b"\n"):
         try:
-            pdu = decode_pdu(bytes.fromhex(line.decode("ascii")))
+            pdu = decode_pdu(bytes.fromhex(line.decode("ascii")), reference=now)
         except (ValueError, UnicodeDecodeError) as error:
             raise DriverError("sms", f"stored PDU is not hex: {error}", data=line) from None
         if not isinstance(pdu, Deliver):

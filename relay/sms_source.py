@@ -10,11 +10,11 @@ a failed commit leaves the message on the modem for the next scan.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from drivers.sms import SmsRejected, message_reports
 
+from .clock import clock_unsynced, mark_unsynced
 from .journal import Entry, Quarantined
 from .logs import log_event
 from .modem import IncomingSms, serve_modem
@@ -36,7 +36,7 @@ async def serve_sms(running: Running) -> None:
     journal = running.journal
 
     async def on_sms(sms: IncomingSms) -> None:
-        now = datetime.now(UTC)
+        now = running.listener.ingest.now()  # the one clock of every source (tests set it)
         peer = f"sms:{sms.sender or 'unknown'}"
         raw = raw_pdus(sms)
         items: list[Entry | Quarantined]
@@ -51,6 +51,8 @@ async def serve_sms(running: Running) -> None:
                 items = [Quarantined(raw, reason, "sms", peer, now)]
             else:
                 reason = ""
+                if clock_unsynced(now):
+                    reports = [mark_unsynced(report) for report in reports]
                 items = [
                     Entry(report, raw if index == 0 else None, "sms", peer, now)
                     for index, report in enumerate(reports)

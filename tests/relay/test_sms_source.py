@@ -54,3 +54,19 @@ async def test_an_sms_position_reaches_mqtt_and_is_deleted_after_commit(
     assert bytes.fromhex(rows[0]["raw"].decode()) == encode_deliver(
         "+15550001111", "hello there", timestamp=STAMP
     )
+
+
+async def test_an_sms_received_before_the_clock_is_set_is_kept_and_marked(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    emulator = ModemEmulator(link=tmp_path / "usb-SimTech_SIM7600-if02-port0")
+    await nursery.start(emulator.run)
+    modem = {"port": str(emulator.link), "senders": {COBAN_NUMBER: COBAN_IMEI}, "command_timeout_s": 0.5}
+    async with running_relay(tmp_path / "relay", modem=modem) as relay:
+        relay.listener.ingest.now = lambda: datetime(1970, 1, 1, 0, 0, 42, tzinfo=UTC)  # a Pi without RTC
+        await wait_until(lambda: "AT+CMGL=4" in emulator.commands, what="the modem's first scan")
+        emulator.deliver(encode_deliver(COBAN_NUMBER, COBAN_TEXT, timestamp=STAMP))
+        await wait_until(lambda: len(emulator.deleted) == 1, what="the message deleted")
+        (report,) = relay.journal.read_after(0, 10)
+    assert report.document["attributes"]["clock_unsynced"] is True
+    assert report.document["received_at"] == "1970-01-01T00:00:42Z"
