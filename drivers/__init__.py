@@ -21,12 +21,24 @@ from ._model import (
     check_device_id,
     format_time,
 )
-from ._registry import MAX_SNIFF_BYTES, NEED_MORE, Driver, detect, drivers, get, register
+from ._registry import (
+    MAX_SKIP_BYTES,
+    MAX_SNIFF_BYTES,
+    NEED_MORE,
+    Driver,
+    NeedMore,
+    StreamSniffer,
+    detect,
+    drivers,
+    get,
+    register,
+)
 from ._session import Match, Session
 
 __all__ = [
     "KNOTS_TO_KMH",
     "MAX_DEVICE_ID",
+    "MAX_SKIP_BYTES",
     "MAX_SNIFF_BYTES",
     "NEED_MORE",
     "Command",
@@ -37,8 +49,10 @@ __all__ = [
     "FramingError",
     "InvalidDeviceId",
     "Match",
+    "NeedMore",
     "Report",
     "Session",
+    "StreamSniffer",
     "Transport",
     "UnsupportedCommand",
     "check_device_id",

@@ -100,3 +100,66 @@ def _load_builtin() -> None:
         return
     _loaded = True
     from . import _builtin  # noqa: F401  (imports register every bundled driver)
+
+
+#: Unrecognised bytes at the start of a stream that are skipped, frame by frame, looking for a frame a
+#: driver recognises: one unknown first frame must not cost the frames behind it.
+MAX_SKIP_BYTES = 4096
+#: Bytes that end a frame in the text protocols, and bytes that start one; a frame may begin after
+#: the first or at the second (and at a GT06 start mark).
+_FRAME_ENDS = frozenset(b"\n;)]#")
+_FRAME_STARTS = frozenset(b"$*([")
+_BINARY_STARTS = (b"\x78\x78", b"\x79\x79")
+
+
+class StreamSniffer:
+    """Recognises a stream's protocol from its first bytes, skipping bytes no driver recognises up to
+    the next frame boundary (at most :data:`MAX_SKIP_BYTES` of them).
+
+    Feed it with :meth:`receive_data` and ask :meth:`recognise`; once a driver is found, :attr:`skipped`
+    holds the unrecognised bytes before its first frame and :attr:`head` the stream from that frame on.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self._buffer = bytearray()
+        self._offset = 0
+
+    def receive_data(self, data: bytes) -> None:
+        self._buffer += data
+
+    @property
+    def skipped(self) -> bytes:
+        return bytes(self._buffer[: self._offset])
+
+    @property
+    def head(self) -> bytes:
+        return bytes(self._buffer[self._offset :])
+
+    @property
+    def received(self) -> bytes:
+        return bytes(self._buffer)
+
+    def recognise(self, *, final: bool = False) -> Driver | NeedMore | None:
+        """The driver of the first recognisable frame, :data:`NEED_MORE`, or ``None`` when no driver
+        recognises anything within the limit (or in all there is, with ``final=True``)."""
+        while True:
+            found = detect(bytes(self._buffer[self._offset :]), self.transport, final=final)
+            if found is not None:
+                return found
+            boundary = self._next_boundary(self._offset + 1)
+            if boundary is None or boundary > MAX_SKIP_BYTES:
+                more_may_come = not final and len(self._buffer) <= MAX_SKIP_BYTES
+                return NEED_MORE if more_may_come else None
+            self._offset = boundary
+
+    def _next_boundary(self, start: int) -> int | None:
+        buffer = self._buffer
+        for index in range(start, min(len(buffer), MAX_SKIP_BYTES + 1)):
+            if (
+                buffer[index - 1] in _FRAME_ENDS
+                or buffer[index] in _FRAME_STARTS
+                or buffer[index : index + 2] in _BINARY_STARTS
+            ):
+                return index
+        return None

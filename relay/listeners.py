@@ -24,7 +24,9 @@ from drivers import (
     DriverError,
     FramingError,
     InvalidDeviceId,
+    NeedMore,
     Session,
+    StreamSniffer,
     Transport,
     detect,
 )
@@ -359,37 +361,41 @@ class Listener:
     async def _sniff(
         self, stream: trio.abc.Stream, peer: str, transport: Transport
     ) -> tuple[Driver | None, bytes, bool]:
-        head = b""
-        eof = False
+        """Read until a driver recognises the stream: (driver, the stream from its first frame, eof).
+
+        Bytes no driver recognises before that frame are quarantined; a stream that never shows a
+        recognisable frame is quarantined (its head) and ``(None, …)`` returned."""
         # A serial line carries what a TCP stream would: recognise it the same way.
-        sniff_as = Transport.TCP if transport is Transport.SERIAL else transport
+        sniffer = StreamSniffer(Transport.TCP if transport is Transport.SERIAL else transport)
+        eof = False
+        found: Driver | NeedMore | None = NEED_MORE
         with trio.move_on_after(self.settings.sniff_timeout_s):
-            while True:
+            while found is NEED_MORE:
                 data = await stream.receive_some(READ_SIZE)
                 if not data:
                     eof = True
                     break
-                head += data
-                found = detect(head, sniff_as)
-                if found is not NEED_MORE:
-                    if isinstance(found, Driver):
-                        return found, head, False
-                    break
-        found = detect(head, sniff_as, final=True)
-        if isinstance(found, Driver):
-            return found, head, eof
-        if head:
+                sniffer.receive_data(data)
+                found = sniffer.recognise()
+        if not isinstance(found, Driver):
+            found = sniffer.recognise(final=True)
+        unknown = sniffer.skipped if isinstance(found, Driver) else sniffer.received
+        if unknown.strip(b"\r\n\x00 "):
             self.stats.unknown_streams += 1
             item = self.ingest.bad_frame(
-                head[:QUARANTINE_HEAD],
-                "no driver recognises this stream",
+                unknown[:QUARANTINE_HEAD],
+                "no driver recognises these bytes"
+                if isinstance(found, Driver)
+                else "no driver recognises this stream",
                 peer=peer,
                 transport=transport,
                 protocol=None,
                 now=self.ingest.now(),
             )
             await self.ingest.journal.append([item])
-        return None, head, eof
+        if isinstance(found, Driver):
+            return found, sniffer.head, eof
+        return None, sniffer.received, eof
 
     # -- UDP ----------------------------------------------------------------------------------
 
