@@ -33,7 +33,7 @@ from ._registry import (
     get,
     register,
 )
-from ._session import Match, Session
+from ._session import Match, Session, UpstreamAck
 
 __all__ = [
     "KNOTS_TO_KMH",
@@ -55,6 +55,7 @@ __all__ = [
     "StreamSniffer",
     "Transport",
     "UnsupportedCommand",
+    "UpstreamAck",
     "check_device_id",
     "decode_frames",
     "detect",

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import ClassVar
 
@@ -41,6 +41,35 @@ class Match(enum.Enum):
     NO = "no"
     #: Too few bytes to tell; ask again with more.
     MORE = "more"
+
+
+def _accepted(_answer: bytes) -> str | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAck:
+    """The answer a platform owes for a frame the relay forwards to it, before the next frame goes.
+
+    ``length(buffer)`` is how many bytes at the front of ``buffer`` make the whole answer (0: not all
+    of it has arrived); ``refusal(answer)`` says why that answer refuses the frame, or ``None``.
+    """
+
+    what: str
+    length: Callable[[bytes], int]
+    refusal: Callable[[bytes], str | None] = _accepted
+
+    @classmethod
+    def exactly(cls, what: str, size: int, refusal: Callable[[bytes], str | None] = _accepted) -> UpstreamAck:
+        return cls(what, lambda buffer: size if len(buffer) >= size else 0, refusal)
+
+    @classmethod
+    def through(cls, what: str, terminator: bytes) -> UpstreamAck:
+        def length(buffer: bytes) -> int:
+            end = buffer.find(terminator)
+            return end + len(terminator) if end >= 0 else 0
+
+        return cls(what, length)
 
 
 class Session(abc.ABC):
@@ -148,6 +177,13 @@ class Session(abc.ABC):
             replace(report, device_id=self.device_id) if report.device_id is None else report
             for report in decoded.reports
         )
+
+    @classmethod
+    def upstream_ack(cls, wire: bytes, *, login: bool) -> UpstreamAck | None:
+        """What a platform speaking this protocol over TCP answers to ``wire`` (a frame as the device
+        sent it; ``login``: it identifies the device) before it reads the next frame, or ``None`` when
+        nothing needs waiting for. The passthrough sink forwards frames upstream by this rule."""
+        return None
 
     def encode(self, command: Command) -> bytes:
         """The bytes that carry ``command`` to the device.

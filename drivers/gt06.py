@@ -36,7 +36,7 @@ from ._model import (
     UnsupportedCommand,
 )
 from ._registry import register
-from ._session import Match, Session
+from ._session import Match, Session, UpstreamAck
 
 PROTOCOL = "gt06"
 
@@ -1024,6 +1024,16 @@ class Gt06Session(Session):
         return self._report("alarm" if found else "event", attributes, found, **fields)
 
     # -- encoding (Gt06ProtocolEncoder) ----------------------------------------------------------
+
+    @classmethod
+    def upstream_ack(cls, wire: bytes, *, login: bool) -> UpstreamAck | None:
+        """A login (type 0x01, or whatever frame identifies the device) is answered with a frame."""
+        if wire[:2] not in (START, START_EXTENDED):
+            return None
+        header = HEADER_EXTENDED if wire[:2] == START_EXTENDED else HEADER
+        if login or wire[header : header + 1] == bytes([LOGIN]):
+            return UpstreamAck.through("the login reply", TRAILER)
+        return None
 
     def encode(self, command: Command) -> bytes:
         """A 0x80 text command; the serial counts up per session."""

@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl
 from . import alarms
 from ._model import KNOTS_TO_KMH, Decoded, DriverError, FramingError, Report, Transport
 from ._registry import register
-from ._session import Match, Session
+from ._session import Match, Session, UpstreamAck
 
 PROTOCOL = "osmand"
 
@@ -146,6 +146,11 @@ class OsmandSession(Session):
                 data=bytes(self._buffer),
             )
         yield from super().frames()
+
+    @classmethod
+    def upstream_ack(cls, wire: bytes, *, login: bool) -> UpstreamAck | None:
+        """Every request is answered with a response (its head, and a body of ``Content-Length``)."""
+        return UpstreamAck("an HTTP response", _response_length)
 
     def _next_frame(self) -> bytes | None:
         buffer = self._buffer
@@ -749,3 +754,17 @@ def _json_number(value: Any, name: str) -> float | None:
 
 
 DRIVER = register(PROTOCOL, sniff, OsmandSession)
+
+
+def _response_length(buffer: bytes) -> int:
+    """Bytes of the complete HTTP response at the front of ``buffer``, or 0."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return 0
+    length = 0
+    for line in buffer[:end].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            length = int(value)
+    total = end + 4 + length
+    return total if len(buffer) >= total else 0

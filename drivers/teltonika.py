@@ -33,7 +33,7 @@ from ._model import (
     UnsupportedCommand,
 )
 from ._registry import register
-from ._session import Match, Session
+from ._session import Match, Session, UpstreamAck
 
 PROTOCOL = "teltonika"
 
@@ -404,6 +404,25 @@ class TeltonikaSession(Session):
         )
 
     # -- encoding (TeltonikaProtocolEncoder) -----------------------------------------------------
+
+    @classmethod
+    def upstream_ack(cls, wire: bytes, *, login: bool) -> UpstreamAck | None:
+        """The IMEI handshake is accepted with ``01``; an AVL packet with its record count."""
+        if wire[:2] == IMEI_PREFIX:
+            return UpstreamAck.exactly(
+                "the IMEI accepted (01)",
+                1,
+                lambda answer: None if answer == ACCEPT else f"upstream refused the IMEI ({answer.hex()})",
+            )
+        if wire[:4] == AVL_PREAMBLE and len(wire) > AVL_HEADER + 1 and wire[AVL_HEADER] in AVL_CODECS:
+            records = wire[AVL_HEADER + 1]
+
+            def refusal(answer: bytes) -> str | None:
+                taken = int.from_bytes(answer, "big")
+                return None if taken == records else f"upstream took {taken} of {records} records"
+
+            return UpstreamAck.exactly(f"a record count of {records}", 4, refusal)
+        return None
 
     def encode(self, command: Command) -> bytes:
         """A codec 12 command. ``CUSTOM`` takes ``text`` (sent as ASCII) or ``hex`` (sent as bytes)."""

@@ -90,10 +90,15 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
     :raises RelayError: the journal cannot be opened or the port cannot be bound.
     """
     journal = open_journal(config)
+    passthrough = any(isinstance(sink, PassthroughSinkSettings) for sink in config.sinks)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
-            ingest = Ingest(journal, max_buffered_bytes=config.listen.max_buffered_mb * 1024 * 1024)
+            ingest = Ingest(
+                journal,
+                max_buffered_bytes=config.listen.max_buffered_mb * 1024 * 1024,
+                keep_every_frame=passthrough,
+            )
             listener = Listener(config.listen, ingest)
             try:
                 port = await nursery.start(listener.serve)

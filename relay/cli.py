@@ -422,6 +422,8 @@ def _export(args: argparse.Namespace) -> int:
             raise RelayError(
                 f"--since: expected an ISO 8601 time such as 2026-11-23T08:00:00Z, found {args.since!r}"
             ) from None
+    from .journal import FRAME_EVENT
+
     journal = _open_existing_journal(config_from(args))
     written, after = 0, 0
     try:
@@ -431,6 +433,8 @@ def _export(args: argparse.Namespace) -> int:
                 break
             for report in batch:
                 after = report.seq
+                if report.event == FRAME_EVENT:  # a frame kept for passthrough, not a report
+                    continue
                 if args.device is not None and report.device_id != args.device:
                     continue
                 if since is not None and _parse_time(report.document["received_at"]) < since:

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 import trio
 
-from .journal import CursorUpdate, Journal, StoredReport
+from .journal import FRAME_EVENT, CursorUpdate, Journal, StoredReport
 from .logs import log_event
 
 log = logging.getLogger("relay.delivery")
@@ -88,6 +88,7 @@ class Delivery:
         if room <= 0:
             return []
         reports: list[StoredReport] = []
+        frames: list[int] = []
         if not self._live_done:
             reports = self._take_newest(room)
             room -= len(reports)
@@ -103,8 +104,14 @@ class Delivery:
                 if report.seq <= self.cursors.get(report.device_id or "", 0):
                     continue  # delivered before this (re)connection
                 self._track(report)
+                if report.event == FRAME_EVENT:  # kept for passthrough only: nothing to send here
+                    frames.append(report.seq)
+                    continue
                 reports.append(report)
                 room -= 1
+        if frames:
+            self.acknowledge(frames)
+            self.delivered -= len(frames)
         return reports
 
     def _take_newest(self, room: int) -> list[StoredReport]:
@@ -113,7 +120,11 @@ class Delivery:
         for report in newest:
             if len(taken) >= room:
                 return taken  # the rest on the next call
-            if report.seq in self._early or report.seq <= self.cursors.get(report.device_id or "", 0):
+            if (
+                report.event == FRAME_EVENT
+                or report.seq in self._early
+                or report.seq <= self.cursors.get(report.device_id or "", 0)
+            ):
                 continue
             self._early.add(report.seq)
             self._track(report)

@@ -151,6 +151,11 @@ class Entry:
     received_at: datetime
 
 
+#: The event of a stored frame that decoded to no report (a photo chunk, a keep-alive): kept, with a
+#: passthrough sink, so the upstream receives the device's stream byte for byte; other sinks skip it.
+FRAME_EVENT = "frame"
+
+
 @dataclass(frozen=True, slots=True)
 class Quarantined:
     """Bytes no driver could use, kept so a later driver fix can re-decode them."""

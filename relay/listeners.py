@@ -25,6 +25,7 @@ from drivers import (
     FramingError,
     InvalidDeviceId,
     NeedMore,
+    Report,
     Session,
     StreamSniffer,
     Transport,
@@ -35,7 +36,7 @@ from drivers import get as get_driver
 from .clock import clock_unsynced, mark_unsynced
 from .config import ListenSettings
 from .errors import JournalError
-from .journal import Entry, Journal, Quarantined
+from .journal import FRAME_EVENT, Entry, Journal, Quarantined
 from .logs import RateLimiter, log_event
 
 log = logging.getLogger("relay.listen")
@@ -71,8 +72,16 @@ class Statistics:
 class Ingest:
     """Decode frames with a session, store the results, send the replies: the one path for every source."""
 
-    def __init__(self, journal: Journal, *, max_buffered_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        max_buffered_bytes: int = 32 * 1024 * 1024,
+        keep_every_frame: bool = False,
+    ) -> None:
         self.journal = journal
+        #: Store frames that decode to no report too (a passthrough sink replays every frame).
+        self.keep_every_frame = keep_every_frame
         self.stats = Statistics()
         self.limiter = RateLimiter()
         #: Partial-frame bytes all stream sessions together may hold.
@@ -127,6 +136,8 @@ class Ingest:
                         now=now,
                     )
                 )
+            if not reports and result.error is None and self.keep_every_frame:
+                reports = (Report(protocol=session.protocol, device_id=session.device_id, event=FRAME_EVENT),)
             for index, report in enumerate(reports):
                 if unsynced:
                     report = mark_unsynced(report)

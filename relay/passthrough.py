@@ -35,14 +35,13 @@ import logging
 import socket
 import struct
 import termios
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import trio
 
 import drivers
-from drivers import DriverError, Transport
+from drivers import DriverError, Transport, UpstreamAck
 
 from .config import PassthroughSinkSettings
 from .delivery import CURSOR_FLUSH_S, DeliveringSink, Delivery
@@ -65,102 +64,28 @@ MAX_REPLY_BUFFER = 65536
 UPSTREAM_TRANSPORT = {"tcp": "tcp", "http": "tcp", "udp": "udp"}
 _TIOCOUTQ = getattr(termios, "TIOCOUTQ", 0x5411)
 
-_TELTONIKA_HANDSHAKE = b"\x00\x0f"
-_TELTONIKA_AVL = b"\x00\x00\x00\x00"
-_GT06_STARTS = (b"\x78\x78", b"\x79\x79")
-_GT06_LOGIN = 0x01
-#: Drivers that store a frame without its delimiter: what goes back after it on the wire. (The
-#: journal keeps the frame as the driver cut it; the delimiter is restored so the upstream can frame it.)
-_WIRE_TERMINATORS = {"gps103": b";", "pt502": b"\r\n"}
-
 
 class UpstreamError(Exception):
     """The upstream refused, closed, or did not answer in time."""
 
 
-@dataclass(frozen=True, slots=True)
-class Expect:
-    """The acknowledgement a frame needs before the next one: ``complete(buffer)`` returns how many
-    bytes make up the answer (0: not yet), ``check(answer)`` an error text or None."""
-
-    what: str
-    complete: Callable[[bytes], int]
-    check: Callable[[bytes], str | None] = lambda _answer: None
-
-
-def _exactly(size: int) -> Callable[[bytes], int]:
-    return lambda buffer: size if len(buffer) >= size else 0
-
-
-def _through(terminator: bytes) -> Callable[[bytes], int]:
-    def complete(buffer: bytes) -> int:
-        end = buffer.find(terminator)
-        return end + len(terminator) if end >= 0 else 0
-
-    return complete
-
-
-def _http_response(buffer: bytes) -> int:
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        return 0
-    length = 0
-    for line in buffer[:end].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length" and value.strip().isdigit():
-            length = int(value)
-    total = end + 4 + length
-    return total if len(buffer) >= total else 0
-
-
-def wire_frame(protocol: str, raw: bytes) -> bytes:
-    """The bytes to send upstream for a stored frame: as received, less line ends left over from the
-    frame before (a terminator split across TCP segments), with the protocol's terminator."""
-    raw = raw.lstrip(b"\r\n")  # no protocol's frame starts with CR or LF
-    end = _WIRE_TERMINATORS.get(protocol)
-    if end is None or raw.endswith(end) or raw.startswith(b"$PHD"):
-        return raw
-    return raw + end
-
-
-def expected_reply(protocol: str, transport: str, raw: bytes, *, login: bool) -> Expect | None:
-    """What the upstream must answer to ``raw`` before the next frame goes, if anything."""
-    if transport == "http":
-        return Expect("an HTTP response", _http_response)
+def expected_reply(protocol: str, transport: str, raw: bytes, *, login: bool) -> UpstreamAck | None:
+    """What the upstream must answer to ``raw`` before the next frame goes, if anything: the driver's
+    rule for TCP and HTTP; over UDP, an answer wherever the protocol answers the datagram."""
+    try:
+        driver = drivers.get(protocol)
+    except KeyError:
+        return None
     if transport == "udp":
-        return (
-            Expect("a reply datagram", lambda buffer: len(buffer)) if _udp_answered(protocol, raw) else None
-        )
-    if protocol == "teltonika" and raw[:2] == _TELTONIKA_HANDSHAKE:
-        return Expect(
-            "the IMEI accepted (01)",
-            _exactly(1),
-            lambda answer: None if answer == b"\x01" else f"upstream refused the IMEI ({answer.hex()})",
-        )
-    if protocol == "teltonika" and raw[:4] == _TELTONIKA_AVL and len(raw) > 9:
-        records = raw[9]
-
-        def count_ok(answer: bytes) -> str | None:
-            taken = int.from_bytes(answer, "big")
-            return None if taken == records else f"upstream took {taken} of {records} records"
-
-        return Expect(f"a record count of {records}", _exactly(4), count_ok)
-    if protocol == "gt06" and raw[:2] in _GT06_STARTS and (login or _gt06_type(raw) == _GT06_LOGIN):
-        return Expect("the login reply", _through(b"\r\n"))
-    return None
+        return UpstreamAck("a reply datagram", len) if _udp_answered(driver, raw) else None
+    return driver.session.upstream_ack(raw, login=login)
 
 
-def _gt06_type(raw: bytes) -> int:
-    offset = 3 if raw[:2] == b"\x78\x78" else 4
-    return raw[offset] if len(raw) > offset else -1
-
-
-def _udp_answered(protocol: str, raw: bytes) -> bool:
+def _udp_answered(driver: drivers.Driver, raw: bytes) -> bool:
     """Whether the protocol answers this datagram (then the upstream must too): asked of our driver."""
     try:
-        session = drivers.get(protocol).new_session(Transport.UDP)
-        return bool(session.decode(raw, now=datetime.now(UTC)).replies)
-    except (KeyError, DriverError):
+        return bool(driver.new_session(Transport.UDP).decode(raw, now=datetime.now(UTC)).replies)
+    except DriverError:
         return False
 
 
@@ -267,14 +192,14 @@ class _Session:
             raise UpstreamError(f"cannot write upstream: {error}") from error
         self.frames_sent += 1
 
-    async def answer(self, expect: Expect, timeout: float) -> bytes:
+    async def answer(self, expect: UpstreamAck, timeout: float) -> bytes:
         """Wait for the reply ``expect`` describes (buffer cleared by the caller before sending)."""
         with trio.move_on_after(timeout):
             while True:
-                size = expect.complete(self.buffer)
+                size = expect.length(self.buffer)
                 if size:
                     answer, self.buffer = self.buffer[:size], self.buffer[size:]
-                    problem = expect.check(answer)
+                    problem = expect.refusal(answer)
                     if problem:
                         raise UpstreamError(problem)
                     return answer
@@ -515,7 +440,7 @@ class PassthroughSink(DeliveringSink):
         for attempt in range(1, tries + 1):
             if expect is not None:
                 session.buffer = b""
-            await session.send(wire_frame(protocol, raw))
+            await session.send(raw)  # byte for byte, as the device sent it
             self.published += 1
             if expect is None:
                 return

@@ -36,6 +36,8 @@ class UpstreamSession:
     device_id: str | None = None
     frames: list[bytes] = field(default_factory=list)
     reports: list[Report] = field(default_factory=list)
+    #: Every byte received, as received (a TCP stream, or the datagram).
+    raw: bytearray = field(default_factory=bytearray)
 
 
 class Upstream:
@@ -118,6 +120,7 @@ class Upstream:
         head: bytes,
         data: bytes,
     ) -> tuple[drivers.Session | None, bytes]:
+        record.raw += data
         if session is None:
             head += data
             driver = drivers.detect(head, Transport.TCP)
@@ -145,7 +148,7 @@ class Upstream:
         while True:
             datagram, address = await sock.recvfrom(65536)
             driver = drivers.detect(datagram, Transport.UDP, final=True)
-            record = UpstreamSession("udp", f"{address[0]}:{address[1]}")
+            record = UpstreamSession("udp", f"{address[0]}:{address[1]}", raw=bytearray(datagram))
             self.sessions.append(record)
             if not isinstance(driver, drivers.Driver):
                 continue
