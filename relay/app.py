@@ -90,7 +90,7 @@ class Running:
         if not self.listening:
             listener_check["reason"] = "the listener is not serving"
         elif stats.connections_open >= limit:
-            listener_check["reason"] = f"{stats.connections_open} connections open: new ones are refused"
+            listener_check["reason"] = f"at the connection limit ({limit}): new connections are refused"
         sinks = {sink.name: self._sink_check(sink, time.monotonic()) for sink in self.sinks}
         checks = {"journal": journal_check, "listener": listener_check, "sinks": sinks}
         ok = journal_check["ok"] and listener_check["ok"] and all(check["ok"] for check in sinks.values())

@@ -250,7 +250,7 @@ async def test_healthz_is_503_while_new_connections_are_refused(tmp_path: Path) 
             "ok": False,
             "connections_open": 1,
             "max_connections": 1,
-            "reason": "1 connections open: new ones are refused",
+            "reason": "at the connection limit (1): new connections are refused",
         }
         await device.aclose()
         await wait_until(lambda: relay.listener.stats.connections_open == 0, what="the connection closed")
