@@ -1,4 +1,4 @@
-"""Decode speed: frames per second per protocol, framing included, on one core, from the shared vectors."""
+"""Decode speed: frames per second per protocol, framing included, on one core, from the reference vectors."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from drivers import DriverError, Session, Transport, get
 
 from .proc import ROOT
 
-#: Where the vectors live: ``$RELAY_VECTORS`` or ``shared/vectors`` beside the checkout (as tests/vectors.py).
-VECTORS = Path(os.environ.get("RELAY_VECTORS", ROOT.parent / "shared" / "vectors"))
+#: Where the vectors live: ``$RELAY_VECTORS``, else the repository's copy (as tests/vectors.py).
+VECTORS = Path(os.environ.get("RELAY_VECTORS", ROOT / "tests" / "data" / "vectors"))
 #: Protocols whose frames are text (the 100,000 frames/s target applies to these).
 TEXT_PROTOCOLS = frozenset({"gps103", "pt502", "h02", "tk103", "watch", "osmand"})
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

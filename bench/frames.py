@@ -2,7 +2,7 @@
 
 Every frame here is answered by its driver (an acknowledgement the relay sends only after the commit),
 so a simulated device can send "as fast as its acknowledgements allow": one frame out, wait for the
-answer, the next frame out. The templates come from the shared vectors; only the device id changes.
+answer, the next frame out. The templates come from the reference vectors; only the device id changes.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -25,6 +26,29 @@ log = logging.getLogger("relay")
 
 #: How often old and oversized data is pruned from the journal.
 HOUSEKEEPING_S = 60.0
+#: How often each sink's progress is looked at for /healthz (and on every health check).
+SINK_LOOK_S = 1.0
+
+
+class SinkWatch:
+    """How long a sink has been stuck: reports to deliver and none delivered between two looks, or
+    disconnected with an error. Any delivery (or an empty backlog while connected) ends a stall."""
+
+    def __init__(self) -> None:
+        self.acknowledged = -1
+        self.stuck_since: float | None = None
+
+    def look(self, sink: Sink, now: float) -> float:
+        """Look at ``sink`` at monotonic time ``now``; seconds it has been stuck (0.0: it is not)."""
+        acknowledged = sink.acknowledged
+        progressed, self.acknowledged = acknowledged != self.acknowledged, acknowledged
+        down = not sink.connected and sink.last_error is not None
+        if down or (sink.backlog() > 0 and not progressed):
+            if self.stuck_since is None:
+                self.stuck_since = now
+            return now - self.stuck_since
+        self.stuck_since = None
+        return 0.0
 
 
 @dataclass
@@ -38,15 +62,72 @@ class Running:
     sinks: list[Sink] = field(default_factory=list)
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     status_port: int | None = None
+    #: True from the moment the port is bound until the listener stops.
+    listening: bool = False
+    sink_watches: dict[str, SinkWatch] = field(default_factory=dict)
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz answers: ``{"status": "ok" | "unhealthy", "checks": {...}}``.
+
+        Unhealthy when the last journal commit failed, when the listener is not serving (or refuses new
+        connections at its limit), or when a sink has been stuck longer than ``[status] sink_stall_s``.
+        Each check says ``ok`` and, when not, its ``reason``.
+        """
+        journal = self.journal
+        journal_check: dict[str, Any] = {
+            "ok": journal.last_commit_error is None,
+            "commits": journal.commits,
+            "last_seq": journal.last_seq,
+        }
+        if journal.last_commit_error is not None:
+            journal_check["reason"] = f"journal cannot commit: {journal.last_commit_error}"
+        stats, limit = self.listener.stats, self.config.listen.max_connections
+        listener_check: dict[str, Any] = {
+            "ok": self.listening and stats.connections_open < limit,
+            "connections_open": stats.connections_open,
+            "max_connections": limit,
+        }
+        if not self.listening:
+            listener_check["reason"] = "the listener is not serving"
+        elif stats.connections_open >= limit:
+            listener_check["reason"] = f"at the connection limit ({limit}): new connections are refused"
+        sinks = {sink.name: self._sink_check(sink, time.monotonic()) for sink in self.sinks}
+        checks = {"journal": journal_check, "listener": listener_check, "sinks": sinks}
+        ok = journal_check["ok"] and listener_check["ok"] and all(check["ok"] for check in sinks.values())
+        return {"status": "ok" if ok else "unhealthy", "checks": checks}
+
+    def _sink_check(self, sink: Sink, now: float) -> dict[str, Any]:
+        stalled = self.look_at_sink(sink, now)
+        pending = sink.backlog()
+        check: dict[str, Any] = {
+            "ok": stalled <= self.config.status.sink_stall_s,
+            "connected": sink.connected,
+            "pending": pending,
+            "stalled_s": round(stalled, 1),
+            "last_error": sink.last_error,
+        }
+        if not check["ok"]:
+            if not sink.connected and sink.last_error is not None:
+                check["reason"] = (
+                    f"disconnected for {stalled:.0f} s with {pending} pending: {sink.last_error}"
+                )
+            else:
+                check["reason"] = f"no delivery for {stalled:.0f} s with {pending} pending"
+        return check
+
+    def look_at_sink(self, sink: Sink, now: float) -> float:
+        """Seconds ``sink`` has been stuck, as of monotonic ``now`` (see :class:`SinkWatch`)."""
+        return self.sink_watches.setdefault(sink.name, SinkWatch()).look(sink, now)
 
     def health_problem(self) -> str | None:
-        """Why the relay cannot do its job right now, or ``None``."""
-        if self.journal.last_commit_error:
-            return f"journal cannot commit: {self.journal.last_commit_error}"
-        return None
+        """Why the relay cannot do its job right now (every reason, joined), or ``None``."""
+        checks = self.health()["checks"]
+        every = (checks["journal"], checks["listener"], *checks["sinks"].values())
+        reasons = [check["reason"] for check in every if "reason" in check]
+        return "; ".join(reasons) or None
 
     def statistics(self) -> dict[str, Any]:
-        stats = vars(self.listener.stats).copy()
+        stats = {key: value for key, value in vars(self.listener.stats).items() if isinstance(value, int)}
         stats.update(
             journal_commits=self.journal.commits,
             journal_reports=self.journal.committed_reports,
@@ -100,18 +181,20 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                 keep_every_frame=passthrough,
             )
             listener = Listener(config.listen, ingest)
+            running = Running(config, journal, listener, 0, cancel_scope=nursery.cancel_scope)
             try:
-                port = await nursery.start(listener.serve)
+                running.port = await nursery.start(_listen, running)
             except OSError as error:
                 raise RelayError(
                     f"cannot listen on {config.listen.host}:{config.listen.port}: {error.strerror or error}"
                 ) from error
-            running = Running(config, journal, listener, port, cancel_scope=nursery.cancel_scope)
+            running.listening = True
             for settings in config.sinks:
                 sink = make_sink(settings, journal)
                 running.sinks.append(sink)
                 await nursery.start(sink.run)
             nursery.start_soon(_housekeeping, running)
+            nursery.start_soon(_watch_sinks, running)
             if config.status.listen:
                 from .status_http import serve_status
 
@@ -167,6 +250,22 @@ def _log_started(running: Running) -> None:
         log_event(log, logging.INFO, "sms_source", port=config.modem.port, senders=len(config.modem.senders))
     for source in config.serial:
         log_event(log, logging.INFO, "serial_source", port=source.port, protocol=source.protocol)
+
+
+async def _listen(running: Running, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    try:
+        await running.listener.serve(task_status=task_status)
+    finally:
+        running.listening = False
+
+
+async def _watch_sinks(running: Running) -> None:
+    """Look at every sink each SINK_LOOK_S, so a stall is timed from when it began, not from a check."""
+    while True:
+        now = time.monotonic()
+        for sink in running.sinks:
+            running.look_at_sink(sink, now)
+        await trio.sleep(SINK_LOOK_S)
 
 
 async def _housekeeping(running: Running) -> None:

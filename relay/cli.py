@@ -87,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     decode.set_defaults(handler=_decode)
 
     vectors = commands.add_parser("vectors", help="decode every vector file and print the agreement table")
-    vectors.add_argument("directory", type=Path, nargs="?", default=Path("../shared/vectors"))
+    vectors.add_argument(
+        "directory", type=Path, nargs="?", help="vector files (default: tests/data/vectors of a checkout)"
+    )
     vectors.add_argument("--json", action="store_true")
     vectors.set_defaults(handler=_vectors)
 
@@ -494,9 +496,12 @@ def _quarantine_retry(args: argparse.Namespace) -> int:
 
 
 def _vectors(args: argparse.Namespace) -> int:
-    from .vectors import format_table, vector_table
+    from .vectors import default_directory, format_table, vector_table
 
-    rows = vector_table(args.directory)
+    directory = args.directory or default_directory()
+    if directory is None:
+        raise RelayError("no vector directory given, and this installation has no tests/data/vectors")
+    rows = vector_table(directory)
     if args.json:
         print(
             json.dumps([row if isinstance(row, dict) else vars(row) for row in rows], indent=2, default=str)

@@ -186,7 +186,12 @@ SinkSettings = MqttSinkSettings | HttpSinkSettings | OsmandSinkSettings | Passth
 
 @dataclass(frozen=True, slots=True)
 class StatusSettings:
+    """The ``[status]`` section: where the status endpoint listens, and when /healthz calls a sink stuck."""
+
     listen: str = ""
+    #: A sink with undelivered reports and no delivery, or disconnected with an error, for longer than
+    #: this makes /healthz answer 503.
+    sink_stall_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,7 +482,7 @@ def _listen_address(value: Any) -> str | None:
     return None
 
 
-_STATUS: dict[str, _Check] = {"listen": _listen_address}
+_STATUS: dict[str, _Check] = {"listen": _listen_address, "sink_stall_s": _number_range(0.1, 7 * 86400)}
 _SECTIONS: dict[str, dict[str, _Check]] = {
     "relay": _RELAY,
     "listen": _LISTEN,

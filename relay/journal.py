@@ -34,6 +34,7 @@ from sqlite_utils.migrations import Migrations
 
 from drivers import Report, format_time
 
+from .buckets import COMMIT_BOUNDS_S, Buckets
 from .errors import JournalError
 from .logs import log_event
 
@@ -395,6 +396,9 @@ class Journal:
         self.committed_reports = 0
         self.quarantined = 0
         self.dropped = 0
+        self.commit_failures = 0
+        #: How long each successful group commit took (write and fsync), seconds.
+        self.commit_time = Buckets(COMMIT_BOUNDS_S)
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -543,15 +547,18 @@ class Journal:
 
     async def _commit(self, batch: list[_Ticket]) -> None:
         items = [item for ticket in batch for item in ticket.items]
+        started = time.monotonic()
         try:
             last_seq, reports, quarantined = await trio.to_thread.run_sync(self._write, items)
         except sqlite3.Error as error:
+            self.commit_failures += 1
             self.last_commit_error = str(error)
             log_event(log, logging.ERROR, "journal_commit_failed", error=str(error), items=len(items))
             for ticket in batch:
                 ticket.error = error
                 ticket.done.set()
             return
+        self.commit_time.observe(time.monotonic() - started)
         self.commits += 1
         self.last_commit_error = None
         self.committed_reports += reports

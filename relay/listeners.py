@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import socket
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from drivers import (
 )
 from drivers import get as get_driver
 
+from .buckets import ACK_LATENCY_BOUNDS_S, Buckets
 from .clock import clock_unsynced, mark_unsynced
 from .config import ListenSettings
 from .errors import JournalError
@@ -67,6 +69,14 @@ class Statistics:
     buffer_overflows: int = 0
     #: UDP peers whose session was forgotten to stay within ``max_udp_peers``.
     udp_peers_forgotten: int = 0
+    # For /metrics: one dict increment per frame or reply.
+    frames_by_protocol: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    reports_by_protocol: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    bad_frames_by_reason: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    #: Per transport: from receiving a device's bytes to sending their reply, seconds.
+    ack_latency: defaultdict[str, Buckets] = field(
+        default_factory=lambda: defaultdict(lambda: Buckets(ACK_LATENCY_BOUNDS_S))
+    )
 
 
 class Ingest:
@@ -107,8 +117,10 @@ class Ingest:
                 now=now.isoformat(),
                 hint="reports are stored and marked clock_unsynced until the clock is set (NTP)",
             )
+        counted = (session.protocol, transport.value)
         for frame, wire in frames:
             self.stats.frames += 1
+            self.stats.frames_by_protocol[counted] += 1
             try:
                 result = session.decode(frame, now=now)
                 reports = session.fill_device_id(result)
@@ -143,6 +155,7 @@ class Ingest:
                     report = mark_unsynced(report)
                 items.append(Entry(report, wire if index == 0 else None, transport.value, peer, now))
                 self.stats.reports += 1
+                self.stats.reports_by_protocol[session.protocol] += 1
             replies.extend(result.replies)
         return items, replies
 
@@ -150,6 +163,8 @@ class Ingest:
         self, raw: bytes, reason: str, *, peer: str, transport: Transport, protocol: str | None, now: datetime
     ) -> Quarantined:
         self.stats.bad_frames += 1
+        kind = "driver_bug" if reason.startswith("driver bug") else "malformed"
+        self.stats.bad_frames_by_reason[(protocol, kind) if protocol else ("unknown", "unrecognised")] += 1
         allowed, suppressed = self.limiter.allow(f"bad:{peer.rsplit(':', 1)[0]}")
         if allowed:
             log_event(
@@ -188,6 +203,7 @@ class Ingest:
         :raises JournalError: the commit failed; nothing was acknowledged.
         """
         held = session.held_bytes
+        received = time.monotonic()
         session.receive_data(data)
         frames: list[tuple[bytes, bytes]] = []
         framing_error: FramingError | None = None
@@ -224,9 +240,12 @@ class Ingest:
         stats.buffered_bytes += session.held_bytes - held
         if items:
             await self.journal.append(items)
-        for reply in replies:
-            await send(reply)
-            self.stats.replies += 1
+        if replies:
+            latency = self.stats.ack_latency[transport.value]
+            for reply in replies:
+                await send(reply)
+                self.stats.replies += 1
+                latency.observe(time.monotonic() - received)
         if framing_error is not None:
             raise framing_error
 
@@ -417,9 +436,9 @@ class Listener:
         decoded and submitted to the journal in arrival order (so each device's reports stay in
         order), and one answering task sends the replies as their commits land, also in order.
         """
-        send_answer, receive_answers = trio.open_memory_channel[tuple[Any, list[bytes], tuple[str, int]]](
-            UDP_ANSWER_QUEUE
-        )
+        send_answer, receive_answers = trio.open_memory_channel[
+            tuple[Any, list[bytes], tuple[str, int], float]
+        ](UDP_ANSWER_QUEUE)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._answer_datagrams, sock, receive_answers)
@@ -441,6 +460,7 @@ class Listener:
             sock.close()
 
     async def _datagram(self, data: bytes, address: tuple[str, int], answer: trio.MemorySendChannel) -> None:
+        received = time.monotonic()
         peer = f"{address[0]}:{address[1]}"
         key = (str(address[0]), int(address[1]))
         session = self._udp_sessions.get(key)
@@ -485,10 +505,11 @@ class Listener:
             else None
         )
         if answers or ticket is not None:
-            await answer.send((ticket, answers, address))
+            await answer.send((ticket, answers, address, received))
 
     async def _answer_datagrams(self, sock: socket.socket, answers: trio.MemoryReceiveChannel) -> None:
-        async for ticket, replies, address in answers:
+        latency = self.stats.ack_latency[Transport.UDP.value]
+        async for ticket, replies, address, received in answers:
             if ticket is not None:
                 try:
                     await self.ingest.journal.wait_committed(ticket)
@@ -510,5 +531,6 @@ class Listener:
                         except BlockingIOError:
                             await trio.lowlevel.wait_writable(sock)
                     self.stats.replies += 1
+                    latency.observe(time.monotonic() - received)
                 except OSError as error:
                     log_event(log, logging.DEBUG, "udp_send_error", error=str(error))

@@ -1,7 +1,7 @@
 """A tiny HTTP status endpoint for the running relay (``[status] listen = "127.0.0.1:8080"``).
 
-- ``GET /healthz``: ``200 ok`` while the journal accepts commits, ``503`` with the reason otherwise;
-- ``GET /metrics``: Prometheus text format (counters and gauges of the listener, journal and sinks);
+- ``GET /healthz``: ``200`` or ``503`` with a JSON body that says why (:meth:`Running.health`);
+- ``GET /metrics``: Prometheus exposition (:mod:`relay.metrics`; OpenMetrics when the scraper asks);
 - ``GET /`` or ``/status``: the same JSON as ``relay status --json``, plus live statistics.
 
 Only GET and HEAD; requests are small and bounded; one request per connection.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -20,6 +21,8 @@ from .journal import read_status
 from .logs import log_event
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from .app import Running
 
 log = logging.getLogger("relay.status")
@@ -38,43 +41,6 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def metrics_text(running: Running) -> str:
-    """Prometheus exposition of :meth:`Running.statistics`."""
-    stats = running.statistics()
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, value: float, labels: str = "") -> None:
-        if not any(line.startswith(f"# TYPE {name} ") for line in lines):
-            lines.append(f"# TYPE {name} {kind}")
-        lines.append(f"{name}{labels} {float(value)}")
-
-    for key in ("connections_open",):
-        metric(f"relay_{key}", "gauge", stats[key])
-    for key in (
-        "connections_total",
-        "connections_refused",
-        "datagrams",
-        "frames",
-        "reports",
-        "bad_frames",
-        "unknown_streams",
-        "replies",
-        "journal_commits",
-        "journal_reports",
-        "journal_quarantined",
-        "journal_dropped",
-    ):
-        metric(f"relay_{key}_total", "counter", stats[key])
-    metric("relay_journal_last_seq", "gauge", running.journal.last_seq)
-    for sink in running.sinks:
-        labels = f'{{sink="{sink.name}"}}'
-        metric("relay_sink_connected", "gauge", 1 if sink.connected else 0, labels)
-        metric("relay_sink_backlog", "gauge", sink.backlog(), labels)
-        metric("relay_sink_delivered_total", "counter", sink.acknowledged, labels)
-        metric("relay_sink_published_total", "counter", sink.published, labels)
-    return "\n".join(lines) + "\n"
-
-
 def _response(status: str, body: bytes, content_type: str, head_only: bool) -> bytes:
     head = (
         f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
@@ -83,22 +49,32 @@ def _response(status: str, body: bytes, content_type: str, head_only: bool) -> b
     return head if head_only else head + body
 
 
-def answer(running: Running, method: str, path: str) -> bytes:
-    """The response bytes for one request."""
+async def answer(
+    running: Running, registry: CollectorRegistry, method: str, path: str, accept: str = ""
+) -> bytes:
+    """The response bytes for one request (``accept``: its Accept header, for /metrics)."""
     head_only = method == "HEAD"
     if method not in ("GET", "HEAD"):
         return _response("405 Method Not Allowed", b"only GET and HEAD\n", "text/plain", head_only)
     path = path.split("?", 1)[0]
     if path == "/healthz":
-        problem = running.health_problem()
-        if problem:
-            return _response("503 Service Unavailable", f"{problem}\n".encode(), "text/plain", head_only)
-        return _response("200 OK", b"ok\n", "text/plain", head_only)
+        health = running.health()
+        code = "200 OK" if health["status"] == "ok" else "503 Service Unavailable"
+        body = json.dumps(health, indent=2).encode() + b"\n"
+        return _response(code, body, "application/json", head_only)
     if path == "/metrics":
-        return _response("200 OK", metrics_text(running).encode(), "text/plain; version=0.0.4", head_only)
+        from prometheus_client.exposition import choose_encoder
+
+        encode, content_type = choose_encoder(accept)
+        return _response("200 OK", encode(registry), content_type, head_only)
     if path in ("/", "/status"):
-        status: dict[str, Any] = read_status(
-            running.config.database, [sink.name for sink in running.sinks], now=datetime.now(UTC)
+        status: dict[str, Any] = await trio.to_thread.run_sync(
+            partial(
+                read_status,
+                running.config.database,
+                [sink.name for sink in running.sinks],
+                now=datetime.now(UTC),
+            )
         )
         status["statistics"] = running.statistics()
         body = json.dumps(status, indent=2).encode()
@@ -106,9 +82,21 @@ def answer(running: Running, method: str, path: str) -> bytes:
     return _response("404 Not Found", b"try /healthz, /metrics or /status\n", "text/plain", head_only)
 
 
+def _header(request: bytes, name: bytes) -> str:
+    """The value of header ``name`` (lower case) in a request head, or ``""``."""
+    for line in request.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return ""
+
+
 async def serve_status(
     running: Running, listen: str, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
+    from .metrics import make_registry  # here, not at the top: prometheus_client takes ~50 ms to import
+
+    registry = make_registry(running)
     host, port = parse_listen(listen)
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
@@ -128,7 +116,8 @@ async def serve_status(
             if len(parts) != 3 or not parts[2].startswith("HTTP/"):
                 await stream.send_all(_response("400 Bad Request", b"bad request\n", "text/plain", False))
                 return
-            await stream.send_all(await trio.to_thread.run_sync(answer, running, parts[0], parts[1]))
+            accept = _header(request, b"accept")
+            await stream.send_all(await answer(running, registry, parts[0], parts[1], accept))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception as error:  # the status page must never take the relay down

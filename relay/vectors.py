@@ -1,4 +1,4 @@
-"""The vector table: how well the registered drivers agree with the shared reference vectors.
+"""The vector table: how well the registered drivers agree with the reference vectors.
 
 Each ``*.jsonl`` file of the vector directory (format: protocols.md section 10) holds device frames
 (``direction: device_to_server``) with reference values, and server commands (``server_to_device``,
@@ -25,6 +25,8 @@ from .errors import RelayError
 
 #: The clock handed to drivers when decoding vectors (replies that carry "now" are not compared).
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+#: The reference vectors kept in a source checkout (absent from an installed wheel).
+REPOSITORY_VECTORS = Path(__file__).resolve().parents[1] / "tests" / "data" / "vectors"
 #: The device id Traccar's encoder tests use in every command row.
 COMMAND_DEVICE_ID = "123456789012345"
 
@@ -295,6 +297,11 @@ def check_command(row: Mapping[str, Any], kind: CommandType) -> str | None:
 
 
 # -- the table ---------------------------------------------------------------------------------
+
+
+def default_directory() -> Path | None:
+    """The checkout's ``tests/data/vectors`` when this relay runs from a source checkout, else ``None``."""
+    return REPOSITORY_VECTORS if REPOSITORY_VECTORS.is_dir() else None
 
 
 def vector_table(directory: Path) -> list[Row]:

@@ -1,4 +1,4 @@
-"""relay.vectors: the agreement table over the shared vector files, and its one agreement check."""
+"""relay.vectors: the agreement table over the reference vector files, and its one agreement check."""
 
 from __future__ import annotations
 
@@ -122,3 +122,28 @@ def test_a_broken_line_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
     path.write_text(json.dumps(GPS103) + "\n\n{not json\n")
     with pytest.raises(table.VectorFileError, match=r"gps103\.jsonl:3: not JSON"):
         table.vector_table(tmp_path)
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def test_relay_vectors_without_a_directory_reads_the_repository_copy_from_any_directory(
+    tmp_path: Path,
+) -> None:
+    from tests.test_cli import relay
+
+    result = relay("vectors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    pt502 = len(vectors.load("pt502"))
+    assert f"| pt502 | {pt502} | {pt502} (100%) | {pt502} (100%) |" in result.stdout.splitlines()
+
+
+def test_relay_vectors_without_a_directory_or_a_checkout_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relay import cli
+
+    monkeypatch.setattr(table, "REPOSITORY_VECTORS", Path("/nonexistent/tests/data/vectors"))
+    assert table.default_directory() is None
+    assert cli.main(["vectors"]) == 1
+    assert "no vector directory given" in capsys.readouterr().err

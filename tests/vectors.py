@@ -1,4 +1,4 @@
-"""The shared frame vectors (``../shared/vectors/*.jsonl``) and the checks every driver must pass on them.
+"""The reference frame vectors (``tests/data/vectors/*.jsonl``) and the checks every driver must pass on them.
 
 A row's ``expect`` values are asserted by the source's own tests; ``derived`` values come from an
 independent parse that agrees with every asserted value. Both are reference values here.
@@ -16,8 +16,8 @@ from typing import Any
 from drivers import Transport, decode_frames
 from relay import vectors as table
 
-#: Where the vectors live: ``$RELAY_VECTORS`` or ``shared/vectors`` beside the checkout.
-VECTORS = Path(os.environ.get("RELAY_VECTORS", Path(__file__).resolve().parents[2] / "shared" / "vectors"))
+#: Where the vectors live: ``$RELAY_VECTORS``, else the copy in this repository (``tests/data/vectors``).
+VECTORS = Path(os.environ.get("RELAY_VECTORS", Path(__file__).resolve().parent / "data" / "vectors"))
 #: The clock handed to drivers when decoding vectors (replies that carry "now" are not compared).
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 

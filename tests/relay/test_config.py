@@ -41,6 +41,7 @@ def test_the_annotated_config_shows_the_embedded_defaults() -> None:
     assert shipped.listen == embedded.listen
     assert shipped.journal == embedded.journal
     assert shipped.log_level == embedded.log_level
+    assert shipped.status == embedded.status
 
 
 def test_every_error_is_reported_with_file_key_expected_and_found(tmp_path: Path) -> None:
