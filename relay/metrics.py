@@ -120,6 +120,21 @@ class RelayCollector(Collector):
             ("protocol", "reason"),
             sorted(stats.bad_frames_by_reason.items()),
         )
+        yield GaugeMetricFamily(
+            "relay_buffered_bytes",
+            "Bytes of partial frames held for all connections ([listen] max_buffered_mb).",
+            stats.buffered_bytes,
+        )
+        yield CounterMetricFamily(
+            "relay_buffer_overflows",
+            "Connections closed because partial frames of all connections exceeded their budget.",
+            stats.buffer_overflows,
+        )
+        yield CounterMetricFamily(
+            "relay_udp_peers_forgotten",
+            "UDP peers whose session state was forgotten to stay within [listen] max_udp_peers.",
+            stats.udp_peers_forgotten,
+        )
         yield CounterMetricFamily(
             "relay_replies_sent",
             "Replies sent to devices, each after its reports were committed.",
@@ -152,6 +167,29 @@ class RelayCollector(Collector):
             "relay_journal_dropped_reports",
             "Undelivered reports deleted to keep the journal under its size limit.",
             journal.dropped,
+        )
+        budget = journal.quarantine_budget
+        yield GaugeMetricFamily(
+            "relay_quarantine_bytes",
+            "Bytes the quarantine is charged for ([journal] quarantine_max_mb).",
+            budget.total,
+        )
+        yield _family(
+            CounterMetricFamily,
+            "relay_quarantine_dropped_frames",
+            "Bad input counted but not kept: over its peer's budget, or over the quarantine's total.",
+            ("budget",),
+            [("peer", budget.dropped_peer), ("total", budget.dropped_total)],
+        )
+        yield CounterMetricFamily(
+            "relay_quarantine_truncated_frames",
+            "Bad frames kept only in part ([journal] quarantine_frame_max_kb).",
+            budget.truncated,
+        )
+        yield CounterMetricFamily(
+            "relay_devices_forgotten",
+            "Devices whose last-seen row was forgotten to stay within [journal] max_devices.",
+            journal.devices_forgotten,
         )
         yield GaugeMetricFamily(
             "relay_journal_last_seq", "The newest committed report's seq.", journal.last_seq

@@ -147,6 +147,10 @@ async def test_metrics_after_real_traffic_parse_with_names_types_and_values(
     assert committed == tcp_reports + datagrams
     assert sample(families, "relay_journal_reports_total") == committed
     assert sample(families, "relay_journal_quarantined_total") == 1
+    assert sample(families, "relay_quarantine_bytes") > 0
+    assert sample(families, "relay_quarantine_dropped_frames_total", budget="peer") == 0
+    assert sample(families, "relay_buffered_bytes") == 0
+    assert types["relay_buffer_overflows"] == "counter" and types["relay_devices_forgotten"] == "counter"
     commits = sample(families, "relay_journal_commits_total")
     assert commits >= 3
     assert sample(families, "relay_journal_commit_duration_seconds_count") == commits
