@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -21,6 +21,9 @@ from .journal import Journal, QuarantineLimits
 from .listeners import Ingest, Listener
 from .logs import log_event
 from .sinks import Sink, make_sink
+
+if TYPE_CHECKING:
+    from .status_http import StatusReader
 
 log = logging.getLogger("relay")
 
@@ -62,6 +65,8 @@ class Running:
     sinks: list[Sink] = field(default_factory=list)
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     status_port: int | None = None
+    #: The status endpoint's journal reader (``None`` without ``[status] listen``).
+    status_reader: StatusReader | None = None
     #: True from the moment the port is bound until the listener stops.
     listening: bool = False
     sink_watches: dict[str, SinkWatch] = field(default_factory=dict)

@@ -4,13 +4,18 @@
 - ``GET /metrics``: Prometheus exposition (:mod:`relay.metrics`; OpenMetrics when the scraper asks);
 - ``GET /`` or ``/status``: the same JSON as ``relay status --json``, plus live statistics.
 
-Only GET and HEAD; requests are small and bounded; one request per connection.
+Only GET and HEAD; requests are small and bounded; one request per connection. The endpoint never
+competes with the journal's commits: at most :data:`MAX_CLIENTS` requests are served at once (more get
+``503``), and the journal is read for ``/status`` at most once per :data:`STATUS_MAX_AGE_S`, on a
+connection and a worker thread of its own, every request in between sharing that read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -31,6 +36,41 @@ log = logging.getLogger("relay.status")
 MAX_REQUEST = 8192
 #: Time a client gets to send its request.
 REQUEST_TIMEOUT_S = 5.0
+#: Requests served at once; more are answered 503 at once.
+MAX_CLIENTS = 16
+#: How old a ``/status`` read of the journal may be when it is served again.
+STATUS_MAX_AGE_S = 2.0
+
+
+class StatusReader:
+    """The journal's state for ``/status``: read at most once per ``max_age_s`` and one read at a time,
+    in a worker thread of its own (not trio's shared pool, where the journal's commits run)."""
+
+    def __init__(self, running: Running, max_age_s: float = STATUS_MAX_AGE_S) -> None:
+        self.running = running
+        self.max_age_s = max_age_s
+        self.reads = 0
+        self._lock = trio.Lock()
+        self._limiter = trio.CapacityLimiter(1)
+        self._value: dict[str, Any] | None = None
+        self._read_at = -math.inf
+
+    async def read(self) -> dict[str, Any]:
+        async with self._lock:
+            if self._value is None or trio.current_time() - self._read_at > self.max_age_s:
+                running = self.running
+                self._value = await trio.to_thread.run_sync(
+                    partial(
+                        read_status,
+                        running.config.database,
+                        [sink.name for sink in running.sinks],
+                        now=datetime.now(UTC),
+                    ),
+                    limiter=self._limiter,
+                )
+                self._read_at = trio.current_time()
+                self.reads += 1
+            return dict(self._value)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -50,7 +90,12 @@ def _response(status: str, body: bytes, content_type: str, head_only: bool) -> b
 
 
 async def answer(
-    running: Running, registry: CollectorRegistry, method: str, path: str, accept: str = ""
+    running: Running,
+    registry: CollectorRegistry,
+    reader: StatusReader,
+    method: str,
+    path: str,
+    accept: str = "",
 ) -> bytes:
     """The response bytes for one request (``accept``: its Accept header, for /metrics)."""
     head_only = method == "HEAD"
@@ -68,14 +113,7 @@ async def answer(
         encode, content_type = choose_encoder(accept)
         return _response("200 OK", encode(registry), content_type, head_only)
     if path in ("/", "/status"):
-        status: dict[str, Any] = await trio.to_thread.run_sync(
-            partial(
-                read_status,
-                running.config.database,
-                [sink.name for sink in running.sinks],
-                now=datetime.now(UTC),
-            )
-        )
+        status = await reader.read()
         status["statistics"] = running.statistics()
         body = json.dumps(status, indent=2).encode()
         return _response("200 OK", body, "application/json", head_only)
@@ -97,6 +135,8 @@ async def serve_status(
     from .metrics import make_registry  # here, not at the top: prometheus_client takes ~50 ms to import
 
     registry = make_registry(running)
+    reader = running.status_reader = StatusReader(running)
+    clients = trio.Semaphore(MAX_CLIENTS)
     host, port = parse_listen(listen)
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
@@ -104,6 +144,15 @@ async def serve_status(
     task_status.started(bound)
 
     async def handle(stream: trio.SocketStream) -> None:
+        try:
+            clients.acquire_nowait()
+        except trio.WouldBlock:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                with trio.move_on_after(1):  # take the request, so closing does not reset the answer
+                    await stream.receive_some(MAX_REQUEST)
+                await stream.send_all(_response("503 Service Unavailable", b"busy\n", "text/plain", False))
+            await stream.aclose()
+            return
         try:
             request = b""
             with trio.move_on_after(REQUEST_TIMEOUT_S):
@@ -117,12 +166,13 @@ async def serve_status(
                 await stream.send_all(_response("400 Bad Request", b"bad request\n", "text/plain", False))
                 return
             accept = _header(request, b"accept")
-            await stream.send_all(await answer(running, registry, parts[0], parts[1], accept))
+            await stream.send_all(await answer(running, registry, reader, parts[0], parts[1], accept))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception as error:  # the status page must never take the relay down
             log_event(log, logging.WARNING, "status_request_failed", error=repr(error))
         finally:
+            clients.release()
             await stream.aclose()
 
     await trio.serve_listeners(handle, listeners)

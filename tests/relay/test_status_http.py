@@ -298,3 +298,48 @@ def test_buckets_count_each_value_in_the_first_bucket_that_holds_it() -> None:
         buckets.observe(value)
     assert buckets.cumulative() == [("0.1", 2), ("1.0", 4), ("+Inf", 5)]
     assert buckets.sum == pytest.approx(4.65)
+
+
+@pytest.mark.slow
+async def test_status_pollers_never_starve_the_trackers(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from drivers import Report
+    from relay.journal import Entry, Journal
+
+    journal = Journal.open(tmp_path / "journal.sqlite3", site="test-site")
+    received = datetime.now(UTC)
+    for batch in range(10):  # a journal with history: every /status read has real work to do
+        journal.write_now(
+            [
+                Entry(Report(protocol="gps103", device_id=f"d{n % 300}"), b"x", "tcp", "p", received)
+                for n in range(batch * 5000, (batch + 1) * 5000)
+            ]
+        )
+    journal.close()
+    latencies: list[float] = []
+    answers: list[int] = []
+    async with running_relay(tmp_path, status={"listen": "127.0.0.1:0"}) as relay:
+        assert relay.status_port is not None
+        done = trio.Event()
+
+        async def poll() -> None:
+            while not done.is_set():
+                answers.append((await get(relay.status_port, "/status"))[0])
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(60):
+                nursery.start_soon(poll)
+            stream = await trio.open_tcp_stream("127.0.0.1", relay.port)
+            async with stream:
+                for index in range(30):
+                    started = trio.current_time()
+                    await stream.send_all(devices.gps103_position(IMEI, index))
+                    assert await stream.receive_some(10) == b"ON"
+                    latencies.append(trio.current_time() - started)
+                    await trio.sleep(0.05)
+            done.set()
+        reads = relay.status_reader.reads
+    assert max(latencies) < 1.0, f"ack latencies under /status load: {sorted(latencies)[-5:]}"
+    assert set(answers) <= {200, 503} and answers.count(200) > 60
+    assert reads <= 5  # 60 pollers for ~2 s share a read every STATUS_MAX_AGE_S
