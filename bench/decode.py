@@ -35,7 +35,10 @@ def _frames(session: Session, data: bytes, transport: Transport) -> list[bytes]:
         return session.datagram_frames(data)
     session.receive_data(data)
     frames = list(session.frames())
-    rest = session.take_buffer()
+    # A last frame without its delimiter, as at the end of a stream; the session stays open for the
+    # next round.
+    rest = bytes(session._buffer)
+    session._take_wire()
     if rest.strip(b"\r\n\x00 "):
         frames.append(rest)
     return frames

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from drivers import Transport, decode_frames
+from drivers import Transport, decode_stream
 
 #: (protocol, template, the id inside the template). Each is answered per frame.
 TCP_KINDS: tuple[tuple[str, str, str], ...] = (
@@ -83,7 +83,13 @@ def device(index: int, transport: Transport) -> DeviceFrames:
     else:
         device_id = _device_id(template_id, index)
         frame = template.replace(template_id, device_id).encode()
-    out = decode_frames([frame], now=datetime.now(UTC), protocol="auto", transport=transport)
+    out = decode_stream(
+        [frame],
+        now=datetime.now(UTC),
+        protocol="auto",
+        transport=transport,
+        messages=True,
+    ).summary()
     replies = [bytes.fromhex(reply) for reply in out["replies"]]
     if out["protocol"] != protocol or not out["reports"] or not replies:
         raise ValueError(f"bench frame for {protocol}/{transport.value} not answered: {out}")

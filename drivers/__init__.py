@@ -5,13 +5,14 @@ subclass and a ``sniff`` function, registered with :func:`register`. Nothing her
 reads a clock or writes a file.
 """
 
-from ._decode import decode_frames
+from ._decode import StreamDecode, decode_stream
 from ._model import (
     KNOTS_TO_KMH,
     MAX_DEVICE_ID,
     Command,
     CommandType,
     Decoded,
+    DriverBug,
     DriverError,
     FramingError,
     InvalidDeviceId,
@@ -45,6 +46,7 @@ __all__ = [
     "CommandType",
     "Decoded",
     "Driver",
+    "DriverBug",
     "DriverError",
     "FramingError",
     "InvalidDeviceId",
@@ -52,12 +54,13 @@ __all__ = [
     "NeedMore",
     "Report",
     "Session",
+    "StreamDecode",
     "StreamSniffer",
     "Transport",
     "UnsupportedCommand",
     "UpstreamAck",
     "check_device_id",
-    "decode_frames",
+    "decode_stream",
     "detect",
     "drivers",
     "format_time",

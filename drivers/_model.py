@@ -27,18 +27,34 @@ class Transport(enum.StrEnum):
 
 
 class DriverError(ValueError):
-    """The peer sent bytes the driver cannot use.
+    """The peer sent bytes the driver cannot use: the one channel for bad input.
 
     Raised by ``Session.decode`` for one bad frame (the session stays usable) and by
-    ``Session.frames`` when the stream cannot be framed at all (the connection should be closed).
+    ``Session.frames`` when the stream cannot be framed at all; :meth:`Session.events` hands it out,
+    in order among the decoded frames, with :attr:`wire` set. The relay quarantines :attr:`wire`,
+    sends :attr:`replies` (what the protocol answers to bad input, such as an HTTP 400; nothing was
+    stored, so nothing is acknowledged), and closes the stream after them when :attr:`close` is set.
     Any other exception leaving a driver is a bug in the driver.
     """
 
-    def __init__(self, protocol: str, message: str, *, data: bytes = b"", offset: int | None = None) -> None:
+    def __init__(
+        self,
+        protocol: str,
+        message: str,
+        *,
+        data: bytes = b"",
+        offset: int | None = None,
+        replies: tuple[bytes, ...] = (),
+        close: bool = False,
+    ) -> None:
         self.protocol = protocol
         self.reason = message
         self.data = data
         self.offset = offset
+        self.replies = replies
+        self.close = close
+        #: The exact bytes of the stream this error is about (set by the session).
+        self.wire = data
         where = f" at byte {offset}" if offset is not None else ""
         excerpt = f" ({data[:24].hex()}{'…' if len(data) > 24 else ''})" if data else ""
         super().__init__(f"{protocol}: {message}{where}{excerpt}")
@@ -46,6 +62,14 @@ class DriverError(ValueError):
 
 class FramingError(DriverError):
     """The stream cannot be cut into frames (oversized or garbage): close the connection."""
+
+    def __init__(self, protocol: str, message: str, *, data: bytes = b"", offset: int | None = None) -> None:
+        super().__init__(protocol, message, data=data, offset=offset, close=True)
+
+
+class DriverBug(DriverError):
+    """A driver raised something other than :class:`DriverError`: a bug, kept as bad input (its frame
+    quarantined) so that it never costs the frames around it. The original is ``__cause__``."""
 
 
 #: The longest device id accepted (IMEIs are 15 digits; OsmAnd ids are typed by people).
@@ -182,20 +206,22 @@ def format_time(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds")[:-6] + "Z"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decoded:
     """The outcome of decoding one frame: zero or more reports, and the bytes to answer with.
 
     ``replies`` must be sent, in order, only after ``reports`` are durable. ``device_id`` is the
-    identity learned from this frame (a login), if any. ``error`` is set when the frame was bad
-    input that the protocol nevertheless answers (an HTTP 400): the relay quarantines the frame,
-    sends the replies, and, for a :class:`FramingError`, closes the connection afterwards.
+    identity learned from this frame (a login), if any. From :meth:`Session.events`, every report
+    carries the session's device id and ``wire`` holds the exact bytes the frame took off the stream
+    (delimiters, and noise skipped before it, included). ``close``: the protocol ends the stream
+    after these replies (HTTP ``Connection: close``).
     """
 
     reports: tuple[Report, ...] = ()
     replies: tuple[bytes, ...] = ()
     device_id: str | None = None
-    error: DriverError | None = None
+    wire: bytes = b""
+    close: bool = False
 
 
 class CommandType(enum.StrEnum):

@@ -1,12 +1,16 @@
 """The driver interface: one :class:`Session` per connection (TCP, serial) or per UDP peer.
 
-Usage, the same for every protocol::
+Usage, the same for every protocol and every source (the h11 shape)::
 
     session = Gps103Session(Transport.TCP)
-    session.receive_data(chunk)            # buffer only; never raises
-    for frame in session.frames():         # complete frames; FramingError = close the stream
-        result = session.decode(frame, now=now)   # DriverError = quarantine this frame, go on
-        ...store result.reports, then send result.replies...
+    session.receive_data(chunk)                  # buffer only; b"" marks the end of the stream
+    for event in session.events(now=now):
+        if isinstance(event, DriverError):       # bad input: quarantine event.wire, send
+            ...                                  # event.replies, close if event.close
+        else:                                    # store event.reports (raw: event.wire),
+            ...                                  # then send event.replies
+
+:func:`drivers.decode_stream` does the same for a whole stream or a list of datagrams at once.
 
 A session remembers what the protocol needs between frames (the device id learned at login, a photo
 being assembled). It holds no sockets and reads no clock: ``now`` comes in as an argument.
@@ -24,8 +28,10 @@ from typing import ClassVar
 from ._model import (
     Command,
     Decoded,
+    DriverBug,
+    DriverError,
     FramingError,
-    Report,
+    InvalidDeviceId,
     Transport,
     UnsupportedCommand,
     check_device_id,
@@ -73,7 +79,13 @@ class UpstreamAck:
 
 
 class Session(abc.ABC):
-    """Framing, decoding and encoding for one device stream of one protocol."""
+    """Framing, decoding and encoding for one device stream of one protocol.
+
+    It owns its stream, as h11 does: feed it with :meth:`receive_data` (``b""`` marks the end of the
+    stream) and take what the bytes decoded to from :meth:`events`; a UDP datagram goes to
+    :meth:`receive_datagram`. A protocol implements two hooks: :meth:`_next_frame` cuts a frame
+    off the buffer, :meth:`decode` decodes one.
+    """
 
     #: The protocol's name, as used in config, reports and ``relay decode``.
     protocol: ClassVar[str]
@@ -87,23 +99,66 @@ class Session(abc.ABC):
         #: The device id learned at login (or set by the relay for sources like SMS).
         self.device_id = device_id
         self._buffer = bytearray()
-        #: The exact bytes the last frame from :meth:`frames` took off the stream: its header,
-        #: delimiters and any noise skipped before it included. Concatenated, these are the stream.
-        self.last_wire = b""
         # Received bytes not yet attributed to a frame: a copy of the buffer, preceded by what the
         # framer consumed since the last frame. Framers only ever take bytes off the front.
         self._wire = bytearray()
+        self._ended = False
+        #: Why the stream can take no more bytes (it ended, or the protocol closed it); else ``None``.
+        self.closed: str | None = None
 
     def receive_data(self, data: bytes) -> None:
-        """Append bytes from the stream. Never raises; framing happens in :meth:`frames`."""
-        self._buffer += data
-        self._wire += data
+        """Append bytes from the stream; ``b""`` marks its end. Never raises: see :meth:`events`."""
+        if not data:
+            self._ended = True
+        elif self.closed is not None:
+            self._wire += data  # reported by events(), never framed
+        else:
+            self._buffer += data
+            self._wire += data
 
-    @property
-    def closing(self) -> bool:
-        """The protocol ends the connection after the replies already produced (HTTP ``Connection:
-        close``, an unframeable request). The relay sends them and closes."""
-        return False
+    def events(self, *, now: datetime) -> list[Decoded | DriverError]:
+        """What every complete frame received so far decoded to, in stream order.
+
+        A :class:`Decoded` carries reports (with the session's device id filled in) and the replies
+        to send once they are stored; a :class:`DriverError` is bad input, to quarantine (its
+        ``wire``), answer (its ``replies``) and, when it says ``close``, end the stream on. Either
+        way the frames after it carry on. At the end of the stream, a last frame without its
+        delimiter is decoded too.
+
+        :param now: the relay's clock, UTC (replies with the current time, a missing date).
+        """
+        if self.closed is not None:
+            return self._after_close()
+        events: list[Decoded | DriverError] = []
+        try:
+            for frame, wire in self._frames():
+                events.append(self._decode_event(frame, wire, now))
+                if self.closed is not None:
+                    return events + self._after_close()
+        except FramingError as error:
+            error.wire = self._take_wire()
+            self.closed = error.reason
+            events.append(error)
+            return events
+        if self._ended:
+            events.extend(self._flush(now))
+            self.closed = "the stream ended"
+        return events
+
+    def receive_datagram(self, datagram: bytes, *, now: datetime) -> list[Decoded | DriverError]:
+        """What one UDP datagram decoded to (its frames, each its own ``wire``)."""
+        try:
+            frames = self.datagram_frames(datagram)
+        except DriverError as error:
+            error.wire = datagram
+            return [error]
+        return [self._decode_event(frame, frame, now) for frame in frames]
+
+    def abandon(self, reason: str = "abandoned") -> bytes:
+        """Give the stream up (it broke, went idle, or went over a budget): return every byte not yet
+        attributed to a frame, to quarantine; the session takes no more."""
+        self.closed = self.closed or reason
+        return self._take_wire()
 
     @property
     def buffered(self) -> int:
@@ -115,35 +170,14 @@ class Session(abc.ABC):
         """Memory this session holds for frames not yet complete (the buffer and its wire copy)."""
         return len(self._buffer) + len(self._wire)
 
-    def take_buffer(self) -> bytes:
-        """Remove and return whatever is buffered (for quarantine when a stream is abandoned, or to
-        decode a last undelimited frame at the end of a stream); :attr:`last_wire` becomes every byte
-        not yet attributed to a frame."""
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        self.last_wire = bytes(self._wire)
-        self._wire.clear()
-        return data
-
     def frames(self) -> Iterator[bytes]:
-        """Yield every complete frame in the buffer, removing it.
+        """Yield every complete frame in the buffer, removing it (the framing hook on its own, for
+        tests and tools; the relay takes :meth:`events`).
 
         :raises FramingError: the buffer holds an incomplete frame larger than :attr:`max_frame`,
             or bytes that can never start a frame. The offending bytes stay in the buffer.
         """
-        while True:
-            frame = self._next_frame()
-            if frame is None:
-                if len(self._buffer) > self.max_frame:
-                    raise FramingError(
-                        self.protocol,
-                        f"no complete frame in {len(self._buffer)} bytes (limit {self.max_frame})",
-                        data=bytes(self._buffer),
-                    )
-                return
-            consumed = len(self._wire) - len(self._buffer)
-            self.last_wire = bytes(self._wire[:consumed])
-            del self._wire[:consumed]
+        for frame, _wire in self._frames():
             yield frame
 
     def datagram_frames(self, datagram: bytes) -> list[bytes]:
@@ -156,27 +190,91 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:
-        """Decode one frame.
+        """Decode one frame (the decoding hook; the relay takes :meth:`events`).
 
         :param now: the relay's clock, UTC; used only where the protocol needs it (replies with the
             current time, filling a missing date).
-        :raises DriverError: the frame is malformed. The session is unchanged and stays usable.
+        :raises DriverError: the frame is malformed. The session is unchanged and stays usable,
+            unless the error says ``close``.
         """
 
-    def fill_device_id(self, decoded: Decoded) -> tuple[Report, ...]:
-        """Learn the device id ``decoded`` carries (a login), then return its reports with the
-        session's device id filled in where a report has none: the reports as the relay stores them.
+    # -- the one loop every caller shares -------------------------------------------------------
 
-        :raises InvalidDeviceId: the learned id is not a valid device id (the session keeps its own).
-        """
-        if decoded.device_id:
-            self.device_id = check_device_id(decoded.device_id)
-        if not self.device_id:
-            return decoded.reports
-        return tuple(
-            replace(report, device_id=self.device_id) if report.device_id is None else report
-            for report in decoded.reports
+    def _frames(self) -> Iterator[tuple[bytes, bytes]]:
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                if len(self._buffer) > self.max_frame:
+                    raise FramingError(
+                        self.protocol,
+                        f"no complete frame in {len(self._buffer)} bytes (limit {self.max_frame})",
+                        data=bytes(self._buffer[:64]),
+                    )
+                return
+            consumed = len(self._wire) - len(self._buffer)
+            wire = bytes(self._wire[:consumed])
+            del self._wire[:consumed]
+            yield frame, wire
+
+    def _decode_event(self, frame: bytes, wire: bytes, now: datetime) -> Decoded | DriverError:
+        try:
+            decoded = self.decode(frame, now=now)
+            if decoded.device_id:
+                self.device_id = check_device_id(decoded.device_id)
+        except DriverError as error:
+            error.wire = wire
+            if error.close:
+                self.closed = error.reason
+            return error
+        except InvalidDeviceId as error:
+            bad = DriverError(self.protocol, str(error), data=frame[:64])
+            bad.wire = wire
+            return bad
+        except Exception as error:  # a driver bug must not cost the frames around it
+            bug = DriverBug(self.protocol, f"driver bug: {error!r}", data=frame[:64])
+            bug.__cause__ = error
+            bug.wire = wire
+            return bug
+        device_id = self.device_id
+        if device_id and any(report.device_id is None for report in decoded.reports):
+            decoded.reports = tuple(
+                replace(report, device_id=device_id) if report.device_id is None else report
+                for report in decoded.reports
+            )
+        decoded.wire = wire
+        if decoded.close:
+            self.closed = "the protocol closed the stream"
+        return decoded
+
+    def _flush(self, now: datetime) -> list[Decoded | DriverError]:
+        """Decode what is buffered as one last frame (the end of a stream, or of a message)."""
+        rest = bytes(self._buffer)
+        wire = self._take_wire()
+        if not rest.strip(b"\r\n\x00 "):
+            return []
+        return [self._decode_event(rest, wire, now)]
+
+    def _after_close(self) -> list[Decoded | DriverError]:
+        """Bytes that arrived after the stream closed: reported once, never framed."""
+        wire = self._take_wire()
+        if not wire:
+            return []
+        error = DriverError(
+            self.protocol, f"{len(wire)} bytes after the stream closed ({self.closed})", close=True
         )
+        error.wire = wire
+        return [error]
+
+    def _take_wire(self) -> bytes:
+        """Every byte not yet attributed to a frame; the buffer and the framer start afresh."""
+        wire = bytes(self._wire)
+        self._wire.clear()
+        self._buffer.clear()
+        self._reset_framer()
+        return wire
+
+    def _reset_framer(self) -> None:  # noqa: B027  (an optional hook: most framers keep no state)
+        """Forget partial framing state (the buffer was emptied under the framer)."""
 
     @classmethod
     def upstream_ack(cls, wire: bytes, *, login: bool) -> UpstreamAck | None:

@@ -18,14 +18,10 @@ Two request forms are decoded (protocols.md section 9):
   location object or an array of them, speed in m/s.
 
 Every request is answered. A usable one gets ``HTTP/1.1 200 OK`` with an empty body. A request that
-is framed but unusable (no device id, a malformed coordinate or number) does **not** raise: the client
-must still get its ``400 Bad Request``. It decodes to a :class:`Rejected` — a :class:`Decoded` with the
-error reply, no report, and the :class:`DriverError` that says why in ``error`` — which the relay
-counts and quarantines like a raised error, and then answers. When ``error`` is a
-:class:`FramingError` (a head or body too large, a request that cannot be framed) the stream cannot go
-on: send the reply, then close. :attr:`OsmandSession.closing` says the same for a client that asked
-for ``Connection: close``; bytes that arrive after that make :meth:`OsmandSession.frames` raise
-:class:`FramingError`.
+is unusable (no device id, a malformed coordinate or number) raises :class:`DriverError` carrying its
+``400 Bad Request`` in ``replies``: the relay quarantines it and then answers. A request that cannot
+be framed (a head or body too large) also says ``close``: send the reply, then close. A client that
+asked for ``Connection: close`` gets a :class:`Decoded` with ``close`` set.
 """
 
 from __future__ import annotations
@@ -33,14 +29,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
 from . import alarms
-from ._model import KNOTS_TO_KMH, Decoded, DriverError, FramingError, Report, Transport
+from ._model import KNOTS_TO_KMH, Decoded, DriverError, Report, Transport
 from ._registry import register
 from ._session import Match, Session, UpstreamAck
 
@@ -96,20 +92,6 @@ def sniff(head: bytes, transport: Transport) -> Match:
     return Match.NO
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected(Decoded):
-    """A request answered with an HTTP error: no report, the error reply in ``replies``, why in ``error``.
-
-    ``error`` is a :class:`FramingError` when the connection cannot go on after the reply.
-    """
-
-    def __post_init__(self) -> None:
-        if self.error is None:
-            raise TypeError("Rejected needs the error that explains it")
-        if self.reports:
-            raise TypeError("a rejected request carries no report")
-
-
 class OsmandSession(Session):
     """One HTTP/1.1 connection: requests framed one after the other, each answered in order."""
 
@@ -125,27 +107,8 @@ class OsmandSession(Session):
         #: Where the chunk scan of the pending chunked request resumes (0: not scanning).
         self._chunk_scan = 0
 
-    @property
-    def closing(self) -> bool:
-        """The last framed request ends the connection: send the replies, then close."""
-        return self._closed_by is not None
-
-    def frames(self) -> Iterator[bytes]:
-        """Every complete request in the buffer, as its raw bytes.
-
-        A request that cannot be framed (head over :data:`MAX_HEAD`, body over ``max_frame``, a
-        malformed head) is still yielded, cut short, so that :meth:`decode` can answer it with a
-        4xx; the connection is closing from then on.
-
-        :raises FramingError: bytes arrived after the connection began closing.
-        """
-        if self._closed_by is not None and self._buffer:
-            raise FramingError(
-                PROTOCOL,
-                f"{len(self._buffer)} bytes after the connection closed ({self._closed_by})",
-                data=bytes(self._buffer),
-            )
-        yield from super().frames()
+    def _reset_framer(self) -> None:
+        self._chunk_scan = 0
 
     @classmethod
     def upstream_ack(cls, wire: bytes, *, login: bool) -> UpstreamAck | None:
@@ -203,9 +166,13 @@ class OsmandSession(Session):
         return frame
 
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:
-        """The reports of one request and the HTTP reply to it.
+        """The reports of one request and the HTTP reply to it (``close`` when the request asked).
 
-        Never raises: a bad request decodes to a :class:`Rejected` carrying its 4xx reply.
+        A request that cannot be framed (head over :data:`MAX_HEAD`, body over ``max_frame``, a
+        malformed head) is still cut, short, so that it is answered with a 4xx.
+
+        :raises DriverError: a bad request, carrying its 4xx reply; ``close`` when the connection
+            cannot go on after it.
         """
         head: _Head | None = None
         try:
@@ -217,11 +184,11 @@ class OsmandSession(Session):
                 params.extend(_params(body.decode("utf-8", "replace")))
                 device_id, reports = _decode_query(params, now)
         except _Reject as reject:
-            return _rejected(reject, head, frame)
+            raise _rejected(reject, head, frame) from None
         reply = REPLY_OK_CLOSE if head.close else REPLY_OK
         if head.keep_alive_1_0:
             reply = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
-        return Decoded(tuple(reports), (reply,), device_id=device_id)
+        return Decoded(tuple(reports), (reply,), device_id=device_id, close=head.close)
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -237,10 +204,8 @@ class _Reject(Exception):
         self.fatal = fatal
 
 
-def _rejected(reject: _Reject, head: _Head | None, frame: bytes) -> Rejected:
+def _rejected(reject: _Reject, head: _Head | None, frame: bytes) -> DriverError:
     close = reject.fatal or head is None or head.close
-    error_type = FramingError if reject.fatal else DriverError
-    error = error_type(PROTOCOL, f"{reject.status} {reject.reason}", data=frame)
     body = f"{reject.reason}\n".encode()
     lines = [
         f"HTTP/1.1 {reject.status} {_REASONS[reject.status]}",
@@ -254,7 +219,8 @@ def _rejected(reject: _Reject, head: _Head | None, frame: bytes) -> Rejected:
     reply = ("\r\n".join(lines) + "\r\n\r\n").encode()
     if head is None or head.method != "HEAD":
         reply += body
-    return Rejected(replies=(reply,), error=error)
+    reason = f"{reject.status} {reject.reason}"
+    return DriverError(PROTOCOL, reason, data=frame, replies=(reply,), close=close)
 
 
 # -- HTTP framing ------------------------------------------------------------------------------

@@ -139,9 +139,8 @@ class WatchSession(Session):
         # declared length).
         self._scan: tuple[int, int, int, int, int] | None = None
 
-    def take_buffer(self) -> bytes:
+    def _reset_framer(self) -> None:
         self._scan = None
-        return super().take_buffer()
 
     def _next_frame(self) -> bytes | None:
         buffer = self._buffer

@@ -227,7 +227,7 @@ def _age(seconds: float | None) -> str:
 
 def _decode(args: argparse.Namespace) -> int:
     """Decode every input, print one JSON object per input; 1 when any input failed, 2 for a bad option."""
-    from drivers import Transport, decode_frames
+    from drivers import Transport, decode_stream
 
     if args.protocol is not None and (problem := _check_protocol(args.protocol)):
         print(f"error: --protocol: {problem}", file=sys.stderr)
@@ -240,12 +240,13 @@ def _decode(args: argparse.Namespace) -> int:
         elif request["transport"] == "sms":
             out = _decode_sms(request, now)
         else:
-            out = decode_frames(
+            out = decode_stream(
                 request["frames"],
                 now=now,
                 protocol=request["protocol"],
                 transport=Transport(request["transport"]),
-            )
+                messages=True,
+            ).summary()
         if out["error"] is not None and where:
             out["error"] = f"{where}: {out['error']}"
         total += 1

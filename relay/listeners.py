@@ -15,16 +15,17 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import trio
 
 from drivers import (
     NEED_MORE,
+    Decoded,
     Driver,
+    DriverBug,
     DriverError,
-    FramingError,
-    InvalidDeviceId,
     NeedMore,
     Report,
     Session,
@@ -100,11 +101,12 @@ class Ingest:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
-    def decode(
-        self, session: Session, frames: Iterable[tuple[bytes, bytes]], *, peer: str, transport: Transport
+    def store(
+        self, session: Session, events: Iterable[Decoded | DriverError], *, peer: str, transport: Transport
     ) -> tuple[list[Entry | Quarantined], list[bytes]]:
-        """Decode ``(frame, wire bytes)`` pairs; return what to store and the replies to send once it is
-        stored. The wire bytes (the frame as received, delimiters included) are what is kept as ``raw``."""
+        """What to store for a session's ``events`` (reports, and bad input to quarantine) and the
+        replies to send, in stream order, once it is stored: the one place every source's decoded
+        bytes become journal entries. A report's ``raw`` is its frame's exact wire bytes."""
         items: list[Entry | Quarantined] = []
         replies: list[bytes] = []
         now = self.now()
@@ -117,46 +119,34 @@ class Ingest:
                 now=now.isoformat(),
                 hint="reports are stored and marked clock_unsynced until the clock is set (NTP)",
             )
-        counted = (session.protocol, transport.value)
-        for frame, wire in frames:
-            self.stats.frames += 1
-            self.stats.frames_by_protocol[counted] += 1
-            try:
-                result = session.decode(frame, now=now)
-                reports = session.fill_device_id(result)
-            except Exception as error:
-                bad_input = isinstance(error, DriverError | InvalidDeviceId)
-                if not bad_input:  # a driver bug must not take the other frames down
-                    log.exception(
-                        "driver_bug", extra={"fields": {"protocol": session.protocol, "peer": peer}}
+        stats = self.stats
+        protocol = session.protocol
+        counted = (protocol, transport.value)
+        for event in events:
+            stats.frames += 1
+            stats.frames_by_protocol[counted] += 1
+            replies.extend(event.replies)
+            if isinstance(event, DriverError):
+                if isinstance(event, DriverBug):
+                    log.error(
+                        "driver_bug",
+                        exc_info=event.__cause__,
+                        extra={"fields": {"protocol": protocol, "peer": peer}},
                     )
-                reason = str(error) if bad_input else f"driver bug: {error!r}"
-                items.append(
-                    self.bad_frame(
-                        wire, reason, peer=peer, transport=transport, protocol=session.protocol, now=now
-                    )
+                bad = self.bad_frame(
+                    event.wire, str(event), peer=peer, transport=transport, protocol=protocol, now=now
                 )
+                items.append(bad)
                 continue
-            if result.error is not None:  # bad input the protocol answers anyway (HTTP 400)
-                items.append(
-                    self.bad_frame(
-                        wire,
-                        str(result.error),
-                        peer=peer,
-                        transport=transport,
-                        protocol=session.protocol,
-                        now=now,
-                    )
-                )
-            if not reports and result.error is None and self.keep_every_frame:
-                reports = (Report(protocol=session.protocol, device_id=session.device_id, event=FRAME_EVENT),)
+            reports = event.reports
+            if not reports and self.keep_every_frame:
+                reports = (Report(protocol=protocol, device_id=session.device_id, event=FRAME_EVENT),)
             for index, report in enumerate(reports):
                 if unsynced:
                     report = mark_unsynced(report)
-                items.append(Entry(report, wire if index == 0 else None, transport.value, peer, now))
-                self.stats.reports += 1
-                self.stats.reports_by_protocol[session.protocol] += 1
-            replies.extend(result.replies)
+                items.append(Entry(report, event.wire if index == 0 else None, transport.value, peer, now))
+                stats.reports += 1
+                stats.reports_by_protocol[protocol] += 1
         return items, replies
 
     def bad_frame(
@@ -183,7 +173,7 @@ class Ingest:
     def release(self, session: Session) -> None:
         """Forget what ``session`` holds (its stream ended, broke or went idle)."""
         self.stats.buffered_bytes -= session.held_bytes
-        session.take_buffer()
+        session.abandon()
 
     async def feed(
         self,
@@ -193,61 +183,38 @@ class Ingest:
         peer: str,
         transport: Transport,
         send: Callable[[bytes], Awaitable[object]],
-        final: bool = False,
-    ) -> None:
-        """Buffer ``data``, store every complete frame, then send the replies.
+    ) -> bool:
+        """Give ``data`` (``b""``: the end of the stream) to ``session``, store what it decodes to, then
+        send the replies. Returns whether the stream goes on (``False``: close it, the replies sent).
 
-        ``final=True`` (end of stream) also decodes a last frame that lacks its delimiter.
-
-        :raises FramingError: the stream cannot be framed (after storing the frames before it).
         :raises JournalError: the commit failed; nothing was acknowledged.
         """
+        stats = self.stats
         held = session.held_bytes
         received = time.monotonic()
         session.receive_data(data)
-        frames: list[tuple[bytes, bytes]] = []
-        framing_error: FramingError | None = None
-        try:
-            frames.extend((frame, session.last_wire) for frame in session.frames())
-        except FramingError as error:
-            framing_error = error
-        stats = self.stats
-        over = stats.buffered_bytes + session.held_bytes - held > self.max_buffered_bytes
-        if framing_error is None and session.buffered and over:
+        events = session.events(now=self.now())
+        if session.buffered and stats.buffered_bytes + session.held_bytes - held > self.max_buffered_bytes:
             stats.buffer_overflows += 1
-            framing_error = FramingError(
+            overflow = DriverError(
                 session.protocol,
                 f"partial frames of all connections exceed {self.max_buffered_bytes} bytes"
                 f" ([listen] max_buffered_mb); this one held {session.buffered}",
+                close=True,
             )
-        if final and framing_error is None:
-            rest = session.take_buffer()
-            if rest.strip(b"\r\n\x00 "):
-                frames.append((rest, session.last_wire))
-        items, replies = self.decode(session, frames, peer=peer, transport=transport)
-        if framing_error is not None:
-            session.take_buffer()
-            items.append(
-                self.bad_frame(
-                    session.last_wire[:QUARANTINE_HEAD],
-                    str(framing_error),
-                    peer=peer,
-                    transport=transport,
-                    protocol=session.protocol,
-                    now=self.now(),
-                )
-            )
+            overflow.wire = session.abandon(overflow.reason)
+            events.append(overflow)
         stats.buffered_bytes += session.held_bytes - held
+        items, replies = self.store(session, events, peer=peer, transport=transport)
         if items:
             await self.journal.append(items)
         if replies:
-            latency = self.stats.ack_latency[transport.value]
+            latency = stats.ack_latency[transport.value]
             for reply in replies:
                 await send(reply)
-                self.stats.replies += 1
+                stats.replies += 1
                 latency.observe(time.monotonic() - received)
-        if framing_error is not None:
-            raise framing_error
+        return session.closed is None
 
 
 class Listener:
@@ -328,8 +295,6 @@ class Listener:
             await self.serve_stream(stream, peer, Transport.TCP)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-        except FramingError as error:
-            log_event(log, logging.INFO, "connection_closed", peer=peer, reason=str(error))
         except JournalError as error:
             log_event(log, logging.ERROR, "connection_closed", peer=peer, reason=str(error))
         finally:
@@ -353,40 +318,44 @@ class Listener:
         ``protocol="auto"`` recognises the protocol from the first bytes; ``idle_timeout=None`` never
         gives up on silence (a serial line), the default uses ``[listen] idle_timeout_s``.
 
-        :raises FramingError: the stream could not be framed (its bytes are quarantined first).
         :raises trio.BrokenResourceError: the peer went away.
         """
         if idle_timeout == -1.0:
             idle_timeout = self.settings.idle_timeout_s
         if protocol == "auto":
-            driver, head, final = await self._sniff(stream, peer, transport)
+            driver, head, eof = await self._sniff(stream, peer, transport)
             if driver is None:
                 return
         else:
-            driver, head, final = get_driver(protocol), b"", False
+            driver, head, eof = get_driver(protocol), b"", False
         session = driver.new_session(transport)
         log_event(log, logging.DEBUG, "stream_recognised", peer=peer, protocol=driver.name)
-        data = head
+        feed = partial(self.ingest.feed, session, peer=peer, transport=transport, send=stream.send_all)
         # One scope for the connection, its deadline moved around each read: cheaper than a new
         # timeout scope per read, and the wait for a commit is never cut short by it.
         try:
             with trio.CancelScope() as idle:
-                while True:
-                    idle.deadline = math.inf
-                    await self.ingest.feed(
-                        session, data, peer=peer, transport=transport, send=stream.send_all, final=final
-                    )
-                    if final or session.closing:
-                        return
+                going_on = await feed(head) and (not eof or await feed(b""))
+                while going_on:
                     if idle_timeout is not None:
                         idle.deadline = trio.current_time() + idle_timeout
                     data = await stream.receive_some(READ_SIZE)
-                    final = not data
+                    idle.deadline = math.inf
+                    going_on = await feed(data)
+                if session.closed != "the stream ended":
+                    log_event(log, logging.INFO, "connection_closed", peer=peer, reason=session.closed)
+                return
         finally:
             self.ingest.release(session)
-        log_event(
-            log, logging.INFO, "connection_idle", peer=peer, device=session.device_id, idle_s=idle_timeout
-        )
+            if idle.cancelled_caught:
+                log_event(
+                    log,
+                    logging.INFO,
+                    "connection_idle",
+                    peer=peer,
+                    device=session.device_id,
+                    idle_s=idle_timeout,
+                )
 
     async def _sniff(
         self, stream: trio.abc.Stream, peer: str, transport: Transport
@@ -484,21 +453,8 @@ class Listener:
                 self._udp_sessions.popitem(last=False)
                 self.stats.udp_peers_forgotten += 1
         self._udp_sessions.move_to_end(key)
-        try:
-            frames = session.datagram_frames(data)
-        except DriverError as error:
-            item = self.ingest.bad_frame(
-                data,
-                str(error),
-                peer=peer,
-                transport=Transport.UDP,
-                protocol=session.protocol,
-                now=self.ingest.now(),
-            )
-            await self.ingest.journal.submit([item])
-            return
-        pairs = [(frame, frame) for frame in frames]  # a datagram's frames are their own wire bytes
-        items, answers = self.ingest.decode(session, pairs, peer=peer, transport=Transport.UDP)
+        events = session.receive_datagram(data, now=self.ingest.now())
+        items, answers = self.ingest.store(session, events, peer=peer, transport=Transport.UDP)
         ticket = (
             (self.ingest.journal.submit_nowait(items) or await self.ingest.journal.submit(items))
             if items

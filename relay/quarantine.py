@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from drivers import Driver, DriverError, InvalidDeviceId, Report, Transport, detect, get
+from drivers import DriverError, Report, Transport, decode_stream
 
 from .journal import Entry, Journal, Released
 
@@ -34,35 +35,18 @@ def redecode(row: Mapping[str, Any], *, senders: Mapping[str, str]) -> list[Repo
     transport = Transport(row["transport"])
     if transport is Transport.SMS:
         return _redecode_sms(raw, senders=senders, now=received)
-    sniff_as = Transport.TCP if transport in (Transport.SERIAL, Transport.HTTP) else transport
-    found = detect(raw, sniff_as, final=True)
-    driver = found if isinstance(found, Driver) else None
-    if driver is None and row.get("protocol"):
-        driver = get(row["protocol"])
-    if driver is None:
-        raise DriverError("relay", "no driver recognises these bytes", data=raw)
-    session = driver.new_session(transport)
-    if transport is Transport.UDP:
-        frames = session.datagram_frames(raw)
-    else:
-        session.receive_data(raw)
-        frames = list(session.frames())
-        rest = session.take_buffer()
-        if rest.strip(b"\r\n\x00 "):
-            frames.append(rest)
-    reports: list[Report] = []
-    first_error: DriverError | None = None
-    for frame in frames:
-        try:
-            reports.extend(session.fill_device_id(session.decode(frame, now=received)))
-        except (DriverError, InvalidDeviceId) as error:
-            if isinstance(error, InvalidDeviceId):
-                error = DriverError(driver.name, str(error), data=frame)
-            first_error = first_error or error
-            continue
-    if not reports:
-        raise first_error or DriverError(driver.name, "decodes to no report", data=raw)
-    return reports
+    # A serial line carries what a TCP stream does; HTTP requests are recognised on TCP too.
+    as_transport = Transport.TCP if transport in (Transport.SERIAL, Transport.HTTP) else transport
+    decode = partial(decode_stream, [raw], now=received, transport=as_transport, messages=True)
+    result = decode()
+    if result.protocol is None and row.get("protocol"):
+        result = decode(protocol=row["protocol"])
+    if result.protocol is None:
+        raise DriverError("relay", result.error or "no driver recognises these bytes", data=raw)
+    if not result.reports:
+        errors = result.errors
+        raise errors[0] if errors else DriverError(result.protocol, "decodes to no report", data=raw)
+    return result.reports
 
 
 def _redecode_sms(raw: bytes, *, senders: Mapping[str, str], now: datetime) -> list[Report]:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from drivers import Command, CommandType, DriverError, Transport, decode_frames, drivers
+from drivers import Command, CommandType, DriverError, Transport, decode_stream, drivers
 
 from .errors import RelayError
 
@@ -166,15 +166,21 @@ def reference(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def decode_row(row: Mapping[str, Any], protocol: str = "auto") -> dict[str, Any]:
-    """The row decoded as ``relay decode`` would (``decode_frames`` with the fixed :data:`NOW`)."""
-    return decode_frames(row_frames(row), now=NOW, protocol=protocol, transport=row_transport(row))
+    """The row decoded as ``relay decode`` would (``decode_stream`` with the fixed :data:`NOW`)."""
+    return decode_stream(
+        row_frames(row),
+        now=NOW,
+        protocol=protocol,
+        transport=row_transport(row),
+        messages=True,
+    ).summary()
 
 
 # -- the agreement check -----------------------------------------------------------------------
 
 
 def mismatches(row: Mapping[str, Any], out: Mapping[str, Any]) -> list[str]:
-    """Everything in ``out`` (a ``decode_frames`` result) that disagrees with the row's reference.
+    """Everything in ``out`` (a ``decode_stream`` result) that disagrees with the row's reference.
 
     Checked: detection, lat/lon within 1e-5, time exact, speed within 0.1 km/h, validity, course,
     the alarm, the device id, and the reply bytes when the source shows them. An empty list means

@@ -150,18 +150,6 @@ class _BinaryStdin:
         self.buffer = io.BytesIO(data)
 
 
-def test_fill_device_id_learns_the_login_and_keeps_a_reports_own_id() -> None:
-    from drivers import Decoded, Report, Transport, get
-
-    session = get("gps103").new_session(Transport.TCP)
-    anonymous = Report(protocol="gps103", device_id=None, event="heartbeat")
-    assert session.fill_device_id(Decoded(reports=(anonymous,))) == (anonymous,)
-    own = Report(protocol="gps103", device_id="other", event="heartbeat")
-    filled = session.fill_device_id(Decoded(reports=(anonymous, own), device_id="868683020419374"))
-    assert session.device_id == "868683020419374"
-    assert [report.device_id for report in filled] == ["868683020419374", "other"]
-
-
 def test_run_on_embedded_defaults_stores_only_and_status_shows_the_device(tmp_path: Path) -> None:
     port = free_tcp_udp_port()
     process = subprocess.Popen(

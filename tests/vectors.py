@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drivers import Transport, decode_frames
+from drivers import Transport, decode_stream
 from relay import vectors as table
 
 #: Where the vectors live: ``$RELAY_VECTORS``, else the copy in this repository (``tests/data/vectors``).
@@ -59,10 +59,16 @@ def load(protocol: str, *, direction: str = "device_to_server") -> list[Vector]:
 
 
 def decode(vector: Vector, protocol: str = "auto") -> dict[str, Any]:
-    return decode_frames(vector.frames(), now=NOW, protocol=protocol, transport=vector.transport)
+    return decode_stream(
+        vector.frames(),
+        now=NOW,
+        protocol=protocol,
+        transport=vector.transport,
+        messages=True,
+    ).summary()
 
 
 def mismatches(vector: Vector, out: dict[str, Any]) -> list[str]:
-    """Everything in ``out`` (a ``decode_frames`` result) that disagrees with the vector's reference:
+    """Everything in ``out`` (a ``decode_stream`` result) that disagrees with the vector's reference:
     the relay's own definition (``relay.vectors.mismatches``), so ``relay vectors`` and the tests agree."""
     return table.mismatches(vector.row, out)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from typing import Any
 
-from drivers import DriverError, FramingError, Session
+from drivers import DriverBug, DriverError, Session
 from tests.vectors import NOW
 
 
@@ -22,47 +21,33 @@ def feed_frames(session: Session, chunks: list[bytes]) -> tuple[list[bytes], Ses
 def feed_reports(
     session: Session, chunks: list[bytes], now: datetime = NOW
 ) -> tuple[list[dict[str, Any]], list[bytes], list[str]]:
-    """Stream ``chunks`` through ``session``, the leftover decoded at the end as at EOF: the reports
-    (as JSON), the replies and the decode errors, in order."""
+    """Stream ``chunks`` through ``session`` as the relay does (``events``, then the end of the stream):
+    the reports (as JSON), the replies and the decode errors, in order."""
     reports: list[dict[str, Any]] = []
     replies: list[bytes] = []
     errors: list[str] = []
-
-    def decode(frame: bytes) -> None:
-        try:
-            result = session.decode(frame, now=now)
-        except DriverError as error:
-            errors.append(str(error))
-            return
-        reports.extend(report.to_json() for report in result.reports)
-        replies.extend(result.replies)
-
-    for chunk in chunks:
+    for chunk in [*chunks, b""]:
         session.receive_data(chunk)
-        for frame in session.frames():
-            decode(frame)
-    rest = session.take_buffer()
-    if rest:
-        decode(rest)
+        for event in session.events(now=now):
+            replies.extend(event.replies)
+            if isinstance(event, DriverError):
+                errors.append(str(event))
+            else:
+                reports.extend(report.to_json() for report in event.reports)
     return reports, replies, errors
 
 
 def check_stream(session: Session, data: bytes, cuts: list[int], now: datetime = NOW) -> None:
-    """Feed ``data`` in pieces of the sizes in ``cuts``: only DriverError may escape, and the buffer
-    stays within ``max_frame`` after every successful framing."""
+    """Feed ``data`` in pieces of the sizes in ``cuts``: no driver bug shows, and the buffer stays
+    within ``max_frame`` while the stream is open."""
     position = 0
     for size in [*cuts, len(data)]:
         session.receive_data(data[position : position + size])
         position += size
-        try:
-            frames = list(session.frames())
-        except FramingError:
-            session.take_buffer()
-            continue
-        assert session.buffered <= session.max_frame
-        for frame in frames:
-            with contextlib.suppress(DriverError):
-                session.decode(frame, now=now)
+        events = session.events(now=now)
+        assert not [event for event in events if isinstance(event, DriverBug)], events
+        if session.closed is None:
+            assert session.buffered <= session.max_frame
 
 
 def mutated_stream(frames: list[bytes], mutations: list[tuple[int, int]], cut: int) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 import drivers
-from drivers import Driver, Transport, alarms, decode_frames
+from drivers import Driver, Transport, alarms, decode_stream
 from tests import vectors
 
 TCP, UDP = Transport.TCP, Transport.UDP
@@ -84,7 +84,13 @@ def test_alarm_as_first_frame_is_recognised_and_stored_as_its_alarm(
         for end in range(1, len(frame)):
             early = drivers.detect(frame[:end], transport)
             assert not isinstance(early, Driver) or early.name == protocol, f"{early} after {end} bytes"
-    out = decode_frames([frame], now=vectors.NOW, protocol="auto", transport=transport)
+    out = decode_stream(
+        [frame],
+        now=vectors.NOW,
+        protocol="auto",
+        transport=transport,
+        messages=True,
+    ).summary()
     assert out["error"] is None
     assert out["protocol"] == protocol
     [report] = out["reports"]

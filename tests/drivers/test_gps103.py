@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from drivers import Transport, alarms, decode_frames
+from drivers import Transport, alarms, decode_stream
 from drivers.gps103 import KEYWORD_ALARMS
 from drivers.sms_text import parse_tracker_sms
 from tests import vectors
@@ -14,7 +14,13 @@ IMEI = "868683020235846"
 
 
 def _tcp(frame: str) -> dict:
-    out = decode_frames([frame.encode()], now=vectors.NOW, protocol="auto", transport=Transport.TCP)
+    out = decode_stream(
+        [frame.encode()],
+        now=vectors.NOW,
+        protocol="auto",
+        transport=Transport.TCP,
+        messages=True,
+    ).summary()
     assert out["protocol"] == "gps103" and out["error"] is None
     [report] = out["reports"]
     return report

@@ -98,7 +98,7 @@ def test_trailing_bytes_of_the_next_frame_stay_in_the_buffer(vector: vectors.Vec
     session = Gt06Session()
     session.receive_data(data + LOGIN[:7])
     frames = list(session.frames())
-    assert frames and bytes(session.take_buffer()).endswith(LOGIN[:7])
+    assert frames and bytes(session.abandon()).endswith(LOGIN[:7])
 
 
 # -- sniffing ----------------------------------------------------------------------------------

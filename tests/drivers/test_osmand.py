@@ -14,14 +14,14 @@ from drivers import (
     Command,
     CommandType,
     Decoded,
+    DriverBug,
     DriverError,
-    FramingError,
     Match,
     Transport,
     UnsupportedCommand,
     osmand,
 )
-from drivers.osmand import REPLY_OK, REPLY_OK_CLOSE, OsmandSession, Rejected
+from drivers.osmand import REPLY_OK, REPLY_OK_CLOSE, OsmandSession
 from tests import vectors
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -50,28 +50,25 @@ def request(
     return f"{method} {target} HTTP/1.1\r\nHost: relay\r\n{headers}{length}\r\n".encode() + body
 
 
-def feed(session: OsmandSession, *chunks: bytes) -> list[Decoded]:
-    results = []
+def feed(session: OsmandSession, *chunks: bytes) -> list[Decoded | DriverError]:
+    results: list[Decoded | DriverError] = []
     for chunk in chunks:
         session.receive_data(chunk)
-        results.extend(session.decode(frame, now=NOW) for frame in session.frames())
+        results.extend(session.events(now=NOW))
     return results
 
 
-def outcome(results: list[Decoded]) -> list[tuple[object, ...]]:
-    """Results in comparable form (exceptions compare by identity)."""
+def outcome(results: list[Decoded | DriverError]) -> list[tuple[object, ...]]:
+    """Results in comparable form (errors by their text)."""
     return [
-        (
-            [report.to_json() for report in result.reports],
-            result.replies,
-            result.device_id,
-            repr(getattr(result, "error", None)),
-        )
+        (str(result), result.replies, result.close)
+        if isinstance(result, DriverError)
+        else ([report.to_json() for report in result.reports], result.replies, result.device_id)
         for result in results
     ]
 
 
-def decode_one(data: bytes) -> Decoded:
+def decode_one(data: bytes) -> Decoded | DriverError:
     session = OsmandSession(Transport.TCP)
     results = feed(session, data)
     assert len(results) == 1
@@ -80,7 +77,7 @@ def decode_one(data: bytes) -> Decoded:
 
 def only_report(data: bytes) -> dict:
     result = decode_one(data)
-    assert not isinstance(result, Rejected), result
+    assert isinstance(result, Decoded), result
     assert result.replies == (REPLY_OK,)
     (report,) = result.reports
     return report.to_json()
@@ -101,9 +98,8 @@ def test_vector_is_answered_200_with_its_device_id_or_400_without(vector: vector
     result = decode_one(frame)
     expected_id = vector.row["expect"].get("device_id")
     if expected_id is None:
-        assert isinstance(result, Rejected)
+        assert isinstance(result, DriverError)
         assert result.replies[0].startswith(b"HTTP/1.1 400 Bad Request\r\n")
-        assert result.reports == ()
     else:
         assert result.replies == (REPLY_OK,)
         assert [report.device_id for report in result.reports] == [expected_id]
@@ -137,7 +133,7 @@ def test_bytes_of_the_next_request_stay_in_the_buffer(vector: vectors.Vector) ->
     session = OsmandSession()
     session.receive_data(frame + b"POST /?id=1")
     assert len(list(session.frames())) == 1
-    assert session.take_buffer() == b"POST /?id=1"
+    assert session.abandon() == b"POST /?id=1"
 
 
 # -- sniffing ----------------------------------------------------------------------------------
@@ -167,7 +163,7 @@ def test_keep_alive_answers_several_requests_on_one_connection() -> None:
     results = feed(session, stream)
     assert [result.reports[0].device_id for result in results] == ["1", "2", "3"]
     assert [result.replies for result in results] == [(REPLY_OK,)] * 3
-    assert not session.closing
+    assert session.closed is None
     assert session.buffered == 0
 
 
@@ -180,11 +176,11 @@ def test_blank_lines_between_requests_are_ignored() -> None:
 def test_connection_close_is_honoured_and_later_bytes_are_refused() -> None:
     session = OsmandSession()
     (result,) = feed(session, request(headers="Connection: close\r\n"))
-    assert result.replies == (REPLY_OK_CLOSE,)
-    assert session.closing
+    assert result.replies == (REPLY_OK_CLOSE,) and result.close
+    assert session.closed is not None
     session.receive_data(request())
-    with pytest.raises(FramingError, match="after the connection closed"):
-        list(session.frames())
+    (late,) = session.events(now=NOW)
+    assert isinstance(late, DriverError) and late.close and "after the stream closed" in str(late)
 
 
 def test_http_1_0_closes_unless_keep_alive_is_asked_for() -> None:
@@ -239,20 +235,19 @@ def test_oversized_content_length_is_refused_413_before_the_body_arrives() -> No
     session = OsmandSession()
     head = request("/", method="POST", headers=f"Content-Length: {OsmandSession.max_frame}\r\n")
     (result,) = feed(session, head + b"{")
-    assert isinstance(result, Rejected)
-    assert isinstance(result.error, FramingError)
+    assert isinstance(result, DriverError) and result.close
     assert result.replies[0].startswith(b"HTTP/1.1 413 Payload Too Large\r\n")
     assert b"Connection: close\r\n" in result.replies[0]
-    assert session.closing and session.buffered == 0
+    assert session.closed is not None and session.buffered == 0
 
 
 def test_oversized_chunked_body_is_refused_413_and_the_buffer_stays_bounded() -> None:
     session = OsmandSession()
     session.receive_data(request("/", method="POST", headers="Transfer-Encoding: chunked\r\n"))
-    results: list[Decoded] = []
-    while not session.closing:
+    results: list[Decoded | DriverError] = []
+    while session.closed is None:
         session.receive_data(b"3e8\r\n" + b"x" * 1000 + b"\r\n")
-        results.extend(session.decode(frame, now=NOW) for frame in session.frames())
+        results.extend(session.events(now=NOW))
         assert session.buffered <= OsmandSession.max_frame
     (result,) = results
     assert session.buffered == 0
@@ -263,7 +258,7 @@ def test_oversized_head_is_refused_431() -> None:
     session = OsmandSession()
     (result,) = feed(session, b"GET /?" + b"a" * osmand.MAX_HEAD)
     assert result.replies[0].startswith(b"HTTP/1.1 431 ")
-    assert isinstance(result.error, FramingError)
+    assert isinstance(result, DriverError) and result.close
 
 
 @pytest.mark.parametrize(
@@ -280,11 +275,10 @@ def test_oversized_head_is_refused_431() -> None:
 def test_unframeable_requests_get_an_error_reply_and_close(data: bytes) -> None:
     session = OsmandSession()
     (result,) = feed(session, data)
-    assert isinstance(result, Rejected)
-    assert isinstance(result.error, FramingError)
+    assert isinstance(result, DriverError) and result.close
     assert result.replies[0].split(b" ", 2)[1] in (b"400", b"501", b"505")
     assert b"Connection: close\r\n" in result.replies[0]
-    assert session.closing
+    assert session.closed is not None
 
 
 # -- 400 replies ---------------------------------------------------------------------------------
@@ -306,27 +300,20 @@ def test_unframeable_requests_get_an_error_reply_and_close(data: bytes) -> None:
 def test_unusable_request_is_answered_400_and_the_connection_goes_on(target: str, reason: bytes) -> None:
     session = OsmandSession()
     rejected, accepted = feed(session, request(target), request())
-    assert isinstance(rejected, Rejected)
-    assert rejected.reports == ()
-    assert type(rejected.error) is DriverError
+    assert isinstance(rejected, DriverError) and not rejected.close
     reply = rejected.replies[0]
     assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n")
     assert b"Connection" not in reply
     head, body = reply.split(b"\r\n\r\n", 1)
     assert reason in body
     assert f"Content-Length: {len(body)}".encode() in head
-    assert not session.closing
+    assert session.closed is None
     assert accepted.replies == (REPLY_OK,)
 
 
 def test_a_400_to_head_has_no_body() -> None:
     result = decode_one(request("/?lat=1", method="HEAD"))
     assert result.replies[0].endswith(b"\r\n\r\n")
-
-
-def test_rejected_needs_an_error() -> None:
-    with pytest.raises(TypeError):
-        Rejected(replies=(b"x",))
 
 
 # -- the query form --------------------------------------------------------------------------------
@@ -436,7 +423,7 @@ def test_json_device_id_may_come_from_the_url_and_time_defaults_to_now() -> None
 )
 def test_unusable_json_is_answered_400(body: object) -> None:
     result = decode_one(json_request(body))
-    assert isinstance(result, Rejected)
+    assert isinstance(result, DriverError)
     assert result.replies[0].startswith(b"HTTP/1.1 400 ")
 
 
@@ -448,7 +435,7 @@ def test_unusable_json_is_answered_400(body: object) -> None:
 def test_broken_json_is_answered_400_without_raising(body: bytes) -> None:
     data = request("/", method="POST", headers="Content-Type: application/json\r\n", body=body)
     result = decode_one(data)
-    assert isinstance(result, Rejected)
+    assert isinstance(result, DriverError)
     assert result.replies[0].startswith(b"HTTP/1.1 400 ")
 
 
@@ -483,13 +470,12 @@ def mutated_streams(draw: st.DrawFn) -> bytes:
 @given(data=mutated_streams(), cut=st.integers(1, 64))
 def test_fuzzed_requests_give_replies_or_framing_errors_only(data: bytes, cut: int) -> None:
     session = OsmandSession()
-    try:
-        for start in range(0, len(data), cut):
-            session.receive_data(data[start : start + cut])
-            for frame in session.frames():
-                result = session.decode(frame, now=NOW)
-                assert len(result.replies) == 1
-                assert result.replies[0].startswith(b"HTTP/1.1 ")
-            assert session.buffered <= OsmandSession.max_frame
-    except FramingError:
-        assert session.closing
+    for start in range(0, len(data), cut):
+        session.receive_data(data[start : start + cut])
+        for result in session.events(now=NOW):
+            assert not isinstance(result, DriverBug)
+            if isinstance(result, DriverError) and "after the stream closed" in str(result):
+                continue
+            assert len(result.replies) == 1
+            assert result.replies[0].startswith(b"HTTP/1.1 ")
+        assert session.buffered <= OsmandSession.max_frame

@@ -21,7 +21,13 @@ def test_every_line_type_opens_a_pt502_stream_and_decodes(kind: bytes, transport
     line = b"$" + kind + TAIL
     found = drivers.detect(line, transport, final=transport is Transport.UDP)
     assert isinstance(found, Driver) and found.name == "pt502"
-    out = drivers.decode_frames([line], now=vectors.NOW, protocol="auto", transport=transport)
+    out = drivers.decode_stream(
+        [line],
+        now=vectors.NOW,
+        protocol="auto",
+        transport=transport,
+        messages=True,
+    ).summary()
     [report] = out["reports"]
     assert report["device_id"] == "1360000277"
     assert report["attributes"]["event_code"] == kind.decode()

@@ -120,7 +120,7 @@ def test_trailing_bytes_of_the_next_frame_stay_in_the_buffer(vector: vectors.Vec
         pytest.skip("length field disagrees with the frame")
     session.receive_data(frame + HANDSHAKE[:5])
     assert len(list(session.frames())) == 1
-    assert session.take_buffer() == HANDSHAKE[:5]
+    assert session.abandon() == HANDSHAKE[:5]
 
 
 # -- sniffing ----------------------------------------------------------------------------------
