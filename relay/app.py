@@ -15,7 +15,7 @@ import trio
 import drivers
 
 from . import sdnotify
-from .config import Config, PassthroughSinkSettings
+from .config import Config, PassthroughSinkSettings, redact_url
 from .errors import RelayError
 from .journal import Journal, QuarantineLimits
 from .listeners import Ingest, Listener
@@ -144,7 +144,15 @@ class Running:
             stats[f"sink_{sink.name}_published"] = sink.published
             stats[f"sink_{sink.name}_acknowledged"] = sink.acknowledged
             stats[f"sink_{sink.name}_backlog"] = sink.backlog()
-            for counter in ("duplicates_possible", "dead_lettered", "skipped", "retries"):
+            for counter in (
+                "duplicates_possible",
+                "dead_lettered",
+                "skipped",
+                "retries",
+                "answers_cut",
+                "deadlines",
+                "puback_timeouts",
+            ):
                 value = getattr(sink, counter, None)
                 if value is not None:
                     stats[f"sink_{sink.name}_{counter}"] = value
@@ -250,6 +258,8 @@ def _log_started(running: Running) -> None:
         where = {
             key: getattr(sink, key) for key in ("url", "host", "port", "topic_prefix") if hasattr(sink, key)
         }
+        if "url" in where:
+            where["url"] = redact_url(where["url"])
         log_event(log, logging.INFO, "forwarding", sink=sink.name, type=sink.type, **where)
     if config.modem is not None:
         log_event(log, logging.INFO, "sms_source", port=config.modem.port, senders=len(config.modem.senders))

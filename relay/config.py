@@ -13,13 +13,59 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from drivers import MAX_DEVICE_ID, InvalidDeviceId, check_device_id
 
 from .errors import ConfigError, ConfigProblem
 
 DEFAULT_PORT = 8888
+
+
+def _split_userinfo(url: str) -> tuple[str, str, str, str] | None:
+    """``(scheme://, userinfo, host and the rest)`` when ``url`` has credentials, else None.
+
+    Split as :func:`urllib.parse.urlsplit` does (the authority ends at the first ``/``, ``?`` or
+    ``#``; the userinfo at its last ``@``), but without failing on a bad port."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return None
+    end = min((index for index in map(rest.find, "/?#") if index >= 0), default=len(rest))
+    authority, path = rest[:end], rest[end:]
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return None
+    return scheme + separator, userinfo, host, path
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit for a log line: a password in it replaced by ``***``, and so is a user name
+    without a password (services that take a token there: it is the secret)."""
+    parts = _split_userinfo(url)
+    if parts is None:
+        return url
+    start, userinfo, host, path = parts
+    user, colon, _password = userinfo.partition(":")
+    return f"{start}{user + ':' if colon else ''}***@{host}{path}"
+
+
+def strip_credentials(url: str) -> str:
+    """``url`` without its ``user:password@`` part."""
+    parts = _split_userinfo(url)
+    if parts is None:
+        return url
+    start, _userinfo, host, path = parts
+    return f"{start}{host}{path}"
+
+
+def url_credentials(url: str) -> tuple[str, str] | None:
+    """``(user, password)`` from ``url``, percent-decoded (``%40`` is ``@``), or None without any.
+    A URL with a user and no password gives an empty password."""
+    parts = _split_userinfo(url)
+    if parts is None:
+        return None
+    user, _colon, password = parts[1].partition(":")
+    return unquote(user), unquote(password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +127,14 @@ class MqttSinkSettings:
     retry_max_s: float = 60.0
     #: "in_order" (default) or "live_first": each device's newest report first, then the backlog.
     drain: str = "in_order"
+    #: A publish unacknowledged this long means a stalled broker: the connection is dropped and the
+    #: window sent again on the next one.
+    puback_timeout_s: float = 30.0
 
     @property
     def target(self) -> str:
-        return self.url
+        """Where the sink sends, fit for a log line (a password in the URL shown as ``***``)."""
+        return redact_url(self.url)
 
     @property
     def host(self) -> str:
@@ -117,7 +167,10 @@ class HttpSinkSettings:
     #: Check the server's TLS certificate (against ``ca_file`` when given, else the system's CAs).
     verify: bool = True
     ca_file: str | None = None
+    #: Longest wait for one read, write or connect.
     timeout_s: float = 30.0
+    #: Longest time for a whole request (connect, upload, answer): a server trickling bytes is given up on.
+    request_deadline_s: float = 60.0
     #: A batch is sent when it holds this many reports, would pass this many bytes, or its oldest
     #: report has waited this long (whichever comes first).
     batch_max_reports: int = 500
@@ -129,7 +182,18 @@ class HttpSinkSettings:
 
     @property
     def target(self) -> str:
-        return self.url
+        """Where the sink sends, fit for a log line (a password in the URL shown as ``***``)."""
+        return redact_url(self.url)
+
+    @property
+    def endpoint(self) -> str:
+        """The URL requests go to: ``url`` without its credentials (they go as HTTP basic auth)."""
+        return strip_credentials(self.url)
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        """``(user, password)`` from the URL, percent-decoded, or None."""
+        return url_credentials(self.url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +207,7 @@ class OsmandSinkSettings:
     verify: bool = True
     ca_file: str | None = None
     timeout_s: float = 15.0
+    request_deadline_s: float = 30.0
     #: Devices sent to in parallel (each device's positions stay in order).
     concurrency: int = 8
     #: Reports handed out at once (over all devices) and not yet answered.
@@ -153,7 +218,18 @@ class OsmandSinkSettings:
 
     @property
     def target(self) -> str:
-        return self.url
+        """Where the sink sends, fit for a log line (a password in the URL shown as ``***``)."""
+        return redact_url(self.url)
+
+    @property
+    def endpoint(self) -> str:
+        """The URL requests go to: ``url`` without its credentials (they go as HTTP basic auth)."""
+        return strip_credentials(self.url)
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        """``(user, password)`` from the URL, percent-decoded, or None."""
+        return url_credentials(self.url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +452,7 @@ _MQTT: dict[str, _Check] = {
     "keepalive_s": _int_range(5, 3600),
     "inflight": _int_range(1, 1000),
     "qos": _int_range(1, 1),
+    "puback_timeout_s": _number_range(0.1, 3600),
     "retry_min_s": _number_range(0.01, 3600),
     "retry_max_s": _number_range(0.01, 86400),
     "drain": _one_of("in_order", "live_first"),
@@ -396,6 +473,7 @@ _HTTP: dict[str, _Check] = {
     "verify": _BOOL,
     "ca_file": _STR,
     "timeout_s": _number_range(0.1, 3600),
+    "request_deadline_s": _number_range(0.1, 86400),
     "batch_max_reports": _int_range(1, 100_000),
     "batch_max_bytes": _int_range(1024, 100_000_000),
     "batch_max_age_s": _number_range(0, 3600),
@@ -409,6 +487,7 @@ _OSMAND: dict[str, _Check] = {
     "verify": _BOOL,
     "ca_file": _STR,
     "timeout_s": _number_range(0.1, 3600),
+    "request_deadline_s": _number_range(0.1, 86400),
     "concurrency": _int_range(1, 256),
     "inflight": _int_range(1, 10_000),
     **_RETRY_DRAIN,
@@ -443,6 +522,9 @@ _SERIAL: dict[str, _Check] = {
 def _mqtt_defaults(values: dict[str, Any], site: str) -> None:
     values.setdefault("topic_prefix", f"relay/{site}")
     values.setdefault("client_id", f"relay-{site}-{values['name']}")
+    credentials = url_credentials(values["url"])
+    if credentials is not None:  # parse() made sure the username/password keys are not given too
+        values["username"], values["password"] = credentials
 
 
 def _no_defaults(values: dict[str, Any], site: str) -> None:
@@ -513,7 +595,8 @@ class _Checker:
                 continue
             expected = check(value)
             if expected is not None:
-                self.problem(name, expected, value)
+                shown = redact_url(value) if key == "url" and isinstance(value, str) else value
+                self.problem(name, expected, shown)
                 continue
             good[key] = value
         return good
@@ -583,6 +666,8 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
         if "token" in values and "token_file" in values:
             checker.problem(f"{prefix}.token_file", "token or token_file, not both", _Described("both"))
             continue
+        if _credentials_twice(checker, prefix, values):
+            continue
         if duplicate or any(key not in values for key in required):
             continue
         fill_defaults(values, site)
@@ -636,6 +721,24 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
         serial=tuple(serial),
         status=StatusSettings(**status),
     )
+
+
+def _credentials_twice(checker: _Checker, prefix: str, values: Mapping[str, Any]) -> bool:
+    """Say so (and return True) when the URL holds credentials and other keys give some too:
+    one of them would be silently ignored."""
+    if "url" not in values or url_credentials(values["url"]) is None:
+        return False
+    others = [key for key in ("username", "password", "token", "token_file") if key in values]
+    if any(name.lower() == "authorization" for name in values.get("headers", {})):
+        others.append("headers.Authorization")
+    if not others:
+        return False
+    checker.problem(
+        f"{prefix}.url",
+        f"credentials in the URL or in {' / '.join(others)}, not both",
+        _Described("both"),
+    )
+    return True
 
 
 def _protocol_names() -> list[str]:

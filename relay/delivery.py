@@ -17,6 +17,7 @@ Drain orders (``drain`` in a sink's config):
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Iterable
 
@@ -49,6 +50,9 @@ class Delivery:
         self.cursors: dict[str, int] = cursors
         self.delivered = 0
         self.duplicates_possible = 0
+        #: ``time.monotonic()`` when a report was last acknowledged (delivered or dead-lettered);
+        #: None before the first since start.
+        self.last_delivery: float | None = None
         self._flush_threshold = max(window, 1)
         self._changed = trio.Event()
         self._flush_wanted = trio.Event()
@@ -146,6 +150,7 @@ class Delivery:
 
     def acknowledge(self, seqs: Iterable[int]) -> None:
         """These reports are delivered (PUBACK, HTTP 2xx, written upstream, or dead-lettered)."""
+        self.last_delivery = time.monotonic()
         for seq in seqs:
             device = self._inflight.pop(seq, None)
             if device is None:
@@ -171,6 +176,7 @@ class Delivery:
         reports themselves (passthrough) instead of through :meth:`take`. Call in order per device."""
         if seq <= self.cursors.get(device, 0):
             return
+        self.last_delivery = time.monotonic()
         self.cursors[device] = seq
         self._dirty[device] = seq
         self.delivered += 1
@@ -278,6 +284,11 @@ class DeliveringSink:
     def floor(self) -> int:
         """Every report with ``seq <= floor`` is delivered."""
         return self.delivery.floor
+
+    @property
+    def last_delivery(self) -> float | None:
+        """``time.monotonic()`` of the last acknowledged report since start (None: none yet)."""
+        return self.delivery.last_delivery
 
     def backlog(self) -> int:
         """Reports committed and not yet delivered (an upper bound while some are in flight)."""

@@ -9,22 +9,31 @@ brings. One batch is in flight at a time, so every device's reports arrive in or
 What the server's answer means:
 
 - 2xx: the batch is delivered;
-- a timeout, a connection error, 408, 429, 5xx (or any other non-4xx answer): the same batch is sent
-  again after an exponential backoff with jitter, or after the server's ``Retry-After``;
+- a timeout (a read, write or connect slower than ``timeout_s``, or a whole request, answer included,
+  slower than ``request_deadline_s``), a connection error, 408, 429, 5xx (or any other non-4xx
+  answer): the same batch is sent again after an exponential backoff with jitter (growing until a
+  2xx), or after the server's ``Retry-After``;
 - any other 4xx: the server will never take this batch. It is parked in the journal's dead-letter table
   with the server's answer, and the sink moves on. ``relay dead-letters`` lists them; ``relay requeue``
   sends them again (the running sink picks them up within :data:`REQUEUE_POLL_S`).
+
+Of any answer at most :data:`ANSWER_MAX_BYTES` are read (a 300 MB error page costs nothing); the
+connection is then closed. Credentials in the URL (``https://user:password@host/``) are sent as HTTP
+basic auth and never logged.
 
 The request plumbing (:class:`Poster`) is shared with the osmand sink.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import enum
 import gzip
 import json
 import logging
 import ssl
+import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +52,9 @@ from .logs import log_event
 from .retry import backoff_delay
 
 log = logging.getLogger("relay.http")
+# httpx logs every request's URL at INFO; the relay logs what matters itself, without credentials.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 #: How often a sink looks for dead letters that ``relay requeue`` marked for sending again.
 REQUEUE_POLL_S = 2.0
@@ -52,6 +64,10 @@ RETRY_AFTER_MAX_S = 3600.0
 RETRYABLE_4XX = (408, 429)
 #: Characters of a server's answer kept for logs and dead letters.
 ANSWER_CHARS = 2000
+#: Bytes of a server's answer read at most; the rest is never read (the connection is closed).
+ANSWER_MAX_BYTES = 64 * 1024
+#: Time to close a connection after a request was given up on.
+CLOSE_TIMEOUT_S = 1.0
 JSON_TYPE = "application/json"
 
 
@@ -86,18 +102,29 @@ class Poster:
         self.last_error: str | None = None
         self.requests = 0
         self.retries = 0
+        #: Failed attempts since the last 2xx: the backoff grows with it and only a 2xx resets it.
+        self.failures = 0
         #: Reports sent again after an attempt the server may have received (timeout, 5xx, reset).
         self.duplicates_possible = 0
+        #: Answers longer than ANSWER_MAX_BYTES: the rest of each was not read.
+        self.answers_cut = 0
+        #: Requests given up on after ``request_deadline_s``.
+        self.deadlines = 0
 
     def client(self) -> httpx.AsyncClient:
-        """A client with the sink's TLS settings. :raises OSError, ssl.SSLError: a bad ``ca_file``."""
+        """A client with the sink's TLS settings and the URL's credentials as basic auth.
+
+        :raises OSError, ssl.SSLError: a bad ``ca_file``."""
         verify: ssl.SSLContext | bool = self.settings.verify
         if self.settings.verify and self.settings.ca_file:
             verify = ssl.create_default_context(cafile=self.settings.ca_file)
+        credentials = self.settings.basic_auth
         return httpx.AsyncClient(
             verify=verify,
             timeout=httpx.Timeout(self.settings.timeout_s),
-            headers=dict(self.settings.headers),
+            # Answers are only read for logs: uncompressed, so a cut excerpt is still readable.
+            headers={"Accept-Encoding": "identity", **self.settings.headers},
+            auth=httpx.BasicAuth(*credentials) if credentials else None,
             follow_redirects=False,
         )
 
@@ -115,31 +142,38 @@ class Poster:
     ) -> Refused | Retry | None:
         """Send ``request()`` (built anew for each attempt) until it is answered 2xx (returns None)
         or refused for good (returns :class:`Refused`). With ``once``, return :data:`RETRY` after the
-        first failure's backoff instead of trying again (``live_first`` sinks then re-take newest first)."""
-        failures = 0
+        first failure's backoff instead of trying again (``live_first`` sinks then re-take newest first).
+
+        The backoff grows with every failure since the last 2xx, across calls: only a delivery resets it.
+        (Each call counts its own failures on top of that, so devices sent in parallel do not add up.)"""
+        failures = self.failures
         while True:
             self.requests += 1
             may_have_arrived = True
             retry_after: float | None = None
             try:
-                response = await client.send(request())
-                answer = response.text[:ANSWER_CHARS]
+                status, answer, headers = await self._exchange(client, request())
+            except trio.TooSlowError:
+                self.deadlines += 1
+                self.connected = False
+                problem = f"no whole answer within request_deadline_s ({self.settings.request_deadline_s} s)"
             except httpx.HTTPError as error:  # transport errors and timeouts
                 may_have_arrived = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
                 self.connected = False
                 problem = f"{type(error).__name__}: {error}".rstrip(": ")
             else:
                 self.connected = True
-                status = response.status_code
                 if 200 <= status < 300:
+                    self.failures = 0
                     self.last_error = None
                     return None
                 if 400 <= status < 500 and status not in RETRYABLE_4XX:
                     self.last_error = f"HTTP {status}: {answer[:200]}"
                     return Refused(status, answer)
-                retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+                retry_after = parse_retry_after(headers.get("retry-after"), datetime.now(UTC))
                 problem = f"HTTP {status}: {answer[:200]}"
             failures += 1
+            self.failures = failures
             self.retries += 1
             if may_have_arrived:
                 self.duplicates_possible += reports
@@ -150,7 +184,7 @@ class Poster:
                 logging.WARNING,
                 "http_retry",
                 sink=self.sink,
-                url=self.settings.url,
+                url=self.settings.target,
                 error=problem,
                 attempt=failures,
                 retry_in_s=round(delay, 2),
@@ -158,6 +192,53 @@ class Poster:
             await trio.sleep(delay)
             if once:
                 return RETRY
+
+    async def _exchange(
+        self, client: httpx.AsyncClient, request: httpx.Request
+    ) -> tuple[int, str, httpx.Headers]:
+        """One attempt: the status, the start of the answer as text, the headers.
+
+        The whole of it (connect, upload, answer) within ``request_deadline_s``; at most
+        :data:`ANSWER_MAX_BYTES` of the answer are read, and a connection with unread bytes is closed.
+
+        :raises httpx.HTTPError: a transport error or a ``timeout_s`` timeout.
+        :raises trio.TooSlowError: the deadline passed.
+        """
+        with trio.fail_after(self.settings.request_deadline_s):
+            response = await client.send(request, stream=True)
+            try:
+                raw = b""
+                async with contextlib.aclosing(response.aiter_raw()) as chunks:
+                    async for chunk in chunks:
+                        raw += chunk
+                        if len(raw) > ANSWER_MAX_BYTES:
+                            self.answers_cut += 1
+                            raw = raw[:ANSWER_MAX_BYTES]
+                            break
+            finally:
+                # Closing an unfinished answer closes its connection; shielded so that happens even
+                # when the deadline struck.
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+                    await response.aclose()
+        return response.status_code, answer_text(raw, response), response.headers
+
+
+def answer_text(raw: bytes, response: httpx.Response) -> str:
+    """The first :data:`ANSWER_CHARS` characters of an answer's (possibly cut) bytes."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        try:  # wbits 47: a gzip or zlib header, whichever it is; output bounded like the input
+            raw = zlib.decompressobj(wbits=47).decompress(raw, ANSWER_MAX_BYTES)
+        except zlib.error:
+            return f"({encoding}-encoded answer that does not decompress)"
+    elif encoding != "identity":
+        return f"({encoding}-encoded answer of {len(raw)} bytes or more)"
+    charset = response.charset_encoding or "utf-8"
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        charset = "utf-8"
+    return raw.decode(charset, errors="replace")[:ANSWER_CHARS]
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -224,6 +305,14 @@ class PostingSink(DeliveringSink):
     @property
     def retries(self) -> int:
         return self.poster.retries
+
+    @property
+    def answers_cut(self) -> int:
+        return self.poster.answers_cut
+
+    @property
+    def deadlines(self) -> int:
+        return self.poster.deadlines
 
     @property
     def duplicates_possible(self) -> int:
@@ -335,7 +424,7 @@ class HttpSink(PostingSink):
                 # Seen as a transport failure: retried with backoff until the file is readable.
                 message = f"cannot read token_file {self.settings.token_file}: {error}"
                 raise httpx.TransportError(message) from error
-            return client.build_request("POST", self.settings.url, content=content, headers=headers)
+            return client.build_request("POST", self.settings.endpoint, content=content, headers=headers)
 
         return build
 

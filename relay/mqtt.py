@@ -11,6 +11,14 @@ crash the sink resumes from its durable position, so a report may be published t
 once; receivers drop duplicates by ``id``), never lost. A new paho client is made for every
 connection so nothing of an old session lingers.
 
+A broker that stops acknowledging is given ``puback_timeout_s``: when the oldest publish has waited
+that long the connection is dropped and its window sent again on the next one. The reconnect
+backoff grows with every connection until one of them has a report acknowledged (or, with nothing
+to send, the online status): a broker that drops the relay after each publish is not hammered.
+
+Credentials come from the ``username``/``password`` keys or from the URL
+(``mqtt://user:password@host``, percent-decoded); the password is never logged.
+
 Topics (``<prefix>`` = the sink's ``topic_prefix``):
 
 - ``<prefix>/<device_id>/position``: reports with a position;
@@ -26,6 +34,7 @@ import functools
 import logging
 import socket
 import ssl
+import time
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -88,12 +97,20 @@ class MqttSink(DeliveringSink):
         self.connected = False
         self.published = 0
         self.connects = 0
+        #: Connections dropped because the broker left a publish unacknowledged for puback_timeout_s.
+        self.puback_timeouts = 0
+        #: Failed connections since one proved good: the reconnect backoff grows with it.
+        self.failures = 0
         self.last_error: str | None = None
-        self._mids: dict[int, int] = {}
+        #: Per unacknowledged publish (by paho's mid): its report's seq (None: the status) and when
+        #: it was published, oldest first.
+        self._mids: dict[int, tuple[int | None, float]] = {}
+        self._reports_published = 0
+        self._reports_acked = 0
+        self._status_acked = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        failures = 0
         while True:
             try:
                 await self._connection()
@@ -108,23 +125,34 @@ class MqttSink(DeliveringSink):
                     logging.WARNING if expected else logging.ERROR,
                     "mqtt_disconnected",
                     sink=self.name,
-                    url=self.settings.url,
+                    url=self.settings.target,
                     error=self.last_error,
-                    attempt=failures + 1,
+                    attempt=self.failures + 1,
                 )
                 if not expected:
                     log.error("mqtt_sink_bug", exc_info=error)
             finally:
-                was_connected, self.connected = self.connected, False
+                self.connected = False
                 self.delivery.rewind()
                 self.delivery.save_now()
-            failures = 0 if was_connected else failures + 1
-            await trio.sleep(backoff_delay(failures, self.settings.retry_min_s, self.settings.retry_max_s))
+            self.failures = 0 if self._connection_was_good() else self.failures + 1
+            delay = backoff_delay(self.failures, self.settings.retry_min_s, self.settings.retry_max_s)
+            await trio.sleep(delay)
+
+    def _connection_was_good(self) -> bool:
+        """Whether the last connection proved the broker takes reports: one was acknowledged, or,
+        with none to send, the online status was. Being accepted (CONNACK) is not enough."""
+        if self._reports_published:
+            return self._reports_acked > 0
+        return self._status_acked
 
     # -- one connection -----------------------------------------------------------------------
 
     async def _connection(self) -> None:
         settings = self.settings
+        self._mids = {}
+        self._reports_published = self._reports_acked = 0
+        self._status_acked = False
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -149,7 +177,6 @@ class MqttSink(DeliveringSink):
         client.on_connect = state.connected
         client.on_disconnect = state.disconnected
         client.on_publish = lambda _c, _u, mid, _rc, _p: self._acknowledged(mid)
-        self._mids = {}
 
         try:
             await trio.to_thread.run_sync(client.connect, settings.host, settings.port, settings.keepalive_s)
@@ -173,17 +200,19 @@ class MqttSink(DeliveringSink):
                 self.connected = True
                 self.connects += 1
                 self.last_error = None
-                client.publish(self.status_topic, "online", qos=1, retain=True)
+                online = client.publish(self.status_topic, "online", qos=1, retain=True)
+                self._mids[online.mid] = (None, time.monotonic())
                 state.wake_writer()
                 log_event(
                     log,
                     logging.INFO,
                     "mqtt_connected",
                     sink=self.name,
-                    url=settings.url,
+                    url=settings.target,
                     backlog=self.delivery.backlog(),
                 )
                 nursery.start_soon(self.delivery.run_flusher)
+                nursery.start_soon(self._puback_watchdog)
                 await self._pump(client, state)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(2):
@@ -232,9 +261,27 @@ class MqttSink(DeliveringSink):
             if code != paho.MQTT_ERR_SUCCESS:
                 raise _Disconnected(f"keepalive failed ({paho.error_string(code)})")
 
+    async def _puback_watchdog(self) -> None:
+        """Drop the connection once the oldest publish has waited ``puback_timeout_s`` for its PUBACK."""
+        timeout = self.settings.puback_timeout_s
+        while True:
+            oldest = next(iter(self._mids.values()), None)
+            if oldest is None:
+                await trio.sleep(timeout)  # anything published from now on is due no sooner
+                continue
+            waited = time.monotonic() - oldest[1]
+            if waited >= timeout:
+                self.puback_timeouts += 1
+                raise _Disconnected(
+                    f"no PUBACK within puback_timeout_s ({timeout} s) for {len(self._mids)} publishes: "
+                    "the broker stalled"
+                )
+            await trio.sleep(timeout - waited)
+
     async def _pump(self, client: paho.Client, state: _ConnectionState) -> None:
         while True:
             reports = self.delivery.take()
+            now = time.monotonic()
             for report in reports:
                 info = client.publish(
                     topic_for(self.settings.topic_prefix, report), payload_for(report), qos=self.settings.qos
@@ -242,7 +289,8 @@ class MqttSink(DeliveringSink):
                 if info.rc != paho.MQTT_ERR_SUCCESS:
                     raise _Disconnected(f"publish failed ({paho.error_string(info.rc)})")
                 self.published += 1
-                self._mids[info.mid] = report.seq
+                self._reports_published += 1
+                self._mids[info.mid] = (report.seq, now)
             if reports:
                 state.wake_writer()
                 await trio.lowlevel.checkpoint()
@@ -250,8 +298,14 @@ class MqttSink(DeliveringSink):
             await self.delivery.wait_for_work()
 
     def _acknowledged(self, mid: int) -> None:
-        seq = self._mids.pop(mid, None)
-        if seq is not None:  # None: the status message
+        published = self._mids.pop(mid, None)
+        if published is None:
+            return  # the offline status on the way out
+        seq = published[0]
+        if seq is None:
+            self._status_acked = True
+        else:
+            self._reports_acked += 1
             self.delivery.acknowledge((seq,))
 
 

@@ -181,8 +181,9 @@ class OsmandSink(PostingSink):
         return True
 
     def _request(self, client: httpx.AsyncClient, query: str) -> Callable[[], httpx.Request]:
-        separator = "&" if "?" in self.settings.url else "?"
-        url = f"{self.settings.url}{separator}{query}"
+        endpoint = self.settings.endpoint
+        separator = "&" if "?" in endpoint else "?"
+        url = f"{endpoint}{separator}{query}"
         return lambda: client.build_request("POST", url)
 
     def _letter_request(

@@ -29,10 +29,15 @@ class Sink(Protocol):
     delivery: Delivery
     connected: bool
     published: int
+    #: Why the last attempt failed (None after a success).
     last_error: str | None
 
     @property
     def acknowledged(self) -> int: ...
+
+    @property
+    def last_delivery(self) -> float | None:
+        """``time.monotonic()`` when a report was last acknowledged; None before the first."""
 
     @property
     def floor(self) -> int: ...

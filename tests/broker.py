@@ -38,7 +38,10 @@ def free_tcp_udp_port() -> int:
 class Mosquitto:
     """``start()``, ``stop()`` (SIGKILL: the broker just vanishes), ``start()`` again on the same port."""
 
-    def __init__(self, directory: Path, *, persistence: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, persistence: bool = False, users: dict[str, str] | None = None
+    ) -> None:
+        """``users``: user name -> password; when given, only they may connect (no anonymous)."""
         executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(executable).exists():
             raise RuntimeError(
@@ -48,7 +51,16 @@ class Mosquitto:
         self.port = free_port()
         self.config = directory / "mosquitto.conf"
         # Run as ourselves: as root, mosquitto would otherwise switch to a user that cannot write here.
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", f"user {getpass.getuser()}"]
+        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}"]
+        if users:
+            passwords = directory / "mosquitto.passwd"
+            for number, (user, password) in enumerate(users.items()):
+                create = ["-c"] if number == 0 else []
+                command = ["mosquitto_passwd", *create, "-b", str(passwords), user, password]
+                subprocess.run(command, check=True, capture_output=True, timeout=30)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines.append("allow_anonymous true")
         if persistence:
             # Saved every second, so a persistent test subscriber's session survives a SIGKILL.
             lines += ["persistence true", f"persistence_location {directory}/", "autosave_interval 1"]

@@ -1,7 +1,9 @@
 """A recording HTTP/1.1 server for tests (h11 over trio, on a loopback port) that can misbehave on cue.
 
 ``mode`` decides every answer: ``"ok"`` (200, or what ``handler`` returns), ``"500"``, ``"429"`` (with
-``Retry-After: <retry_after>``), ``"400"``, ``"hang"`` (read the request, never answer). ``stop()``
+``Retry-After: <retry_after>``), ``"400"``, ``"hang"`` (read the request, never answer), ``"huge"`` (500
+with a ``huge_bytes`` body, streamed; ``huge_sent`` counts what the client took before it hung up),
+``"trickle"`` (200, then one byte of the body every ``trickle_s``, never finishing). ``stop()``
 makes the server go away (port closed, connections dropped); ``start()`` brings it back on the same port.
 Every request is recorded with the answer it got; ``accepted`` holds those answered 2xx.
 """
@@ -42,6 +44,9 @@ class RecordingServer:
         self.handler = handler
         self.mode = "ok"
         self.retry_after = "1"
+        self.huge_bytes = 64 * 1024 * 1024
+        self.huge_sent = 0
+        self.trickle_s = 0.2
         self.requests: list[Request] = []
         self.running = False
         self._scope: trio.CancelScope | None = None
@@ -103,7 +108,7 @@ class RecordingServer:
                         request.body = gzip.decompress(request.body)
                     await self._answer(stream, connection, request)
                     request = None
-                    if connection.our_state is h11.MUST_CLOSE:
+                    if connection.our_state is not h11.DONE:  # must close, or an unfinished answer
                         return
                     connection.start_next_cycle()
                 elif isinstance(event, h11.ConnectionClosed):
@@ -114,6 +119,9 @@ class RecordingServer:
         if self.mode == "hang":
             request.status = -1
             await trio.sleep_forever()
+        if self.mode in ("huge", "trickle"):
+            await self._stream_answer(stream, connection, request)
+            return
         headers = []
         if self.mode == "ok":
             status, body = self.handler(request) if self.handler else (200, b"{}")
@@ -130,3 +138,27 @@ class RecordingServer:
             await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             request.status = -2  # the client went away before the answer: not delivered
+
+    async def _stream_answer(
+        self, stream: trio.SocketStream, connection: h11.Connection, request: Request
+    ) -> None:
+        huge = self.mode == "huge"
+        request.status = 500 if huge else -3  # a trickled answer never completes: not delivered
+        size = self.huge_bytes if huge else 1_000_000
+        head = h11.Response(status_code=500 if huge else 200, headers=[("Content-Length", str(size))])
+        chunk = b"x" * 65536 if huge else b" "
+        sent = 0
+        try:
+            await stream.send_all(connection.send(head))
+            while True:
+                await stream.send_all(connection.send(h11.Data(data=chunk)))
+                if huge:
+                    sent += len(chunk)
+                    self.huge_sent += len(chunk)
+                    if sent >= size:
+                        await stream.send_all(connection.send(h11.EndOfMessage()))
+                        return
+                else:
+                    await trio.sleep(self.trickle_s)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client hung up: the connection ends (its answer is unfinished)
