@@ -23,6 +23,7 @@ from .logs import log_event
 from .sinks import Sink, make_sink
 
 if TYPE_CHECKING:
+    from .modem import ModemStatus
     from .status_http import StatusReader
 
 log = logging.getLogger("relay")
@@ -70,6 +71,10 @@ class Running:
     #: True from the moment the port is bound until the listener stops.
     listening: bool = False
     sink_watches: dict[str, SinkWatch] = field(default_factory=dict)
+    #: When the relay started (``time.monotonic()``), for its uptime.
+    started_at: float = field(default_factory=time.monotonic)
+    #: The modem's state, SIM and signal (``None`` until the SMS source starts, or without a modem).
+    modem_status: ModemStatus | None = None
 
     def health(self) -> dict[str, Any]:
         """What /healthz answers: ``{"status": "ok" | "unhealthy", "checks": {...}}``.

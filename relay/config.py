@@ -262,9 +262,14 @@ SinkSettings = MqttSinkSettings | HttpSinkSettings | OsmandSinkSettings | Passth
 
 @dataclass(frozen=True, slots=True)
 class StatusSettings:
-    """The ``[status]`` section: where the status endpoint listens, and when /healthz calls a sink stuck."""
+    """The ``[status]`` section: where the status endpoint listens, who may read it, and when /healthz
+    calls a sink stuck."""
 
     listen: str = ""
+    #: Asked of every request but /healthz (``Authorization: Bearer`` or ``?token=``); required when
+    #: ``listen`` is not a loopback address. ``token_file``: a file holding it (read at start).
+    token: str | None = None
+    token_file: str | None = None
     #: A sink with undelivered reports and no delivery, or disconnected with an error, for longer than
     #: this makes /healthz answer 503.
     sink_stall_s: float = 300.0
@@ -564,7 +569,51 @@ def _listen_address(value: Any) -> str | None:
     return None
 
 
-_STATUS: dict[str, _Check] = {"listen": _listen_address, "sink_stall_s": _number_range(0.1, 7 * 86400)}
+def _status_token(value: Any) -> str | None:
+    ok = isinstance(value, str) and len(value) >= MIN_STATUS_TOKEN and value.isprintable()
+    ok = ok and " " not in value
+    return None if ok else f"a token of at least {MIN_STATUS_TOKEN} printable characters without spaces"
+
+
+#: The shortest ``[status] token`` accepted (e.g. ``openssl rand -hex 16`` makes 32 characters).
+MIN_STATUS_TOKEN = 16
+
+_STATUS: dict[str, _Check] = {
+    "listen": _listen_address,
+    "token": _status_token,
+    "token_file": _STR,
+    "sink_stall_s": _number_range(0.1, 7 * 86400),
+}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host is reachable only from this machine (``127.0.0.1``, ``::1``, ``localhost``)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_status_access(checker: _Checker, status: Mapping[str, Any], raw: Any) -> None:
+    """A status endpoint reachable from the network needs a token; ``token`` or ``token_file``, not both.
+    (``status``: the valid keys; ``raw``: the section as written, so a bad token is not also missing.)"""
+    from .status_http import parse_listen
+
+    given = {key for key in ("token", "token_file") if isinstance(raw, dict) and key in raw}
+    if len(given) == 2:
+        checker.problem("status.token_file", "token or token_file, not both", _Described("both"))
+    listen = status.get("listen", "")
+    if listen and not given and not is_loopback(parse_listen(listen)[0]):
+        checker.problem(
+            "status.token",
+            "a token (or token_file) when status.listen is not a loopback address: the page shows "
+            "every device's position to whoever can reach the port",
+            NOTHING,
+        )
 _SECTIONS: dict[str, dict[str, _Check]] = {
     "relay": _RELAY,
     "listen": _LISTEN,
@@ -637,6 +686,7 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
     listen = checker.table("listen", data.get("listen", {}), _LISTEN)
     journal = checker.table("journal", data.get("journal", {}), _JOURNAL)
     status = checker.table("status", data.get("status", {}), _STATUS)
+    _check_status_access(checker, status, data.get("status", {}))
 
     sinks: list[SinkSettings] = []
     raw_sinks = data.get("sinks", [])
@@ -807,6 +857,9 @@ def _named_paths(data: Mapping[str, Any]) -> Iterator[tuple[str, str, bool]]:
             for key in _FILE_KEYS:
                 if key in schema and isinstance(raw.get(key), str) and raw[key]:
                     yield f"sinks[{index}].{key}", raw[key], False
+    status = data.get("status")
+    if isinstance(status, dict) and isinstance(status.get("token_file"), str) and status["token_file"]:
+        yield "status.token_file", status["token_file"], False
     modem = data.get("modem")
     if isinstance(modem, dict) and isinstance(modem.get("port"), str):
         yield "modem.port", modem["port"], True

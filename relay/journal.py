@@ -1030,23 +1030,67 @@ def _connect_existing(path: str | Path, *, read_only: bool) -> sqlite3.Connectio
 
 
 def _status(db: sqlite3.Connection, sinks: Sequence[str], now: datetime) -> dict[str, Any]:
-    devices = []
-    for device_id, protocol, transport, peer, last_seen, last_time in db.execute(
-        "SELECT device_id, protocol, transport, peer, last_seen, last_time FROM devices"
-        " ORDER BY last_seen DESC"
-    ):
-        devices.append(
-            {
-                "device_id": device_id,
-                "protocol": protocol,
-                "transport": transport,
-                "peer": peer,
-                "last_seen": last_seen,
-                "age_s": _age(last_seen, now),
-                "last_fix": last_time,
-            }
-        )
+    """Bounded, whatever the journal holds: besides the ``devices`` table and one count per sink, it
+    reads the newest 1000 reports (the ``devices`` rows lag behind them by up to DEVICE_ROW_INTERVAL_S:
+    last report, last fix, battery, recent alarms) and, for the 500 most recently seen devices (the only
+    ones given ``last_event``, ``alarms``, ``battery`` and ``recent_alarms``), each one's newest report
+    by its ``seq``."""
+    detailed, window, alarms_kept = 500, 1000, 5
     last_seq, count = db.execute("SELECT coalesce(max(seq), 0), count(*) FROM reports").fetchone()
+    newest: dict[str, dict[str, Any]] = {}
+    seen: dict[str, str] = {}
+    fixes: dict[str, tuple[str, float, float]] = {}
+    battery: dict[str, dict[str, Any]] = {}
+    recent_alarms: dict[str, list[dict[str, Any]]] = {}
+    for device_id, received_at, payload in db.execute(
+        "SELECT device_id, received_at, payload FROM reports WHERE seq > ? ORDER BY seq DESC",
+        (last_seq - window,),
+    ):
+        document = json.loads(payload)
+        newest.setdefault(device_id, document)
+        seen.setdefault(device_id, received_at)
+        if document.get("lat") is not None and document.get("lon") is not None and document.get("time"):
+            fixes.setdefault(device_id, (document["time"], document["lat"], document["lon"]))
+        levels = {k: v for k, v in (document.get("attributes") or {}).items() if k.startswith("battery")}
+        if levels:
+            battery.setdefault(device_id, levels)
+        kept = recent_alarms.setdefault(device_id, [])
+        for alarm in document.get("alarms") or ():
+            if len(kept) < alarms_kept:
+                kept.append({"alarm": alarm, "received_at": received_at})
+    devices = []
+    for index, (device_id, protocol, transport, peer, last_seen, last_time, lat, lon, seq) in enumerate(
+        db.execute(
+            "SELECT device_id, protocol, transport, peer, last_seen, last_time, last_lat, last_lon, last_seq"
+            " FROM devices ORDER BY last_seen DESC"
+        )
+    ):
+        last_seen = max(last_seen, seen.get(device_id, ""))
+        if device_id in fixes and (last_time is None or fixes[device_id][0] >= last_time):
+            last_time, lat, lon = fixes[device_id]
+        device: dict[str, Any] = {
+            "device_id": device_id,
+            "protocol": protocol,
+            "transport": transport,
+            "peer": peer,
+            "last_seen": last_seen,
+            "age_s": _age(last_seen, now),
+            "last_fix": last_time,
+            "last_lat": lat,
+            "last_lon": lon,
+        }
+        if index < detailed:
+            document = newest.get(device_id)
+            if document is None and seq is not None:
+                row = db.execute("SELECT payload FROM reports WHERE seq = ?", (seq,)).fetchone()
+                document = json.loads(row[0]) if row else None
+            device["last_event"] = document.get("event") if document else None
+            device["alarms"] = list(document.get("alarms") or ()) if document else []
+            device["battery"] = battery.get(device_id) or {
+                k: v for k, v in ((document or {}).get("attributes") or {}).items() if k.startswith("battery")
+            }
+            device["recent_alarms"] = recent_alarms.get(device_id, [])
+        devices.append(device)
     backlog = []
     for name in sinks:
         row = db.execute("SELECT floor_seq FROM sinks WHERE name = ?", (name,)).fetchone()
@@ -1066,12 +1110,21 @@ def _status(db: sqlite3.Connection, sinks: Sequence[str], now: datetime) -> dict
             }
         )
     quarantine = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    try:
+        dead_letters = db.execute("SELECT count(*) FROM dead_letters WHERE state = 'parked'").fetchone()[0]
+    except sqlite3.OperationalError:  # a journal from before dead letters, opened read-only
+        dead_letters = 0
+    pages, free, page_size = (
+        db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_count", "freelist_count", "page_size")
+    )
     return {
         "devices": devices,
         "reports": count,
         "last_seq": last_seq,
         "sinks": backlog,
         "quarantine": quarantine,
+        "dead_letters": dead_letters,
+        "size_bytes": (pages - free) * page_size,
     }
 
 

@@ -254,6 +254,20 @@ class IncomingSms:
 # --- The serial line --------------------------------------------------------------------------------------
 
 
+@dataclass
+class ModemStatus:
+    """What the status page shows of the modem, kept up to date by :func:`serve_modem`."""
+
+    port: str
+    #: "opening" (not answered yet), "ready" (initialised, taking SMS) or "down" (see ``error``).
+    state: str = "opening"
+    #: The SIM's ``+CPIN`` state (``READY``, ``SIM PIN``, ...) as last read.
+    sim: str | None = None
+    #: The last ``+CSQ`` answer: RSSI 0-31 (99: unknown) and bit error rate, e.g. ``"17,99"``.
+    signal: str | None = None
+    error: str | None = None
+
+
 class Modem:
     """One open serial port speaking AT; one command at a time (callers must not overlap).
 
@@ -278,6 +292,9 @@ class Modem:
         self.scan_storages: tuple[str, ...] = ()
         #: A message could not be handed over: read everything again at the next poll.
         self.rescan_wanted = False
+        #: The SIM state and signal as last read (``initialise``, ``read_signal``).
+        self.sim: str | None = None
+        self.signal: str | None = None
 
     @classmethod
     async def open(cls, port: str, baudrate: int = 115200, *, command_timeout_s: float = 10.0) -> Modem:
@@ -470,13 +487,11 @@ class Modem:
         await self._optional("ATV1")
         await self._optional("AT+CMEE=1")
         pin = await self.command("AT+CPIN?", prefix="+CPIN:")
-        state = pin[0].split(":", 1)[1].strip() if pin else "unknown"
+        state = self.sim = pin[0].split(":", 1)[1].strip() if pin else "unknown"
         if state != "READY":
             raise ModemError(f"modem on {self.port}: the SIM is not ready ({state}); unlock it first")
-        with contextlib.suppress(AtError):
-            signal = await self.command("AT+CSQ", prefix="+CSQ:")
-            if signal:
-                log.info("modem signal %s", signal[0])
+        if signal := await self.read_signal():
+            log.info("modem signal %s", signal)
         with contextlib.suppress(AtError):
             registration = await self.command("AT+CREG?", prefix="+CREG:")
             if registration:
@@ -557,6 +572,14 @@ class Modem:
         if storage and storage != self.storage:
             await self.command(f'AT+CPMS="{storage}"', prefix="+CPMS:")
             self.storage = storage
+
+    async def read_signal(self) -> str | None:
+        """The ``+CSQ`` answer (``"rssi,ber"``), or None when the modem has none."""
+        with contextlib.suppress(AtError):
+            lines = await self.command("AT+CSQ", prefix="+CSQ:")
+            if lines:
+                self.signal = lines[0].split(":", 1)[1].strip()
+        return self.signal
 
     async def storage_usage(self) -> tuple[int, int] | None:
         """``(used, total)`` of the read storage, from ``AT+CPMS?``."""
@@ -723,6 +746,7 @@ async def serve_modem(
     on_sms: OnSms,
     *,
     poll_interval_s: float = 60.0,
+    status: ModemStatus | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Take SMS from the modem forever; never returns.
@@ -740,9 +764,11 @@ async def serve_modem(
     with its traceback) closes the port, waits ``reopen_delay_s`` and starts again with a full
     initialisation and scan. Parts of concatenated messages are forgotten then and read again from
     storage (a restarted modem may have renumbered them). An exception from ``on_sms`` is logged and
-    affects only that message. Cancellation closes the port.
+    affects only that message. Cancellation closes the port. ``status``, when given, follows the
+    modem's state, SIM and signal (read again at every poll).
     """
     task_status.started()
+    status = status or ModemStatus(settings.port)
     concat_timeout_s = float(getattr(settings, "concat_timeout_s", 600.0))
     while True:
         reassembler = Reassembler(timeout_s=concat_timeout_s)
@@ -751,24 +777,28 @@ async def serve_modem(
                 settings.port, settings.baudrate, command_timeout_s=settings.command_timeout_s
             )
         except ModemGone as error:
+            status.state, status.error = "down", str(error)
             log.warning("%s; retrying in %s s", error, settings.reopen_delay_s)
             await trio.sleep(settings.reopen_delay_s)
             continue
         try:
             async with modem:
-                await _serve_open_modem(modem, on_sms, reassembler, poll_interval_s)
+                await _serve_open_modem(modem, on_sms, reassembler, poll_interval_s, status)
         except ModemError as error:
+            status.state, status.error, status.sim = "down", str(error), modem.sim
             log.warning("%s; reopening in %s s", error, settings.reopen_delay_s)
         except Exception:
+            status.state, status.error = "down", "unexpected error (see the log)"
             # A bug here must not take the relay's TCP/UDP service down with it.
             log.exception("modem: unexpected error; reopening in %s s", settings.reopen_delay_s)
         await trio.sleep(settings.reopen_delay_s)
 
 
 async def _serve_open_modem(
-    modem: Modem, on_sms: OnSms, reassembler: Reassembler, poll_interval_s: float
+    modem: Modem, on_sms: OnSms, reassembler: Reassembler, poll_interval_s: float, status: ModemStatus
 ) -> None:
     await modem.initialise()
+    status.state, status.error, status.sim, status.signal = "ready", None, modem.sim, modem.signal
     await _scan(modem, on_sms, reassembler)
     next_poll = trio.current_time() + poll_interval_s
     while True:
@@ -784,6 +814,7 @@ async def _serve_open_modem(
         if urc is None:
             if trio.current_time() >= next_poll:
                 usage = await modem.storage_usage()
+                status.signal = await modem.read_signal()
                 next_poll = trio.current_time() + poll_interval_s
                 if usage:
                     used, total = usage

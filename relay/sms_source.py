@@ -17,7 +17,7 @@ from drivers.sms import SmsRejected, message_reports
 from .clock import clock_unsynced, mark_unsynced
 from .journal import Entry, Quarantined
 from .logs import log_event
-from .modem import IncomingSms, serve_modem
+from .modem import IncomingSms, ModemStatus, serve_modem
 
 if TYPE_CHECKING:
     from .app import Running
@@ -63,4 +63,5 @@ async def serve_sms(running: Running) -> None:
         else:
             log_event(log, logging.INFO, "sms_report", sender=sms.sender, reports=len(items))
 
-    await serve_modem(settings, on_sms)
+    running.modem_status = ModemStatus(settings.port)
+    await serve_modem(settings, on_sms, status=running.modem_status)

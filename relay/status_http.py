@@ -2,7 +2,15 @@
 
 - ``GET /healthz``: ``200`` or ``503`` with a JSON body that says why (:meth:`Running.health`);
 - ``GET /metrics``: Prometheus exposition (:mod:`relay.metrics`; OpenMetrics when the scraper asks);
-- ``GET /`` or ``/status``: the same JSON as ``relay status --json``, plus live statistics.
+- ``GET /status``: the same JSON as ``relay status --json``, plus live statistics and, under
+  ``"relay"``, what only the running relay knows (:func:`relay.status_page.live`);
+- ``GET /``: the status page (:mod:`relay.status_page`), HTML for a phone; a client that asks for
+  ``application/json`` and not ``text/html`` gets the ``/status`` JSON there instead.
+
+With ``[status] token`` (or ``token_file``), every request but ``/healthz`` must carry it, as
+``Authorization: Bearer <token>`` or ``?token=<token>`` (the page keeps it in its own links);
+``/healthz`` stays open for load balancers and says nothing private. A non-loopback ``listen``
+without a token is refused by the config check.
 
 Only GET and HEAD; requests are small and bounded; one request per connection. The endpoint never
 competes with the journal's commits: at most :data:`MAX_CLIENTS` requests are served at once (more get
@@ -13,17 +21,22 @@ connection and a worker thread of its own, every request in between sharing that
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
 import math
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 import trio
 
+from .errors import RelayError
 from .journal import read_status
 from .logs import log_event
+from .status_page import live, render
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -81,12 +94,49 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _response(status: str, body: bytes, content_type: str, head_only: bool) -> bytes:
+#: Sent with the page: nothing from elsewhere, no framing, and no token leaking in a Referer.
+PAGE_HEADERS = (
+    "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n"
+    "Referrer-Policy: no-referrer\r\nX-Content-Type-Options: nosniff\r\n"
+)
+
+
+def _response(status: str, body: bytes, content_type: str, head_only: bool, headers: str = "") -> bytes:
     head = (
         f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\nCache-Control: no-store\r\n\r\n"
+        f"Connection: close\r\nCache-Control: no-store\r\n{headers}\r\n"
     ).encode()
     return head if head_only else head + body
+
+
+def read_token(running: Running) -> str | None:
+    """The ``[status]`` token (from ``token_file`` when set), or None when the endpoint has none.
+
+    :raises RelayError: ``token_file`` cannot be read or is empty.
+    """
+    settings = running.config.status
+    if not settings.token_file:
+        return settings.token
+    try:
+        token = Path(settings.token_file).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise RelayError(f"cannot read [status] token_file {settings.token_file}: {error}") from error
+    if not token:
+        raise RelayError(f"[status] token_file {settings.token_file} is empty")
+    return token
+
+
+def _presented_token(query: str, authorization: str) -> str | None:
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    values = parse_qs(query).get("token")
+    return values[0] if values else None
+
+
+def _wants_json(accept: str) -> bool:
+    return "application/json" in accept and "text/html" not in accept
 
 
 async def answer(
@@ -94,14 +144,24 @@ async def answer(
     registry: CollectorRegistry,
     reader: StatusReader,
     method: str,
-    path: str,
+    target: str,
     accept: str = "",
+    *,
+    token: str | None = None,
+    authorization: str = "",
 ) -> bytes:
-    """The response bytes for one request (``accept``: its Accept header, for /metrics)."""
+    """The response bytes for one request (``accept``, ``authorization``: its headers; ``token``: the
+    one every request but /healthz must present, when set)."""
     head_only = method == "HEAD"
     if method not in ("GET", "HEAD"):
         return _response("405 Method Not Allowed", b"only GET and HEAD\n", "text/plain", head_only)
-    path = path.split("?", 1)[0]
+    path, _, query = target.partition("?")
+    if token is not None and path != "/healthz":
+        presented = _presented_token(query, authorization)
+        if presented is None or not hmac.compare_digest(presented.encode(), token.encode()):
+            body = b"a token is needed: open /?token=<the [status] token>, or send Authorization: Bearer\n"
+            challenge = 'WWW-Authenticate: Bearer realm="relay"\r\n'
+            return _response("401 Unauthorized", body, "text/plain", head_only, challenge)
     if path == "/healthz":
         health = running.health()
         code = "200 OK" if health["status"] == "ok" else "503 Service Unavailable"
@@ -114,10 +174,14 @@ async def answer(
         return _response("200 OK", encode(registry), content_type, head_only)
     if path in ("/", "/status"):
         status = await reader.read()
+        status["relay"] = live(running)
+        if path == "/" and not _wants_json(accept):
+            page = render(status, token=token).encode()
+            return _response("200 OK", page, "text/html; charset=utf-8", head_only, PAGE_HEADERS)
         status["statistics"] = running.statistics()
         body = json.dumps(status, indent=2).encode()
         return _response("200 OK", body, "application/json", head_only)
-    return _response("404 Not Found", b"try /healthz, /metrics or /status\n", "text/plain", head_only)
+    return _response("404 Not Found", b"try /, /healthz, /metrics or /status\n", "text/plain", head_only)
 
 
 def _header(request: bytes, name: bytes) -> str:
@@ -134,6 +198,7 @@ async def serve_status(
 ) -> None:
     from .metrics import make_registry  # here, not at the top: prometheus_client takes ~50 ms to import
 
+    token = read_token(running)
     registry = make_registry(running)
     reader = running.status_reader = StatusReader(running)
     clients = trio.Semaphore(MAX_CLIENTS)
@@ -165,8 +230,12 @@ async def serve_status(
             if len(parts) != 3 or not parts[2].startswith("HTTP/"):
                 await stream.send_all(_response("400 Bad Request", b"bad request\n", "text/plain", False))
                 return
-            accept = _header(request, b"accept")
-            await stream.send_all(await answer(running, registry, reader, parts[0], parts[1], accept))
+            accept, authorization = _header(request, b"accept"), _header(request, b"authorization")
+            method, target = parts[0], parts[1]
+            response = await answer(
+                running, registry, reader, method, target, accept, token=token, authorization=authorization
+            )
+            await stream.send_all(response)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception as error:  # the status page must never take the relay down
