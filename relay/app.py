@@ -15,7 +15,7 @@ import drivers
 
 from . import sdnotify
 from .config import Config, PassthroughSinkSettings
-from .errors import RelayError
+from .errors import JournalFilesChanged, RelayError
 from .journal import Journal, QuarantineLimits
 from .listeners import Ingest, Listener
 from .logs import log_event
@@ -25,6 +25,8 @@ log = logging.getLogger("relay")
 
 #: How often old and oversized data is pruned from the journal.
 HOUSEKEEPING_S = 60.0
+#: How often an idle relay checks that its journal files are still there.
+FILE_CHECK_S = 5.0
 
 
 @dataclass
@@ -43,7 +45,8 @@ class Running:
         """Why the relay cannot do its job right now, or ``None``."""
         if self.journal.last_commit_error:
             return f"journal cannot commit: {self.journal.last_commit_error}"
-        return None
+        problems = self.journal.problems()
+        return "; ".join(problems) if problems else None
 
     def statistics(self) -> dict[str, Any]:
         stats = vars(self.listener.stats).copy()
@@ -52,6 +55,10 @@ class Running:
             journal_reports=self.journal.committed_reports,
             journal_quarantined=self.journal.quarantined,
             journal_dropped=self.journal.dropped,
+            journal_read_errors=self.journal.read_errors,
+            journal_unreadable_reports=self.journal.unreadable_reports,
+            journal_reopens=self.journal.reopens,
+            journal_set_aside=int(self.journal.set_aside is not None),
         )
         for sink in self.sinks:
             stats[f"sink_{sink.name}_connected"] = sink.connected
@@ -66,7 +73,8 @@ class Running:
 
 
 def open_journal(config: Config) -> Journal:
-    return Journal.open(
+    """The relay's journal, checked first (a damaged one is set aside), with its size cap."""
+    journal = Journal.open(
         config.database,
         synchronous=config.journal.synchronous,
         max_batch=config.journal.max_batch,
@@ -79,7 +87,10 @@ def open_journal(config: Config) -> Journal:
             frame_bytes=config.journal.quarantine_frame_max_kb * 1024,
         ),
         max_devices=config.journal.max_devices,
+        check_s=config.journal.startup_check_s or None,
     )
+    journal.size_cap_bytes = config.journal.max_db_mb * 1024 * 1024
+    return journal
 
 
 async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
@@ -107,6 +118,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                 running.sinks.append(sink)
                 await nursery.start(sink.run)
             nursery.start_soon(_housekeeping, running)
+            nursery.start_soon(_watch_files, journal)
             if config.status.listen:
                 from .status_http import serve_status
 
@@ -165,9 +177,11 @@ def _log_started(running: Running) -> None:
 
 
 async def _housekeeping(running: Running) -> None:
+    """Prune every HOUSEKEEPING_S, and at once when the disk fills up or the journal outgrows its cap."""
     config = running.config
     while True:
-        await trio.sleep(HOUSEKEEPING_S)
+        with trio.move_on_after(HOUSEKEEPING_S):
+            await running.journal.wait_cleanup_wanted()
         delivered = min((sink.floor for sink in running.sinks), default=running.journal.last_seq)
         try:
             removed = await trio.to_thread.run_sync(
@@ -184,6 +198,16 @@ async def _housekeeping(running: Running) -> None:
             continue
         if any(removed.values()):
             log_event(log, logging.INFO, "journal_pruned", **removed)
+
+
+async def _watch_files(journal: Journal) -> None:
+    """Notice a deleted or replaced journal file or WAL while idle too (commits check before each)."""
+    while True:
+        await trio.sleep(FILE_CHECK_S)
+        try:
+            journal.verify_files()
+        except JournalFilesChanged as error:
+            journal.reopen(str(error))
 
 
 async def _watchdog(interval: float) -> None:
