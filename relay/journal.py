@@ -513,6 +513,7 @@ class Journal:
         #: seq ranges: readers skip them. ``read_errors`` counts the reads that met damage.
         self.unreadable: list[list[int]] = []
         self.unreadable_reports = 0
+        self._examined: tuple[int, int] | None = None
         self.read_errors = 0
         #: Times the journal was reopened because its file or WAL was deleted or replaced.
         self.reopens = 0
@@ -842,6 +843,24 @@ class Journal:
             self.devices_forgotten += 1
         return due
 
+    def insert_salvaged(
+        self, rows: Sequence[tuple[Any, ...]], photos: Mapping[int, tuple[str, bytes]]
+    ) -> None:
+        """Store reports read from a damaged journal (:func:`salvage`) as new reports, in one commit."""
+        with self._lock, _transaction(self._db):
+            for seq, *columns in rows:
+                cursor = self._db.execute(
+                    "INSERT INTO reports (device_id, protocol, transport, peer, received_at, event, time,"
+                    " payload, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    columns,
+                )
+                if seq in photos:
+                    self._db.execute(
+                        "INSERT INTO media (seq, type, data) VALUES (?, ?, ?)",
+                        (cursor.lastrowid, *photos[seq]),
+                    )
+            self.last_seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM reports").fetchone()[0]
+
     def verify_files(self) -> None:
         """Check that the journal, its WAL and its shared memory are still the files the relay opened
         (two ``stat`` calls, before every commit). A commit into a deleted file would be acknowledged
@@ -928,8 +947,17 @@ class Journal:
         """Committed reports with ``seq`` greater than ``seq``, oldest first, at most ``limit``.
 
         Reports that cannot be read (a damaged page, an I/O error) are skipped and recorded
-        (:attr:`unreadable`, :meth:`problems`): a damaged page never stops a sink."""
-        return self._read_reports("", (), seq, limit)
+        (:attr:`unreadable`, :meth:`problems`): a damaged page never stops a sink. A damaged page can
+        also end a scan early without an error: a short answer that stops before :attr:`last_seq` is
+        read again, range by range."""
+        reports = self._read_reports("", (), seq, limit)
+        if reports and reports[-1].seq - reports[0].seq + 1 != len(reports):  # a hole in the middle
+            return [self._stored(row) for row in self._read_around_damage("", (), seq, limit)]
+        end = reports[-1].seq if reports else seq
+        if len(reports) < limit and end < self.last_seq and not self._examined_through(end):
+            rows = self._read_around_damage("", (), end, limit - len(reports))
+            reports += [self._stored(row) for row in rows]
+        return reports
 
     def login_frame(self, device_id: str) -> tuple[str, bytes] | None:
         """(protocol, raw frame) of the device's newest identification frame, if one was seen."""
@@ -978,12 +1006,18 @@ class Journal:
         return [self._stored(row) for row in rows]
 
     def skip_unreadable(self, seq: int) -> int:
-        """``seq``, or the end of the unreadable reports right after it: a reader that got nothing back
-        although :attr:`last_seq` is ahead carries on from there."""
+        """``seq``, or the end of the unreadable (or vanished) reports right after it: a reader that
+        got nothing back although :attr:`last_seq` is ahead carries on from there."""
+        if self._examined is not None and self._examined[0] == seq:
+            seq = max(seq, self._examined[1])
         for first, last in self.unreadable:
             if first <= seq + 1 <= last:
                 seq = last
         return seq
+
+    def _examined_through(self, seq: int) -> bool:
+        """Did the careful reader just find nothing readable after ``seq``, up to :attr:`last_seq`?"""
+        return self._examined is not None and self._examined[0] == seq and self._examined[1] >= self.last_seq
 
     def _read_reports(
         self, where: str, params: tuple[Any, ...], after: int, limit: int
@@ -1009,11 +1043,31 @@ class Journal:
         def query(lo: int, hi: int) -> list[tuple[Any, ...]]:
             return self._reader.execute(sql, (lo, hi, *params)).fetchall()
 
+        def probe(seqs: Iterable[int]) -> list[tuple[Any, ...]]:
+            # A scan can stop early at a damaged page without an error: look each row up by itself.
+            # A report missing between two that exist was lost with the page too: seqs are never reused
+            # and only the oldest reports are deleted.
+            found: list[tuple[Any, ...]] = []
+            for seq in seqs:
+                if self._known_unreadable(seq, seq):
+                    continue
+                row = self._readable(query, seq, seq)
+                if not row and not self._known_unreadable(seq, seq):
+                    self._mark_unreadable(seq)
+                found += row
+            return found
+
         rows: list[tuple[Any, ...]] = []
-        for lo, hi in self._seq_windows(after, self.last_seq, max(limit, 64)):
-            rows += self._readable(query, lo, hi)
+        upto = self.last_seq
+        for lo, hi in self._seq_windows(after, upto, min(max(limit, 16), 100)):
+            window = self._readable(query, lo, hi)
+            if not where and len(window) < hi - lo + 1:
+                got = {row[0] for row in window}
+                window = sorted(window + probe(s for s in range(lo, hi + 1) if s not in got))
+            rows += window
             if len(rows) >= limit:
                 break
+        self._examined = (after, upto) if not rows else None
         if self.unreadable_reports > before:
             log_event(
                 log,
@@ -1544,6 +1598,130 @@ def requeue_dead_letters(
         raise JournalError(f"cannot requeue dead letters in {path}: {error}") from error
     finally:
         db.close()
+
+
+@dataclass
+class Salvaged:
+    """What :func:`salvage` recovered from a damaged journal."""
+
+    reports: int = 0
+    photos: int = 0
+    unreadable: int = 0
+    #: Seqs between the first and the last recovered report that were not found: rows lost with a
+    #: damaged page (SQLite can skip them without an error), or deleted before.
+    missing: int = 0
+    #: Seq ranges of the damaged journal that could not be read, ``[first, last]``.
+    unreadable_ranges: list[list[int]] = field(default_factory=list)
+
+
+_SALVAGE_COLUMNS = "seq, device_id, protocol, transport, peer, received_at, event, time, payload, raw"
+
+
+def salvage(source: str | Path, journal: Journal, *, window: int = 100) -> Salvaged:
+    """Copy every report that can still be read from the damaged journal at ``source`` (one set
+    aside at start) into ``journal``, oldest first, with its original ``received_at``, raw frame,
+    payload and photo. Rows that cannot be read are skipped, range by range (bisected down to single
+    reports). The copies get new seqs, so new ids, and no sink has delivered them: every sink sends
+    them again. ``source`` is only read.
+
+    :raises JournalError: ``source`` is not a journal whose reports can be found at all.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise JournalError(f"no file {source}")
+    try:
+        damaged = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        damaged.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error as error:
+        raise JournalError(f"cannot read {source}: {error} (its header is damaged)") from error
+    try:
+        upto = _newest_seq(damaged)
+        if upto is None:
+            raise JournalError(f"cannot find the reports in {source}: its schema cannot be read")
+        helper = _Bisector()
+
+        def reports(lo: int, hi: int) -> list[tuple[Any, ...]]:
+            query = f"SELECT {_SALVAGE_COLUMNS} FROM reports WHERE seq >= ? AND seq <= ? ORDER BY seq"
+            return damaged.execute(query, (lo, hi)).fetchall()
+
+        counts = Salvaged()
+        first = last = None
+        for lo in range(_oldest_seq(damaged), upto + 1, window):
+            hi = min(lo + window - 1, upto)
+            rows = helper.readable(reports, lo, hi)
+            if len(rows) < hi - lo + 1:  # a damaged page can end a scan without an error
+                got = {row[0] for row in rows}
+                for seq in range(lo, hi + 1):
+                    if seq not in got:
+                        rows += helper.readable(reports, seq, seq)
+                rows.sort()
+            if not rows:
+                continue
+            first = rows[0][0] if first is None else first
+            last = rows[-1][0]
+            photos: dict[int, tuple[str, bytes]] = {}
+            for seq in (row[0] for row in rows):
+                try:
+                    photo = damaged.execute("SELECT type, data FROM media WHERE seq = ?", (seq,)).fetchone()
+                except sqlite3.DatabaseError:
+                    continue
+                if photo is not None:
+                    photos[seq] = photo
+            counts.reports += len(rows)
+            counts.photos += len(photos)
+            journal.insert_salvaged(rows, photos)
+        counts.unreadable = helper.count
+        counts.unreadable_ranges = helper.ranges
+        if first is not None and last is not None:
+            inside = sum(1 for a, b in helper.ranges for seq in range(a, b + 1) if first <= seq <= last)
+            counts.missing = (last - first + 1) - counts.reports - inside
+        return counts
+    finally:
+        damaged.close()
+
+
+def _oldest_seq(db: sqlite3.Connection) -> int:
+    try:
+        return int(db.execute("SELECT min(seq) FROM reports").fetchone()[0] or 1)
+    except sqlite3.DatabaseError:
+        return 1
+
+
+def _newest_seq(db: sqlite3.Connection) -> int | None:
+    for query in ("SELECT max(seq) FROM reports", "SELECT seq FROM sqlite_sequence WHERE name = 'reports'"):
+        try:
+            row = db.execute(query).fetchone()
+        except sqlite3.DatabaseError:
+            continue
+        if row is not None:
+            return int(row[0] or 0)
+    return None
+
+
+class _Bisector:
+    """Reads seq ranges, bisecting those that fail for damage; remembers the seqs that could not be read."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.ranges: list[list[int]] = []
+
+    def readable(self, query: Callable[[int, int], list[Any]], lo: int, hi: int) -> list[Any]:
+        try:
+            return query(lo, hi)
+        except sqlite3.DatabaseError as error:
+            if not is_damage(error):
+                raise
+        if lo == hi:
+            if any(a <= lo <= b for a, b in self.ranges):
+                return []
+            self.count += 1
+            if self.ranges and self.ranges[-1][1] == lo - 1:
+                self.ranges[-1][1] = lo
+            else:
+                self.ranges.append([lo, lo])
+            return []
+        middle = (lo + hi) // 2
+        return self.readable(query, lo, middle) + self.readable(query, middle + 1, hi)
 
 
 def _connect_existing(path: str | Path, *, read_only: bool) -> sqlite3.Connection:
