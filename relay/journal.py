@@ -1237,7 +1237,7 @@ class Journal:
 
     @property
     def reserve_path(self) -> Path:
-        return self.path.with_name(self.path.name + "-reserve")
+        return self.path.with_name(self.path.stem + "-reserve")  # journal-reserve, not journal.sqlite3-*
 
     def restore_reserve(self) -> None:
         """Set RESERVE_BYTES aside for the next full-disk cleanup, if the disk has room for it twice."""
