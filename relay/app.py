@@ -16,7 +16,7 @@ import drivers
 
 from . import sdnotify
 from .config import Config, PassthroughSinkSettings, redact_url
-from .errors import RelayError
+from .errors import JournalFilesChanged, RelayError
 from .journal import Journal, QuarantineLimits
 from .listeners import Ingest, Listener
 from .logs import log_event
@@ -53,6 +53,8 @@ class SinkWatch:
             return now - self.stuck_since
         self.stuck_since = None
         return 0.0
+#: How often an idle relay checks that its journal files are still there.
+FILE_CHECK_S = 5.0
 
 
 @dataclass
@@ -89,8 +91,12 @@ class Running:
             "commits": journal.commits,
             "last_seq": journal.last_seq,
         }
+        problems = journal.problems()
         if journal.last_commit_error is not None:
-            journal_check["reason"] = f"journal cannot commit: {journal.last_commit_error}"
+            problems.insert(0, f"journal cannot commit: {journal.last_commit_error}")
+        if problems:
+            journal_check["ok"] = False
+            journal_check["reason"] = "; ".join(problems)
         stats, limit = self.listener.stats, self.config.listen.max_connections
         listener_check: dict[str, Any] = {
             "ok": self.listening and stats.connections_open < limit,
@@ -143,6 +149,10 @@ class Running:
             journal_reports=self.journal.committed_reports,
             journal_quarantined=self.journal.quarantined,
             journal_dropped=self.journal.dropped,
+            journal_read_errors=self.journal.read_errors,
+            journal_unreadable_reports=self.journal.unreadable_reports,
+            journal_reopens=self.journal.reopens,
+            journal_set_aside=int(self.journal.set_aside is not None),
         )
         for sink in self.sinks:
             stats[f"sink_{sink.name}_connected"] = sink.connected
@@ -165,7 +175,8 @@ class Running:
 
 
 def open_journal(config: Config) -> Journal:
-    return Journal.open(
+    """The relay's journal, checked first (a damaged one is set aside), with its size cap."""
+    journal = Journal.open(
         config.database,
         synchronous=config.journal.synchronous,
         max_batch=config.journal.max_batch,
@@ -178,7 +189,10 @@ def open_journal(config: Config) -> Journal:
             frame_bytes=config.journal.quarantine_frame_max_kb * 1024,
         ),
         max_devices=config.journal.max_devices,
+        check_s=config.journal.startup_check_s or None,
     )
+    journal.size_cap_bytes = config.journal.max_db_mb * 1024 * 1024
+    return journal
 
 
 async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
@@ -213,6 +227,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                 await nursery.start(sink.run)
             nursery.start_soon(_housekeeping, running)
             nursery.start_soon(_watch_sinks, running)
+            nursery.start_soon(_watch_files, journal)
             if config.status.listen:
                 from .status_http import serve_status
 
@@ -289,9 +304,11 @@ async def _watch_sinks(running: Running) -> None:
 
 
 async def _housekeeping(running: Running) -> None:
+    """Prune every HOUSEKEEPING_S, and at once when the disk fills up or the journal outgrows its cap."""
     config = running.config
     while True:
-        await trio.sleep(HOUSEKEEPING_S)
+        with trio.move_on_after(HOUSEKEEPING_S):
+            await running.journal.wait_cleanup_wanted()
         delivered = min((sink.floor for sink in running.sinks), default=running.journal.last_seq)
         try:
             removed = await trio.to_thread.run_sync(
@@ -308,6 +325,16 @@ async def _housekeeping(running: Running) -> None:
             continue
         if any(removed.values()):
             log_event(log, logging.INFO, "journal_pruned", **removed)
+
+
+async def _watch_files(journal: Journal) -> None:
+    """Notice a deleted or replaced journal file or WAL while idle too (commits check before each)."""
+    while True:
+        await trio.sleep(FILE_CHECK_S)
+        try:
+            journal.verify_files()
+        except JournalFilesChanged as error:
+            journal.reopen(str(error))
 
 
 async def _watchdog(interval: float) -> None:

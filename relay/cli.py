@@ -119,6 +119,14 @@ def _parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=_quarantine_list)
     retry.set_defaults(handler=_quarantine_retry)
 
+    salvage = commands.add_parser(
+        "salvage", help="copy what can be read from a damaged journal (set aside at start) into the journal"
+    )
+    salvage.add_argument("file", type=Path, help="the damaged journal, e.g. journal.sqlite3.damaged-…")
+    salvage.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+    salvage.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
+    salvage.set_defaults(handler=_salvage)
+
     from . import cli_sinks, cli_sms
 
     cli_sms.add_commands(commands)
@@ -183,6 +191,9 @@ def _status(args: argparse.Namespace) -> int:
 
     config = config_from(args)
     status = read_status(config.database, [sink.name for sink in config.sinks], now=datetime.now(UTC))
+    from .journal import set_aside_journals
+
+    status["set_aside"] = [str(path) for path in set_aside_journals(config.database)]
     config_error = config.data_dir / "config-error.txt"
     if config_error.exists():
         status["config_error"] = config_error.read_text(errors="replace").strip()
@@ -197,6 +208,8 @@ def format_status(status: dict[str, Any]) -> str:
     lines = []
     if status.get("config_error"):
         lines += ["CONFIG REJECTED (the last good config is running):", status["config_error"], ""]
+    for path in status.get("set_aside", []):
+        lines += [f"DAMAGED JOURNAL SET ASIDE: {path}", f"  recover its reports: relay salvage {path}", ""]
     devices = status["devices"]
     lines.append(f"devices: {len(devices)}")
     if devices:
@@ -493,6 +506,30 @@ def _quarantine_retry(args: argparse.Namespace) -> int:
         else:
             print(f"#{outcome.quarantine_id}: still undecodable: {outcome.error}")
     print(f"{len(decoded)} of {len(outcomes)} row(s) decoded")
+    return EXIT_OK
+
+
+def _salvage(args: argparse.Namespace) -> int:
+    from .errors import JournalError
+    from .journal import Journal, salvage
+
+    config = config_from(args)
+    if args.file.resolve() == config.database.resolve():
+        raise JournalError(f"{args.file} is the live journal; salvage reads a journal that was set aside")
+    journal = Journal.open(config.database, site=config.site)
+    try:
+        counts = salvage(args.file, journal)
+    finally:
+        journal.close()
+    ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in counts.unreadable_ranges[:20])
+    print(f"{counts.reports} report(s) recovered ({counts.photos} with a photo) into {config.database}")
+    print(f"{counts.unreadable} report(s) could not be read" + (f" (seq {ranges})" if ranges else ""))
+    print(
+        f"{counts.unreadable + counts.missing} report(s) lost between the first and the last recovered one"
+        " (unreadable, or not found: lost with a damaged page or deleted before)"
+    )
+    if counts.reports:
+        print("the recovered reports have new ids and every sink will send them (again)")
     return EXIT_OK
 
 

@@ -99,6 +99,9 @@ class JournalSettings:
     max_db_mb: int = 2048
     #: Delivered reports older than this are deleted.
     retention_days: float = 30.0
+    #: At start the journal is checked (``PRAGMA quick_check``) for at most this long; a damaged one
+    #: is set aside and a fresh one started. 0: no check.
+    startup_check_s: float = 30.0
     #: Bytes all quarantined (undecodable) input may take; beyond it new bad input is counted, not kept.
     quarantine_max_mb: int = 64
     #: Bytes of quarantined input one peer address may take.
@@ -440,6 +443,7 @@ _JOURNAL: dict[str, _Check] = {
     "commit_interval_ms": _int_range(0, 5000),
     "max_db_mb": _int_range(1, 1_000_000),
     "retention_days": _number_range(0.01, 3650),
+    "startup_check_s": _number_range(0, 3600),
     "quarantine_max_mb": _int_range(1, 1_000_000),
     "quarantine_peer_max_kb": _int_range(1, 1_000_000),
     "quarantine_frame_max_kb": _int_range(1, 65_536),

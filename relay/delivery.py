@@ -98,7 +98,8 @@ class Delivery:
             room -= len(reports)
         while room > 0:
             batch = self.journal.read_after(self._read_pos, room)
-            if not batch:
+            if not batch:  # perhaps only unreadable reports are left: go past them
+                self._read_pos = self.journal.skip_unreadable(self._read_pos)
                 break
             for report in batch:
                 self._read_pos = report.seq

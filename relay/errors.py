@@ -36,6 +36,11 @@ class JournalError(RelayError):
     """The SQLite journal cannot be opened or written (disk full, permissions, corruption)."""
 
 
+class JournalFilesChanged(JournalError):
+    """The journal's file or WAL was deleted or replaced under the running relay: nothing may be
+    committed (and acknowledged) into it until the journal is reopened."""
+
+
 class SinkError(RelayError):
     """A sink failed; the message names the sink."""
 

@@ -17,6 +17,7 @@ import base64
 import json
 import logging
 import math
+import os
 import secrets
 import sqlite3
 import threading
@@ -35,7 +36,7 @@ from sqlite_utils.migrations import Migrations
 from drivers import Report, format_time
 
 from .buckets import COMMIT_BOUNDS_S, Buckets
-from .errors import JournalError
+from .errors import JournalError, JournalFilesChanged
 from .logs import log_event
 
 log = logging.getLogger("relay.journal")
@@ -49,6 +50,23 @@ DEVICE_ROW_INTERVAL_S = 10.0
 COMMIT_EARLY_ITEMS = 128
 #: How long a write waits for another process's transaction before failing.
 BUSY_TIMEOUT_MS = 10_000
+#: SQLite's primary result codes for a damaged or unreadable file: I/O error, corrupt, not a database.
+SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 10, 11, 13, 26
+#: Rows deleted per transaction by the cleanup: each transaction needs only a little WAL (and disk).
+PRUNE_CHUNK = 500
+#: The size cap is checked after this many reports were committed, not only by the housekeeping timer.
+SIZE_CHECK_REPORTS = 2000
+#: On a full disk the cleanup aims this far below the journal's size when the disk filled up.
+FULL_DISK_SHRINK = 0.9
+#: Space kept free for the cleanup, as a file next to the journal deleted when the disk fills up: a
+#: checkpoint and the deletes need some room before they give room back: a checkpoint may have to grow
+#: the journal by a whole WAL (WAL_AUTOCHECKPOINT pages).
+WAL_AUTOCHECKPOINT = 4000
+RESERVE_BYTES = WAL_AUTOCHECKPOINT * 4096 + 4 * 1024 * 1024
+#: Rows deleted per transaction by the cleanup on a full disk.
+PRUNE_CHUNK_FULL = 50
+#: Retention counts the relay's running time: expiry marks are kept this finely (a fraction of retention).
+EXPIRY_MARKS = 200
 
 
 @migrations(name="0001_initial")
@@ -219,6 +237,99 @@ def _row_cost(item: Quarantined) -> int:
     return len(item.raw) + len(item.reason) + QUARANTINE_ROW_COST
 
 
+def is_damage(error: BaseException) -> bool:
+    """Is ``error`` SQLite saying that the file cannot be read: corrupt, not a database, an I/O error?"""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_NOTADB)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == SQLITE_FULL
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, or ``None`` when there is no such file."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _companions(path: Path) -> list[Path]:
+    """The journal file and its WAL and shared-memory files."""
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def _stamp(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def check_journal(path: Path, time_limit_s: float) -> tuple[str | None, bool]:
+    """Is the journal at ``path`` sound? ``(damage, complete)``: what is wrong (``None``: nothing found),
+    and whether ``PRAGMA quick_check`` finished within ``time_limit_s`` (it reads the whole file: on an
+    SD card about 40 MB/s). A missing file is sound.
+    """
+    if not path.exists():
+        return None, True
+    try:
+        db = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as error:
+        return (str(error), True) if is_damage(error) else (None, True)
+    deadline = time.monotonic() + time_limit_s
+    db.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+    try:
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        rows = [row[0] for row in db.execute("PRAGMA quick_check(20)")]
+    except sqlite3.OperationalError as error:
+        if "interrupted" in str(error):
+            return None, False
+        return (str(error), True) if is_damage(error) else (None, True)
+    except sqlite3.DatabaseError as error:
+        return (str(error), True) if is_damage(error) else (None, True)
+    finally:
+        db.close()
+    if rows == ["ok"]:
+        return None, True
+    return "; ".join(" ".join(row.split()) for row in rows)[:500], True
+
+
+def set_aside(path: Path, now: datetime) -> Path:
+    """Rename the journal at ``path`` (with its -wal and -shm, which hold part of its content) to
+    ``<name>.damaged-<UTC time>``; return the new path of the main file."""
+    aside = path.with_name(f"{path.name}.damaged-{_stamp(now)}")
+    for source, target in zip(_companions(path), _companions(aside), strict=True):
+        if source.exists():
+            os.replace(source, target)
+    return aside
+
+
+def set_aside_journals(path: Path) -> list[Path]:
+    """Journals set aside next to ``path`` (by :func:`set_aside`), oldest first."""
+    return sorted(
+        candidate
+        for candidate in path.parent.glob(f"{path.name}.damaged-*")
+        if not candidate.name.endswith(("-wal", "-shm"))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A damaged journal found at start and renamed; the relay went on with a fresh one."""
+
+    path: Path
+    damage: str
+    at: str
+
+    def __str__(self) -> str:
+        return (
+            f"the journal was damaged ({self.damage}) and was set aside as {self.path} at {self.at};"
+            f" a fresh journal was started: recover its reports with `relay salvage {self.path}`"
+        )
+
+
 class QuarantineBudget:
     """Admits quarantine rows while their peer and the quarantine as a whole are within their
     :class:`QuarantineLimits`. Checked when rows are submitted, before they are queued for a commit,
@@ -367,15 +478,19 @@ class Journal:
         site: str = "relay",
         quarantine_limits: QuarantineLimits = QuarantineLimits(),
         max_devices: int = 20_000,
+        synchronous: str = "full",
     ) -> None:
         self.path = path
         self.site = site
         self.max_batch = max_batch
+        self.synchronous = synchronous
         self._db = connection
         # Reads use their own connection: in WAL mode it sees only committed rows, never the
         # writer's open transaction.
-        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._reader = _connect_reader(path)
+        #: (device, inode) of the journal, its WAL and its shared memory when they were opened: a file
+        #: deleted or replaced under the running relay is noticed before the next commit.
+        self._file_ids = [_file_id(file) for file in _companions(path)]
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         #: When each device's ``devices`` row was last written, least recently seen first (bounded by
@@ -399,6 +514,46 @@ class Journal:
         self.commit_failures = 0
         #: How long each successful group commit took (write and fsync), seconds.
         self.commit_time = Buckets(COMMIT_BOUNDS_S)
+        #: The damaged journal this one replaced at start, if any (see :meth:`problems`).
+        self.set_aside: SetAside | None = None
+        #: The start-up check ran out of time before it read the whole file.
+        self.check_incomplete = False
+        #: Reports that could not be read (a damaged page, an I/O error), as merged ``[first, last]``
+        #: seq ranges: readers skip them. ``read_errors`` counts the reads that met damage.
+        self.unreadable: list[list[int]] = []
+        self.unreadable_reports = 0
+        self._examined: tuple[int, int] | None = None
+        self.read_errors = 0
+        #: Times the journal was reopened because its file or WAL was deleted or replaced.
+        self.reopens = 0
+        self.last_reopen: str | None = None
+        #: The size cap the writer checks every SIZE_CHECK_REPORTS reports (``None``: not checked).
+        self.size_cap_bytes: int | None = None
+        self._size_checked_at = 0
+        #: Set when the disk filled up or the journal went over its cap: the cleanup should run now.
+        self.cleanup_wanted = trio.Event()
+        #: The journal's size when a commit last failed for a full disk (``None``: not full).
+        self.full_at_bytes: int | None = None
+        #: Running time, the clock retention counts in (``monotonic`` is replaceable for tests).
+        self.monotonic: Callable[[], float] = time.monotonic
+        self._opened_at = self.monotonic()
+        self._elapsed_before, self._expiry_marks = self._load_expiry_marks()
+
+    def problems(self) -> list[str]:
+        """What is wrong with the journal now, one sentence each (empty when nothing is): for /healthz
+        and ``relay status``. A failing commit is :attr:`last_commit_error`."""
+        found = []
+        if self.set_aside is not None:
+            found.append(str(self.set_aside))
+        if self.unreadable:
+            ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in self.unreadable[:10])
+            found.append(
+                f"{self.unreadable_reports} report(s) could not be read (seq {ranges}) and were skipped;"
+                " the journal is damaged: restart the relay to check it and set it aside"
+            )
+        if self.full_at_bytes is not None:
+            found.append(f"the disk is full (journal {self.full_at_bytes // 1024} KiB): cleaning up")
+        return found
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -414,6 +569,7 @@ class Journal:
         device_index: bool | None = None,
         quarantine_limits: QuarantineLimits = QuarantineLimits(),
         max_devices: int = 20_000,
+        check_s: float | None = None,
     ) -> Journal:
         """Open (creating and migrating as needed) the journal at ``path``.
 
@@ -421,39 +577,64 @@ class Journal:
         :param device_index: keep an index of reports by device (only per-device readers, the
             passthrough sink, need it; every report written updates it, which costs SD-card writes).
             ``None`` leaves it as it is.
+        :param check_s: check the journal first (``PRAGMA quick_check``, for at most this many
+            seconds); a damaged one is set aside (:func:`set_aside`, :attr:`set_aside`) and a fresh
+            one started. ``None``: no check (maintenance commands, which must not move the file).
+
+        Directories and files the journal creates are private to the relay's user (0700, 0600).
 
         :raises JournalError: the directory cannot be created or written, or the file is not a
             usable SQLite database. The message names the path and the cause.
         """
         path = Path(path)
+        aside: SetAside | None = None
+        incomplete = False
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            # Another process (relay quarantine retry, relay requeue) may write at the same moment.
-            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
-            connection.execute("PRAGMA foreign_keys=OFF")
-            # Fewer, larger checkpoints: less SD-card write amplification.
-            connection.execute("PRAGMA wal_autocheckpoint=4000")
-            db = Database(connection)
-            migrations.apply(db)
-            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            if device_index is True:
-                connection.execute(f"CREATE INDEX IF NOT EXISTS {DEVICE_INDEX} ON reports (device_id, seq)")
-            elif device_index is False:
-                connection.execute(f"DROP INDEX IF EXISTS {DEVICE_INDEX}")
+            with _private_files():
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                if check_s is not None:
+                    damage, complete = check_journal(path, check_s)
+                    incomplete = not complete
+                    if damage is not None:
+                        now = datetime.now(UTC)
+                        aside = SetAside(set_aside(path, now), damage, format_time(now))
+                connection = _connect_writer(path, synchronous)
+                db = Database(connection)
+                migrations.apply(db)
+                connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                if device_index is True:
+                    connection.execute(
+                        f"CREATE INDEX IF NOT EXISTS {DEVICE_INDEX} ON reports (device_id, seq)"
+                    )
+                elif device_index is False:
+                    connection.execute(f"DROP INDEX IF EXISTS {DEVICE_INDEX}")
+                journal = cls(
+                    path,
+                    connection,
+                    max_batch=max_batch,
+                    site=site,
+                    quarantine_limits=quarantine_limits,
+                    max_devices=max_devices,
+                    synchronous=synchronous,
+                )
         except (OSError, sqlite3.Error) as error:
             raise JournalError(f"cannot open journal {path}: {error}") from error
-        journal = cls(
-            path,
-            connection,
-            max_batch=max_batch,
-            site=site,
-            quarantine_limits=quarantine_limits,
-            max_devices=max_devices,
-        )
         journal.commit_interval_s = commit_interval_s
+        journal.restore_reserve()
+        journal.set_aside = aside
+        journal.check_incomplete = incomplete
+        if aside is not None:
+            log_event(
+                log,
+                logging.ERROR,
+                "journal_damaged_set_aside",
+                path=str(path),
+                set_aside=str(aside.path),
+                damage=aside.damage,
+                hint=f"a fresh journal was started; recover with: relay salvage {aside.path}",
+            )
+        if incomplete:
+            log_event(log, logging.WARNING, "journal_check_incomplete", path=str(path), limit_s=check_s)
         return journal
 
     def close(self) -> None:
@@ -550,17 +731,30 @@ class Journal:
         started = time.monotonic()
         try:
             last_seq, reports, quarantined = await trio.to_thread.run_sync(self._write, items)
-        except sqlite3.Error as error:
+        except (sqlite3.Error, JournalFilesChanged) as error:
             self.commit_failures += 1
             self.last_commit_error = str(error)
             log_event(log, logging.ERROR, "journal_commit_failed", error=str(error), items=len(items))
             for ticket in batch:
                 ticket.error = error
                 ticket.done.set()
+            if isinstance(error, JournalFilesChanged):
+                self.reopen(str(error))
+            elif is_disk_full(error):
+                self.full_at_bytes = self.file_bytes()
+                self.cleanup_wanted.set()
             return
         self.commit_time.observe(time.monotonic() - started)
         self.commits += 1
         self.last_commit_error = None
+        self.full_at_bytes = None
+        if (
+            self.size_cap_bytes is not None
+            and self.committed_reports + reports - self._size_checked_at >= SIZE_CHECK_REPORTS
+        ):
+            self._size_checked_at = self.committed_reports + reports
+            if self.file_bytes() > self.size_cap_bytes:
+                self.cleanup_wanted.set()
         self.committed_reports += reports
         self.quarantined += quarantined
         for ticket in batch:
@@ -588,6 +782,7 @@ class Journal:
         released: list[int],
     ) -> tuple[int, int, int]:
         db = self._db
+        self.verify_files()
         db.execute("BEGIN IMMEDIATE")
         try:
             last_seq = self.last_seq
@@ -660,6 +855,93 @@ class Journal:
             self.devices_forgotten += 1
         return due
 
+    def insert_salvaged(
+        self, rows: Sequence[tuple[Any, ...]], photos: Mapping[int, tuple[str, bytes]]
+    ) -> None:
+        """Store reports read from a damaged journal (:func:`salvage`) as new reports, in one commit."""
+        with self._lock, _transaction(self._db):
+            for seq, *columns in rows:
+                cursor = self._db.execute(
+                    "INSERT INTO reports (device_id, protocol, transport, peer, received_at, event, time,"
+                    " payload, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    columns,
+                )
+                if seq in photos:
+                    self._db.execute(
+                        "INSERT INTO media (seq, type, data) VALUES (?, ?, ?)",
+                        (cursor.lastrowid, *photos[seq]),
+                    )
+            self.last_seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM reports").fetchone()[0]
+
+    def verify_files(self) -> None:
+        """Check that the journal, its WAL and its shared memory are still the files the relay opened
+        (two ``stat`` calls, before every commit). A commit into a deleted file would be acknowledged
+        and then lost.
+
+        :raises JournalFilesChanged: one was deleted or replaced; :meth:`reopen` the journal.
+        """
+        for file, opened in zip(_companions(self.path), self._file_ids, strict=True):
+            if opened is not None and _file_id(file) != opened:
+                what = "deleted" if not file.exists() else "replaced"
+                raise JournalFilesChanged(f"{file} was {what} while the relay had it open")
+
+    def reopen(self, reason: str) -> None:
+        """Open the journal again after its file or WAL was deleted or replaced, keeping everything
+        committed so far: a deleted WAL is first checkpointed into the journal (through the still-open
+        file); a deleted or replaced journal is first copied (SQLite's backup, from the open file) to
+        its path, a replacement being set aside as ``<name>.replaced-<time>``.
+
+        Runs on the trio thread: no reader may use the connections while they are swapped.
+        """
+        with self._lock, _private_files():
+            old_db, old_reader = self._db, self._reader
+            main_kept = _file_id(self.path) == self._file_ids[0]
+            copy = self.path.with_name(self.path.name + ".reopen")
+            try:
+                if main_kept:
+                    busy = old_db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                    main_kept = not busy
+                if not main_kept:
+                    copy.unlink(missing_ok=True)
+                    target = sqlite3.connect(copy)
+                    try:
+                        old_db.backup(target)
+                    finally:
+                        target.close()
+            except sqlite3.Error as error:
+                log_event(log, logging.ERROR, "journal_reopen_failed", reason=reason, error=str(error))
+                self.last_commit_error = f"{reason}; cannot reopen: {error}"
+                return
+            old_reader.close()
+            old_db.close()  # the last connection: removes the WAL and shared memory at the path
+            if not main_kept:
+                if self.path.exists():
+                    stamp = _stamp(datetime.now(UTC))
+                    set_aside_as = self.path.with_name(f"{self.path.name}.replaced-{stamp}")
+                    pairs = zip(_companions(self.path), _companions(set_aside_as), strict=True)
+                    for source, target_path in pairs:
+                        if source.exists():
+                            os.replace(source, target_path)
+                else:
+                    for stray in _companions(self.path)[1:]:
+                        stray.unlink(missing_ok=True)
+                os.replace(copy, self.path)
+                _fsync_directory(self.path.parent)
+            self._db = _connect_writer(self.path, self.synchronous)
+            self._reader = _connect_reader(self.path)
+            self._file_ids = [_file_id(file) for file in _companions(self.path)]
+        self.reopens += 1
+        self.last_reopen = format_time(datetime.now(UTC))
+        log_event(
+            log,
+            logging.ERROR,
+            "journal_reopened",
+            path=str(self.path),
+            reason=reason,
+            copied=not main_kept,
+            hint="commits were refused until the journal was reopened; nothing committed was lost",
+        )
+
     def write_now(self, items: Sequence[Item]) -> None:
         """Commit ``items`` on the calling thread, bypassing the writer task (shutdown paths, when the
         writer may already be cancelled; maintenance commands). Blocks for one commit."""
@@ -674,14 +956,20 @@ class Journal:
             await self._appended.wait()
 
     def read_after(self, seq: int, limit: int) -> list[StoredReport]:
-        """Committed reports with ``seq`` greater than ``seq``, oldest first, at most ``limit``."""
-        rows = self._reader.execute(
-            "SELECT r.seq, r.device_id, r.protocol, r.transport, r.event, r.received_at, r.payload, r.raw,"
-            " m.data FROM reports r LEFT JOIN media m ON m.seq = r.seq"
-            " WHERE r.seq > ? ORDER BY r.seq LIMIT ?",
-            (seq, limit),
-        ).fetchall()
-        return [self._stored(row) for row in rows]
+        """Committed reports with ``seq`` greater than ``seq``, oldest first, at most ``limit``.
+
+        Reports that cannot be read (a damaged page, an I/O error) are skipped and recorded
+        (:attr:`unreadable`, :meth:`problems`): a damaged page never stops a sink. A damaged page can
+        also end a scan early without an error: a short answer that stops before :attr:`last_seq` is
+        read again, range by range."""
+        reports = self._read_reports("", (), seq, limit)
+        if reports and reports[-1].seq - reports[0].seq + 1 != len(reports):  # a hole in the middle
+            return [self._stored(row) for row in self._read_around_damage("", (), seq, limit)]
+        end = reports[-1].seq if reports else seq
+        if len(reports) < limit and end < self.last_seq and not self._examined_through(end):
+            rows = self._read_around_damage("", (), end, limit - len(reports))
+            reports += [self._stored(row) for row in rows]
+        return reports
 
     def login_frame(self, device_id: str) -> tuple[str, bytes] | None:
         """(protocol, raw frame) of the device's newest identification frame, if one was seen."""
@@ -692,33 +980,171 @@ class Journal:
         return (row[0], row[1]) if row else None
 
     def read_device_after(self, device_id: str | None, seq: int, limit: int) -> list[StoredReport]:
-        """One device's committed reports with ``seq`` greater than ``seq``, oldest first."""
-        rows = self._reader.execute(
-            "SELECT r.seq, r.device_id, r.protocol, r.transport, r.event, r.received_at, r.payload, r.raw,"
-            " m.data FROM reports r LEFT JOIN media m ON m.seq = r.seq"
-            " WHERE r.device_id IS ? AND r.seq > ? ORDER BY r.seq LIMIT ?",
-            (device_id, seq, limit),
-        ).fetchall()
-        return [self._stored(row) for row in rows]
+        """One device's committed reports with ``seq`` greater than ``seq``, oldest first (unreadable
+        ones skipped, as by :meth:`read_after`)."""
+        return self._read_reports(" AND r.device_id IS ?", (device_id,), seq, limit)
 
     def devices_between(self, after: int, upto: int) -> dict[str | None, int]:
-        """Each device with reports in ``after < seq <= upto``, and its newest such ``seq``."""
-        return dict(
-            self._reader.execute(
-                "SELECT device_id, max(seq) FROM reports WHERE seq > ? AND seq <= ? GROUP BY device_id",
-                (after, upto),
-            ).fetchall()
-        )
+        """Each device with reports in ``after < seq <= upto``, and its newest such ``seq`` (reports
+        that cannot be read are left out)."""
+        sql = "SELECT device_id, max(seq) FROM reports WHERE seq >= ? AND seq <= ? GROUP BY device_id"
+        try:
+            return dict(self._reader.execute(sql, (after + 1, upto)).fetchall())
+        except sqlite3.DatabaseError as error:
+            if not is_damage(error):
+                raise
+        newest: dict[str | None, int] = {}
+        for lo, hi in self._seq_windows(after, upto, 1000):
+            rows = self._readable(lambda a, b: self._reader.execute(sql, (a, b)).fetchall(), lo, hi)
+            for device, seq in rows:
+                newest[device] = max(seq, newest.get(device, seq))
+        return newest
 
     def newest_per_device(self, after: int) -> list[StoredReport]:
-        """Each device's newest report with ``seq > after``, oldest of them first."""
-        rows = self._reader.execute(
-            "SELECT r.seq, r.device_id, r.protocol, r.transport, r.event, r.received_at, r.payload, r.raw,"
-            " m.data FROM reports r LEFT JOIN media m ON m.seq = r.seq"
-            " WHERE r.seq IN (SELECT max(seq) FROM reports WHERE seq > ? GROUP BY device_id) ORDER BY r.seq",
-            (after,),
-        ).fetchall()
+        """Each device's newest report with ``seq > after``, oldest of them first. On a damaged journal,
+        nothing: the backlog is then delivered oldest first by :meth:`read_after`, which skips damage."""
+        try:
+            rows = self._reader.execute(
+                f"{_SELECT_STORED} WHERE r.seq IN (SELECT max(seq) FROM reports WHERE seq > ?"
+                " GROUP BY device_id) ORDER BY r.seq",
+                (after,),
+            ).fetchall()
+        except sqlite3.DatabaseError as error:
+            if not is_damage(error):
+                raise
+            self.read_errors += 1
+            log_event(log, logging.ERROR, "journal_read_failed", read="newest_per_device", error=str(error))
+            return []
         return [self._stored(row) for row in rows]
+
+    def skip_unreadable(self, seq: int) -> int:
+        """``seq``, or the end of the unreadable (or vanished) reports right after it: a reader that
+        got nothing back although :attr:`last_seq` is ahead carries on from there."""
+        if self._examined is not None and self._examined[0] == seq:
+            seq = max(seq, self._examined[1])
+        for first, last in self.unreadable:
+            if first <= seq + 1 <= last:
+                seq = last
+        return seq
+
+    def _examined_through(self, seq: int) -> bool:
+        """Did the careful reader just find nothing readable after ``seq``, up to :attr:`last_seq`?"""
+        return self._examined is not None and self._examined[0] == seq and self._examined[1] >= self.last_seq
+
+    def _read_reports(
+        self, where: str, params: tuple[Any, ...], after: int, limit: int
+    ) -> list[StoredReport]:
+        sql = f"{_SELECT_STORED} WHERE r.seq > ?{where} ORDER BY r.seq LIMIT ?"
+        try:
+            rows = self._reader.execute(sql, (after, *params, limit)).fetchall()
+        except sqlite3.DatabaseError as error:
+            if not is_damage(error):
+                raise
+            rows = self._read_around_damage(where, params, after, limit)
+        return [self._stored(row) for row in rows]
+
+    def _read_around_damage(
+        self, where: str, params: tuple[Any, ...], after: int, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Rows as :meth:`_read_reports` reads them, range by range, bisecting any range that cannot
+        be read down to the single reports that cannot (recorded in :attr:`unreadable`)."""
+        self.read_errors += 1
+        before = self.unreadable_reports
+        sql = f"{_SELECT_STORED} WHERE r.seq >= ? AND r.seq <= ?{where} ORDER BY r.seq"
+
+        def query(lo: int, hi: int) -> list[tuple[Any, ...]]:
+            return self._reader.execute(sql, (lo, hi, *params)).fetchall()
+
+        def probe(seqs: Iterable[int]) -> list[tuple[Any, ...]]:
+            # A scan can stop early at a damaged page without an error: look each row up by itself.
+            # A report missing between two that exist was lost with the page too: seqs are never reused
+            # and only the oldest reports are deleted.
+            found: list[tuple[Any, ...]] = []
+            for seq in seqs:
+                if self._known_unreadable(seq, seq):
+                    continue
+                row = self._readable(query, seq, seq)
+                if not row and not self._known_unreadable(seq, seq):
+                    self._mark_unreadable(seq)
+                found += row
+            return found
+
+        rows: list[tuple[Any, ...]] = []
+        upto = self.last_seq
+        for lo, hi in self._seq_windows(after, upto, min(max(limit, 16), 100)):
+            window = self._readable(query, lo, hi)
+            if not where and len(window) < hi - lo + 1:
+                got = {row[0] for row in window}
+                window = sorted(window + probe(s for s in range(lo, hi + 1) if s not in got))
+            rows += window
+            if len(rows) >= limit:
+                break
+        self._examined = (after, upto) if not rows else None
+        if self.unreadable_reports > before:
+            log_event(
+                log,
+                logging.ERROR,
+                "journal_reports_unreadable",
+                skipped=self.unreadable_reports - before,
+                total=self.unreadable_reports,
+                seqs=",".join(f"{a}-{b}" for a, b in self.unreadable[:20]),
+                hint="the journal is damaged: restart the relay to check it and set it aside",
+            )
+        return rows[:limit]
+
+    def _seq_windows(self, after: int, upto: int, size: int) -> Iterable[tuple[int, int]]:
+        """Consecutive seq ranges covering ``after < seq <= upto``, ``size`` seqs each, jumping gaps
+        where the journal can tell where its rows start."""
+        lo = after + 1
+        while lo <= upto:
+            try:
+                query = "SELECT min(seq) FROM reports WHERE seq >= ?"
+                first = self._reader.execute(query, (lo,)).fetchone()[0]
+            except sqlite3.DatabaseError:
+                first = lo
+            if first is None:
+                return
+            lo = max(lo, first)
+            hi = min(lo + size - 1, upto)
+            yield lo, hi
+            lo = hi + 1
+
+    def _readable(self, query: Callable[[int, int], list[Any]], lo: int, hi: int) -> list[Any]:
+        """``query(lo, hi)``; where it fails for damage, the halves, down to single seqs, which are
+        recorded as unreadable and left out."""
+        if lo > hi or self._known_unreadable(lo, hi):
+            return []
+        try:
+            return query(lo, hi)
+        except sqlite3.DatabaseError as error:
+            if not is_damage(error):
+                raise
+        if lo == hi:
+            self._mark_unreadable(lo)
+            return []
+        middle = (lo + hi) // 2
+        return self._readable(query, lo, middle) + self._readable(query, middle + 1, hi)
+
+    def _known_unreadable(self, lo: int, hi: int) -> bool:
+        return any(first <= lo and hi <= last for first, last in self.unreadable)
+
+    def _mark_unreadable(self, seq: int) -> None:
+        self.unreadable_reports += 1
+        ranges = self.unreadable
+        for span in ranges:
+            if span[0] - 1 <= seq <= span[1] + 1:
+                span[0], span[1] = min(span[0], seq), max(span[1], seq)
+                break
+        else:
+            ranges.append([seq, seq])
+        ranges.sort()
+        merged: list[list[int]] = []
+        for span in ranges:
+            if merged and span[0] <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], span[1])
+            else:
+                merged.append(span)
+        self.unreadable = merged
 
     def _stored(self, row: tuple[Any, ...]) -> StoredReport:
         seq, device_id, protocol, transport, event, received_at, payload, raw, media = row
@@ -810,11 +1236,59 @@ class Journal:
         )
         return (pages - free) * page_size
 
+    def file_bytes(self) -> int:
+        """The journal's size in use as its readers see it (cheap: three numbers from its header)."""
+        try:
+            pages, free, page_size = (
+                self._reader.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("page_count", "freelist_count", "page_size")
+            )
+        except sqlite3.Error:
+            return 0
+        return int((pages - free) * page_size)
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(self.path.stem + "-reserve")  # journal-reserve, not journal.sqlite3-*
+
+    def restore_reserve(self) -> None:
+        """Set RESERVE_BYTES aside for the next full-disk cleanup, if the disk has room for it twice."""
+        reserve = self.reserve_path
+        try:
+            if reserve.exists():
+                return
+            disk = os.statvfs(self.path.parent)
+            if disk.f_bavail * disk.f_frsize < 2 * RESERVE_BYTES:
+                return
+            with _private_files(), open(reserve, "wb") as file:
+                file.write(bytes(RESERVE_BYTES))
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:
+            reserve.unlink(missing_ok=True)
+            log_event(log, logging.WARNING, "journal_reserve_failed", path=str(reserve), error=str(error))
+
+    async def wait_cleanup_wanted(self) -> None:
+        """Return once the disk filled up or the journal went over its size cap (then prune)."""
+        await self.cleanup_wanted.wait()
+        self.cleanup_wanted = trio.Event()
+
     def prune(
         self, *, delivered_up_to: int, retention: timedelta, max_bytes: int, now: datetime
     ) -> dict[str, int]:
-        """Delete what may go: delivered reports past retention; when over ``max_bytes``, the oldest
-        delivered reports, then (counted as dropped) the oldest undelivered. Runs on the caller's thread.
+        """Delete what may go: delivered reports past retention; when over ``max_bytes`` (or, after
+        the disk filled up, over 90% of the journal's size then), the oldest delivered reports, then
+        (counted as dropped) the oldest undelivered. Runs on the caller's thread.
+
+        Retention holds by two clocks: a report expires when ``now`` says it is older than
+        ``retention`` and the relay has also been running for ``retention`` (:attr:`monotonic`, added
+        up across restarts) since it was stored. A wall clock that jumps, either way, expires nothing
+        early; time the relay was stopped does not count.
+
+        The cleanup needs (almost) no free disk: it deletes in small transactions into a WAL that is
+        checkpointed first (so its space is reused), then gives freed pages back to the file system
+        (``PRAGMA incremental_vacuum``, journals created with ``auto_vacuum=INCREMENTAL``) and
+        truncates the WAL.
         """
         with self._lock:
             return self._prune_locked(delivered_up_to, retention, max_bytes, now)
@@ -823,12 +1297,33 @@ class Journal:
         self, delivered_up_to: int, retention: timedelta, max_bytes: int, now: datetime
     ) -> dict[str, int]:
         cutoff = format_time(now - retention)
+        full = self.full_at_bytes is not None
+        chunk = PRUNE_CHUNK_FULL if full else PRUNE_CHUNK
+        if full:
+            # Enough room for the reserve to be set aside again, and some for new reports.
+            target = min(self.full_at_bytes * FULL_DISK_SHRINK, self.full_at_bytes - 3 * RESERVE_BYTES)
+            max_bytes = min(max_bytes, max(int(target), 0))
+            self.reserve_path.unlink(missing_ok=True)  # room for the checkpoint and the deletes
+            self._checkpoint("PASSIVE")
         removed = {"expired": 0, "quarantine": 0, "delivered_for_space": 0, "dropped_undelivered": 0}
+        guard_seq, guard_quarantine = self._expiry_guard(retention)
+        expire_upto = min(delivered_up_to, guard_seq)
+        lo = self._db.execute("SELECT min(seq) FROM reports").fetchone()[0]
+        while lo is not None and lo <= expire_upto:
+            hi = min(lo + chunk - 1, expire_upto)
+            with _transaction(self._db):
+                deleted = self._delete("seq >= ? AND seq <= ? AND received_at < ?", (lo, hi, cutoff))
+            removed["expired"] += deleted
+            if deleted == 0:  # reports are stored in time order: the rest is newer
+                break
+            if full:
+                self._checkpoint("PASSIVE")
+            lo = hi + 1
         with _transaction(self._db):
-            removed["expired"] = self._delete("seq <= ? AND received_at < ?", (delivered_up_to, cutoff))
             removed["quarantine"] = self._db.execute(
-                "DELETE FROM quarantine WHERE received_at < ?", (cutoff,)
+                "DELETE FROM quarantine WHERE received_at < ? AND id <= ?", (cutoff, guard_quarantine)
             ).rowcount
+            self._save_expiry_marks()
         if removed["quarantine"]:
             self.quarantine_budget.reset(self._quarantine_usage())
         over = self._db.execute("SELECT count(*) FROM devices").fetchone()[0] - self.max_devices
@@ -843,7 +1338,7 @@ class Journal:
             oldest = self._db.execute("SELECT min(seq) FROM reports").fetchone()[0]
             if oldest is None:
                 break
-            chunk_end = oldest + 999
+            chunk_end = oldest + chunk - 1
             with _transaction(self._db):
                 if oldest <= delivered_up_to:
                     removed["delivered_for_space"] += self._delete(
@@ -853,6 +1348,15 @@ class Journal:
                     dropped = self._delete("seq <= ?", (chunk_end,))
                     removed["dropped_undelivered"] += dropped
                     self.dropped += dropped
+            if full:
+                self._checkpoint("PASSIVE")
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        if free and (full or free * 4 > pages):
+            self._db.execute("PRAGMA incremental_vacuum").fetchall()
+        if full:
+            self._checkpoint("TRUNCATE")
+            self.restore_reserve()
         if removed["dropped_undelivered"]:
             log_event(
                 log,
@@ -862,6 +1366,52 @@ class Journal:
                 max_bytes=max_bytes,
             )
         return removed
+
+    def _checkpoint(self, mode: str) -> None:
+        """Copy the WAL into the journal so its space is reused (or, TRUNCATE, given back); a
+        checkpoint that cannot finish (a reader, a full disk) is left for the next one."""
+        try:
+            self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        except sqlite3.OperationalError as error:
+            log_event(log, logging.WARNING, "journal_checkpoint_failed", mode=mode, error=str(error))
+
+    # -- retention by running time --------------------------------------------------------------
+
+    def running_time(self) -> float:
+        """Seconds the relay has run with this journal, across restarts (the clock retention counts)."""
+        return self._elapsed_before + (self.monotonic() - self._opened_at)
+
+    def _load_expiry_marks(self) -> tuple[float, list[tuple[float, int, int]]]:
+        try:
+            saved = json.loads(self._meta("expiry_marks") or "{}")
+            elapsed = float(saved.get("running_s", 0.0))
+            marks = [(float(at), int(seq), int(quarantine)) for at, seq, quarantine in saved.get("marks", [])]
+        except (ValueError, TypeError):
+            elapsed, marks = 0.0, []
+        quarantine = self._reader.execute("SELECT coalesce(max(id), 0) FROM quarantine").fetchone()[0]
+        marks.append((elapsed, self.last_seq, quarantine))  # what is here now was stored by now
+        return elapsed, marks
+
+    def _expiry_guard(self, retention: timedelta) -> tuple[int, int]:
+        """(seq, quarantine id): the newest rows stored at least ``retention`` of running time ago."""
+        running = self.running_time()
+        marks = self._expiry_marks
+        step = retention.total_seconds() / EXPIRY_MARKS
+        if running - marks[-1][0] >= step:
+            quarantine = self._db.execute("SELECT coalesce(max(id), 0) FROM quarantine").fetchone()[0]
+            marks.append((running, self.last_seq, quarantine))
+        due = [index for index, mark in enumerate(marks) if mark[0] <= running - retention.total_seconds()]
+        if not due:
+            return 0, 0
+        del marks[: due[-1]]  # older marks are covered by the newest due one
+        return marks[0][1], marks[0][2]
+
+    def _save_expiry_marks(self) -> None:
+        marks = [[round(at, 1), seq, quarantine] for at, seq, quarantine in self._expiry_marks]
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('expiry_marks', ?)",
+            (json.dumps({"running_s": round(self.running_time(), 1), "marks": marks}),),
+        )
 
     def _quarantine_usage(self) -> dict[str, int]:
         """Bytes each peer's quarantine rows are charged (as :class:`QuarantineBudget` charges them)."""
@@ -878,6 +1428,51 @@ class Journal:
         return self._db.execute(f"DELETE FROM reports WHERE {where}", params).rowcount
 
 
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _private_files:
+    """Files created inside are readable by their owner only (umask 077): the journal holds positions."""
+
+    def __enter__(self) -> None:
+        self._umask = os.umask(0o077)
+
+    def __exit__(self, *exc: object) -> None:
+        os.umask(self._umask)
+
+
+def _connect_writer(path: Path, synchronous: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # Another process (relay quarantine retry, relay requeue) may write at the same moment.
+    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    # Before the first table: a new journal can give freed pages back to the file system
+    # (PRAGMA incremental_vacuum), which a full disk needs. An existing journal keeps its setting.
+    connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+    connection.execute("PRAGMA foreign_keys=OFF")
+    # Fewer, larger checkpoints: less SD-card write amplification.
+    connection.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+    return connection
+
+
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return reader
+
+
+_SELECT_STORED = (
+    "SELECT r.seq, r.device_id, r.protocol, r.transport, r.event, r.received_at, r.payload, r.raw,"
+    " m.data FROM reports r LEFT JOIN media m ON m.seq = r.seq"
+)
+
+
 class _transaction:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -886,7 +1481,10 @@ class _transaction:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, *rest: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:  # SQLite rolls back by itself after some errors (a full disk)
+            self.db.execute("ROLLBACK")
 
 
 _UPSERT_DEVICE = """
@@ -1012,6 +1610,130 @@ def requeue_dead_letters(
         raise JournalError(f"cannot requeue dead letters in {path}: {error}") from error
     finally:
         db.close()
+
+
+@dataclass
+class Salvaged:
+    """What :func:`salvage` recovered from a damaged journal."""
+
+    reports: int = 0
+    photos: int = 0
+    unreadable: int = 0
+    #: Seqs between the first and the last recovered report that were not found: rows lost with a
+    #: damaged page (SQLite can skip them without an error), or deleted before.
+    missing: int = 0
+    #: Seq ranges of the damaged journal that could not be read, ``[first, last]``.
+    unreadable_ranges: list[list[int]] = field(default_factory=list)
+
+
+_SALVAGE_COLUMNS = "seq, device_id, protocol, transport, peer, received_at, event, time, payload, raw"
+
+
+def salvage(source: str | Path, journal: Journal, *, window: int = 100) -> Salvaged:
+    """Copy every report that can still be read from the damaged journal at ``source`` (one set
+    aside at start) into ``journal``, oldest first, with its original ``received_at``, raw frame,
+    payload and photo. Rows that cannot be read are skipped, range by range (bisected down to single
+    reports). The copies get new seqs, so new ids, and no sink has delivered them: every sink sends
+    them again. ``source`` is only read.
+
+    :raises JournalError: ``source`` is not a journal whose reports can be found at all.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise JournalError(f"no file {source}")
+    try:
+        damaged = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        damaged.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error as error:
+        raise JournalError(f"cannot read {source}: {error} (its header is damaged)") from error
+    try:
+        upto = _newest_seq(damaged)
+        if upto is None:
+            raise JournalError(f"cannot find the reports in {source}: its schema cannot be read")
+        helper = _Bisector()
+
+        def reports(lo: int, hi: int) -> list[tuple[Any, ...]]:
+            query = f"SELECT {_SALVAGE_COLUMNS} FROM reports WHERE seq >= ? AND seq <= ? ORDER BY seq"
+            return damaged.execute(query, (lo, hi)).fetchall()
+
+        counts = Salvaged()
+        first = last = None
+        for lo in range(_oldest_seq(damaged), upto + 1, window):
+            hi = min(lo + window - 1, upto)
+            rows = helper.readable(reports, lo, hi)
+            if len(rows) < hi - lo + 1:  # a damaged page can end a scan without an error
+                got = {row[0] for row in rows}
+                for seq in range(lo, hi + 1):
+                    if seq not in got:
+                        rows += helper.readable(reports, seq, seq)
+                rows.sort()
+            if not rows:
+                continue
+            first = rows[0][0] if first is None else first
+            last = rows[-1][0]
+            photos: dict[int, tuple[str, bytes]] = {}
+            for seq in (row[0] for row in rows):
+                try:
+                    photo = damaged.execute("SELECT type, data FROM media WHERE seq = ?", (seq,)).fetchone()
+                except sqlite3.DatabaseError:
+                    continue
+                if photo is not None:
+                    photos[seq] = photo
+            counts.reports += len(rows)
+            counts.photos += len(photos)
+            journal.insert_salvaged(rows, photos)
+        counts.unreadable = helper.count
+        counts.unreadable_ranges = helper.ranges
+        if first is not None and last is not None:
+            inside = sum(1 for a, b in helper.ranges for seq in range(a, b + 1) if first <= seq <= last)
+            counts.missing = (last - first + 1) - counts.reports - inside
+        return counts
+    finally:
+        damaged.close()
+
+
+def _oldest_seq(db: sqlite3.Connection) -> int:
+    try:
+        return int(db.execute("SELECT min(seq) FROM reports").fetchone()[0] or 1)
+    except sqlite3.DatabaseError:
+        return 1
+
+
+def _newest_seq(db: sqlite3.Connection) -> int | None:
+    for query in ("SELECT max(seq) FROM reports", "SELECT seq FROM sqlite_sequence WHERE name = 'reports'"):
+        try:
+            row = db.execute(query).fetchone()
+        except sqlite3.DatabaseError:
+            continue
+        if row is not None:
+            return int(row[0] or 0)
+    return None
+
+
+class _Bisector:
+    """Reads seq ranges, bisecting those that fail for damage; remembers the seqs that could not be read."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.ranges: list[list[int]] = []
+
+    def readable(self, query: Callable[[int, int], list[Any]], lo: int, hi: int) -> list[Any]:
+        try:
+            return query(lo, hi)
+        except sqlite3.DatabaseError as error:
+            if not is_damage(error):
+                raise
+        if lo == hi:
+            if any(a <= lo <= b for a, b in self.ranges):
+                return []
+            self.count += 1
+            if self.ranges and self.ranges[-1][1] == lo - 1:
+                self.ranges[-1][1] = lo
+            else:
+                self.ranges.append([lo, lo])
+            return []
+        middle = (lo + hi) // 2
+        return self.readable(query, lo, middle) + self.readable(query, middle + 1, hi)
 
 
 def _connect_existing(path: str | Path, *, read_only: bool) -> sqlite3.Connection:

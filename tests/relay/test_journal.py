@@ -187,6 +187,8 @@ def test_the_budget_survives_a_restart_and_is_freed_by_pruning(tmp_path: Path) -
     journal.write_now([Quarantined(bytes(1000), "x", "udp", "6.6.6.6:2", NOW)])
     assert len(journal.quarantine_rows(limit=1000)) == kept  # still full after the restart
     later = NOW + timedelta(days=2)
+    started = journal.monotonic()
+    journal.monotonic = lambda: started + timedelta(days=2).total_seconds()  # and two days of running
     journal.prune(delivered_up_to=0, retention=timedelta(days=1), max_bytes=1 << 30, now=later)
     journal.write_now([Quarantined(bytes(1000), "x", "udp", "6.6.6.6:3", later)])
     assert len(journal.quarantine_rows(limit=1000)) == 1
