@@ -97,10 +97,10 @@ class Stats:
 
     def line(self) -> str:
         """The live counter line: sent, acknowledged and errors per protocol."""
-        return "  ".join(
-            f"{name}: sent {tally.sent} acked {tally.acked} err {tally.errors}"
-            for name, tally in self.tallies.items()
+        counts = "  ".join(
+            f"{name} {tally.sent}/{tally.acked}/{tally.errors}" for name, tally in self.tallies.items()
         )
+        return f"sent/acked/errors: {counts}"
 
     def table(self, transport: str) -> str:
         """The final summary table, one row per protocol and a total."""
