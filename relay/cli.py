@@ -127,11 +127,28 @@ def _parser() -> argparse.ArgumentParser:
     salvage.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
     salvage.set_defaults(handler=_salvage)
 
+    simulate = commands.add_parser(
+        "simulate", help="simulated trackers drive a relay and check its replies (exit 1 on a wrong one)"
+    )
+    simulate.add_argument("--protocol", required=True, help="a protocol, a comma-separated list, or all")
+    simulate.add_argument("--to", required=True, metavar="HOST:PORT", help="the relay, e.g. 127.0.0.1:8888")
+    simulate.add_argument("--devices", type=int, default=1, help="devices per protocol (default 1)")
+    simulate.add_argument("--rate", type=float, default=1.0, help="reports per second per device (1)")
+    simulate.add_argument("--duration", type=float, default=60.0, help="seconds (60; 0: until Ctrl-C)")
+    simulate.add_argument("--transport", choices=("tcp", "udp"), default="tcp")
+    simulate.set_defaults(handler=_simulate)
+
     from . import cli_sinks, cli_sms
 
     cli_sms.add_commands(commands)
     cli_sinks.add_commands(commands)
     return parser
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from .simulate import main as simulate
+
+    return simulate(args)
 
 
 def config_from(args: argparse.Namespace) -> Config:
