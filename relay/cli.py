@@ -138,6 +138,17 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--transport", choices=("tcp", "udp"), default="tcp")
     simulate.set_defaults(handler=_simulate)
 
+    backup = commands.add_parser("backup", help="copy the journal to FILE, consistently, also while running")
+    backup.add_argument("file", type=Path)
+    backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    restore = commands.add_parser("restore", help="make a backup the journal (the relay must be stopped)")
+    restore.add_argument("file", type=Path)
+    for sub in (backup, restore):
+        sub.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+        sub.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
+    backup.set_defaults(handler=_backup)
+    restore.set_defaults(handler=_restore)
+
     from . import cli_sinks, cli_sms
 
     cli_sms.add_commands(commands)
@@ -183,6 +194,18 @@ def _run(args: argparse.Namespace) -> int:
         )
     trio.run(run_main, config)
     return EXIT_OK
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from .backup import backup_command
+
+    return backup_command(args.file, config_from(args).database, force=args.force)
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from .backup import restore_command
+
+    return restore_command(args.file, config_from(args).database)
 
 
 def _check_config(args: argparse.Namespace) -> int:
