@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import decode, limits
+from .floors import FLOORS
 from .proc import ROOT, Relay, free_tcp_udp_port, write_config
 
 RELAY_CPU = 0
@@ -75,8 +76,13 @@ TARGETS = {
     "rss_connections_mb": 150,
     "bytes_per_report": 1 * KB,
     "text_decode_frames_per_s": 100_000,
+    "decode_floor_ratio": 0.7,
     "startup_s": 1.0,
 }
+
+
+#: Text protocols that must also reach ``text_decode_frames_per_s`` against their floor (issue 17.5).
+FAST_TEXT_PROTOCOLS = frozenset({"gps103", "tk103"})
 
 
 def _pinned(cpu: int) -> Callable[[], None]:
@@ -428,10 +434,15 @@ def decoding(profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
         return {"skipped": f"no vectors at {decode.VECTORS} (set RELAY_VECTORS)"}
     os.sched_setaffinity(0, {RELAY_CPU})
     try:
-        return {
+        results: dict[str, Any] = {
             protocol: decode.frames_per_second(protocol, seconds=profile.decode_s)
             for protocol in decode.protocols()
         }
+        say("decode floors: each driver against its regex/struct floor, on the vectors the floor covers")
+        for protocol in decode.protocols():
+            if protocol in FLOORS:
+                results[protocol]["floor"] = decode.against_floor(protocol, seconds=profile.decode_s)
+        return results
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
 
@@ -565,6 +576,26 @@ def table(results: dict[str, Any]) -> str:
                 "",
                 ">= 100,000" if text else "",
                 _ok(figures["frames_per_s"] >= TARGETS["text_decode_frames_per_s"]) if text else "",
+            )
+        )
+    for protocol, figures in dec.items():
+        if protocol == "skipped" or "floor" not in figures:
+            continue
+        floor = figures["floor"]
+        text = protocol in decode.TEXT_PROTOCOLS
+        fast = protocol in FAST_TEXT_PROTOCOLS
+        passed = floor["ratio"] >= TARGETS["decode_floor_ratio"] and (
+            not fast or floor["driver_per_s"] >= TARGETS["text_decode_frames_per_s"]
+        )
+        rows.append(
+            (
+                f"decode {protocol} vs its {'regex' if text else 'struct'} floor, frames/s"
+                f" ({floor['vectors']} of {floor['usable']} vectors)",
+                _n(floor["driver_per_s"]),
+                f"floor {_n(floor['floor_per_s'])}",
+                f"{floor['ratio']:.1%}",
+                (">= 70%" + (" and >= 100,000" if fast else "")) if text else "",
+                _ok(passed) if text else "",
             )
         )
     st = results["startup"]
