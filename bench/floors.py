@@ -63,35 +63,36 @@ def _nmea(degrees: bytes, minutes: bytes, hemisphere: bytes) -> float:
 # -- gps103: imei:<id>,<keyword>,<local yymmddhhmm[ss]>,<rfid>,F,<utc hhmmss[.sss]>,A|V,
 #    lat,N,lon,E,knots,course
 
-_GPS103 = re.compile(
+#: One gps103 data message with a GPS fix, terminator included (also the floor server's parser).
+GPS103 = re.compile(
     rb"imei:(\d+),[^,;]*,(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)\d{0,2},[^,;]*,F,(\d\d)(\d\d)(\d\d)[.\d]*,([AV]),"
     rb"(\d*)(\d\d\.\d+),([NS]),(\d*)(\d\d\.\d+),([EW]?),([\d.]*),([\d.]*)[^;]*;?"
 )
 
 
+def gps103_fix(m: re.Match[bytes]) -> Fix:
+    """The fields of one :data:`GPS103` match."""
+    (imei, yy, mo, dd, hh, mi, uh, um, us, valid, la, lam, lah, lo, lom, loh, knots, course) = m.groups()
+    local = datetime(2000 + int(yy), int(mo), int(dd), int(hh), int(mi), int(us), tzinfo=UTC)
+    # The device sends its local date and hh:mm plus UTC hhmmss: the difference is its zone offset.
+    offset = int(hh) * 60 + int(mi) - int(uh) * 60 - int(um)
+    if offset > 720:
+        offset -= 1440
+    elif offset < -720:
+        offset += 1440
+    return fix(
+        imei.decode(),
+        local - timedelta(minutes=offset) if offset else local,
+        valid == b"A",
+        _nmea(la, lam, lah),
+        _nmea(lo, lom, loh),
+        float(knots) * KNOTS if knots else 0.0,
+        float(course) if course else 0.0,
+    )
+
+
 def gps103(data: bytes) -> list[Fix]:
-    found = []
-    for m in _GPS103.finditer(data):
-        (imei, yy, mo, dd, hh, mi, uh, um, us, valid, la, lam, lah, lo, lom, loh, knots, course) = m.groups()
-        local = datetime(2000 + int(yy), int(mo), int(dd), int(hh), int(mi), int(us), tzinfo=UTC)
-        # The device sends its local date and hh:mm plus UTC hhmmss: the difference is its zone offset.
-        offset = int(hh) * 60 + int(mi) - int(uh) * 60 - int(um)
-        if offset > 720:
-            offset -= 1440
-        elif offset < -720:
-            offset += 1440
-        found.append(
-            fix(
-                imei.decode(),
-                local - timedelta(minutes=offset) if offset else local,
-                valid == b"A",
-                _nmea(la, lam, lah),
-                _nmea(lo, lom, loh),
-                float(knots) * KNOTS if knots else 0.0,
-                float(course) if course else 0.0,
-            )
-        )
-    return found
+    return [gps103_fix(m) for m in GPS103.finditer(data)]
 
 
 # -- h02: *HQ,<id>,V1,hhmmss,A|V,ddmm.mmmm,N,dddmm.mmmm,E,knots,course,ddmmyy,<status>#
