@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from drivers import DriverError, Session, Transport, get
 
+from .floors import FLOORS, Fix
 from .proc import ROOT
 
 #: Where the vectors live: ``$RELAY_VECTORS``, else the repository's copy (as tests/vectors.py).
@@ -91,6 +94,105 @@ def frames_per_second(
                 done += sample.frames
         best = max(best, done / (time.perf_counter() - started))
     return {"vectors": len(usable), "frames_per_s": best}
+
+
+def driver_fixes(protocol: str, sample: Sample) -> list[Fix]:
+    """The fields a floor must produce, from what the driver decodes of ``sample`` (every report of
+    the sample must have a position, or the sample is not a floor's to cover: an empty list)."""
+    session = get(protocol).new_session(sample.transport)
+    fixes = []
+    for frame in _frames(session, sample.data, sample.transport):
+        for report in session.decode(frame, now=NOW).reports:
+            if report.lat is None or report.lon is None:
+                return []
+            fixes.append(
+                Fix(
+                    report.device_id or "",
+                    report.time,
+                    bool(report.valid),
+                    report.lat,
+                    report.lon,
+                    report.speed_kmh or 0.0,
+                    report.course_deg or 0.0,
+                )
+            )
+    return fixes
+
+
+def same_fields(driver: list[Fix], floor: list[Fix]) -> bool:
+    """Equal device ids, times and validity; numbers equal to within rounding."""
+    if len(driver) != len(floor) or not driver:
+        return False
+    for ours, theirs in zip(driver, floor, strict=True):
+        if (ours.device_id, ours.time, ours.valid) != (theirs.device_id or "", theirs.time, theirs.valid):
+            return False
+        for a, b in zip(ours[3:], theirs[3:], strict=True):
+            if abs(a - b) > 1e-6:
+                return False
+    return True
+
+
+def floor_samples(protocol: str, directory: Path = VECTORS) -> tuple[list[Sample], int]:
+    """The vectors the protocol's floor covers (it yields exactly the driver's fields for them), and
+    how many usable vectors there are in all."""
+    usable = samples(protocol, directory)
+    floor = FLOORS[protocol]
+    covered = []
+    for sample in usable:
+        try:
+            theirs = floor(sample.data)
+        except (ValueError, IndexError, UnicodeDecodeError, struct.error):
+            continue
+        if same_fields(driver_fixes(protocol, sample), theirs):
+            covered.append(sample)
+    return covered, len(usable)
+
+
+def _best_rate(work: list[tuple[Callable[[], object], int]], seconds: float, rounds: int) -> float:
+    best = 0.0
+    for _ in range(rounds):
+        done = 0
+        started = time.perf_counter()
+        deadline = started + seconds / rounds
+        while time.perf_counter() < deadline:
+            for call, frames in work:
+                call()
+                done += frames
+        best = max(best, done / (time.perf_counter() - started))
+    return best
+
+
+def against_floor(
+    protocol: str, *, seconds: float, rounds: int = ROUNDS, directory: Path = VECTORS
+) -> dict[str, float]:
+    """Driver and floor frames/s on the same vectors (those the floor covers), each for ``seconds``."""
+    covered, usable = floor_samples(protocol, directory)
+    if not covered:
+        return {"vectors": 0, "usable": usable, "driver_per_s": 0.0, "floor_per_s": 0.0, "ratio": 0.0}
+    driver = get(protocol)
+    floor = FLOORS[protocol]
+
+    def driver_call(session: Session, sample: Sample) -> Callable[[], object]:
+        def call() -> None:
+            for frame in _frames(session, sample.data, sample.transport):
+                session.decode(frame, now=NOW)
+
+        return call
+
+    def floor_call(sample: Sample) -> Callable[[], object]:
+        return lambda: floor(sample.data)
+
+    driver_rate = _best_rate(
+        [(driver_call(driver.new_session(s.transport), s), s.frames) for s in covered], seconds, rounds
+    )
+    floor_rate = _best_rate([(floor_call(s), s.frames) for s in covered], seconds, rounds)
+    return {
+        "vectors": len(covered),
+        "usable": usable,
+        "driver_per_s": driver_rate,
+        "floor_per_s": floor_rate,
+        "ratio": driver_rate / floor_rate,
+    }
 
 
 def protocols(directory: Path = VECTORS) -> list[str]:

@@ -71,12 +71,15 @@ def _teltonika_frame(index: int) -> tuple[str, bytes]:
     return device_id, bytes(frame)
 
 
-def device(index: int, transport: Transport) -> DeviceFrames:
-    """The ``index``-th simulated device on ``transport``: protocols in turn, a distinct id each.
+def device(index: int, transport: Transport, only: str | None = None) -> DeviceFrames:
+    """The ``index``-th simulated device on ``transport``: protocols in turn (or only the protocol
+    ``only``), a distinct id each.
 
     :raises ValueError: the made frame does not decode to a report with a reply (a bench bug).
     """
     kinds = TCP_KINDS if transport is Transport.TCP else UDP_KINDS
+    if only is not None:
+        kinds = tuple(kind for kind in kinds if kind[0] == only)
     protocol, template, template_id = kinds[index % len(kinds)]
     if protocol == "teltonika":
         device_id, frame = _teltonika_frame(index)

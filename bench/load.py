@@ -3,11 +3,14 @@
     python -m bench.load --port P --tcp 2000 --udp 500 --warmup 2 --duration 20
 
 Each device sends its frame, waits for the relay's answer, and sends again (``--interval`` spaces a
-device's frames out instead, for a steady rate). It is a plain ``epoll`` loop, not trio: the generator
-must cost less CPU per report than the relay it measures. The generator talks to the bench over
-stdout, one line each: ``connected N``, ``start``, ``stop``, then ``result {json}``. With ``--hold`` each
-device sends one gps103 login, and once every login is answered the generator prints ``ready`` and
-keeps the connections open until its stdin closes.
+device's frames out instead, for a steady rate; with ``--open-loop`` a device sends every
+``--interval`` whether or not its earlier frames were answered, as a real tracker's clock does).
+``--only PROTOCOL`` makes every TCP device speak that protocol; ``--frames N`` stops once N frames
+were sent and answered. It is a plain ``epoll`` loop, not
+trio: the generator must cost less CPU per report than the relay it measures. The generator talks
+to the bench over stdout, one line each: ``connected N``, ``start``, ``stop``, then ``result {json}``.
+With ``--hold`` each device sends one gps103 login, and once every login is answered the generator
+prints ``ready`` and keeps the connections open until its stdin closes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import select
 import socket
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from drivers import Transport
@@ -45,6 +49,8 @@ class Device:
     received: int = 0
     sent_at: float = 0.0
     waiting: bool = False
+    #: Open loop: when each unanswered frame was sent, oldest first (TCP answers come in order).
+    pending: deque[float] = field(default_factory=deque)
 
 
 @dataclass
@@ -77,7 +83,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _connect(port: int, count_tcp: int, count_udp: int, hold: bool) -> list[Device]:
+def _connect(port: int, count_tcp: int, count_udp: int, hold: bool, only: str | None) -> list[Device]:
     devices = []
     for index in range(count_tcp):
         sock = socket.create_connection(("127.0.0.1", port))
@@ -86,7 +92,7 @@ def _connect(port: int, count_tcp: int, count_udp: int, hold: bool) -> list[Devi
             frame, reply_length = login(index)
             devices.append(Device(sock, frame, reply_length, 0, udp=False))
         else:
-            made = device(index, Transport.TCP)
+            made = device(index, Transport.TCP, only)
             devices.append(Device(sock, made.frame, made.reply_length, made.reports, udp=False))
     for index in range(count_udp):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -112,10 +118,15 @@ def run(
     duration: float,
     interval: float = 0.0,
     hold: bool = False,
+    open_loop: bool = False,
+    only: str | None = None,
+    frames: int = 0,
 ) -> dict[str, object]:
     """Drive the relay at ``port``; return the measured window's figures."""
+    if open_loop and (udp or not interval):
+        raise ValueError("the open loop is for TCP devices with an interval")
     raise_nofile(tcp + udp + 1024)
-    devices = _connect(port, tcp, udp, hold)
+    devices = _connect(port, tcp, udp, hold, only)
     _say(f"connected {len(devices)}")
     by_fd = {item.sock.fileno(): item for item in devices}
     poller = select.epoll(sizehint=len(devices))
@@ -130,6 +141,7 @@ def run(
     start = now + warmup
     stop = start + duration
     answered = 0
+    sent = 0
     next_retry_scan = now + UDP_RETRY_S
     cpu_start = time.process_time()
     while True:
@@ -137,6 +149,8 @@ def run(
         if hold:
             if answered == len(devices):
                 break
+        elif frames and answered >= frames:
+            break
         elif not measuring and now >= start:
             measuring = True
             tally = Tally()
@@ -144,9 +158,13 @@ def run(
             _say("start")
         elif measuring and now >= stop:
             break
-        while due and due[0][0] <= now:
-            _, fd = heapq.heappop(due)
+        while due and due[0][0] <= now and not (frames and sent >= frames):
+            when, fd = heapq.heappop(due)
             item = by_fd[fd]
+            sent += 1
+            if open_loop:
+                item.pending.append(now)
+                heapq.heappush(due, (when + interval, fd))
             item.sent_at = now
             item.waiting = True
             try:
@@ -177,6 +195,15 @@ def run(
                 poller.unregister(fd)
                 continue
             item.received += len(data)
+            if open_loop:
+                while item.received >= item.reply_length and item.pending:
+                    item.received -= item.reply_length
+                    sent_at = item.pending.popleft()
+                    if measuring:
+                        tally.frames += 1
+                        tally.reports += item.reports
+                        tally.latencies.append(time.monotonic() - sent_at)
+                continue
             if item.received < item.reply_length:
                 continue
             item.received = 0
@@ -191,7 +218,8 @@ def run(
                 continue
             if interval:
                 heapq.heappush(due, (max(answered_at, item.sent_at + interval), fd))
-            else:
+            elif not frames or sent < frames:
+                sent += 1
                 item.sent_at = answered_at
                 item.waiting = True
                 try:
@@ -236,6 +264,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured")
     parser.add_argument("--interval", type=float, default=0.0, help="seconds between a device's frames")
+    parser.add_argument("--open-loop", action="store_true", help="send every --interval, answered or not")
+    parser.add_argument("--frames", type=int, default=0, help="send this many frames in all, then stop")
+    parser.add_argument("--only", help="every TCP device speaks this protocol")
     parser.add_argument("--hold", action="store_true", help="log in once, then idle until stdin closes")
     parser.add_argument("--cpu", type=int, help="pin to this CPU")
     args = parser.parse_args(argv)
@@ -249,6 +280,9 @@ def main(argv: list[str] | None = None) -> None:
         duration=args.duration,
         interval=args.interval,
         hold=args.hold,
+        open_loop=args.open_loop,
+        only=args.only,
+        frames=args.frames,
     )
 
 

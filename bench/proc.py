@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -110,7 +112,11 @@ def usage(pid: int) -> Usage:
 class Relay:
     """``relay run --config FILE`` as a subprocess; its stderr (logfmt) is kept for inspection."""
 
-    def __init__(self, config: Path, port: int, *, cpu: int | None = None) -> None:
+    def __init__(
+        self, config: Path, port: int, *, cpu: int | None = None, command: list[str] | None = None
+    ) -> None:
+        """``command`` replaces ``relay run --config FILE`` (the bench's floor server is run so too)."""
+        self.command = command or [sys.executable, "-m", "relay", "run", "--config", str(config)]
         self.config = config
         self.port = port
         self.cpu = cpu
@@ -123,7 +129,7 @@ class Relay:
         """Start the relay; return seconds from spawning the process to the port accepting TCP."""
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "relay", "run", "--config", str(self.config)],
+            self.command,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -178,6 +184,47 @@ class Relay:
         self.process = None
 
     def __enter__(self) -> Relay:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class Broker:
+    """A mosquitto on a free loopback port, pinned to ``cpu``, queueing without limit; ``extra`` is
+    appended to its config (a bridge's ``connection`` section)."""
+
+    def __init__(self, directory: Path, *, cpu: int, name: str = "mosquitto", extra: str = "") -> None:
+        executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(executable).exists():
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+        self.port = free_tcp_udp_port()
+        conf = directory / f"{name}.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"user {getpass.getuser()}\nmax_queued_messages 0\n{extra}"
+        )
+        self.process = subprocess.Popen(
+            [executable, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def __enter__(self) -> Broker:
         return self
 
     def __exit__(self, *_: object) -> None:

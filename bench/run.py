@@ -19,12 +19,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import decode, limits
-from .proc import ROOT, Relay, free_tcp_udp_port, write_config
+from . import decode, limits, peer
+from .floors import FLOORS
+from .proc import ROOT, Broker, Relay, Usage, free_tcp_udp_port, write_config
 
 RELAY_CPU = 0
 LOAD_CPU = 1
@@ -51,19 +52,37 @@ class Profile:
     wear_s: float
     decode_s: float
     startups: int
+    #: gps103-only TCP devices for the relay against the trio floor.
+    floor_tcp: int
+    #: The light open-loop load: devices, each sending every ``light_interval_s``, for ``light_s``.
+    light_devices: int
+    light_interval_s: float
+    light_s: float
+    #: The drain against a mosquitto bridge: backlog size and uplink outages (seconds).
+    peer_backlog: int
+    outages_s: tuple[float, ...]
 
     @classmethod
     def full(cls) -> Profile:
-        return cls("full", 2000, 500, 3.0, 20.0, 200_000, 200_000, 5000, 500, 3.0, 15.0, 1.0, 5)
+        return cls(
+            "full", 2000, 500, 3.0, 20.0, 200_000, 200_000, 5000, 500, 3.0, 15.0, 1.0, 5,
+            2000, 20, 0.1, 15.0, 30_000, (15.0, 60.0),
+        )  # fmt: skip
 
     @classmethod
     def quick(cls) -> Profile:
-        return cls("quick", 1000, 250, 2.0, 6.0, 100_000, 50_000, 5000, 500, 2.0, 5.0, 0.3, 3)
+        return cls(
+            "quick", 1000, 250, 2.0, 6.0, 100_000, 50_000, 5000, 500, 2.0, 5.0, 0.3, 3,
+            1000, 20, 0.1, 5.0, 10_000, (5.0,),
+        )  # fmt: skip
 
     @classmethod
     def smoke(cls) -> Profile:
         """Every code path, tiny: for the test suite, not for figures."""
-        return cls("smoke", 8, 3, 0.3, 0.5, 2000, 500, 20, 20, 0.3, 0.5, 0.02, 1)
+        return cls(
+            "smoke", 8, 3, 0.3, 0.5, 2000, 500, 20, 20, 0.3, 0.5, 0.02, 1,
+            8, 4, 0.1, 0.5, 200, (0.5,),
+        )  # fmt: skip
 
 
 TARGETS = {
@@ -75,8 +94,13 @@ TARGETS = {
     "rss_connections_mb": 150,
     "bytes_per_report": 1 * KB,
     "text_decode_frames_per_s": 100_000,
+    "decode_floor_ratio": 0.7,
     "startup_s": 1.0,
 }
+
+
+#: Text protocols that must also reach ``text_decode_frames_per_s`` against their floor (issue 17.5).
+FAST_TEXT_PROTOCOLS = frozenset({"gps103", "tk103"})
 
 
 def _pinned(cpu: int) -> Callable[[], None]:
@@ -100,6 +124,120 @@ def _result(line: str) -> dict[str, Any]:
 # -- measurements -------------------------------------------------------------------------------------
 
 
+def _drive(
+    server: Relay, *arguments: str, trace_s: float | None = None
+) -> tuple[dict[str, Any], Usage, Usage, dict[str, int] | None]:
+    """Run the load generator against ``server`` (the relay or the floor) until it reports; return its
+    result and the server's usage at the start and the end of the measured window (and, with
+    ``trace_s``, the fsync counts strace saw over that many seconds from the start)."""
+    load = _load(server.port, *arguments)
+    assert load.stdout is not None
+    before = after = None
+    tracer = None
+    result: dict[str, Any] = {}
+    for line in load.stdout:
+        if line.startswith("start"):
+            before = server.usage()
+            if trace_s is not None:
+                tracer = _strace(server.pid, trace_s)
+        elif line.startswith("stop"):
+            after = server.usage()
+        elif line.startswith("result "):
+            result = _result(line)
+    load.wait()
+    counts = None
+    if tracer is not None:
+        _, errors = tracer.communicate()
+        counts = _syscall_counts(errors)
+    if before is None or after is None or not result:
+        raise RuntimeError(f"load generator failed (exit {load.returncode})")
+    return result, before, after, counts
+
+
+def _served(result: dict[str, Any], before: Usage, after: Usage) -> dict[str, Any]:
+    return {
+        "reports": result["reports"],
+        "reports_per_s": result["reports"] / result["window_s"],
+        "ack_p50_ms": result["latency_p50_ms"],
+        "ack_p99_ms": result["latency_p99_ms"],
+        "closed": result["closed"],
+        "cpu_cores": (after.cpu_s - before.cpu_s) / (after.at - before.at),
+    }
+
+
+def floor_ingest(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
+    """The relay and the trio floor (bench/floor.py), one after the other, under the same gps103 load."""
+    directory = work / "floor"
+    directory.mkdir()
+    arguments = (
+        "--tcp",
+        str(profile.floor_tcp),
+        "--only",
+        "gps103",
+        "--warmup",
+        str(profile.ingest_warmup_s),
+        "--duration",
+        str(profile.ingest_s),
+    )
+    say(f"ingest against the trio floor: {profile.floor_tcp} gps103 TCP devices, relay then floor")
+    port = free_tcp_udp_port()
+    with Relay(write_config(directory, port), port, cpu=RELAY_CPU) as relay:
+        relay.start()
+        ours = _served(*_drive(relay, *arguments)[:3])
+    port = free_tcp_udp_port()
+    database = directory / "floor.sqlite3"
+    command = [sys.executable, "-m", "bench.floor", "--port", str(port), "--database", str(database)]
+    with Relay(directory / "relay.toml", port, cpu=RELAY_CPU, command=command) as server:
+        server.start()
+        floor = _served(*_drive(server, *arguments)[:3])
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    stored = db.execute("SELECT count(*) FROM reports").fetchone()[0]
+    db.close()
+    if stored < floor["reports"]:
+        raise RuntimeError(f"the floor acknowledged {floor['reports']} reports but stored {stored}")
+    return {
+        "devices": profile.floor_tcp,
+        "relay": ours,
+        "floor": floor,
+        "floor_stored": stored,
+        "ratio": ours["reports_per_s"] / floor["reports_per_s"],
+    }
+
+
+def light(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
+    """A light open-loop load: ack latency, fsyncs/s and bytes written per report when nothing queues."""
+    port = free_tcp_udp_port()
+    directory = work / "light"
+    directory.mkdir()
+    say(
+        f"light load: {profile.light_devices} TCP devices each sending every "
+        f"{profile.light_interval_s * 1000:g} ms (open loop), {profile.light_s:g} s"
+    )
+    with Relay(write_config(directory, port), port, cpu=RELAY_CPU) as relay:
+        relay.start()
+        result, before, after, counts = _drive(
+            relay,
+            "--tcp",
+            str(profile.light_devices),
+            "--interval",
+            str(profile.light_interval_s),
+            "--open-loop",
+            "--warmup",
+            str(profile.wear_warmup_s),
+            "--duration",
+            str(profile.light_s),
+            trace_s=profile.light_s,
+        )
+    figures = _served(result, before, after)
+    figures.update(
+        devices=profile.light_devices,
+        interval_s=profile.light_interval_s,
+        bytes_per_report=(after.write_bytes - before.write_bytes) / max(result["reports"], 1),
+        fsyncs_per_s=sum(counts.values()) / profile.light_s if counts is not None else None,
+    )
+    return figures
+
+
 def ingest(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
     """Devices sending as fast as their acknowledgements allow; then the raw-SQLite limit on the same rows."""
     port = free_tcp_udp_port()
@@ -109,8 +247,8 @@ def ingest(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str
     say(f"ingest: {profile.ingest_tcp} TCP + {profile.ingest_udp} UDP devices, {profile.ingest_s:g} s")
     with Relay(config, port, cpu=RELAY_CPU) as relay:
         relay.start()
-        load = _load(
-            port,
+        result, before, after, _ = _drive(
+            relay,
             "--tcp",
             str(profile.ingest_tcp),
             "--udp",
@@ -120,19 +258,6 @@ def ingest(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str
             "--duration",
             str(profile.ingest_s),
         )
-        assert load.stdout is not None
-        before = after = None
-        result: dict[str, Any] = {}
-        for line in load.stdout:
-            if line.startswith("start"):
-                before = relay.usage()
-            elif line.startswith("stop"):
-                after = relay.usage()
-            elif line.startswith("result "):
-                result = _result(line)
-        load.wait()
-        if before is None or after is None or not result:
-            raise RuntimeError(f"load generator failed (exit {load.returncode})")
     database = directory / "data" / "journal.sqlite3"
     rows = limits.committed_rows(database, profile.raw_rows)
     say(f"ingest limit: {profile.raw_rows} rows by plain sqlite3 executemany")
@@ -220,42 +345,6 @@ def _messages(database: Path, prefix: str) -> list[tuple[str, bytes]]:
     return messages
 
 
-class _Broker:
-    def __init__(self, directory: Path) -> None:
-        executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(executable).exists():
-            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
-        import getpass
-
-        self.port = free_tcp_udp_port()
-        conf = directory / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            f"user {getpass.getuser()}\nmax_queued_messages 0\n"
-        )
-        self.process = subprocess.Popen(
-            [executable, "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_pinned(LOAD_CPU),
-        )
-        import socket
-
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-
 def drain(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
     """A backlog published at QoS 1 until empty; then a bare paho loop with the same messages."""
     directory = work / "drain"
@@ -264,7 +353,7 @@ def drain(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str,
     say(f"drain: filling a backlog of {profile.drain_reports} reports")
     last = _fill_backlog(database, profile.drain_reports)
     messages = _messages(database, "bench")
-    broker = _Broker(directory)
+    broker = Broker(directory, cpu=LOAD_CPU)
     try:
         port = free_tcp_udp_port()
         inflight = 50
@@ -378,8 +467,8 @@ def wear(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str, 
     say(f"wear: {profile.wear_rate} reports/s for {profile.wear_s:g} s")
     with Relay(config, port, cpu=RELAY_CPU) as relay:
         relay.start()
-        load = _load(
-            port,
+        result, before, after, traced = _drive(
+            relay,
             "--tcp",
             str(profile.wear_rate),
             "--interval",
@@ -388,28 +477,11 @@ def wear(work: Path, profile: Profile, say: Callable[[str], None]) -> dict[str, 
             str(profile.wear_warmup_s),
             "--duration",
             str(profile.wear_s),
+            trace_s=profile.wear_s,
         )
-        assert load.stdout is not None
-        before = after = None
-        tracer = None
-        result: dict[str, Any] = {}
-        for line in load.stdout:
-            if line.startswith("start"):
-                before = relay.usage()
-                tracer = _strace(relay.pid, profile.wear_s)
-            elif line.startswith("stop"):
-                after = relay.usage()
-            elif line.startswith("result "):
-                result = _result(line)
-        load.wait()
-        counts: dict[str, int] = {}
-        if tracer is not None:
-            _, errors = tracer.communicate()
-            counts = _syscall_counts(errors)
-        if before is None or after is None or not result:
-            raise RuntimeError("load generator failed")
     seconds = after.at - before.at
-    syncs = sum(counts.values()) if tracer is not None else None
+    counts = traced or {}
+    syncs = sum(counts.values()) if traced is not None else None
     return {
         "reports": result["reports"],
         "reports_per_s": result["reports"] / result["window_s"],
@@ -428,10 +500,15 @@ def decoding(profile: Profile, say: Callable[[str], None]) -> dict[str, Any]:
         return {"skipped": f"no vectors at {decode.VECTORS} (set RELAY_VECTORS)"}
     os.sched_setaffinity(0, {RELAY_CPU})
     try:
-        return {
+        results: dict[str, Any] = {
             protocol: decode.frames_per_second(protocol, seconds=profile.decode_s)
             for protocol in decode.protocols()
         }
+        say("decode floors: each driver against its regex/struct floor, on the vectors the floor covers")
+        for protocol in decode.protocols():
+            if protocol in FLOORS:
+                results[protocol]["floor"] = decode.against_floor(protocol, seconds=profile.decode_s)
+        return results
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
 
@@ -512,6 +589,49 @@ def table(results: dict[str, Any]) -> str:
             "",
         )
     )
+    fl = results["floor"]
+    rows.append(
+        (
+            f"ingest, gps103 reports/s committed ({fl['devices']} TCP devices)",
+            _n(fl["relay"]["reports_per_s"]),
+            f"trio floor {_n(fl['floor']['reports_per_s'])}",
+            f"{fl['ratio']:.1%}",
+            "",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "  the same: ack p99 ms, CPU cores",
+            f"{_n(fl['relay']['ack_p99_ms'], 1)}, {fl['relay']['cpu_cores']:.2f}",
+            f"floor {_n(fl['floor']['ack_p99_ms'], 1)}, {fl['floor']['cpu_cores']:.2f}",
+            "",
+            "",
+            "",
+        )
+    )
+    li = results["light"]
+    rows.append(
+        (
+            f"light load, ack p50 / p99 ms ({li['devices']} TCP devices every "
+            f"{li['interval_s'] * 1000:g} ms, open loop: {_n(li['reports_per_s'])} reports/s)",
+            f"{_n(li['ack_p50_ms'], 1)} / {_n(li['ack_p99_ms'], 1)}",
+            "",
+            "",
+            "",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "light load, fsync+fdatasync per s; bytes written per report",
+            f"{_n(li['fsyncs_per_s'], 1)}; {_n(li['bytes_per_report'])}",
+            "",
+            "",
+            "",
+            "",
+        )
+    )
     dr = results["drain"]
     rows.append(
         (
@@ -523,6 +643,42 @@ def table(results: dict[str, Any]) -> str:
             _ok(dr["ratio"] >= TARGETS["drain_ratio"]),
         )
     )
+    pe = results["peer"]
+    for outage in pe["outages"].values():
+        ours, theirs = outage["relay"], outage["bridge"]
+        rows.append(
+            (
+                f"drain after a {outage['outage_s']:g} s outage ({pe['backlog']:,} backlog): "
+                "uplink up → all delivered, s",
+                _n(ours["all_delivered_s"], 2),
+                f"mosquitto bridge {_n(theirs['all_delivered_s'], 2)}",
+                "",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  the same: first message after the uplink returned, s",
+                _n(ours["first_message_s"], 2),
+                f"mosquitto bridge {_n(theirs['first_message_s'], 2)}",
+                "",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  the same: flowing rate, messages/s",
+                _n(ours["flowing_per_s"]),
+                f"mosquitto bridge {_n(theirs['flowing_per_s'])}",
+                f"{ours['flowing_per_s'] / theirs['flowing_per_s']:.1%}"
+                if ours["flowing_per_s"] and theirs["flowing_per_s"]
+                else "",
+                "",
+                "",
+            )
+        )
     mem = results["memory"]
     rows.append(
         ("memory, RSS idle MB", _n(mem["rss_idle_mb"], 1), "", "", "<= 60", _ok(mem["rss_idle_mb"] <= 60))
@@ -567,6 +723,26 @@ def table(results: dict[str, Any]) -> str:
                 _ok(figures["frames_per_s"] >= TARGETS["text_decode_frames_per_s"]) if text else "",
             )
         )
+    for protocol, figures in dec.items():
+        if protocol == "skipped" or "floor" not in figures:
+            continue
+        floor = figures["floor"]
+        text = protocol in decode.TEXT_PROTOCOLS
+        fast = protocol in FAST_TEXT_PROTOCOLS
+        passed = floor["ratio"] >= TARGETS["decode_floor_ratio"] and (
+            not fast or floor["driver_per_s"] >= TARGETS["text_decode_frames_per_s"]
+        )
+        rows.append(
+            (
+                f"decode {protocol} vs its {'regex' if text else 'struct'} floor, frames/s"
+                f" ({floor['vectors']} of {floor['usable']} vectors)",
+                _n(floor["driver_per_s"]),
+                f"floor {_n(floor['floor_per_s'])}",
+                f"{floor['ratio']:.1%}",
+                (">= 70%" + (" and >= 100,000" if fast else "")) if text else "",
+                _ok(passed) if text else "",
+            )
+        )
     st = results["startup"]
     rows.append(
         (
@@ -595,7 +771,8 @@ def environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
         "cores": (
-            "relay, raw sqlite3, bare paho and decode pinned to CPU 0; load generator and mosquitto to CPU 1"
+            "relay, trio floor, raw sqlite3, bare paho, decode and the bridging mosquitto pinned to CPU 0;"
+            " load generator, proxy, central mosquitto and subscriber to CPU 1"
         ),
     }
 
@@ -610,8 +787,11 @@ def run(profile: Profile, say: Callable[[str], None] = lambda _: None) -> dict[s
         results["decode"] = decoding(profile, say)
         results["memory"] = memory(work, profile, say)
         results["ingest"] = ingest(work, profile, say)
+        results["floor"] = floor_ingest(work, profile, say)
+        results["light"] = light(work, profile, say)
         results["wear"] = wear(work, profile, say)
         results["drain"] = drain(work, profile, say)
+        results["peer"] = peer.peer_drain(work, profile.peer_backlog, profile.outages_s, say)
     results["bench_seconds"] = time.monotonic() - started
     results["environment"]["load_average_after"] = os.getloadavg()
     return results
@@ -623,11 +803,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="smaller, shorter measurements (about a minute)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    parser.add_argument(
+        "--outages",
+        help="uplink outages for the drain against a mosquitto bridge, seconds, comma-separated"
+        " (default 15,60; --quick: 5)",
+    )
     args = parser.parse_args(argv)
     if os.cpu_count() is None or os.cpu_count() < 2:
         print("the bench needs 2 cores (relay on one, load on the other)", file=sys.stderr)
         return 1
     profile = Profile.quick() if args.quick else Profile.full()
+    if args.outages:
+        profile = replace(profile, outages_s=tuple(float(x) for x in args.outages.split(",")))
     results = run(profile, say=lambda message: print(message, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(results, indent=2))
