@@ -150,7 +150,7 @@ async def test_restore_refuses_a_file_that_is_not_a_journal(tmp_path):
         restore(other, data / "journal.sqlite3")
 
     assert (data / "journal.sqlite3").read_bytes() == before
-    assert sorted(p.name for p in data.iterdir()) == ["journal.sqlite3"]
+    assert sorted(p.name for p in data.iterdir()) == ["journal-reserve", "journal.sqlite3"]
 
 
 async def test_restore_refuses_a_corrupt_backup(tmp_path):
@@ -194,7 +194,7 @@ async def test_restore_refuses_while_the_relay_runs_on_the_journal(tmp_path):
     async with running_relay(data):
         with pytest.raises(BackupError, match=f"open in process {os.getpid()}"):
             restore(tmp_path / "backup.sqlite3", data / "journal.sqlite3")
-    assert sorted(p.name for p in data.iterdir()) == ["journal.sqlite3"]
+    assert sorted(p.name for p in data.iterdir()) == ["journal-reserve", "journal.sqlite3"]
 
 
 async def test_restore_sees_a_journal_open_in_a_process_it_cannot_inspect(tmp_path, monkeypatch):

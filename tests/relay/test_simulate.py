@@ -17,7 +17,7 @@ import pytest
 import trio
 
 import drivers
-from drivers import Report, Transport
+from drivers import Decoded, Report, Transport
 from relay.simulate import Plan, Stats, simulate
 from relay.simulate_frames import (
     DEPOT,
@@ -59,13 +59,12 @@ class Device:
 
     def send(self, frame: bytes) -> tuple[list[Report], list[bytes]]:
         if self.tracker.transport == "udp":
-            frames = self.session.datagram_frames(frame)
+            events = self.session.receive_datagram(frame, now=NOW)
         else:
             self.session.receive_data(frame)
-            frames = list(self.session.frames())
-        assert len(frames) == 1, frames
-        decoded = self.session.decode(frames[0], now=NOW)
-        return list(self.session.fill_device_id(decoded)), list(decoded.replies)
+            events = self.session.events(now=NOW)
+        assert len(events) == 1 and isinstance(events[0], Decoded), events
+        return list(events[0].reports), list(events[0].replies)
 
     def exchange(self, message: Message) -> tuple[list[Report], list[bytes]]:
         """Send ``message``; its expected replies must be exactly the driver's."""
