@@ -238,9 +238,11 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                         f"cannot serve status on {config.status.listen}: {error.strerror or error}"
                     ) from error
             if config.modem is not None:
+                from .modem import ModemStatus
                 from .sms_source import serve_sms
 
-                nursery.start_soon(serve_sms, running)
+                running.modem_status = ModemStatus(config.modem.port)
+                nursery.start_soon(serve_sms, config.modem, ingest, running.modem_status)
             for source in config.serial:
                 from .serial_source import serve_serial
 

@@ -398,6 +398,14 @@ def _names(value: Any) -> str | None:
     return None if ok else 'a list of protocol names, e.g. ["gt06", "teltonika"]'
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too). :raises ValueError: not of that form."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, found {value!r}")
+    return host.strip("[]"), int(port)
+
+
 def _is_device_id(value: Any) -> bool:
     try:
         return isinstance(value, str) and check_device_id(value) == value
@@ -562,8 +570,6 @@ SINK_SCHEMAS: dict[
 
 
 def _listen_address(value: Any) -> str | None:
-    from .status_http import parse_listen
-
     if value == "":
         return None
     try:
@@ -605,8 +611,6 @@ def is_loopback(host: str) -> bool:
 def _check_status_access(checker: _Checker, status: Mapping[str, Any], raw: Any) -> None:
     """A status endpoint reachable from the network needs a token; ``token`` or ``token_file``, not both.
     (``status``: the valid keys; ``raw``: the section as written, so a bad token is not also missing.)"""
-    from .status_http import parse_listen
-
     given = {key for key in ("token", "token_file") if isinstance(raw, dict) and key in raw}
     if len(given) == 2:
         checker.problem("status.token_file", "token or token_file, not both", _Described("both"))

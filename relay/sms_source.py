@@ -20,23 +20,25 @@ from .logs import log_event
 from .modem import IncomingSms, ModemStatus, serve_modem
 
 if TYPE_CHECKING:
-    from .app import Running
+    from .config import ModemSettings
+    from .listeners import Ingest
 
 log = logging.getLogger("relay.sms")
 
 
 def raw_pdus(sms: IncomingSms) -> bytes:
-    """The stored form of a message's PDUs: one hex PDU per line, ready for ``relay decode --jsonl``."""
+    """The stored form of a message's PDUs: one hex PDU per line (``relay quarantine retry`` decodes it
+    again; each line is what ``relay decode --transport sms --hex`` takes)."""
     return b"\n".join(pdu.hex().encode("ascii") for pdu in sms.pdus)
 
 
-async def serve_sms(running: Running) -> None:
-    settings = running.config.modem
-    assert settings is not None
-    journal = running.journal
+async def serve_sms(settings: ModemSettings, ingest: Ingest, status: ModemStatus) -> None:
+    """Store every message the modem receives (a report, or a quarantine row), through ``ingest``'s
+    journal and clock; the modem deletes a message once that is committed."""
+    journal = ingest.journal
 
     async def on_sms(sms: IncomingSms) -> None:
-        now = running.listener.ingest.now()  # the one clock of every source (tests set it)
+        now = ingest.now()  # the one clock of every source (tests set it)
         peer = f"sms:{sms.sender or 'unknown'}"
         raw = raw_pdus(sms)
         items: list[Entry | Quarantined]
@@ -63,5 +65,4 @@ async def serve_sms(running: Running) -> None:
         else:
             log_event(log, logging.INFO, "sms_report", sender=sms.sender, reports=len(items))
 
-    running.modem_status = ModemStatus(settings.port)
-    await serve_modem(settings, on_sms, status=running.modem_status)
+    await serve_modem(settings, on_sms, status=status)

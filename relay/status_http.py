@@ -33,6 +33,7 @@ from urllib.parse import parse_qs
 
 import trio
 
+from .config import parse_listen
 from .errors import RelayError
 from .journal import read_status
 from .logs import log_event
@@ -84,14 +85,6 @@ class StatusReader:
                 self._read_at = trio.current_time()
                 self.reads += 1
             return dict(self._value)
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` too). :raises ValueError: not of that form."""
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected host:port, found {value!r}")
-    return host.strip("[]"), int(port)
 
 
 #: Sent with the page: nothing from elsewhere, no framing, and no token leaking in a Referer.
