@@ -67,3 +67,6 @@ __all__ = [
     "get",
     "register",
 ]
+
+# The bundled drivers register themselves on import, in sniffing priority order (see _builtin).
+from . import _builtin  # noqa: F401

@@ -43,13 +43,11 @@ def register(name: str, sniff: Sniffer, session: type[Session]) -> Driver:
 
 def drivers() -> dict[str, Driver]:
     """Every registered driver by name, in registration order."""
-    _load_builtin()
     return dict(_DRIVERS)
 
 
 def get(name: str) -> Driver:
     """:raises KeyError: no driver by that name (the message lists the known ones)."""
-    _load_builtin()
     try:
         return _DRIVERS[name]
     except KeyError:
@@ -73,7 +71,6 @@ def detect(head: bytes, transport: Transport, *, final: bool = False) -> Driver 
     some driver still needs more bytes to decide. ``final=True`` (no more bytes will come: the
     datagram is whole, or the stream timed out) takes the first YES even if others are unsure.
     """
-    _load_builtin()
     undecided = False
     chosen: Driver | None = None
     for driver in _DRIVERS.values():
@@ -90,16 +87,6 @@ def detect(head: bytes, transport: Transport, *, final: bool = False) -> Driver 
         return NEED_MORE
     return chosen
 
-
-_loaded = False
-
-
-def _load_builtin() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from . import _builtin  # noqa: F401  (imports register every bundled driver)
 
 
 #: Unrecognised bytes at the start of a stream that are skipped, frame by frame, looking for a frame a

@@ -1,6 +1,6 @@
 """A histogram cheap enough for the reply path: one ``bisect`` and two additions per observation.
 
-The relay's latencies are counted here and exposed by :mod:`relay.metrics` at scrape time.
+The relay's latencies are counted here and exposed by :mod:`relay.service._metrics` at scrape time.
 """
 
 from __future__ import annotations

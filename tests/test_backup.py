@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from relay import backup as backup_module
-from relay.backup import BackupError, backup, restore
-from relay.cli import main
+from relay.cli._main import main
+from relay.journal import _backup as backup_module
+from relay.journal._backup import BackupError, backup, restore
 from tests.devices import gps103_login, gps103_position, iso, tcp_exchange
 from tests.relay.harness import running_relay
 

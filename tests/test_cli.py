@@ -117,7 +117,7 @@ def test_decode_fills_device_id_from_the_session_as_the_relay_does(
     from dataclasses import replace
 
     import drivers
-    from relay.cli import main
+    from relay.cli._main import main
 
     # A driver that leaves the device id of its positions to the session (as a relay-filled protocol would).
     session_type = type(drivers.get("gps103").new_session(drivers.Transport.TCP))
@@ -203,7 +203,7 @@ def test_export_prints_reports_as_json_lines(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     from drivers import Report
-    from relay.journal import Entry, Journal
+    from relay.journal._journal import Entry, Journal
 
     journal = Journal.open(tmp_path / "journal.sqlite3")
     early, late = datetime(2026, 11, 20, 8, tzinfo=UTC), datetime(2026, 11, 21, 8, tzinfo=UTC)

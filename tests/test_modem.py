@@ -1,4 +1,4 @@
-"""The AT driver (relay.modem) against the pty modem emulator: real serial I/O, real clock, short timeouts."""
+"""The AT driver (relay.sources) against the pty modem emulator: real serial I/O, real clock."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from drivers.sms_pdu import Concat, encode_deliver
-from relay.modem import (
+from relay.sources._modem import (
     AtError,
     IncomingSms,
     Modem,

@@ -11,9 +11,9 @@ import pytest
 import trio
 
 from drivers.sms_pdu import encode_deliver
-from relay.cli_sms import ProvisionRequest, run_provision
-from relay.modem import ModemSettings
-from relay.provision import Outcome, Step, bofan_steps, coban_interval, coban_steps, same_number
+from relay.cli._sms import ProvisionRequest, run_provision
+from relay.sources._modem import ModemSettings
+from relay.sources._provision import Outcome, Step, bofan_steps, coban_interval, coban_steps, same_number
 
 from .modem_emulator import ModemEmulator
 from .test_sms_text import ACKS
@@ -99,8 +99,8 @@ async def test_late_acknowledgement_is_credited_to_its_step(emulator: ModemEmula
     request = _request(wait_s=0.8)
     settings = ModemSettings(port=str(emulator.link), command_timeout_s=1)
     modem_steps = request.steps()[:2]
-    from relay.modem import Modem
-    from relay.provision import provision
+    from relay.sources._modem import Modem
+    from relay.sources._provision import provision
 
     modem = await Modem.open(settings.port, command_timeout_s=1)
     async with modem:

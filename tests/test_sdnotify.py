@@ -1,4 +1,4 @@
-"""relay.sdnotify against a real unix datagram socket standing in for systemd."""
+"""relay.service._sdnotify against a real unix datagram socket standing in for systemd."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relay import sdnotify
+from relay.service import _sdnotify as sdnotify
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""relay.vectors: the agreement table over the reference vector files, and its one agreement check."""
+"""relay.cli._vectors: the agreement table over the reference vector files, and its one agreement check."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from relay import vectors as table
+from relay.cli import _vectors as table
 from tests import vectors
 
 FILES = sorted(vectors.VECTORS.glob("*.jsonl"))
@@ -141,7 +141,7 @@ def test_relay_vectors_without_a_directory_reads_the_repository_copy_from_any_di
 def test_relay_vectors_without_a_directory_or_a_checkout_says_so(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from relay import cli
+    from relay.cli import _main as cli
 
     monkeypatch.setattr(table, "REPOSITORY_VECTORS", Path("/nonexistent/tests/data/vectors"))
     assert table.default_directory() is None

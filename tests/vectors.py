@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers import Transport, decode_stream
-from relay import vectors as table
+from relay.cli import _vectors as table
 
 #: Where the vectors live: ``$RELAY_VECTORS``, else the copy in this repository (``tests/data/vectors``).
 VECTORS = Path(os.environ.get("RELAY_VECTORS", Path(__file__).resolve().parent / "data" / "vectors"))

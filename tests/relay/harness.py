@@ -9,8 +9,8 @@ from typing import Any
 
 import trio
 
-from relay.app import Running, serve
 from relay.config import parse
+from relay.service import Running, serve
 
 
 def relay_config(data_dir: Path, broker_url: str | None = None, **sections: Any) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from typing import Any
 
 import trio
 
-from relay import cli
-from relay.http_sink import RETRY_AFTER_MAX_S, parse_retry_after
-from relay.journal import dead_letter_rows
+from relay.cli import _main as cli
+from relay.journal._journal import dead_letter_rows
+from relay.sinks._http import RETRY_AFTER_MAX_S, parse_retry_after
 from tests import devices
 from tests.http_server import RecordingServer, Request
 from tests.relay.harness import running_relay, wait_until

@@ -13,7 +13,7 @@ import trio
 
 from drivers import Report
 from relay.errors import JournalError
-from relay.journal import (
+from relay.journal._journal import (
     QUARANTINE_ROW_COST,
     SCHEMA_VERSION,
     CursorUpdate,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import trio
 
-from relay.journal import dead_letter_rows
-from relay.osmand_sink import osmand_query
+from relay.journal._journal import dead_letter_rows
+from relay.sinks._osmand import osmand_query
 from tests import devices
 from tests.http_server import RecordingServer, Request
 from tests.relay.harness import running_relay, wait_until

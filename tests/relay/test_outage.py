@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from relay.journal import read_status
+from relay.journal._journal import read_status
 from tests import devices
 from tests.broker import Mosquitto, Subscriber
 from tests.relay.harness import running_relay, wait_until

@@ -18,8 +18,8 @@ import trio
 
 import drivers
 from drivers import Decoded, Report, Transport
-from relay.simulate import Plan, Stats, simulate
-from relay.simulate_frames import (
+from relay.cli._simulate import Plan, Stats, simulate
+from relay.cli._simulate_frames import (
     DEPOT,
     OVERSPEED,
     PHOTO_REQUEST,

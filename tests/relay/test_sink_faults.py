@@ -16,9 +16,9 @@ import trio
 
 from relay.config import parse, redact_url
 from relay.errors import ConfigError
-from relay.http_sink import ANSWER_CHARS
-from relay.journal import dead_letter_rows
+from relay.journal._journal import dead_letter_rows
 from relay.logs import LogfmtFormatter
+from relay.sinks._http import ANSWER_CHARS
 from tests import devices
 from tests.broker import Mosquitto, Subscriber, free_port
 from tests.http_server import RecordingServer, Request

@@ -12,8 +12,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from relay.app import SinkWatch
 from relay.buckets import Buckets
+from relay.service._running import SinkWatch
 from tests import devices
 from tests.broker import Mosquitto
 from tests.relay.harness import running_relay, wait_until
@@ -305,7 +305,7 @@ async def test_status_pollers_never_starve_the_trackers(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     from drivers import Report
-    from relay.journal import Entry, Journal
+    from relay.journal._journal import Entry, Journal
 
     journal = Journal.open(tmp_path / "journal.sqlite3", site="test-site")
     received = datetime.now(UTC)

@@ -14,7 +14,7 @@ import trio
 
 from relay.config import check, parse
 from relay.errors import ConfigError
-from relay.status_page import render
+from relay.service._page import render
 from tests import devices
 from tests.modem_emulator import ModemEmulator
 from tests.relay.harness import relay_config, running_relay, wait_until

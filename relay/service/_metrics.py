@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from .app import Running
+    from ._running import Running
 
 #: Sink counters, exposed for the sink types that keep them: attribute, metric name, help.
 SINK_COUNTERS = (

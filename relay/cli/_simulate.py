@@ -5,7 +5,7 @@ and then, ``rate`` times a second, reports where it is on a loop around a depot 
 then an alarm, heartbeats; the PT-600 a photo). After every frame it waits for the replies the real
 device waits for and checks them byte for byte; a missing or wrong reply is an error, after which the
 device reconnects as a real one would. What the frames are and which replies they expect is in
-:mod:`relay.simulate_frames`; this module only moves bytes, keeps time and counts.
+:mod:`relay.cli._simulate_frames`; this module only moves bytes, keeps time and counts.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TextIO
 
 import trio
 
-from .simulate_frames import (
+from ._simulate_frames import (
     PHOTO_REQUEST,
     TRACKERS,
     Message,

@@ -5,7 +5,7 @@ paho-mqtt 2.x is driven from trio through its non-blocking socket API (``on_sock
 ``trio.lowlevel.wait_readable``): no hidden thread, cancellation works. Only the blocking DNS lookup
 and TCP connect of ``connect()`` run in a worker thread.
 
-Delivery (:mod:`relay.delivery`): reports are published in ``seq`` order with at most ``inflight``
+Delivery (:mod:`relay.sinks._delivery`): reports are published in ``seq`` order with at most ``inflight``
 awaiting their PUBACK; a report counts as delivered only once acknowledged. After a disconnect or a
 crash the sink resumes from its durable position, so a report may be published twice (at least
 once; receivers drop duplicates by ``id``), never lost. A new paho client is made for every
@@ -41,12 +41,12 @@ import paho.mqtt.client as paho
 import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .config import MqttSinkSettings
-from .delivery import DeliveringSink, Delivery
-from .errors import SinkError
-from .journal import Journal, StoredReport
-from .logs import log_event
-from .retry import backoff_delay, innermost
+from ..config import MqttSinkSettings
+from ..errors import SinkError
+from ..journal import Journal, StoredReport
+from ..logs import log_event
+from ._delivery import DeliveringSink, Delivery
+from ._retry import backoff_delay, innermost
 
 log = logging.getLogger("relay.mqtt")
 

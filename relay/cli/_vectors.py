@@ -21,12 +21,12 @@ from typing import Any, NamedTuple
 
 from drivers import Command, CommandType, DriverError, Transport, decode_stream, drivers
 
-from .errors import RelayError
+from ..errors import RelayError
 
 #: The clock handed to drivers when decoding vectors (replies that carry "now" are not compared).
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 #: The reference vectors kept in a source checkout (absent from an installed wheel).
-REPOSITORY_VECTORS = Path(__file__).resolve().parents[1] / "tests" / "data" / "vectors"
+REPOSITORY_VECTORS = Path(__file__).resolve().parents[2] / "tests" / "data" / "vectors"
 #: The device id Traccar's encoder tests use in every command row.
 COMMAND_DEVICE_ID = "123456789012345"
 

@@ -45,11 +45,11 @@ from typing import Any
 import httpx
 import trio
 
-from .config import HttpSinkSettings, OsmandSinkSettings
-from .delivery import DeliveringSink, Delivery
-from .journal import Journal, StoredReport
-from .logs import log_event
-from .retry import backoff_delay
+from ..config import HttpSinkSettings, OsmandSinkSettings
+from ..journal import Journal, StoredReport
+from ..logs import log_event
+from ._delivery import DeliveringSink, Delivery
+from ._retry import backoff_delay
 
 log = logging.getLogger("relay.http")
 # httpx logs every request's URL at INFO; the relay logs what matters itself, without credentials.

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import RelayError
+from ..errors import RelayError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -43,8 +43,8 @@ def _journal_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from .cli import config_from
-    from .journal import dead_letter_rows
+    from ..journal import dead_letter_rows
+    from ._common import config_from
 
     rows = dead_letter_rows(config_from(args).database, sink=args.sink)
     if args.json:
@@ -68,8 +68,8 @@ def _dead_letters(args: argparse.Namespace) -> int:
 
 
 def _requeue(args: argparse.Namespace) -> int:
-    from .cli import config_from
-    from .journal import requeue_dead_letters
+    from ..journal import requeue_dead_letters
+    from ._common import config_from
 
     if not args.all and not args.ids:
         raise RelayError("name the dead letters to requeue (ID ...) or use --all")

@@ -23,8 +23,8 @@ from collections.abc import Iterable
 
 import trio
 
-from .journal import FRAME_EVENT, CursorUpdate, Journal, StoredReport
-from .logs import log_event
+from ..journal import FRAME_EVENT, CursorUpdate, Journal, StoredReport
+from ..logs import log_event
 
 log = logging.getLogger("relay.delivery")
 

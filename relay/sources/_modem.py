@@ -42,8 +42,8 @@ from drivers.sms_pdu import (
     split_submit,
 )
 
-from .config import ModemSettings
-from .errors import RelayError
+from ..config import ModemSettings
+from ..errors import RelayError
 
 log = logging.getLogger("relay.modem")
 

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 from drivers.sms import SmsRejected, message_reports
 
-from .clock import clock_unsynced, mark_unsynced
-from .journal import Entry, Quarantined
-from .logs import log_event
-from .modem import IncomingSms, ModemStatus, serve_modem
+from ..clock import clock_unsynced, mark_unsynced
+from ..journal import Entry, Quarantined
+from ..logs import log_event
+from ._modem import IncomingSms, ModemStatus, serve_modem
 
 if TYPE_CHECKING:
-    from .config import ModemSettings
-    from .listeners import Ingest
+    from ..config import ModemSettings
+    from ._listener import Ingest
 
 log = logging.getLogger("relay.sms")
 

@@ -33,7 +33,7 @@ import trio
 from drivers.sms import sender_device
 from drivers.sms_pdu import Deliver, PduError, Reassembler, decode_pdu
 
-from .modem import AtError, Modem, ModemError
+from ._modem import AtError, Modem, ModemError
 
 log = logging.getLogger("relay.modem")
 

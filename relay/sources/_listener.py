@@ -35,12 +35,12 @@ from drivers import (
 )
 from drivers import get as get_driver
 
-from .buckets import ACK_LATENCY_BOUNDS_S, Buckets
-from .clock import clock_unsynced, mark_unsynced
-from .config import ListenSettings
-from .errors import JournalError
-from .journal import FRAME_EVENT, Entry, Journal, Quarantined
-from .logs import RateLimiter, log_event
+from ..buckets import ACK_LATENCY_BOUNDS_S, Buckets
+from ..clock import clock_unsynced, mark_unsynced
+from ..config import ListenSettings
+from ..errors import JournalError
+from ..journal import FRAME_EVENT, Entry, Journal, Quarantined
+from ..logs import RateLimiter, log_event
 
 log = logging.getLogger("relay.listen")
 

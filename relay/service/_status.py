@@ -1,10 +1,10 @@
 """A tiny HTTP status endpoint for the running relay (``[status] listen = "127.0.0.1:8080"``).
 
 - ``GET /healthz``: ``200`` or ``503`` with a JSON body that says why (:meth:`Running.health`);
-- ``GET /metrics``: Prometheus exposition (:mod:`relay.metrics`; OpenMetrics when the scraper asks);
+- ``GET /metrics``: Prometheus exposition (:mod:`relay.service._metrics`; OpenMetrics when the scraper asks);
 - ``GET /status``: the same JSON as ``relay status --json``, plus live statistics and, under
   ``"relay"``, what only the running relay knows (:func:`relay.status_page.live`);
-- ``GET /``: the status page (:mod:`relay.status_page`), HTML for a phone; a client that asks for
+- ``GET /``: the status page (:mod:`relay.service._page`), HTML for a phone; a client that asks for
   ``application/json`` and not ``text/html`` gets the ``/status`` JSON there instead.
 
 With ``[status] token`` (or ``token_file``), every request but ``/healthz`` must carry it, as
@@ -14,7 +14,7 @@ without a token is refused by the config check.
 
 Only GET and HEAD; requests are small and bounded; one request per connection. The endpoint never
 competes with the journal's commits: at most :data:`MAX_CLIENTS` requests are served at once (more get
-``503``), and the journal is read for ``/status`` at most once per :data:`STATUS_MAX_AGE_S`, on a
+``503``), and the journal is read for ``/status`` at most once per :data:`._reader.STATUS_MAX_AGE_S`, on a
 connection and a worker thread of its own, every request in between sharing that read.
 """
 
@@ -24,25 +24,24 @@ import contextlib
 import hmac
 import json
 import logging
-import math
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import trio
 
-from .config import parse_listen
-from .errors import RelayError
-from .journal import read_status
-from .logs import log_event
-from .status_page import live, render
+from ..config import parse_listen
+from ..errors import RelayError
+from ..journal import read_status
+from ..logs import log_event
+from ._page import live, render
+from ._reader import StatusReader
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from .app import Running
+    from ._running import Running
 
 log = logging.getLogger("relay.status")
 
@@ -52,39 +51,6 @@ MAX_REQUEST = 8192
 REQUEST_TIMEOUT_S = 5.0
 #: Requests served at once; more are answered 503 at once.
 MAX_CLIENTS = 16
-#: How old a ``/status`` read of the journal may be when it is served again.
-STATUS_MAX_AGE_S = 2.0
-
-
-class StatusReader:
-    """The journal's state for ``/status``: read at most once per ``max_age_s`` and one read at a time,
-    in a worker thread of its own (not trio's shared pool, where the journal's commits run)."""
-
-    def __init__(self, running: Running, max_age_s: float = STATUS_MAX_AGE_S) -> None:
-        self.running = running
-        self.max_age_s = max_age_s
-        self.reads = 0
-        self._lock = trio.Lock()
-        self._limiter = trio.CapacityLimiter(1)
-        self._value: dict[str, Any] | None = None
-        self._read_at = -math.inf
-
-    async def read(self) -> dict[str, Any]:
-        async with self._lock:
-            if self._value is None or trio.current_time() - self._read_at > self.max_age_s:
-                running = self.running
-                self._value = await trio.to_thread.run_sync(
-                    partial(
-                        read_status,
-                        running.config.database,
-                        [sink.name for sink in running.sinks],
-                        now=datetime.now(UTC),
-                    ),
-                    limiter=self._limiter,
-                )
-                self._read_at = trio.current_time()
-                self.reads += 1
-            return dict(self._value)
 
 
 #: Sent with the page: nothing from elsewhere, no framing, and no token leaking in a Referer.
@@ -189,11 +155,15 @@ def _header(request: bytes, name: bytes) -> str:
 async def serve_status(
     running: Running, listen: str, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    from .metrics import make_registry  # here, not at the top: prometheus_client takes ~50 ms to import
+    from ._metrics import make_registry  # here, not at the top: prometheus_client takes ~50 ms to import
 
     token = read_token(running)
     registry = make_registry(running)
-    reader = running.status_reader = StatusReader(running)
+    reader = running.status_reader = StatusReader(
+        lambda: read_status(
+            running.config.database, [sink.name for sink in running.sinks], now=datetime.now(UTC)
+        )
+    )
     clients = trio.Semaphore(MAX_CLIENTS)
     host, port = parse_listen(listen)
     listeners = await trio.open_tcp_listeners(port, host=host)

@@ -43,12 +43,12 @@ import trio
 import drivers
 from drivers import DriverError, Transport, UpstreamAck
 
-from .config import PassthroughSinkSettings
-from .delivery import CURSOR_FLUSH_S, DeliveringSink, Delivery
-from .errors import SinkError
-from .journal import Journal, StoredReport
-from .logs import log_event
-from .retry import backoff_delay, innermost
+from ..config import PassthroughSinkSettings
+from ..errors import SinkError
+from ..journal import Journal, StoredReport
+from ..logs import log_event
+from ._delivery import CURSOR_FLUSH_S, DeliveringSink, Delivery
+from ._retry import backoff_delay, innermost
 
 log = logging.getLogger("relay.passthrough")
 

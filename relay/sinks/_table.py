@@ -1,8 +1,8 @@
 """Sinks: where committed reports go. Each sink type is a class with the same small surface.
 
-``mqtt`` (:mod:`relay.mqtt`), ``http`` (:mod:`relay.http_sink`), ``osmand`` (:mod:`relay.osmand_sink`)
-and ``passthrough`` (:mod:`relay.passthrough`). Each keeps its own durable position in the journal, so a
-slow or dead sink never holds the others back.
+``mqtt`` (:mod:`._mqtt`), ``http`` (:mod:`._http`), ``osmand`` (:mod:`._osmand`) and ``passthrough``
+(:mod:`._passthrough`). Each keeps its own durable position in the journal, so a slow or dead sink never
+holds the others back.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from typing import Protocol
 
 import trio
 
-from .config import (
+from ..config import (
     HttpSinkSettings,
     MqttSinkSettings,
     OsmandSinkSettings,
     PassthroughSinkSettings,
     SinkSettings,
 )
-from .delivery import Delivery
-from .journal import Journal
+from ..journal import Journal
+from ._delivery import Delivery
 
 
 class Sink(Protocol):
@@ -51,19 +51,19 @@ class Sink(Protocol):
 def make_sink(settings: SinkSettings, journal: Journal) -> Sink:
     """The sink for ``settings`` (by its type)."""
     if isinstance(settings, MqttSinkSettings):
-        from .mqtt import MqttSink
+        from ._mqtt import MqttSink
 
         return MqttSink(settings, journal)
     if isinstance(settings, HttpSinkSettings):
-        from .http_sink import HttpSink
+        from ._http import HttpSink
 
         return HttpSink(settings, journal)
     if isinstance(settings, OsmandSinkSettings):
-        from .osmand_sink import OsmandSink
+        from ._osmand import OsmandSink
 
         return OsmandSink(settings, journal)
     if isinstance(settings, PassthroughSinkSettings):
-        from .passthrough import PassthroughSink
+        from ._passthrough import PassthroughSink
 
         return PassthroughSink(settings, journal)
     raise TypeError(f"no sink for settings of type {type(settings).__name__}")

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import Config, defaults, load
-from .errors import ConfigError, RelayError
+from .. import __version__
+from ..config import Config
+from ..errors import ConfigError, RelayError
+from ._common import config_from
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -149,7 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     backup.set_defaults(handler=_backup)
     restore.set_defaults(handler=_restore)
 
-    from . import cli_sinks, cli_sms
+    from . import _sinks as cli_sinks
+    from . import _sms as cli_sms
 
     cli_sms.add_commands(commands)
     cli_sinks.add_commands(commands)
@@ -157,34 +159,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulate import main as simulate
+    from ._simulate import main as simulate
 
     return simulate(args)
-
-
-def config_from(args: argparse.Namespace) -> Config:
-    from dataclasses import replace
-
-    config = load(args.config) if getattr(args, "config", None) else defaults()
-    if getattr(args, "data_dir", None):
-        config = replace(config, data_dir=args.data_dir)
-    if getattr(args, "port", None) is not None:
-        config = replace(config, listen=replace(config.listen, port=args.port))
-    return config
 
 
 def _run(args: argparse.Namespace) -> int:
     import trio
 
-    from . import logs
-    from .app import main as run_main
+    from .. import logs
+    from ..service import main as run_main
 
     config = config_from(args)
     logs.setup(config.log_level)
     if not args.config:
         import logging
 
-        from .logs import log_event
+        from ..logs import log_event
 
         log_event(
             logging.getLogger("relay"),
@@ -197,20 +188,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from .backup import backup_command
+    from ..journal import backup_command
 
     return backup_command(args.file, config_from(args).database, force=args.force)
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from .backup import restore_command
+    from ..journal import restore_command
 
     return restore_command(args.file, config_from(args).database)
 
 
 def _check_config(args: argparse.Namespace) -> int:
     """Every error and warning about the file and what it names; 1 when there is any error."""
-    from .config import check
+    from ..config import check
 
     checked = check(args.path)
     for problem in checked.warnings:
@@ -227,11 +218,11 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .journal import read_status
+    from ..journal import read_status
 
     config = config_from(args)
     status = read_status(config.database, [sink.name for sink in config.sinks], now=datetime.now(UTC))
-    from .journal import set_aside_journals
+    from ..journal import set_aside_journals
 
     status["set_aside"] = [str(path) for path in set_aside_journals(config.database)]
     config_error = config.data_dir / "config-error.txt"
@@ -455,8 +446,8 @@ def _shown(value: Any) -> str:
 
 
 def _open_existing_journal(config: Config) -> Any:
-    from .errors import JournalError
-    from .journal import Journal
+    from ..errors import JournalError
+    from ..journal import Journal
 
     if not config.database.exists():
         raise JournalError(f"no journal at {config.database} (has the relay run with this data_dir?)")
@@ -478,7 +469,7 @@ def _export(args: argparse.Namespace) -> int:
             raise RelayError(
                 f"--since: expected an ISO 8601 time such as 2026-11-23T08:00:00Z, found {args.since!r}"
             ) from None
-    from .journal import FRAME_EVENT
+    from ..journal import FRAME_EVENT
 
     journal = _open_existing_journal(config_from(args))
     written, after = 0, 0
@@ -525,7 +516,7 @@ def _quarantine_list(args: argparse.Namespace) -> int:
 
 
 def _quarantine_retry(args: argparse.Namespace) -> int:
-    from .quarantine import retry
+    from ..journal import retry_quarantine as retry
 
     config = config_from(args)
     journal = _open_existing_journal(config)
@@ -550,8 +541,8 @@ def _quarantine_retry(args: argparse.Namespace) -> int:
 
 
 def _salvage(args: argparse.Namespace) -> int:
-    from .errors import JournalError
-    from .journal import Journal, salvage
+    from ..errors import JournalError
+    from ..journal import Journal, salvage
 
     config = config_from(args)
     if args.file.resolve() == config.database.resolve():
@@ -574,7 +565,7 @@ def _salvage(args: argparse.Namespace) -> int:
 
 
 def _vectors(args: argparse.Namespace) -> int:
-    from .vectors import default_directory, format_table, vector_table
+    from ._vectors import default_directory, format_table, vector_table
 
     directory = args.directory or default_directory()
     if directory is None:

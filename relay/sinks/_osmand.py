@@ -30,11 +30,11 @@ import trio
 
 from drivers import KNOTS_TO_KMH
 
-from .config import OsmandSinkSettings
-from .delivery import Delivery
-from .http_sink import REQUEUE_POLL_S, RETRY, Poster, PostingSink, retry_requeued
-from .journal import Journal, StoredReport
-from .logs import log_event
+from ..config import OsmandSinkSettings
+from ..journal import Journal, StoredReport
+from ..logs import log_event
+from ._delivery import Delivery
+from ._http import REQUEUE_POLL_S, RETRY, Poster, PostingSink, retry_requeued
 
 log = logging.getLogger("relay.osmand")
 

@@ -35,9 +35,9 @@ from sqlite_utils.migrations import Migrations
 
 from drivers import Report, format_time
 
-from .buckets import COMMIT_BOUNDS_S, Buckets
-from .errors import JournalError, JournalFilesChanged
-from .logs import log_event
+from ..buckets import COMMIT_BOUNDS_S, Buckets
+from ..errors import JournalError, JournalFilesChanged
+from ..logs import log_event
 
 log = logging.getLogger("relay.journal")
 

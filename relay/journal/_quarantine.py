@@ -15,7 +15,7 @@ from typing import Any
 
 from drivers import DriverError, Report, Transport, decode_stream
 
-from .journal import Entry, Journal, Released
+from ._journal import Entry, Journal, Released
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import JournalError
-from .journal import SCHEMA_VERSION
+from ..errors import JournalError
+from ._journal import SCHEMA_VERSION
 
 #: Pages copied per backup step (4 KiB pages: 1 MiB), between two progress reports.
 PAGES_PER_STEP = 256

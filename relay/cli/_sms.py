@@ -15,10 +15,9 @@ from typing import Any
 
 import trio
 
-from .config import ModemSettings
-from .errors import RelayError
-from .modem import Modem, send_sms
-from .provision import DEFAULT_WAIT_S, Outcome, bofan_steps, coban_steps, provision
+from ..config import ModemSettings
+from ..errors import RelayError
+from ..sources import DEFAULT_WAIT_S, Modem, Outcome, bofan_steps, coban_steps, provision, send_sms
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -71,7 +70,7 @@ def modem_settings(args: argparse.Namespace) -> ModemSettings:
     settings = None
     if getattr(args, "config", None):
         try:
-            from .config import load
+            from ..config import load
         except ImportError as error:
             raise RelayError(f"--config cannot be read here ({error}); use --modem PATH") from error
         modem = load(args.config).modem

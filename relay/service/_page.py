@@ -16,11 +16,11 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from . import __version__
-from .clock import clock_unsynced
+from .. import __version__
+from ..clock import clock_unsynced
 
 if TYPE_CHECKING:
-    from .app import Running
+    from ._running import Running
 
 #: Seconds between two refreshes of the page.
 REFRESH_S = 10

@@ -15,9 +15,9 @@ import trio
 
 from drivers import Transport
 
-from .config import SerialSource
-from .listeners import READ_SIZE, Listener
-from .logs import log_event
+from ..config import SerialSource
+from ..logs import log_event
+from ._listener import READ_SIZE, Listener
 
 log = logging.getLogger("relay.serial")
 
