@@ -14,9 +14,8 @@ from drivers.sms_pdu import encode_deliver
 from relay.cli._sms import ProvisionRequest, run_provision
 from relay.sources._modem import ModemSettings
 from relay.sources._provision import Outcome, Step, bofan_steps, coban_interval, coban_steps, same_number
-
-from .modem_emulator import ModemEmulator
-from .test_sms_text import ACKS
+from tests.drivers.test_sms_text import ACKS
+from tests.modem_emulator import ModemEmulator
 
 TRACKER = "+639171234567"
 COBAN_ACKS = {

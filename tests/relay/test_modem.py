@@ -20,9 +20,8 @@ from relay.sources._modem import (
     send_sms,
     serve_modem,
 )
-
-from .modem_emulator import ModemEmulator
-from .test_sms_pdu import DELIVERS, STATUS_REPORTS, SUBMITS
+from tests.drivers.test_sms_pdu import DELIVERS, STATUS_REPORTS, SUBMITS
+from tests.modem_emulator import ModemEmulator
 
 COBAN_NUMBER = "+639171234567"
 COBAN_TEXT = "lat:14.632742\nlong:121.001790\nspeed:0.00\nT:26/11/23 16:21\nhttp://maps.google.com/maps?f=q&q=14.632742,121.001790&z=16"

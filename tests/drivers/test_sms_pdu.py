@@ -34,7 +34,7 @@ from drivers.sms_pdu import (
 
 #: ``$RELAY_SMS_VECTORS``, else the copy in this repository (``tests/data/sms_vectors.jsonl``).
 SMS_VECTORS = Path(
-    os.environ.get("RELAY_SMS_VECTORS", Path(__file__).resolve().parent / "data" / "sms_vectors.jsonl")
+    os.environ.get("RELAY_SMS_VECTORS", Path(__file__).resolve().parents[1] / "data" / "sms_vectors.jsonl")
 )
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True)
 
