@@ -49,7 +49,7 @@ from ..config import HttpSinkSettings, OsmandSinkSettings
 from ..journal import Journal, StoredReport
 from ..logs import log_event
 from ._delivery import DeliveringSink, Delivery
-from ._retry import backoff_delay
+from ._retry import Uplink, address_of, backoff_delay
 
 log = logging.getLogger("relay.http")
 # httpx logs every request's URL at INFO; the relay logs what matters itself, without credentials.
@@ -98,6 +98,9 @@ class Poster:
     def __init__(self, sink: str, settings: HttpSinkSettings | OsmandSinkSettings) -> None:
         self.sink = sink
         self.settings = settings
+        host, port = address_of(settings.endpoint, 443 if settings.endpoint.startswith("https:") else 80)
+        #: Cuts the backoff short when the server, unreachable, can be reached again.
+        self.uplink = Uplink(host, port)
         self.connected = False
         self.last_error: str | None = None
         self.requests = 0
@@ -151,6 +154,7 @@ class Poster:
             self.requests += 1
             may_have_arrived = True
             retry_after: float | None = None
+            unreachable = False
             try:
                 status, answer, headers = await self._exchange(client, request())
             except trio.TooSlowError:
@@ -159,6 +163,7 @@ class Poster:
                 problem = f"no whole answer within request_deadline_s ({self.settings.request_deadline_s} s)"
             except httpx.HTTPError as error:  # transport errors and timeouts
                 may_have_arrived = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+                unreachable = not may_have_arrived
                 self.connected = False
                 problem = f"{type(error).__name__}: {error}".rstrip(": ")
             else:
@@ -189,7 +194,10 @@ class Poster:
                 attempt=failures,
                 retry_in_s=round(delay, 2),
             )
-            await trio.sleep(delay)
+            if unreachable:  # back as soon as the server can be reached; a server that answered waits
+                await self.uplink.wait(delay)
+            else:
+                await trio.sleep(delay)
             if once:
                 return RETRY
 

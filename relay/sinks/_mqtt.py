@@ -46,7 +46,7 @@ from ..errors import SinkError
 from ..journal import Journal, StoredReport
 from ..logs import log_event
 from ._delivery import DeliveringSink, Delivery
-from ._retry import backoff_delay, innermost
+from ._retry import Uplink, backoff_delay, innermost
 
 log = logging.getLogger("relay.mqtt")
 
@@ -90,6 +90,9 @@ class MqttSink(DeliveringSink):
 
     def __init__(self, settings: MqttSinkSettings, journal: Journal) -> None:
         self.settings = settings
+        #: Cuts the backoff short when the broker, unreachable, can be reached again.
+        self.uplink = Uplink(settings.host, settings.port)
+        self._unreachable = False
         self.name = settings.name
         self.journal = journal
         self.status_topic = f"{settings.topic_prefix}/status"
@@ -137,7 +140,10 @@ class MqttSink(DeliveringSink):
                 self.delivery.save_now()
             self.failures = 0 if self._connection_was_good() else self.failures + 1
             delay = backoff_delay(self.failures, self.settings.retry_min_s, self.settings.retry_max_s)
-            await trio.sleep(delay)
+            if self._unreachable:  # back within a probe interval of the broker being reachable again
+                await self.uplink.wait(delay)
+            else:  # the broker answered and misbehaved: the backoff alone
+                await trio.sleep(delay)
 
     def _connection_was_good(self) -> bool:
         """Whether the last connection proved the broker takes reports: one was acknowledged, or,
@@ -150,6 +156,7 @@ class MqttSink(DeliveringSink):
 
     async def _connection(self) -> None:
         settings = self.settings
+        self._unreachable = False
         self._mids = {}
         self._reports_published = self._reports_acked = 0
         self._status_acked = False
@@ -181,6 +188,7 @@ class MqttSink(DeliveringSink):
         try:
             await trio.to_thread.run_sync(client.connect, settings.host, settings.port, settings.keepalive_s)
         except (OSError, ValueError) as error:
+            self._unreachable = True
             raise SinkError(
                 self.name, f"cannot connect to {settings.host}:{settings.port}: {error}"
             ) from None

@@ -48,7 +48,7 @@ from ..errors import SinkError
 from ..journal import Journal, StoredReport
 from ..logs import log_event
 from ._delivery import CURSOR_FLUSH_S, DeliveringSink, Delivery
-from ._retry import backoff_delay, innermost
+from ._retry import Uplink, backoff_delay, innermost
 
 log = logging.getLogger("relay.passthrough")
 
@@ -97,6 +97,8 @@ class _Device:
     #: Newest seq of this device the scanner has seen.
     known_last: int = 0
     wanted: trio.Event = field(default_factory=trio.Event)
+    #: The last session could not even connect (the platform's port did not answer).
+    unreachable: bool = False
 
     @property
     def pending(self) -> bool:
@@ -234,6 +236,8 @@ class PassthroughSink(DeliveringSink):
 
     def __init__(self, settings: PassthroughSinkSettings, journal: Journal) -> None:
         self.settings = settings
+        #: Cuts the devices' backoff short when the platform, unreachable, can be reached again.
+        self.uplink = Uplink(settings.host, settings.port)
         self.name = settings.name
         self.journal = journal
         self.delivery = Delivery(journal, self.name, window=1, drain=settings.drain)
@@ -324,9 +328,11 @@ class PassthroughSink(DeliveringSink):
                 )
                 if not expected:
                     log.error("passthrough_sink_bug", exc_info=error)
-                await trio.sleep(
-                    backoff_delay(failures, self.settings.retry_min_s, self.settings.retry_max_s)
-                )
+                delay = backoff_delay(failures, self.settings.retry_min_s, self.settings.retry_max_s)
+                if device.unreachable:  # back as soon as the platform's port answers again
+                    await self.uplink.wait(delay)
+                else:
+                    await trio.sleep(delay)
 
     def _upstream_kind(self, report: StoredReport) -> str | None:
         """ "tcp"/"udp" for a frame to send upstream, None for one acknowledged without sending."""
@@ -354,7 +360,9 @@ class PassthroughSink(DeliveringSink):
         first = reports[0]
         kind = self._upstream_kind(first)
         assert kind is not None
+        device.unreachable = kind == "tcp"
         session = await _Session.open(kind, settings.host, settings.port, settings.connect_timeout_s)
+        device.unreachable = False
         self.sessions += 1
         self.open_sessions += 1
         unconfirmed: list[int] = []

@@ -1,0 +1,104 @@
+"""When the uplink comes back, the sinks are back within about a second, however long their backoff has
+grown: a cheap TCP probe cuts the backoff short (and a server that answers but fails is not probed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from relay.sinks._retry import Uplink
+from tests import devices
+from tests.broker import Mosquitto, Subscriber, free_port
+from tests.http_server import RecordingServer
+
+from .harness import running_relay, wait_until
+
+IMEI = "868683020419374"
+#: A backoff this long would keep a sink away for half a minute after its server returned.
+LONG_BACKOFF = {"retry_min_s": 30.0, "retry_max_s": 60.0}
+
+
+async def test_a_probe_ends_the_wait_within_an_interval_of_the_server_returning() -> None:
+    port = free_port()
+    uplink = Uplink("127.0.0.1", port, probe_interval_s=0.2)
+    async with trio.open_nursery() as nursery:
+        waited: list[float] = []
+
+        async def wait() -> None:
+            started = trio.current_time()
+            await uplink.wait(30)
+            waited.append(trio.current_time() - started)
+
+        for _ in range(5):  # five tasks, one prober
+            nursery.start_soon(wait)
+        await trio.sleep(1.0)
+        probes_while_down = uplink.probes
+        listener = (await trio.open_tcp_listeners(port, host="127.0.0.1"))[0]
+        returned = trio.current_time()
+    await listener.aclose()
+    assert len(waited) == 5 and max(waited) < 30
+    assert trio.current_time() - returned < 0.2 + 1.0
+    assert probes_while_down <= 1.0 / 0.2 + 2  # one prober for all five waiters
+
+
+async def test_with_probing_off_the_backoff_alone_decides() -> None:
+    uplink = Uplink("127.0.0.1", free_port(), probe_interval_s=0)
+    with trio.move_on_after(0.5) as scope:
+        await uplink.wait(5)
+    assert scope.cancelled_caught and uplink.probes == 0
+
+
+@pytest.mark.slow
+async def test_mqtt_is_back_within_a_second_of_the_broker_returning(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    broker.stop()
+    mqtt = {"name": "broker", "type": "mqtt", "url": broker.url, "topic_prefix": "relay/x", **LONG_BACKOFF}
+    async with running_relay(tmp_path, sinks=[mqtt]) as relay:
+        sink = relay.sinks[0]
+        assert await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 1)], replies=1)
+        await wait_until(lambda: sink.last_error is not None, what="the broker missed")
+        await trio.sleep(3)  # the sink is now in a backoff of 30 s or more
+        broker.start()
+        returned = trio.current_time()
+        subscriber = Subscriber(broker, "relay/#")
+        try:
+            await wait_until(lambda: sink.connected, timeout=10, what="the sink back")
+            back = trio.current_time() - returned
+            await subscriber.wait_for(1)
+        finally:
+            subscriber.close()
+    assert back < 1.5, f"the sink took {back:.2f} s to return"
+
+
+@pytest.mark.slow
+async def test_http_is_back_within_a_second_of_the_server_returning(tmp_path: Path) -> None:
+    server = RecordingServer()
+    sink = {"name": "central", "type": "http", "url": server.url, "batch_max_age_s": 0.1, **LONG_BACKOFF}
+    async with trio.open_nursery() as nursery, running_relay(tmp_path, sinks=[sink]) as relay:
+        assert await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 1)], replies=1)
+        await wait_until(lambda: relay.sinks[0].last_error is not None, what="the server missed")
+        await trio.sleep(3)
+        await server.start(nursery)
+        returned = trio.current_time()
+        await wait_until(lambda: server.accepted, timeout=10, what="the batch delivered")
+        back = trio.current_time() - returned
+        nursery.cancel_scope.cancel()
+    assert back < 1.5, f"the sink took {back:.2f} s to return"
+
+
+@pytest.mark.slow
+async def test_a_server_that_answers_5xx_is_not_hammered(tmp_path: Path) -> None:
+    server = RecordingServer()
+    server.mode = "503"
+    sink = {"name": "central", "type": "http", "url": server.url, "batch_max_age_s": 0.1, **LONG_BACKOFF}
+    async with trio.open_nursery() as nursery:
+        await server.start(nursery)
+        async with running_relay(tmp_path, sinks=[sink]) as relay:
+            assert await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 1)], replies=1)
+            await wait_until(lambda: server.requests, what="the first attempt")
+            await trio.sleep(3)
+            assert len(server.requests) == 1  # the backoff holds: the server is reachable, just failing
+        nursery.cancel_scope.cancel()
