@@ -7,6 +7,7 @@ Bad frames are quarantined with their peer and reason; they never disturb anothe
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import socket
@@ -233,10 +234,27 @@ class Listener:
         :raises OSError: the port is in use or not permitted (the caller reports it).
         """
         settings = self.settings
-        port = settings.port
+        # Port 0 (any free port, as tests ask) is chosen by the TCP bind; the same number may be taken
+        # for UDP already: then another is chosen.
+        for attempt in range(1, 21):
+            try:
+                listeners, udp, port = await self._bind(settings.port)
+                break
+            except OSError as error:
+                if settings.port != 0 or error.errno != errno.EADDRINUSE or attempt == 20:
+                    raise
+        async with trio.open_nursery() as nursery:
+            if listeners:
+                nursery.start_soon(trio.serve_listeners, self._handle_tcp, listeners)
+            if udp is not None:
+                nursery.start_soon(self._serve_udp, udp)
+            task_status.started(port)
+
+    async def _bind(self, port: int) -> tuple[list[trio.SocketListener], socket.socket | None, int]:
+        """TCP and UDP bound on one port, or an OSError with nothing left bound."""
+        settings = self.settings
         listeners: list[trio.SocketListener] = []
         udp: socket.socket | None = None
-        # Bind everything first, so a port in use is a plain OSError, not one inside a task group.
         try:
             if settings.tcp:
                 listeners = await trio.open_tcp_listeners(port, host=settings.host or None)
@@ -253,12 +271,7 @@ class Listener:
             if udp is not None:
                 udp.close()
             raise
-        async with trio.open_nursery() as nursery:
-            if listeners:
-                nursery.start_soon(trio.serve_listeners, self._handle_tcp, listeners)
-            if udp is not None:
-                nursery.start_soon(self._serve_udp, udp)
-            task_status.started(port)
+        return listeners, udp, port
 
     # -- TCP ----------------------------------------------------------------------------------
 

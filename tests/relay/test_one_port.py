@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests import vectors
@@ -115,3 +117,24 @@ async def test_all_protocols_at_once_on_one_port(tmp_path: Path) -> None:
                 assert bytes.fromhex(expected) in b"".join(replies[row.id]), row.id
     for row in http:
         assert b"".join(replies.get(row.id, [b""])).startswith(b"HTTP/1.1 200 OK") or not row.row.get("reply")
+
+
+async def test_any_free_port_is_one_free_for_both_tcp_and_udp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    udp_taken = taken.getsockname()[1]
+    real = trio.open_tcp_listeners
+    asked: list[int] = []
+
+    async def first_on_the_taken_port(port: int, *, host: str | None = None) -> list[trio.SocketListener]:
+        asked.append(port)
+        return await real(udp_taken if len(asked) == 1 else port, host=host)
+
+    monkeypatch.setattr(trio, "open_tcp_listeners", first_on_the_taken_port)
+    try:
+        async with running_relay(tmp_path) as relay:
+            assert relay.port != udp_taken and asked == [0, 0]
+    finally:
+        taken.close()
