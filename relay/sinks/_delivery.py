@@ -258,6 +258,11 @@ class Delivery:
         except Exception as error:  # the journal logged the cause; keep the changes for the next try
             self._restore(update)
             log_event(log, logging.WARNING, "cursor_not_saved", sink=self.sink, error=str(error))
+        except BaseException:
+            # Cancelled (the relay is stopping) before the commit: keep the changes for save_now,
+            # or the restarted relay sends again everything delivered since the last save.
+            self._restore(update)
+            raise
 
     def save_now(self) -> None:
         """Save the position synchronously (on the way out, when the journal's writer may be gone)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import trio
+
 from drivers import Report
 from relay.journal._journal import Entry, Journal
 from relay.sinks._delivery import Delivery
@@ -88,3 +90,20 @@ def test_live_first_sends_each_devices_newest_report_then_the_backlog(tmp_path: 
     assert delivery.cursors == {"a": 5, "b": 4} and delivery.floor == 5
     fill(journal, ["a"])
     assert seqs(delivery.take()) == [6]
+
+
+async def test_a_save_cut_short_by_shutdown_is_made_on_the_way_out(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = Journal.open(path)  # its writer task is not running: a flush waits for a commit forever
+    fill(journal, ["a", "b", "a"])
+    delivery = Delivery(journal, "sink", window=10)
+    delivery.take()
+    delivery.acknowledge([1, 2, 3])
+    with trio.move_on_after(0.05):  # the relay is stopped while the periodic save waits for its commit
+        await delivery.flush()
+    delivery.save_now()  # what every sink does on its way out
+    journal.close()
+
+    again = Delivery(Journal.open(path), "sink", window=10)
+    assert again.floor == 3 and again.cursors == {"a": 3, "b": 2}
+    assert again.take() == []  # nothing delivered is sent again after the restart
