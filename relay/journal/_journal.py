@@ -38,6 +38,7 @@ from drivers import Report, format_time
 from ..buckets import COMMIT_BOUNDS_S, Buckets
 from ..errors import JournalError, JournalFilesChanged
 from ..logs import log_event
+from ._header import repaired_copy
 
 log = logging.getLogger("relay.journal")
 
@@ -1051,8 +1052,13 @@ class Journal:
         self.read_errors += 1
         before = self.unreadable_reports
         sql = f"{_SELECT_STORED} WHERE r.seq >= ? AND r.seq <= ?{where} ORDER BY r.seq"
+        # One report is looked up by equality: a range scan steps on to the next row to check its
+        # bound, and that row may be on the damaged page, failing a report that is readable.
+        one = f"{_SELECT_STORED} WHERE r.seq = ?{where}"
 
         def query(lo: int, hi: int) -> list[tuple[Any, ...]]:
+            if lo == hi:
+                return self._reader.execute(one, (lo, *params)).fetchall()
             return self._reader.execute(sql, (lo, hi, *params)).fetchall()
 
         def probe(seqs: Iterable[int]) -> list[tuple[Any, ...]]:
@@ -1645,7 +1651,10 @@ def salvage(source: str | Path, journal: Journal, *, window: int = 100) -> Salva
         damaged = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
         damaged.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
     except sqlite3.Error as error:
-        raise JournalError(f"cannot read {source}: {error} (its header is damaged)") from error
+        repaired = repaired_copy(source, journal.path.parent)  # the header alone may be damaged
+        if repaired is None:
+            raise JournalError(f"cannot read {source}: {error} (its header is damaged)") from error
+        damaged = sqlite3.connect(f"file:{repaired}?mode=ro", uri=True)
     try:
         upto = _newest_seq(damaged)
         if upto is None:
@@ -1653,6 +1662,9 @@ def salvage(source: str | Path, journal: Journal, *, window: int = 100) -> Salva
         helper = _Bisector()
 
         def reports(lo: int, hi: int) -> list[tuple[Any, ...]]:
+            if lo == hi:  # by equality: a range scan would step on to the next, maybe damaged, row
+                one = f"SELECT {_SALVAGE_COLUMNS} FROM reports WHERE seq = ?"
+                return damaged.execute(one, (lo,)).fetchall()
             query = f"SELECT {_SALVAGE_COLUMNS} FROM reports WHERE seq >= ? AND seq <= ? ORDER BY seq"
             return damaged.execute(query, (lo, hi)).fetchall()
 

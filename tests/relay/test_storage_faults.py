@@ -89,8 +89,21 @@ async def test_a_damaged_header_is_set_aside_and_a_fresh_journal_takes_reports(t
         answers = await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 1)], replies=1)
         assert answers == [b"ON"]
         assert [report.document["time"] for report in relay.journal.read_after(0, 10)] == [devices.iso(1)]
-    # Nothing can be read from a file without its header: salvage says so.
-    assert cli(["salvage", str(aside), "--data-dir", str(data)]) == 1
+    # The header alone is damaged: salvage rebuilds it (on a copy) and recovers every report.
+    assert cli(["salvage", str(aside), "--data-dir", str(data)]) == 0
+    journal = Journal.open(data / "journal.sqlite3")
+    recovered = [report.document["attributes"] for report in journal.read_after(1, 100)]
+    journal.close()
+    assert len(recovered) == 50
+
+
+def test_salvage_says_so_when_the_schema_page_itself_is_gone(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    journal_with_reports(tmp_path / "old.sqlite3", 20)
+    with (tmp_path / "old.sqlite3").open("r+b") as file:
+        file.write(os.urandom(4096))  # the header and the whole schema page
+    Journal.open(data / "journal.sqlite3").close()
+    assert cli(["salvage", str(tmp_path / "old.sqlite3"), "--data-dir", str(data)]) == 1
 
 
 def test_a_damaged_page_is_set_aside_and_salvage_recovers_every_readable_report(
