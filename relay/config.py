@@ -355,8 +355,8 @@ class JournalSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _SinkSettings:
-    """The keys every sink has (``type`` picks the class in :data:`SINK_TYPES`)."""
+class SinkSettings:
+    """The keys every sink has; each sink type's class (:data:`SINK_TYPES`) adds its own."""
 
     type: ClassVar[SinkType]
 
@@ -383,7 +383,7 @@ class _SinkSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MqttSinkSettings(_SinkSettings):
+class MqttSinkSettings(SinkSettings):
     """Publish each report to an MQTT broker (QoS 1), the report's device in the topic."""
 
     type: ClassVar[SinkType] = SinkType.MQTT
@@ -456,7 +456,7 @@ class _UrlSink:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HttpSinkSettings(_UrlSink, _SinkSettings):
+class HttpSinkSettings(_UrlSink, SinkSettings):
     """POST JSON batches of normalized reports to ``url``."""
 
     type: ClassVar[SinkType] = SinkType.HTTP
@@ -485,7 +485,7 @@ class HttpSinkSettings(_UrlSink, _SinkSettings):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OsmandSinkSettings(_UrlSink, _SinkSettings):
+class OsmandSinkSettings(_UrlSink, SinkSettings):
     """One HTTP request per position, in the OsmAnd form a Traccar server reads (port 5055)."""
 
     type: ClassVar[SinkType] = SinkType.OSMAND
@@ -512,7 +512,7 @@ class OsmandSinkSettings(_UrlSink, _SinkSettings):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PassthroughSinkSettings(_SinkSettings):
+class PassthroughSinkSettings(SinkSettings):
     """Each device's raw frames to ``host:port`` over its own transport, one upstream session per device."""
 
     type: ClassVar[SinkType] = SinkType.PASSTHROUGH
@@ -538,11 +538,8 @@ class PassthroughSinkSettings(_SinkSettings):
         return f"{self.host}:{self.port}"
 
 
-#: Any sink's settings: one of the classes in :data:`SINK_TYPES`.
-SinkSettings = MqttSinkSettings | HttpSinkSettings | OsmandSinkSettings | PassthroughSinkSettings
-
 #: Each sink ``type`` and the class of its settings (``relay.sinks`` maps those to the sinks).
-SINK_TYPES: dict[SinkType, type[_SinkSettings]] = {
+SINK_TYPES: dict[SinkType, type[SinkSettings]] = {
     settings.type: settings
     for settings in (MqttSinkSettings, HttpSinkSettings, OsmandSinkSettings, PassthroughSinkSettings)
 }
@@ -862,7 +859,7 @@ def _parse_sinks(checker: _Checker, raw_sinks: Any, site: str) -> list[SinkSetti
             continue
         values = _convert(settings, values)
         settings.derive(values, site)
-        sinks.append(settings(**values))  # type: ignore[arg-type]
+        sinks.append(settings(**values))
     return sinks
 
 

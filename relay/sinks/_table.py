@@ -74,7 +74,7 @@ def _passthrough(settings: PassthroughSinkSettings, journal: Journal) -> Sink:
 
 
 #: Each sink type's settings class (:data:`relay.config.SINK_TYPES`) and what makes its sink.
-SINK_CLASSES: dict[type, Callable[[Any, Journal], Sink]] = {
+SINK_CLASSES: dict[type[SinkSettings], Callable[[Any, Journal], Sink]] = {
     MqttSinkSettings: _mqtt,
     HttpSinkSettings: _http,
     OsmandSinkSettings: _osmand,
