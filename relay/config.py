@@ -3,16 +3,23 @@
 Every mistake is reported at once, each naming the file, the key, what was expected and what was
 found, so a field engineer fixes a file in one pass. Unknown keys are errors (a typo must never be
 silently ignored on a box nobody watches).
+
+Each section is one frozen dataclass whose fields are its keys: a field declared with :func:`setting`
+carries its check and its one-line doc, and the parser walks those fields (no other list of keys).
+The ``[relay]`` keys are the :class:`Config`'s own settings; each sink type is one class in
+:data:`SINK_TYPES`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from drivers import MAX_DEVICE_ID, InvalidDeviceId, check_device_id
@@ -68,265 +75,55 @@ def url_credentials(url: str) -> tuple[str, str] | None:
     return unquote(user), unquote(password)
 
 
-@dataclass(frozen=True, slots=True)
-class ListenSettings:
-    host: str = "0.0.0.0"
-    port: int = DEFAULT_PORT
-    tcp: bool = True
-    udp: bool = True
-    #: A TCP connection silent this long is closed (trackers send heartbeats every few minutes).
-    idle_timeout_s: float = 1800.0
-    #: Time a new stream gets to send enough bytes for its protocol to be recognised.
-    sniff_timeout_s: float = 30.0
-    max_connections: int = 10000
-    max_connections_per_ip: int = 200
-    #: Bytes of partial frames held across all connections; the connection that goes over is closed.
-    max_buffered_mb: int = 32
-    #: UDP peers whose session (device id, partial photo) is remembered; the least recent are forgotten.
-    max_udp_peers: int = 20_000
+# -- the values a string key may take ------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class JournalSettings:
-    #: "full" (default) fsyncs every group commit; "normal" may lose the last commits on power loss.
-    synchronous: str = "full"
-    #: Upper bound on reports written in one transaction.
-    max_batch: int = 2000
-    #: The least time between two group commits: fewer fsyncs and page rewrites on the SD card, at
-    #: the cost of up to this much added to an acknowledgement at light load (trackers wait seconds).
-    commit_interval_ms: int = 200
-    #: The journal's size cap; when reached, delivered reports go first, then the oldest undelivered.
-    max_db_mb: int = 2048
-    #: Delivered reports older than this are deleted.
-    retention_days: float = 30.0
-    #: At start the journal is checked (``PRAGMA quick_check``) for at most this long; a damaged one
-    #: is set aside and a fresh one started. 0: no check.
-    startup_check_s: float = 30.0
-    #: Bytes all quarantined (undecodable) input may take; beyond it new bad input is counted, not kept.
-    quarantine_max_mb: int = 64
-    #: Bytes of quarantined input one peer address may take.
-    quarantine_peer_max_kb: int = 1024
-    #: A quarantined frame longer than this keeps only its head.
-    quarantine_frame_max_kb: int = 64
-    #: Devices whose "last seen" row is kept; the least recently seen are forgotten first.
-    max_devices: int = 20_000
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
 
 
-@dataclass(frozen=True, slots=True)
-class MqttSinkSettings:
-    name: str
-    url: str
-    topic_prefix: str
-    type: str = "mqtt"
-    client_id: str = ""
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    keepalive_s: int = 30
-    #: Reports published but not yet acknowledged (PUBACK) at any moment.
-    inflight: int = 50
-    qos: int = 1
-    retry_min_s: float = 1.0
-    retry_max_s: float = 60.0
-    #: "in_order" (default) or "live_first": each device's newest report first, then the backlog.
-    drain: str = "in_order"
-    #: A publish unacknowledged this long means a stalled broker: the connection is dropped and the
-    #: window sent again on the next one.
-    puback_timeout_s: float = 30.0
+class Synchronous(StrEnum):
+    """How hard SQLite works to keep a commit across a power cut."""
 
-    @property
-    def target(self) -> str:
-        """Where the sink sends, fit for a log line (a password in the URL shown as ``***``)."""
-        return redact_url(self.url)
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-
-    @property
-    def tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts"
+    #: Every group commit is fsynced: an acknowledged report survives a power cut.
+    FULL = "full"
+    #: Faster; the last commits may be lost on power loss.
+    NORMAL = "normal"
 
 
-@dataclass(frozen=True, slots=True)
-class HttpSinkSettings:
-    """POST JSON batches of normalized reports to ``url``."""
+class Drain(StrEnum):
+    """The order a sink sends its backlog in."""
 
-    name: str
-    url: str
-    type: str = "http"
-    #: Extra request headers (``Authorization`` comes from ``token``/``token_file``).
-    headers: Mapping[str, str] = field(default_factory=dict)
-    #: A bearer token, or a file holding one (read at start; keeps secrets out of the config file).
-    token: str | None = None
-    token_file: str | None = None
-    #: ``Content-Encoding: gzip`` request bodies.
-    gzip: bool = False
-    #: Check the server's TLS certificate (against ``ca_file`` when given, else the system's CAs).
-    verify: bool = True
-    ca_file: str | None = None
-    #: Longest wait for one read, write or connect.
-    timeout_s: float = 30.0
-    #: Longest time for a whole request (connect, upload, answer): a server trickling bytes is given up on.
-    request_deadline_s: float = 60.0
-    #: A batch is sent when it holds this many reports, would pass this many bytes, or its oldest
-    #: report has waited this long (whichever comes first).
-    batch_max_reports: int = 500
-    batch_max_bytes: int = 1_000_000
-    batch_max_age_s: float = 1.0
-    retry_min_s: float = 1.0
-    retry_max_s: float = 300.0
-    drain: str = "in_order"
-
-    @property
-    def target(self) -> str:
-        """Where the sink sends, fit for a log line (a password in the URL shown as ``***``)."""
-        return redact_url(self.url)
-
-    @property
-    def endpoint(self) -> str:
-        """The URL requests go to: ``url`` without its credentials (they go as HTTP basic auth)."""
-        return strip_credentials(self.url)
-
-    @property
-    def basic_auth(self) -> tuple[str, str] | None:
-        """``(user, password)`` from the URL, percent-decoded, or None."""
-        return url_credentials(self.url)
+    #: Per device oldest first, in the order the reports were received.
+    IN_ORDER = "in_order"
+    #: After each (re)connection every device's newest report first, then the backlog oldest first.
+    LIVE_FIRST = "live_first"
 
 
-@dataclass(frozen=True, slots=True)
-class OsmandSinkSettings:
-    """One HTTP request per position, in the OsmAnd form a Traccar server reads (port 5055)."""
+class Start(StrEnum):
+    """Where a sink the journal has no position for begins."""
 
-    name: str
-    url: str
-    type: str = "osmand"
-    headers: Mapping[str, str] = field(default_factory=dict)
-    verify: bool = True
-    ca_file: str | None = None
-    timeout_s: float = 15.0
-    request_deadline_s: float = 30.0
-    #: Devices sent to in parallel (each device's positions stay in order).
-    concurrency: int = 8
-    #: Reports handed out at once (over all devices) and not yet answered.
-    inflight: int = 200
-    retry_min_s: float = 1.0
-    retry_max_s: float = 300.0
-    drain: str = "in_order"
-
-    @property
-    def target(self) -> str:
-        """Where the sink sends, fit for a log line (a password in the URL shown as ``***``)."""
-        return redact_url(self.url)
-
-    @property
-    def endpoint(self) -> str:
-        """The URL requests go to: ``url`` without its credentials (they go as HTTP basic auth)."""
-        return strip_credentials(self.url)
-
-    @property
-    def basic_auth(self) -> tuple[str, str] | None:
-        """``(user, password)`` from the URL, percent-decoded, or None."""
-        return url_credentials(self.url)
+    #: Everything still retained in the journal.
+    OLDEST = "oldest"
+    #: The journal's newest report: only later ones are sent.
+    NOW = "now"
 
 
-@dataclass(frozen=True, slots=True)
-class PassthroughSinkSettings:
-    """Each device's raw frames to ``host:port`` over its own transport, one upstream session per device."""
+class SinkType(StrEnum):
+    """The ``type`` of a ``[[sinks]]`` table."""
 
-    name: str
-    host: str
-    port: int
-    type: str = "passthrough"
-    #: Only these protocols are forwarded (empty: all); the others are acknowledged without sending.
-    protocols: tuple[str, ...] = ()
-    connect_timeout_s: float = 10.0
-    #: How long an upstream acknowledgement (Teltonika record count, GT06 login) may take.
-    ack_timeout_s: float = 10.0
-    #: An upstream session with nothing to send for this long is closed.
-    idle_timeout_s: float = 300.0
-    retry_min_s: float = 1.0
-    retry_max_s: float = 60.0
-    drain: str = "in_order"
-
-    @property
-    def target(self) -> str:
-        return f"{self.host}:{self.port}"
+    MQTT = "mqtt"
+    HTTP = "http"
+    OSMAND = "osmand"
+    PASSTHROUGH = "passthrough"
 
 
-#: Any sink's settings (each type adds its own class, registered in SINK_SCHEMAS).
-SinkSettings = MqttSinkSettings | HttpSinkSettings | OsmandSinkSettings | PassthroughSinkSettings
+# -- checks: each returns what was expected, or None when the value is fine ----------------------
 
-
-@dataclass(frozen=True, slots=True)
-class StatusSettings:
-    """The ``[status]`` section: where the status endpoint listens, who may read it, and when /healthz
-    calls a sink stuck."""
-
-    listen: str = ""
-    #: Asked of every request but /healthz (``Authorization: Bearer`` or ``?token=``); required when
-    #: ``listen`` is not a loopback address. ``token_file``: a file holding it (read at start).
-    token: str | None = None
-    token_file: str | None = None
-    #: A sink with undelivered reports and no delivery, or disconnected with an error, for longer than
-    #: this makes /healthz answer 503.
-    sink_stall_s: float = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class ModemSettings:
-    """The ``[modem]`` section: the serial port and how patient to be with it."""
-
-    port: str
-    baudrate: int = 115200
-    senders: Mapping[str, str] = field(default_factory=dict)
-    command_timeout_s: float = 10.0
-    reopen_delay_s: float = 5.0
-    #: How long the parts of a concatenated SMS are waited for before the message is quarantined.
-    concat_timeout_s: float = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class SerialSource:
-    """A tracker wired to a serial port, speaking one of the drivers' protocols."""
-
-    port: str
-    baudrate: int = 9600
-    #: "auto" (sniffed like a TCP stream) or a protocol name.
-    protocol: str = "auto"
-    reopen_delay_s: float = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """Everything the relay needs to run, validated."""
-
-    source: str = "<defaults>"
-    site: str = "relay"
-    data_dir: Path = Path("data")
-    log_level: str = "info"
-    listen: ListenSettings = ListenSettings()
-    journal: JournalSettings = JournalSettings()
-    sinks: tuple[SinkSettings, ...] = ()
-    modem: ModemSettings | None = None
-    serial: tuple[SerialSource, ...] = ()
-    status: StatusSettings = StatusSettings()
-
-    @property
-    def database(self) -> Path:
-        return self.data_dir / "journal.sqlite3"
-
-
-_DEFAULT = Config()
-
-# -- schema --------------------------------------------------------------------------------------
-
-_Check = Callable[[Any], str | None]  # returns what was expected, or None when the value is fine
+_Check = Callable[[Any], str | None]
 
 
 def _is(kind: type | tuple[type, ...], expected: str) -> _Check:
@@ -354,9 +151,10 @@ def _number_range(low: float, high: float) -> _Check:
     return check
 
 
-def _one_of(*choices: str) -> _Check:
+def _one_of(choices: type[StrEnum]) -> _Check:
     def check(value: Any) -> str | None:
-        return None if value in choices else "one of " + ", ".join(repr(c) for c in choices)
+        ok = isinstance(value, str) and value in {choice.value for choice in choices}
+        return None if ok else "one of " + ", ".join(repr(choice.value) for choice in choices)
 
     return check
 
@@ -413,6 +211,10 @@ def _is_device_id(value: Any) -> bool:
         return False
 
 
+def _senders(value: Any) -> str | None:
+    return None if isinstance(value, dict) else 'a table of "+number" = "device id"'
+
+
 def _site(value: Any) -> str | None:
     ok = isinstance(value, str) and value and all(ch.isalnum() or ch in "-_." for ch in value)
     return None if ok else "a name of letters, digits, '-', '_' or '.' (it goes into MQTT topics)"
@@ -425,150 +227,6 @@ def _topic_prefix(value: Any) -> str | None:
     return None if ok else "an MQTT topic prefix without '#', '+' or a trailing '/'"
 
 
-_STR = _is(str, "a string")
-_BOOL = _is(bool, "true or false")
-
-_RELAY: dict[str, _Check] = {
-    "site": _site,
-    "data_dir": _STR,
-    "log_level": _one_of("debug", "info", "warning", "error"),
-}
-_LISTEN: dict[str, _Check] = {
-    "host": _STR,
-    "port": _int_range(0, 65535),  # 0 = any free port (tests)
-    "tcp": _BOOL,
-    "udp": _BOOL,
-    "idle_timeout_s": _number_range(1, 7 * 86400),
-    "sniff_timeout_s": _number_range(0.1, 3600),
-    "max_connections": _int_range(1, 1_000_000),
-    "max_connections_per_ip": _int_range(1, 1_000_000),
-    "max_buffered_mb": _int_range(1, 4096),
-    "max_udp_peers": _int_range(1, 10_000_000),
-}
-_JOURNAL: dict[str, _Check] = {
-    "synchronous": _one_of("full", "normal"),
-    "max_batch": _int_range(1, 100_000),
-    "commit_interval_ms": _int_range(0, 5000),
-    "max_db_mb": _int_range(1, 1_000_000),
-    "retention_days": _number_range(0.01, 3650),
-    "startup_check_s": _number_range(0, 3600),
-    "quarantine_max_mb": _int_range(1, 1_000_000),
-    "quarantine_peer_max_kb": _int_range(1, 1_000_000),
-    "quarantine_frame_max_kb": _int_range(1, 65_536),
-    "max_devices": _int_range(1, 10_000_000),
-}
-_MQTT: dict[str, _Check] = {
-    "name": _STR,
-    "type": _STR,
-    "url": _mqtt_url,
-    "topic_prefix": _topic_prefix,
-    "client_id": _STR,
-    "username": _STR,
-    "password": _STR,
-    "ca_file": _STR,
-    "keepalive_s": _int_range(5, 3600),
-    "inflight": _int_range(1, 1000),
-    "qos": _int_range(1, 1),
-    "puback_timeout_s": _number_range(0.1, 3600),
-    "retry_min_s": _number_range(0.01, 3600),
-    "retry_max_s": _number_range(0.01, 86400),
-    "drain": _one_of("in_order", "live_first"),
-}
-_RETRY_DRAIN: dict[str, _Check] = {
-    "retry_min_s": _number_range(0.01, 3600),
-    "retry_max_s": _number_range(0.01, 86400),
-    "drain": _one_of("in_order", "live_first"),
-}
-_HTTP: dict[str, _Check] = {
-    "name": _STR,
-    "type": _STR,
-    "url": _http_url,
-    "headers": _headers,
-    "token": _STR,
-    "token_file": _STR,
-    "gzip": _BOOL,
-    "verify": _BOOL,
-    "ca_file": _STR,
-    "timeout_s": _number_range(0.1, 3600),
-    "request_deadline_s": _number_range(0.1, 86400),
-    "batch_max_reports": _int_range(1, 100_000),
-    "batch_max_bytes": _int_range(1024, 100_000_000),
-    "batch_max_age_s": _number_range(0, 3600),
-    **_RETRY_DRAIN,
-}
-_OSMAND: dict[str, _Check] = {
-    "name": _STR,
-    "type": _STR,
-    "url": _http_url,
-    "headers": _headers,
-    "verify": _BOOL,
-    "ca_file": _STR,
-    "timeout_s": _number_range(0.1, 3600),
-    "request_deadline_s": _number_range(0.1, 86400),
-    "concurrency": _int_range(1, 256),
-    "inflight": _int_range(1, 10_000),
-    **_RETRY_DRAIN,
-}
-_PASSTHROUGH: dict[str, _Check] = {
-    "name": _STR,
-    "type": _STR,
-    "host": _STR,
-    "port": _int_range(1, 65535),
-    "protocols": _names,
-    "connect_timeout_s": _number_range(0.1, 600),
-    "ack_timeout_s": _number_range(0.1, 600),
-    "idle_timeout_s": _number_range(1, 7 * 86400),
-    **_RETRY_DRAIN,
-}
-_MODEM: dict[str, _Check] = {
-    "port": _STR,
-    "baudrate": _int_range(300, 4_000_000),
-    "senders": _is(dict, 'a table of "+number" = "device id"'),
-    "command_timeout_s": _number_range(0.5, 600),
-    "reopen_delay_s": _number_range(0.1, 3600),
-    "concat_timeout_s": _number_range(1, 86400),
-}
-_SERIAL: dict[str, _Check] = {
-    "port": _STR,
-    "baudrate": _int_range(300, 4_000_000),
-    "protocol": _STR,
-    "reopen_delay_s": _number_range(0.1, 3600),
-}
-
-
-def _mqtt_defaults(values: dict[str, Any], site: str) -> None:
-    values.setdefault("topic_prefix", f"relay/{site}")
-    values.setdefault("client_id", f"relay-{site}-{values['name']}")
-    credentials = url_credentials(values["url"])
-    if credentials is not None:  # parse() made sure the username/password keys are not given too
-        values["username"], values["password"] = credentials
-
-
-def _no_defaults(values: dict[str, Any], site: str) -> None:
-    del values, site
-
-
-def _passthrough_defaults(values: dict[str, Any], site: str) -> None:
-    del site
-    values["protocols"] = tuple(values.get("protocols", ()))
-
-
-#: Sink type -> (schema, settings class, required keys, fills defaults that depend on other values).
-SINK_SCHEMAS: dict[
-    str, tuple[dict[str, _Check], type, tuple[str, ...], Callable[[dict[str, Any], str], None]]
-] = {
-    "mqtt": (_MQTT, MqttSinkSettings, ("name", "type", "url"), _mqtt_defaults),
-    "http": (_HTTP, HttpSinkSettings, ("name", "type", "url"), _no_defaults),
-    "osmand": (_OSMAND, OsmandSinkSettings, ("name", "type", "url"), _no_defaults),
-    "passthrough": (
-        _PASSTHROUGH,
-        PassthroughSinkSettings,
-        ("name", "type", "host", "port"),
-        _passthrough_defaults,
-    ),
-}
-
-
 def _listen_address(value: Any) -> str | None:
     if value == "":
         return None
@@ -579,21 +237,453 @@ def _listen_address(value: Any) -> str | None:
     return None
 
 
+#: The shortest ``[status] token`` accepted (e.g. ``openssl rand -hex 16`` makes 32 characters).
+MIN_STATUS_TOKEN = 16
+
+
 def _status_token(value: Any) -> str | None:
     ok = isinstance(value, str) and len(value) >= MIN_STATUS_TOKEN and value.isprintable()
     ok = ok and " " not in value
     return None if ok else f"a token of at least {MIN_STATUS_TOKEN} printable characters without spaces"
 
 
-#: The shortest ``[status] token`` accepted (e.g. ``openssl rand -hex 16`` makes 32 characters).
-MIN_STATUS_TOKEN = 16
+def _serial_protocol(value: Any) -> str | None:
+    names = _protocol_names()
+    return None if value == "auto" or value in names else "'auto' or one of " + ", ".join(names)
 
-_STATUS: dict[str, _Check] = {
-    "listen": _listen_address,
-    "token": _status_token,
-    "token_file": _STR,
-    "sink_stall_s": _number_range(0.1, 7 * 86400),
+
+def _protocol_names() -> list[str]:
+    import drivers
+
+    return list(drivers.drivers())
+
+
+_STR = _is(str, "a string")
+_BOOL = _is(bool, "true or false")
+
+
+def setting(
+    default: Any = MISSING,
+    check: _Check = _STR,
+    doc: str = "",
+    *,
+    convert: Callable[[Any], Any] | None = None,
+    factory: Callable[[], Any] | None = None,
+    opens: str | None = None,
+) -> Any:
+    """A config key: a dataclass field carrying its ``check``, its one-line ``doc`` and how the TOML
+    value becomes the field's (``convert``; default: as is). Without a default the key is required.
+    ``opens``: ``"file"`` or ``"device"`` when the value names one (``relay check-config`` looks)."""
+    metadata = {"check": check, "doc": doc, "convert": convert, "opens": opens}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def choice(default: StrEnum, doc: str) -> Any:
+    """A key whose value is one of ``default``'s enum (the TOML string, turned into the member)."""
+    kind = type(default)
+    return setting(default, _one_of(kind), doc, convert=kind)
+
+
+# -- the sections --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSettings:
+    """The ``[listen]`` section: the one port trackers report to."""
+
+    host: str = setting("0.0.0.0", _STR, 'the address to listen on ("::" for IPv6 too)')
+    port: int = setting(DEFAULT_PORT, _int_range(0, 65535), "TCP and UDP on this port (0: any free port)")
+    tcp: bool = setting(True, _BOOL, "accept TCP (and HTTP) trackers")
+    udp: bool = setting(True, _BOOL, "accept UDP trackers")
+    #: Trackers send heartbeats every few minutes.
+    idle_timeout_s: float = setting(
+        1800.0, _number_range(1, 7 * 86400), "a TCP connection silent this long is closed"
+    )
+    sniff_timeout_s: float = setting(
+        30.0, _number_range(0.1, 3600), "time a new stream gets to show which protocol it speaks"
+    )
+    max_connections: int = setting(10000, _int_range(1, 1_000_000), "TCP connections at once")
+    max_connections_per_ip: int = setting(200, _int_range(1, 1_000_000), "TCP connections from one address")
+    max_buffered_mb: int = setting(
+        32,
+        _int_range(1, 4096),
+        "bytes of partial frames held across all connections; the connection that goes over is closed",
+    )
+    max_udp_peers: int = setting(
+        20_000,
+        _int_range(1, 10_000_000),
+        "UDP peers whose session (device id, partial photo) is remembered; the least recent are forgotten",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JournalSettings:
+    """The ``[journal]`` section: the SQLite journal every report is committed to."""
+
+    synchronous: Synchronous = choice(
+        Synchronous.FULL, "full: every group commit fsynced; normal: may lose the last commits on power loss"
+    )
+    max_batch: int = setting(2000, _int_range(1, 100_000), "most reports written in one transaction")
+    #: Fewer fsyncs and page rewrites on the SD card, at the cost of up to this much added to an
+    #: acknowledgement at light load (trackers wait seconds).
+    commit_interval_ms: int = setting(200, _int_range(0, 5000), "the least time between two group commits")
+    max_db_mb: int = setting(
+        2048, _int_range(1, 1_000_000), "size cap: delivered reports go first, then the oldest undelivered"
+    )
+    retention_days: float = setting(
+        30.0, _number_range(0.01, 3650), "delivered reports older than this are deleted"
+    )
+    startup_check_s: float = setting(
+        30.0,
+        _number_range(0, 3600),
+        "the journal is checked at start for at most this long; a damaged one is set aside (0: no check)",
+    )
+    quarantine_max_mb: int = setting(
+        64, _int_range(1, 1_000_000), "bytes all quarantined input may take; beyond it bad input is counted"
+    )
+    quarantine_peer_max_kb: int = setting(
+        1024, _int_range(1, 1_000_000), "bytes of quarantined input one peer address may take"
+    )
+    quarantine_frame_max_kb: int = setting(
+        64, _int_range(1, 65_536), "a quarantined frame longer than this keeps only its head"
+    )
+    max_devices: int = setting(
+        20_000, _int_range(1, 10_000_000), "devices whose last-seen row is kept (least recent forgotten)"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SinkSettings:
+    """The keys every sink has; each sink type's class (:data:`SINK_TYPES`) adds its own."""
+
+    type: ClassVar[SinkType]
+
+    name: str = setting(check=_STR, doc="names the sink in logs, status and its journal position")
+    start: Start = choice(
+        Start.OLDEST,
+        "where a newly added sink begins: oldest (all the journal keeps) or now (only later reports)",
+    )
+    drain: Drain = choice(
+        Drain.IN_ORDER, "in_order: per device oldest first; live_first: each device's newest first"
+    )
+    retry_min_s: float = setting(1.0, _number_range(0.01, 3600), "the shortest wait before a retry")
+    retry_max_s: float = setting(60.0, _number_range(0.01, 86400), "the longest wait before a retry")
+
+    @classmethod
+    def derive(cls, values: dict[str, Any], site: str) -> None:
+        """Fill in the defaults that depend on other values (checked, converted ``values``)."""
+        del values, site
+
+    @property
+    def target(self) -> str:
+        """Where the sink sends, fit for a log line (a password in the URL shown as ``***``)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttSinkSettings(SinkSettings):
+    """Publish each report to an MQTT broker (QoS 1), the report's device in the topic."""
+
+    type: ClassVar[SinkType] = SinkType.MQTT
+
+    url: str = setting(check=_mqtt_url, doc="mqtt://host[:port] or mqtts://host[:port] (TLS)")
+    topic_prefix: str = setting("", _topic_prefix, "topics start with this (default: relay/<site>)")
+    client_id: str = setting("", _STR, "the MQTT client id (default: relay-<site>-<name>)")
+    username: str | None = setting(None, _STR, "the broker's user (or in the URL, not both)")
+    password: str | None = setting(None, _STR, "the broker's password (never logged)")
+    ca_file: str | None = setting(
+        None, _STR, "the CA certificate for mqtts:// with a private CA", opens="file"
+    )
+    keepalive_s: int = setting(30, _int_range(5, 3600), "the MQTT keepalive")
+    inflight: int = setting(
+        50, _int_range(1, 1000), "reports published but not yet acknowledged (PUBACK) at any moment"
+    )
+    qos: int = setting(1, _int_range(1, 1), "always 1: a report leaves the queue only after its PUBACK")
+    #: A stalled broker: the connection is dropped and the window sent again on the next one.
+    puback_timeout_s: float = setting(
+        30.0, _number_range(0.1, 3600), "a publish unacknowledged this long means a stalled broker"
+    )
+
+    @classmethod
+    def derive(cls, values: dict[str, Any], site: str) -> None:
+        values["topic_prefix"] = values.get("topic_prefix") or f"relay/{site}"
+        values["client_id"] = values.get("client_id") or f"relay-{site}-{values['name']}"
+        credentials = url_credentials(values["url"])
+        if credentials is not None:  # parse() made sure the username/password keys are not given too
+            values["username"], values["password"] = credentials
+
+    @property
+    def target(self) -> str:
+        """Where the sink sends, fit for a log line (a password in the URL shown as ``***``)."""
+        return redact_url(self.url)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class _UrlSink:
+    """The properties of a sink that sends HTTP requests to ``url`` (a mixin; no fields)."""
+
+    __slots__ = ()
+    url: str
+
+    @property
+    def target(self) -> str:
+        """Where the sink sends, fit for a log line (a password in the URL shown as ``***``)."""
+        return redact_url(self.url)
+
+    @property
+    def endpoint(self) -> str:
+        """The URL requests go to: ``url`` without its credentials (they go as HTTP basic auth)."""
+        return strip_credentials(self.url)
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        """``(user, password)`` from the URL, percent-decoded, or None."""
+        return url_credentials(self.url)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpSinkSettings(_UrlSink, SinkSettings):
+    """POST JSON batches of normalized reports to ``url``."""
+
+    type: ClassVar[SinkType] = SinkType.HTTP
+
+    url: str = setting(check=_http_url, doc="http(s)://host[:port]/path the batches are POSTed to")
+    headers: Mapping[str, str] = setting(
+        check=_headers, doc="extra request headers (a table)", convert=dict, factory=dict
+    )
+    token: str | None = setting(None, _STR, "a bearer token (Authorization: Bearer)")
+    token_file: str | None = setting(None, _STR, "or a file holding it (read at start)", opens="file")
+    gzip: bool = setting(False, _BOOL, "Content-Encoding: gzip request bodies")
+    verify: bool = setting(True, _BOOL, "check the server's TLS certificate")
+    ca_file: str | None = setting(
+        None, _STR, "check it against this CA (default: the system's CAs)", opens="file"
+    )
+    timeout_s: float = setting(30.0, _number_range(0.1, 3600), "longest wait for one read, write or connect")
+    request_deadline_s: float = setting(
+        60.0, _number_range(0.1, 86400), "longest time for a whole request (connect, upload, answer)"
+    )
+    #: A batch is sent when it holds this many reports, would pass this many bytes, or its oldest
+    #: report has waited this long (whichever comes first).
+    batch_max_reports: int = setting(500, _int_range(1, 100_000), "most reports in one batch")
+    batch_max_bytes: int = setting(1_000_000, _int_range(1024, 100_000_000), "most bytes in one batch")
+    batch_max_age_s: float = setting(1.0, _number_range(0, 3600), "longest a report waits for its batch")
+    retry_max_s: float = setting(300.0, _number_range(0.01, 86400), "the longest wait before a retry")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OsmandSinkSettings(_UrlSink, SinkSettings):
+    """One HTTP request per position, in the OsmAnd form a Traccar server reads (port 5055)."""
+
+    type: ClassVar[SinkType] = SinkType.OSMAND
+
+    url: str = setting(check=_http_url, doc="http(s)://host[:port]/ of the Traccar OsmAnd port")
+    headers: Mapping[str, str] = setting(
+        check=_headers, doc="extra request headers (a table)", convert=dict, factory=dict
+    )
+    verify: bool = setting(True, _BOOL, "check the server's TLS certificate")
+    ca_file: str | None = setting(
+        None, _STR, "check it against this CA (default: the system's CAs)", opens="file"
+    )
+    timeout_s: float = setting(15.0, _number_range(0.1, 3600), "longest wait for one read, write or connect")
+    request_deadline_s: float = setting(
+        30.0, _number_range(0.1, 86400), "longest time for a whole request (connect, upload, answer)"
+    )
+    concurrency: int = setting(
+        8, _int_range(1, 256), "devices sent to in parallel (each device's positions stay in order)"
+    )
+    inflight: int = setting(
+        200, _int_range(1, 10_000), "reports handed out at once (over all devices) and not yet answered"
+    )
+    retry_max_s: float = setting(300.0, _number_range(0.01, 86400), "the longest wait before a retry")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PassthroughSinkSettings(SinkSettings):
+    """Each device's raw frames to ``host:port`` over its own transport, one upstream session per device."""
+
+    type: ClassVar[SinkType] = SinkType.PASSTHROUGH
+
+    host: str = setting(check=_STR, doc="the upstream server's host")
+    port: int = setting(check=_int_range(1, 65535), doc="the upstream server's port")
+    protocols: tuple[str, ...] = setting(
+        (),
+        _names,
+        "only these protocols are forwarded (empty: all); the others are acknowledged",
+        convert=tuple,
+    )
+    connect_timeout_s: float = setting(10.0, _number_range(0.1, 600), "longest wait for a connection")
+    ack_timeout_s: float = setting(
+        10.0, _number_range(0.1, 600), "how long an upstream acknowledgement (record count, login) may take"
+    )
+    idle_timeout_s: float = setting(
+        300.0, _number_range(1, 7 * 86400), "an upstream session with nothing to send this long is closed"
+    )
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+#: Each sink ``type`` and the class of its settings (``relay.sinks`` maps those to the sinks).
+SINK_TYPES: dict[SinkType, type[SinkSettings]] = {
+    settings.type: settings
+    for settings in (MqttSinkSettings, HttpSinkSettings, OsmandSinkSettings, PassthroughSinkSettings)
 }
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSettings:
+    """The ``[status]`` section: where the status endpoint listens, who may read it, and when /healthz
+    calls a sink stuck."""
+
+    listen: str = setting(
+        "", _listen_address, 'host:port of GET /, /healthz, /metrics and /status ("": no endpoint)'
+    )
+    #: ``Authorization: Bearer`` or ``?token=``; required when ``listen`` is not a loopback address.
+    token: str | None = setting(None, _status_token, "asked of every request but /healthz")
+    token_file: str | None = setting(None, _STR, "or a file holding it (read at start)", opens="file")
+    sink_stall_s: float = setting(
+        300.0,
+        _number_range(0.1, 7 * 86400),
+        "a sink with a backlog and no delivery (or disconnected with an error) this long makes /healthz 503",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ModemSettings:
+    """The ``[modem]`` section: the serial port and how patient to be with it."""
+
+    port: str = setting(check=_STR, doc="the modem's serial port", opens="device")
+    baudrate: int = setting(115200, _int_range(300, 4_000_000), "the serial line's speed")
+    senders: Mapping[str, str] = setting(
+        check=_senders, doc="SMS sender number -> device id (a table)", convert=dict, factory=dict
+    )
+    command_timeout_s: float = setting(
+        10.0, _number_range(0.5, 600), "longest wait for an AT command's answer"
+    )
+    reopen_delay_s: float = setting(5.0, _number_range(0.1, 3600), "wait before opening a lost port again")
+    concat_timeout_s: float = setting(
+        600.0,
+        _number_range(1, 86400),
+        "how long the parts of a concatenated SMS are waited for before it is quarantined",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSource:
+    """A tracker wired to a serial port, speaking one of the drivers' protocols (a ``[[serial]]`` table)."""
+
+    port: str = setting(check=_STR, doc="the tracker's serial port", opens="device")
+    baudrate: int = setting(9600, _int_range(300, 4_000_000), "the serial line's speed")
+    protocol: str = setting("auto", _serial_protocol, '"auto" (recognised from the bytes) or a protocol name')
+    reopen_delay_s: float = setting(5.0, _number_range(0.1, 3600), "wait before opening a lost port again")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the relay needs to run, validated. Its own settings are the ``[relay]`` keys."""
+
+    source: str = "<defaults>"
+    site: str = setting("relay", _site, "names this gateway in MQTT topics and in every report")
+    data_dir: Path = setting(
+        Path("data"), _STR, "the journal lives here; relative to the config file", convert=Path
+    )
+    log_level: LogLevel = choice(LogLevel.INFO, "debug | info | warning | error")
+    listen: ListenSettings = ListenSettings()
+    journal: JournalSettings = JournalSettings()
+    sinks: tuple[SinkSettings, ...] = ()
+    modem: ModemSettings | None = None
+    serial: tuple[SerialSource, ...] = ()
+    status: StatusSettings = StatusSettings()
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "journal.sqlite3"
+
+
+_DEFAULT = Config()
+
+#: The tables of the file (``[name]``) and the class whose settings are their keys.
+SECTIONS: dict[str, type] = {
+    "relay": Config,
+    "listen": ListenSettings,
+    "journal": JournalSettings,
+    "modem": ModemSettings,
+    "status": StatusSettings,
+}
+#: The arrays of tables (``[[name]]``); a sink's class is chosen by its ``type``.
+ARRAYS = ("sinks", "serial")
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One config key: where it goes (``relay``, ``sinks.mqtt``, ``serial``…), its name, default and doc."""
+
+    section: str
+    name: str
+    default: Any
+    doc: str
+
+
+def keys() -> Iterator[Key]:
+    """Every key the config file may have, walked from the settings dataclasses."""
+    for section, settings in SECTIONS.items():
+        for item in _settings(settings):
+            yield Key(section, item.name, _default(item), item.metadata["doc"])
+    for kind, settings in SINK_TYPES.items():
+        yield Key(f"sinks.{kind}", "type", kind.value, "the sink's type")
+        for item in _settings(settings):
+            yield Key(f"sinks.{kind}", item.name, _default(item), item.metadata["doc"])
+    for item in _settings(SerialSource):
+        yield Key("serial", item.name, _default(item), item.metadata["doc"])
+
+
+def _settings(cls: type) -> list[dataclasses.Field[Any]]:
+    """The fields of ``cls`` that are config keys (declared with :func:`setting`)."""
+    return [item for item in fields(cls) if "check" in item.metadata]
+
+
+def _default(item: dataclasses.Field[Any]) -> Any:
+    if item.default is not MISSING:
+        return item.default
+    if item.default_factory is not MISSING:
+        return item.default_factory()
+    return MISSING
+
+
+def _schema(cls: type) -> dict[str, _Check]:
+    return {item.name: item.metadata["check"] for item in _settings(cls)}
+
+
+def _required(cls: type) -> list[str]:
+    return [item.name for item in _settings(cls) if _default(item) is MISSING]
+
+
+def _convert(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked TOML ``values`` as the field values of ``cls`` (enums, tuples, paths)."""
+    converters = {item.name: item.metadata["convert"] for item in _settings(cls)}
+    return {key: (converters[key] or _same)(value) for key, value in values.items()}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# -- parsing -------------------------------------------------------------------------------------
 
 
 def is_loopback(host: str) -> bool:
@@ -622,13 +712,6 @@ def _check_status_access(checker: _Checker, status: Mapping[str, Any], raw: Any)
             "every device's position to whoever can reach the port",
             NOTHING,
         )
-_SECTIONS: dict[str, dict[str, _Check]] = {
-    "relay": _RELAY,
-    "listen": _LISTEN,
-    "journal": _JOURNAL,
-    "modem": _MODEM,
-    "status": _STATUS,
-}
 
 
 class _Checker:
@@ -657,6 +740,13 @@ class _Checker:
                 continue
             good[key] = value
         return good
+
+    def required(self, prefix: str, raw: Any, cls: type) -> bool:
+        """Say each required key of ``cls`` missing from ``raw``; True when none is."""
+        missing = [key for key in _required(cls) if isinstance(raw, dict) and key not in raw]
+        for key in missing:
+            self.problem(f"{prefix}.{key}", "a value (this key is required)", NOTHING)
+        return isinstance(raw, dict) and not missing
 
 
 class _Described(str):
@@ -687,22 +777,61 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
     """
     checker = _Checker(source)
     for section in data:
-        if section not in _SECTIONS and section not in ("sinks", "serial"):
-            known = ", ".join([*(f"[{name}]" for name in _SECTIONS), "[[sinks]]", "[[serial]]"])
+        if section not in SECTIONS and section not in ARRAYS:
+            known = ", ".join([*(f"[{name}]" for name in SECTIONS), *(f"[[{name}]]" for name in ARRAYS)])
             checker.problem(section, f"one of the known sections: {known}", UNKNOWN_SECTION)
-    relay = checker.table("relay", data.get("relay", {}), _RELAY)
-    listen = checker.table("listen", data.get("listen", {}), _LISTEN)
-    journal = checker.table("journal", data.get("journal", {}), _JOURNAL)
-    status = checker.table("status", data.get("status", {}), _STATUS)
-    _check_status_access(checker, status, data.get("status", {}))
+    sections = {
+        name: checker.table(name, data.get(name, {}), _schema(SECTIONS[name]))
+        for name in ("relay", "listen", "journal", "status")
+    }
+    _check_status_access(checker, sections["status"], data.get("status", {}))
+    site = sections["relay"].get("site", _DEFAULT.site)
+    sinks = _parse_sinks(checker, data.get("sinks", []), site)
 
+    modem: ModemSettings | None = None
+    if "modem" in data:
+        values = checker.table("modem", data["modem"], _schema(ModemSettings))
+        complete = checker.required("modem", data["modem"], ModemSettings)
+        for number, device in values.get("senders", {}).items():
+            if not _is_device_id(device):
+                checker.problem(
+                    f"modem.senders.{number}",
+                    f"a device id of 1 to {MAX_DEVICE_ID} printable ASCII characters without spaces",
+                    device,
+                )
+        if complete and all(key in values for key in _required(ModemSettings)):
+            modem = ModemSettings(**_convert(ModemSettings, values))
+
+    serial: list[SerialSource] = []
+    raw_serial = data.get("serial", [])
+    if not isinstance(raw_serial, list):
+        checker.problem("serial", "an array of tables ([[serial]])", raw_serial)
+        raw_serial = []
+    for index, raw in enumerate(raw_serial):
+        values = checker.table(f"serial[{index}]", raw, _schema(SerialSource))
+        if checker.required(f"serial[{index}]", raw, SerialSource) and values.keys() == raw.keys():
+            serial.append(SerialSource(**_convert(SerialSource, values)))
+
+    if checker.problems:
+        raise ConfigError(checker.problems)
+    return Config(
+        source=source,
+        **_convert(Config, sections["relay"]),
+        listen=ListenSettings(**_convert(ListenSettings, sections["listen"])),
+        journal=JournalSettings(**_convert(JournalSettings, sections["journal"])),
+        sinks=tuple(sinks),
+        modem=modem,
+        serial=tuple(serial),
+        status=StatusSettings(**_convert(StatusSettings, sections["status"])),
+    )
+
+
+def _parse_sinks(checker: _Checker, raw_sinks: Any, site: str) -> list[SinkSettings]:
     sinks: list[SinkSettings] = []
-    raw_sinks = data.get("sinks", [])
     if not isinstance(raw_sinks, list):
         checker.problem("sinks", "an array of tables ([[sinks]])", raw_sinks)
         raw_sinks = []
     names: set[str] = set()
-    site = relay.get("site", _DEFAULT.site)
     for index, raw in enumerate(raw_sinks):
         prefix = f"sinks[{index}]"
         # A duplicate name is said even when the sink has other mistakes: both need fixing.
@@ -713,72 +842,25 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
         elif isinstance(name, str):
             names.add(name)
         kind = raw.get("type") if isinstance(raw, dict) else None
-        if kind not in SINK_SCHEMAS:
-            checker.problem(f"{prefix}.type", "one of " + ", ".join(repr(t) for t in SINK_SCHEMAS), kind)
+        if not isinstance(kind, str) or kind not in SINK_TYPES:
+            checker.problem(f"{prefix}.type", "one of " + ", ".join(repr(t.value) for t in SINK_TYPES), kind)
             continue
-        schema, settings_type, required, fill_defaults = SINK_SCHEMAS[kind]
-        values = checker.table(prefix, raw, schema)
-        for key in required:
-            if key not in raw:
-                checker.problem(f"{prefix}.{key}", "a value (this key is required)", NOTHING)
+        settings = SINK_TYPES[SinkType(kind)]
+        schema = _schema(settings)
+        values = checker.table(prefix, raw, {"name": schema.pop("name"), "type": _STR, **schema})
+        values.pop("type", None)
+        complete = checker.required(prefix, raw, settings)
         if "token" in values and "token_file" in values:
             checker.problem(f"{prefix}.token_file", "token or token_file, not both", _Described("both"))
             continue
         if _credentials_twice(checker, prefix, values):
             continue
-        if duplicate or any(key not in values for key in required):
+        if duplicate or not complete or any(key not in values for key in _required(settings)):
             continue
-        fill_defaults(values, site)
-        sinks.append(settings_type(**values))
-
-    modem: ModemSettings | None = None
-    if "modem" in data:
-        values = checker.table("modem", data["modem"], _MODEM)
-        if isinstance(data["modem"], dict) and "port" not in data["modem"]:
-            checker.problem("modem.port", "a value (this key is required)", NOTHING)
-        senders = values.get("senders", {})
-        for number, device in senders.items():
-            if not _is_device_id(device):
-                checker.problem(
-                    f"modem.senders.{number}",
-                    f"a device id of 1 to {MAX_DEVICE_ID} printable ASCII characters without spaces",
-                    device,
-                )
-        if "port" in values:
-            modem = ModemSettings(**values)
-
-    serial: list[SerialSource] = []
-    raw_serial = data.get("serial", [])
-    if not isinstance(raw_serial, list):
-        checker.problem("serial", "an array of tables ([[serial]])", raw_serial)
-        raw_serial = []
-    for index, raw in enumerate(raw_serial):
-        values = checker.table(f"serial[{index}]", raw, _SERIAL)
-        if isinstance(raw, dict) and "port" not in raw:
-            checker.problem(f"serial[{index}].port", "a value (this key is required)", NOTHING)
-        protocol = values.get("protocol", "auto")
-        if protocol != "auto" and protocol not in _protocol_names():
-            checker.problem(
-                f"serial[{index}].protocol", "'auto' or one of " + ", ".join(_protocol_names()), protocol
-            )
-            continue
-        if "port" in values:
-            serial.append(SerialSource(**values))
-
-    if checker.problems:
-        raise ConfigError(checker.problems)
-    return Config(
-        source=source,
-        site=site,
-        data_dir=Path(relay.get("data_dir", str(_DEFAULT.data_dir))),
-        log_level=relay.get("log_level", _DEFAULT.log_level),
-        listen=ListenSettings(**listen),
-        journal=JournalSettings(**journal),
-        sinks=tuple(sinks),
-        modem=modem,
-        serial=tuple(serial),
-        status=StatusSettings(**status),
-    )
+        values = _convert(settings, values)
+        settings.derive(values, site)
+        sinks.append(settings(**values))
+    return sinks
 
 
 def _credentials_twice(checker: _Checker, prefix: str, values: Mapping[str, Any]) -> bool:
@@ -797,12 +879,6 @@ def _credentials_twice(checker: _Checker, prefix: str, values: Mapping[str, Any]
         _Described("both"),
     )
     return True
-
-
-def _protocol_names() -> list[str]:
-    import drivers
-
-    return list(drivers.drivers())
 
 
 def load(path: str | Path) -> Config:
@@ -852,29 +928,30 @@ def check(path: str | Path) -> Checked:
     return Checked(None if errors else config, tuple(errors), tuple(warnings))
 
 
-#: Sink keys that name a file the sink reads.
-_FILE_KEYS = ("ca_file", "token_file")
-
-
 def _named_paths(data: Mapping[str, Any]) -> Iterator[tuple[str, str, bool]]:
-    """``(key, path, is_device)`` for every file and device the parsed TOML names under a known key."""
+    """``(key, path, is_device)`` for every file and device the parsed TOML names under a known key
+    (the keys declared with ``opens="file"`` or ``opens="device"``)."""
+    for prefix, raw, settings in _tables(data):
+        for item in _settings(settings):
+            opens, value = item.metadata["opens"], raw.get(item.name)
+            if opens and isinstance(value, str) and (value or opens == "device"):
+                yield f"{prefix}.{item.name}", value, opens == "device"
+
+
+def _tables(data: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any], type]]:
+    """``(key prefix, table, settings class)`` for every table of the parsed TOML of a known kind."""
     sinks = data.get("sinks")
     for index, raw in enumerate(sinks if isinstance(sinks, list) else []):
-        if isinstance(raw, dict) and raw.get("type") in SINK_SCHEMAS:
-            schema = SINK_SCHEMAS[raw["type"]][0]
-            for key in _FILE_KEYS:
-                if key in schema and isinstance(raw.get(key), str) and raw[key]:
-                    yield f"sinks[{index}].{key}", raw[key], False
-    status = data.get("status")
-    if isinstance(status, dict) and isinstance(status.get("token_file"), str) and status["token_file"]:
-        yield "status.token_file", status["token_file"], False
-    modem = data.get("modem")
-    if isinstance(modem, dict) and isinstance(modem.get("port"), str):
-        yield "modem.port", modem["port"], True
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if isinstance(kind, str) and kind in SINK_TYPES:
+            yield f"sinks[{index}]", raw, SINK_TYPES[SinkType(kind)]
+    for name, settings in SECTIONS.items():
+        if isinstance(data.get(name), dict):
+            yield name, data[name], settings
     serial = data.get("serial")
     for index, raw in enumerate(serial if isinstance(serial, list) else []):
-        if isinstance(raw, dict) and isinstance(raw.get("port"), str):
-            yield f"serial[{index}].port", raw["port"], True
+        if isinstance(raw, dict):
+            yield f"serial[{index}]", raw, SerialSource
 
 
 def _path_problem(path: str, *, is_device: bool) -> str | None:

@@ -1165,6 +1165,10 @@ class Journal:
         devices = dict(self._reader.execute("SELECT device_id, seq FROM cursors WHERE sink = ?", (sink,)))
         return (row[0] if row else 0), devices
 
+    def has_position(self, sink: str) -> bool:
+        """Whether ``sink`` ever saved a position (a sink new to this journal has not)."""
+        return self._reader.execute("SELECT 1 FROM sinks WHERE name = ?", (sink,)).fetchone() is not None
+
     def quarantine_rows(self, limit: int = 100) -> list[dict[str, Any]]:
         cursor = self._reader.execute(
             "SELECT id, received_at, peer, transport, protocol, reason, raw FROM quarantine"

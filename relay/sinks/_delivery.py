@@ -12,6 +12,10 @@ Drain orders (``drain`` in a sink's config):
 - ``in_order`` (default): oldest first, per device in the order the reports were received;
 - ``live_first``: after each (re)connection, every device's newest undelivered report first, then the
   rest of the backlog oldest first.
+
+Where a sink new to the journal begins (``start``): ``oldest`` (default), everything the journal still
+keeps; ``now``, after the journal's newest report, a position saved at once. A sink that saved a
+position keeps it, whatever ``start`` says.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Iterable
 
 import trio
 
+from ..config import Drain, Start
 from ..journal import FRAME_EVENT, CursorUpdate, Journal, StoredReport
 from ..logs import log_event
 
@@ -30,20 +35,30 @@ log = logging.getLogger("relay.delivery")
 
 #: Longest time an acknowledged position stays unsaved (fewer SD-card writes than one per ack).
 CURSOR_FLUSH_S = 0.5
-DRAIN_ORDERS = ("in_order", "live_first")
 
 
 class Delivery:
     """Hand out, track and remember one sink's reports. Not thread-safe: use from the trio thread."""
 
-    def __init__(self, journal: Journal, sink: str, *, window: int, drain: str = "in_order") -> None:
-        if drain not in DRAIN_ORDERS:
-            raise ValueError(f"drain must be one of {DRAIN_ORDERS}, not {drain!r}")
+    def __init__(
+        self,
+        journal: Journal,
+        sink: str,
+        *,
+        window: int,
+        drain: str = Drain.IN_ORDER,
+        start: str = Start.OLDEST,
+    ) -> None:
+        """:raises ValueError: ``drain`` or ``start`` is not one of its values."""
         self.journal = journal
         self.sink = sink
         self.window = window
-        self.drain = drain
+        self.drain = Drain(drain)
+        start = Start(start)
         floor, cursors = journal.load_cursors(sink)
+        from_now = start is Start.NOW and not journal.has_position(sink)
+        if from_now:
+            floor = journal.last_seq
         #: Every report with ``seq <= floor`` is delivered.
         self.floor = floor
         #: Per device, the newest delivered ``seq`` with nothing undelivered before it.
@@ -60,6 +75,9 @@ class Delivery:
         self._floor_dirty = False
         self._acked_since_flush = 0
         self.rewind()
+        if from_now:  # saved at once: after a restart the sink goes on from here, not from a later "now"
+            self._floor_dirty = True
+            self.save_now()
         journal.on_append(self._wake)
 
     def _wake(self) -> None:
@@ -80,7 +98,7 @@ class Delivery:
         self._acked: set[int] = set()
         self._early: set[int] = set()
         self._read_pos = self.floor
-        self._live_done = self.drain != "live_first"
+        self._live_done = self.drain is not Drain.LIVE_FIRST
 
     def take(self, limit: int | None = None) -> list[StoredReport]:
         """Up to ``limit`` (default: the free part of the window) undelivered reports, now in flight."""

@@ -359,7 +359,9 @@ class HttpSink(PostingSink):
         self.settings = settings
         self.name = settings.name
         self.journal = journal
-        self.delivery = Delivery(journal, self.name, window=settings.batch_max_reports, drain=settings.drain)
+        self.delivery = Delivery(
+            journal, self.name, window=settings.batch_max_reports, drain=settings.drain, start=settings.start
+        )
         self.poster = Poster(self.name, settings)
         self.published = 0
         self.batches = 0

@@ -96,7 +96,9 @@ class MqttSink(DeliveringSink):
         self.name = settings.name
         self.journal = journal
         self.status_topic = f"{settings.topic_prefix}/status"
-        self.delivery = Delivery(journal, self.name, window=settings.inflight, drain=settings.drain)
+        self.delivery = Delivery(
+            journal, self.name, window=settings.inflight, drain=settings.drain, start=settings.start
+        )
         self.connected = False
         self.published = 0
         self.connects = 0

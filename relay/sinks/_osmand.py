@@ -98,7 +98,9 @@ class OsmandSink(PostingSink):
         self.settings = settings
         self.name = settings.name
         self.journal = journal
-        self.delivery = Delivery(journal, self.name, window=settings.inflight, drain=settings.drain)
+        self.delivery = Delivery(
+            journal, self.name, window=settings.inflight, drain=settings.drain, start=settings.start
+        )
         self.poster = Poster(self.name, settings)
         self.published = 0
         #: Reports acknowledged without a request (no position).

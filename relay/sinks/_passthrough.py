@@ -240,7 +240,9 @@ class PassthroughSink(DeliveringSink):
         self.uplink = Uplink(settings.host, settings.port)
         self.name = settings.name
         self.journal = journal
-        self.delivery = Delivery(journal, self.name, window=1, drain=settings.drain)
+        self.delivery = Delivery(
+            journal, self.name, window=1, drain=settings.drain, start=settings.start
+        )
         self._start_floor = self.delivery.floor
         self._scan_pos = self.delivery.floor
         self._devices: dict[str | None, _Device] = {}

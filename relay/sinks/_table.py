@@ -7,7 +7,8 @@ holds the others back.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import trio
 
@@ -48,22 +49,42 @@ class Sink(Protocol):
         """Deliver forever, reconnecting as needed; ``task_status.started()`` once running."""
 
 
+def _mqtt(settings: MqttSinkSettings, journal: Journal) -> Sink:
+    from ._mqtt import MqttSink  # paho is imported only when a sink needs it
+
+    return MqttSink(settings, journal)
+
+
+def _http(settings: HttpSinkSettings, journal: Journal) -> Sink:
+    from ._http import HttpSink
+
+    return HttpSink(settings, journal)
+
+
+def _osmand(settings: OsmandSinkSettings, journal: Journal) -> Sink:
+    from ._osmand import OsmandSink
+
+    return OsmandSink(settings, journal)
+
+
+def _passthrough(settings: PassthroughSinkSettings, journal: Journal) -> Sink:
+    from ._passthrough import PassthroughSink
+
+    return PassthroughSink(settings, journal)
+
+
+#: Each sink type's settings class (:data:`relay.config.SINK_TYPES`) and what makes its sink.
+SINK_CLASSES: dict[type[SinkSettings], Callable[[Any, Journal], Sink]] = {
+    MqttSinkSettings: _mqtt,
+    HttpSinkSettings: _http,
+    OsmandSinkSettings: _osmand,
+    PassthroughSinkSettings: _passthrough,
+}
+
+
 def make_sink(settings: SinkSettings, journal: Journal) -> Sink:
     """The sink for ``settings`` (by its type)."""
-    if isinstance(settings, MqttSinkSettings):
-        from ._mqtt import MqttSink
-
-        return MqttSink(settings, journal)
-    if isinstance(settings, HttpSinkSettings):
-        from ._http import HttpSink
-
-        return HttpSink(settings, journal)
-    if isinstance(settings, OsmandSinkSettings):
-        from ._osmand import OsmandSink
-
-        return OsmandSink(settings, journal)
-    if isinstance(settings, PassthroughSinkSettings):
-        from ._passthrough import PassthroughSink
-
-        return PassthroughSink(settings, journal)
-    raise TypeError(f"no sink for settings of type {type(settings).__name__}")
+    make = SINK_CLASSES.get(type(settings))
+    if make is None:
+        raise TypeError(f"no sink for settings of type {type(settings).__name__}")
+    return make(settings, journal)

@@ -222,3 +222,33 @@ def test_mqtt_sink_defaults_follow_the_site() -> None:
     sink = config.sinks[0]
     assert sink.topic_prefix == "relay/yard-7" and sink.client_id == "relay-yard-7-b"
     assert sink.tls and sink.port == 8883 and sink.host == "broker"
+
+
+def test_string_keys_with_fixed_values_name_every_value() -> None:
+    sink = {"name": "b", "type": "mqtt", "url": "mqtt://h", "start": "yesterday", "drain": "random"}
+    with pytest.raises(ConfigError) as raised:
+        parse({"journal": {"synchronous": "off"}, "relay": {"log_level": "loud"}, "sinks": [sink]})
+    assert [str(problem) for problem in raised.value.problems] == [
+        "<defaults>: relay.log_level: expected one of 'debug', 'info', 'warning', 'error', found 'loud'",
+        "<defaults>: journal.synchronous: expected one of 'full', 'normal', found 'off'",
+        "<defaults>: sinks[0].start: expected one of 'oldest', 'now', found 'yesterday'",
+        "<defaults>: sinks[0].drain: expected one of 'in_order', 'live_first', found 'random'",
+    ]
+    config = parse({"sinks": [{**sink, "start": "now", "drain": "live_first"}]})
+    assert config.sinks[0].start == "now" and config.sinks[0].drain == "live_first"
+    assert parse({"sinks": [{"name": "b", "type": "mqtt", "url": "mqtt://h"}]}).sinks[0].start == "oldest"
+
+
+def test_every_sink_type_has_a_sink() -> None:
+    from relay.config import SINK_TYPES
+    from relay.sinks._table import SINK_CLASSES
+
+    assert set(SINK_CLASSES) == set(SINK_TYPES.values())
+
+
+def test_an_unhashable_sink_type_is_an_error_not_a_crash() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse({"sinks": [{"name": "b", "type": ["mqtt"]}]})
+    assert [str(problem) for problem in raised.value.problems] == [
+        "<defaults>: sinks[0].type: expected one of 'mqtt', 'http', 'osmand', 'passthrough', found a list"
+    ]
