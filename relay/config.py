@@ -370,6 +370,12 @@ class SinkSettings:
     )
     retry_min_s: float = setting(1.0, _number_range(0.01, 3600), "the shortest wait before a retry")
     retry_max_s: float = setting(60.0, _number_range(0.01, 86400), "the longest wait before a retry")
+    probe_interval_s: float = setting(
+        1.0,
+        _number_range(0, 3600),
+        "while the server cannot be reached, how often a bare TCP connect checks it is back"
+        " (cuts the backoff short; about 60 bytes a probe; 0: off)",
+    )
 
     @classmethod
     def derive(cls, values: dict[str, Any], site: str) -> None:

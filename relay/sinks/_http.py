@@ -100,7 +100,7 @@ class Poster:
         self.settings = settings
         host, port = address_of(settings.endpoint, 443 if settings.endpoint.startswith("https:") else 80)
         #: Cuts the backoff short when the server, unreachable, can be reached again.
-        self.uplink = Uplink(host, port)
+        self.uplink = Uplink(host, port, probe_interval_s=settings.probe_interval_s)
         self.connected = False
         self.last_error: str | None = None
         self.requests = 0

@@ -91,7 +91,7 @@ class MqttSink(DeliveringSink):
     def __init__(self, settings: MqttSinkSettings, journal: Journal) -> None:
         self.settings = settings
         #: Cuts the backoff short when the broker, unreachable, can be reached again.
-        self.uplink = Uplink(settings.host, settings.port)
+        self.uplink = Uplink(settings.host, settings.port, probe_interval_s=settings.probe_interval_s)
         self._unreachable = False
         self.name = settings.name
         self.journal = journal

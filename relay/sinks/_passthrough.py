@@ -237,7 +237,7 @@ class PassthroughSink(DeliveringSink):
     def __init__(self, settings: PassthroughSinkSettings, journal: Journal) -> None:
         self.settings = settings
         #: Cuts the devices' backoff short when the platform, unreachable, can be reached again.
-        self.uplink = Uplink(settings.host, settings.port)
+        self.uplink = Uplink(settings.host, settings.port, probe_interval_s=settings.probe_interval_s)
         self.name = settings.name
         self.journal = journal
         self.delivery = Delivery(
