@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import alarms
+from . import attributes as attr
 from ._model import Command, CommandType, Decoded, DriverError, Report, Transport, UnsupportedCommand
 from ._registry import register
 from ._session import Match, Session
@@ -181,7 +182,7 @@ class Gps103Session(Session):
             return replace(
                 report,
                 event="photo_announce",
-                attributes={**report.attributes, "photo_packets": self._photo_expected},
+                attributes={**report.attributes, attr.PHOTO_PACKETS: self._photo_expected},
             )
         return _message(imei, keyword, fields)
 
@@ -222,9 +223,9 @@ def _message(imei: str, keyword: str, fields: list[str]) -> Report:
         # "L": no GPS fix; the cell is all there is, and the time is the device's own stamp.
         if len(fields) > 9:
             if fields[7]:
-                attributes["lac"] = int(fields[7], 16)
+                attributes[attr.LAC] = int(fields[7], 16)
             if fields[9]:
-                attributes["cid"] = int(fields[9], 16)
+                attributes[attr.CID] = int(fields[9], 16)
         _protocol18(fields[14:], attributes)
         if not report_alarms:
             event = "cell" if "lac" in attributes or "cid" in attributes else "no_fix"
@@ -312,17 +313,17 @@ def _keyword(keyword: str) -> tuple[tuple[str, ...], dict[str, Any], str]:
     alarm = keyword_alarm(keyword)
     if alarm == alarms.TEMPERATURE:
         if (value := _number(keyword[2:])) is not None:
-            attributes["temperature_c"] = value
+            attributes[attr.TEMPERATURE_C] = value
     elif alarm == alarms.FUEL_LEAK:
         value = keyword[3:].strip()
         if value and not value.isdigit() and (fuel := _number(value)) is not None:
-            attributes["fuel"] = fuel
+            attributes[attr.FUEL_RAW] = fuel
     elif keyword == "acc on":
-        attributes["ignition"] = True
+        attributes[attr.IGNITION] = True
     elif keyword == "acc off":
-        attributes["ignition"] = False
+        attributes[attr.IGNITION] = False
     if alarm or keyword not in ("", "tracker", "001"):
-        attributes["keyword"] = keyword
+        attributes[attr.KEYWORD] = keyword
     return ((alarm,) if alarm else ()), attributes, "alarm" if alarm else "position"
 
 
@@ -336,12 +337,12 @@ def _number(text: str) -> float | None:
 
 def _protocol18(columns: list[str], attributes: dict[str, Any]) -> None:
     """The "protocol 18" columns after altitude: acc, door, fuel 1 %, fuel 2 %, temperature."""
-    names = ("ignition", "door", "fuel_pct", "fuel2_pct", "temperature_c")
+    names = (attr.IGNITION, attr.DOOR, attr.FUEL_PCT, attr.FUEL2_PCT, attr.TEMPERATURE_C)
     for name, value in zip(names, columns, strict=False):
         value = value.strip()
         if not value:
             continue
-        if name in ("ignition", "door"):
+        if name in (attr.IGNITION, attr.DOOR):
             if value in ("0", "1"):
                 attributes[name] = value == "1"
         else:
@@ -406,17 +407,17 @@ def _decode_alternative(imei: str, fields: list[str]) -> Report:
         except ValueError:
             return None
 
-    attributes: dict[str, Any] = {"name": fields[1]}
+    attributes: dict[str, Any] = {attr.NAME: fields[1]}
     if fields[2].strip("-"):
-        attributes["keyword"] = fields[2]
+        attributes[attr.KEYWORD] = fields[2]
     if (rssi := number(7)) is not None:
-        attributes["rssi"] = int(rssi)
+        attributes[attr.RSSI] = int(rssi)
     if (hdop := number(14)) is not None:
-        attributes["hdop"] = hdop
+        attributes[attr.HDOP] = hdop
     if len(fields) > 16 and fields[16] in ("0", "1"):
-        attributes["ignition"] = fields[16] == "1"
+        attributes[attr.IGNITION] = fields[16] == "1"
     if len(fields) > 17 and fields[17] in ("0", "1"):
-        attributes["charge"] = fields[17] == "1"
+        attributes[attr.CHARGE] = fields[17] == "1"
     satellites = number(15)
     return Report(
         protocol=PROTOCOL,
@@ -433,17 +434,19 @@ def _decode_alternative(imei: str, fields: list[str]) -> Report:
     )
 
 
+#: The odometer column is in km; it is stored as ``odometer_m``.
+_OBD_ODOMETER_KM = "odometer_km"
 _OBD_COLUMNS = (
-    "odometer_km",
-    "fuel_instant",
-    "fuel_average",
-    "engine_hours",
-    "obd_speed_kmh",
-    "engine_load_pct",
-    "coolant_temperature_c",
-    "throttle_pct",
-    "rpm",
-    "battery_v",
+    _OBD_ODOMETER_KM,
+    attr.FUEL_INSTANT,
+    attr.FUEL_AVERAGE,
+    attr.ENGINE_HOURS,
+    attr.OBD_SPEED_KMH,
+    attr.ENGINE_LOAD_PCT,
+    attr.COOLANT_TEMPERATURE_C,
+    attr.THROTTLE_PCT,
+    attr.RPM,
+    attr.BATTERY_V,
 )
 
 
@@ -459,10 +462,12 @@ def _decode_obd(imei: str, fields: list[str]) -> Report:
             attributes[name] = float(value)
         except ValueError:
             continue
+    if (odometer_km := attributes.pop(_OBD_ODOMETER_KM, None)) is not None:
+        attributes[attr.ODOMETER_M] = round(odometer_km * 1000)
     codes = [code for code in fields[13:] if code.strip()]
     report_alarms: tuple[str, ...] = ()
     if codes:
-        attributes["dtcs"] = " ".join(codes)
+        attributes[attr.DTCS] = " ".join(codes)
         report_alarms = (alarms.FAULT,)
     return Report(protocol=PROTOCOL, device_id=imei, event="obd", alarms=report_alarms, attributes=attributes)
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from . import alarms
+from . import attributes as attr
 from ._binary import Reader, ShortFrame
 from ._crc import crc16_x25
 from ._model import (
@@ -403,7 +404,7 @@ class Gt06Session(Session):
         type_ = packet.type
         attributes: dict[str, Any] = {}
         if packet.crc_ok is False:
-            attributes["crc_ok"] = False
+            attributes[attr.CRC_OK] = False
         found: list[str] = []
 
         if type_ == LOGIN and not packet.extended:
@@ -455,12 +456,12 @@ class Gt06Session(Session):
             report = self._alarm_packet(packet, reader, attributes, found)
         elif type_ == SERIAL_DATA:
             reader.skip(1)  # external device type
-            attributes["result"] = reader.take(max(reader.left, 0)).hex()
+            attributes[attr.RESULT] = reader.take(max(reader.left, 0)).hex()
             report = self._report("serial", attributes, found)
         else:
             # Unknown to us, but the data is kept: the report carries the raw body.
-            attributes["type"] = type_
-            attributes["raw"] = packet.body.hex()
+            attributes[attr.TYPE] = type_
+            attributes[attr.RAW] = packet.body.hex()
             report = self._report("message", attributes, found)
         return Decoded((report,) if report is not None else (), self._ack(packet))
 
@@ -492,16 +493,16 @@ class Gt06Session(Session):
             raise ValueError(f"login IMEI {imei!r} is not BCD digits")
         attributes: dict[str, Any] = {}
         if packet.crc_ok is False:
-            attributes["crc_ok"] = False
+            attributes[attr.CRC_OK] = False
         timezone = None
         if reader.left >= 4:
-            attributes["device_type"] = reader.u16()
+            attributes[attr.DEVICE_TYPE] = reader.u16()
             bits = reader.u16()
             hhmm = bits >> 4
             minutes = (hhmm // 100) * 60 + hhmm % 100
             # Bit 3 set: west of Greenwich.
             timezone = timedelta(minutes=-minutes if bits & 0x08 else minutes)
-            attributes["timezone_min"] = int(timezone.total_seconds() // 60)
+            attributes[attr.TIMEZONE_MIN] = int(timezone.total_seconds() // 60)
         self.device_id = imei
         self.timezone = timezone
         report = Report(protocol=PROTOCOL, device_id=imei, event="login", attributes=attributes)
@@ -535,7 +536,7 @@ class Gt06Session(Session):
         if flags & 0x0800:  # bit 11: west
             lon = -lon
         if flags & 0x4000:  # bit 14: the ACC state (bit 15) is present
-            attributes["ignition"] = bool(flags & 0x8000)
+            attributes[attr.IGNITION] = bool(flags & 0x8000)
         return {
             "time": time,
             "valid": bool(flags & 0x1000),
@@ -587,7 +588,7 @@ class Gt06Session(Session):
             status=info,
             armed=bool(info & 0x01),
             ignition=bool(info & 0x02),
-            charging=bool(info & 0x04),
+            charge=bool(info & 0x04),
             gps_tracking=bool(info & 0x40),
             blocked=bool(info & 0x80),
         )
@@ -610,15 +611,16 @@ class Gt06Session(Session):
         code = reader.u8()
         if extended and reader.pos < len(reader.data):
             code |= (reader.data[reader.pos] >> 4) << 8
-        attributes["alarm_code"] = code
+        attributes[attr.ALARM_CODE] = code
         if mapped and (name := alarm_of(code, self.model)) is not None:
             found.append(name)
 
     @staticmethod
     def _battery_level(level: int, attributes: dict[str, Any]) -> None:
-        attributes["battery_level"] = level
         if level <= VOLTAGE_LEVELS:
-            attributes["battery_pct"] = level * 100 // VOLTAGE_LEVELS
+            attributes[attr.BATTERY_PCT] = level * 100 // VOLTAGE_LEVELS
+        else:
+            attributes[attr.BATTERY_RAW] = level
 
     def _status(
         self,
@@ -639,11 +641,11 @@ class Gt06Session(Session):
             return
         self._terminal_info(reader.u8(), attributes, found, vxt01=vxt01)
         if power and reader.left >= 2:
-            attributes["power_v"] = reader.u16() / 100
+            attributes[attr.POWER_V] = reader.u16() / 100
         elif reader.left >= 1:
             self._battery_level(reader.u8(), attributes)
         if reader.left >= 1:
-            attributes["rssi"] = reader.u8()
+            attributes[attr.RSSI] = reader.u8()
         if alarm and reader.left >= 1:
             self._alarm_byte(reader, attributes, found, extended=extended_code, mapped=not vxt01)
 
@@ -656,30 +658,30 @@ class Gt06Session(Session):
             # Information content, satellites(2), alarm, language, battery %, mode, volts, ...: Traccar
             # reads no alarm from this layout.
             reader.skip(5)
-            attributes["battery_pct"] = reader.u8()
+            attributes[attr.BATTERY_PCT] = reader.u8()
         elif packet.declared_length == OBD6_LENGTH:
             self._terminal_info(reader.u8(), attributes, found)
             signal = reader.u16()
-            attributes["satellites_visible"] = ((signal >> 10) & 0x1F) + ((signal >> 5) & 0x1F)
-            attributes["rssi"] = signal & 0x1F
+            attributes[attr.SATELLITES_VISIBLE] = ((signal >> 10) & 0x1F) + ((signal >> 5) & 0x1F)
+            attributes[attr.RSSI] = signal & 0x1F
             self._alarm_byte(reader, attributes, found, extended=False)
             reader.skip(1)  # language
-            attributes["battery_pct"] = reader.u8()
+            attributes[attr.BATTERY_PCT] = reader.u8()
             reader.skip(1)  # working mode
-            attributes["power_v"] = reader.u16() / 100
+            attributes[attr.POWER_V] = reader.u16() / 100
         elif model.startswith("LW") or model in ("SEEWORLD", "R11"):
             # Per-model layouts: R11 sends power volts for the voltage level; LW units power volts
             # (12 bits, 0.1 V) and SEEWORLD units power volts (1 V) where the alarm byte would be.
             self._terminal_info(reader.u8(), attributes, found)
             if model == "R11":
-                attributes["power_v"] = reader.u16() / 100
+                attributes[attr.POWER_V] = reader.u16() / 100
             else:
                 self._battery_level(reader.u8(), attributes)
-            attributes["rssi"] = reader.u8()
+            attributes[attr.RSSI] = reader.u8()
             if model.startswith("LW") and reader.left >= 2:
-                attributes["power_v"] = (reader.u16() & 0x0FFF) / 10
+                attributes[attr.POWER_V] = (reader.u16() & 0x0FFF) / 10
             elif model == "SEEWORLD" and reader.left >= 1:
-                attributes["power_v"] = float(reader.u8())
+                attributes[attr.POWER_V] = float(reader.u8())
             elif reader.left >= 1:
                 self._alarm_byte(reader, attributes, found, extended=False)
         else:
@@ -709,13 +711,13 @@ class Gt06Session(Session):
         if vxt01 or s5:
             self._status(reader, attributes, found, alarm=True, power=True, vxt01=vxt01)
             if s5 and reader.left >= 7:
-                attributes["oil"] = reader.u16()
+                attributes[attr.OIL] = reader.u16()
                 temperature = reader.u8()
-                attributes["temperature_c"] = -(temperature & 0x7F) if temperature & 0x80 else temperature
-                attributes["odometer_m"] = reader.uint(4) * 10
+                attributes[attr.TEMPERATURE_C] = -(temperature & 0x7F) if temperature & 0x80 else temperature
+                attributes[attr.ODOMETER_M] = reader.uint(4) * 10
         elif type_ == GPS_LBS_1 and length == WETRUST_LENGTH and reader.left >= 5:
-            attributes["odometer_m"] = reader.uint(4)
-            attributes["card"] = _text(reader.take(reader.u8()))
+            attributes[attr.ODOMETER_M] = reader.uint(4)
+            attributes[attr.CARD] = _text(reader.take(reader.u8()))
             if reader.left >= 1 and reader.u8() > 0:
                 found.append(alarms.GENERAL)  # the card alarm flag
         elif type_ in STATUS_TYPES:
@@ -725,7 +727,7 @@ class Gt06Session(Session):
             driver = reader.take(8).hex()
             fields["driver_id"] = driver
         elif type_ in (GPS_LBS_2, GPS_2) and reader.left >= 1:
-            attributes["ignition"] = reader.u8() > 0
+            attributes[attr.IGNITION] = reader.u8() > 0
         event = "alarm" if found else "position"
         return self._report(event, attributes, found, **fields)
 
@@ -745,9 +747,9 @@ class Gt06Session(Session):
         self._cell(reader, attributes, lte=True, wide=False)
         reader.skip(1)  # network indicator
         self._terminal_info(reader.u8(), attributes, found)
-        attributes["power_v"] = reader.u16() / 100
+        attributes[attr.POWER_V] = reader.u16() / 100
         self._battery_level(reader.u8(), attributes)
-        attributes["rssi"] = reader.u8()
+        attributes[attr.RSSI] = reader.u8()
         self._alarm_byte(reader, attributes, found, extended=False)
         return self._report("alarm" if found else "position", attributes, found, **fields)
 
@@ -796,19 +798,19 @@ class Gt06Session(Session):
                 return False
             data = reader.take(length)
             if module == 0x18 and length >= 2:
-                attributes["battery_v"] = int.from_bytes(data[:2], "big") / 100
+                attributes[attr.BATTERY_V] = int.from_bytes(data[:2], "big") / 100
             elif module == 0x32 and length >= 1:
-                attributes["startup_status"] = data[0]
+                attributes[attr.STARTUP_STATUS] = data[0]
             elif module == 0x6A and length >= 1:
-                attributes["battery_pct"] = data[0]
+                attributes[attr.BATTERY_PCT] = data[0]
         return reader.left == 0
 
     def _wifi_alarm(self, reader: Reader, attributes: dict[str, Any], found: list[str]) -> Report:
         """0xA9 (Jimi IoT 4G): time, cells (2G or 4G), WiFi access points, alarm code + language."""
         time = _optional_time(reader.take(6), self.timezone)
         mcc = reader.u16()
-        attributes["mcc"] = mcc & 0x7FFF
-        attributes["mnc"] = reader.u16() if mcc & 0x8000 else reader.u8()
+        attributes[attr.MCC] = mcc & 0x7FFF
+        attributes[attr.MNC] = reader.u16() if mcc & 0x8000 else reader.u8()
         lte = reader.u8() > 0
         for index in range(reader.u8()):
             lac, cid = reader.uint(4 if lte else 2), reader.uint(8 if lte else 3)
@@ -818,7 +820,7 @@ class Gt06Session(Session):
         reader.skip(1)  # timing advance
         count = reader.u8()
         reader.skip(7 * count)  # MAC and signal of each access point
-        attributes["wifi_count"] = count
+        attributes[attr.WIFI_COUNT] = count
         self._alarm_byte(reader, attributes, found, extended=True)
         return self._report("alarm" if found else "lbs", attributes, found, time=time)
 
@@ -841,16 +843,16 @@ class Gt06Session(Session):
                 satellites=sats,
             )
         if reader.left >= 1 and self._sized_cell(packet, reader, attributes, lte=False):
-            attributes["rssi"] = reader.u8()
+            attributes[attr.RSSI] = reader.u8()
         for _block in ("cells", "wifi"):
             if reader.left >= 1:
                 reader.skip(reader.u8())
         if reader.left >= 1:
             status = reader.u8()
-            attributes["status"] = status
+            attributes[attr.STATUS] = status
             if packet.type == AZ735_ALARM:
                 if status in (0xA0, 0xA1):
-                    attributes["armed"] = status == 0xA0
+                    attributes[attr.ARMED] = status == 0xA0
                 elif status in AZ735_ALARMS:
                     found.append(AZ735_ALARMS[status])
         event = "alarm" if found else "position" if "lat" in fields else "status"
@@ -865,23 +867,23 @@ class Gt06Session(Session):
                 break
             data = reader.take(length)
             if module == 0x03:
-                attributes["iccid"] = data.hex()
+                attributes[attr.ICCID] = data.hex()
             elif module == 0x09 and length >= 1:
                 fields["satellites"] = data[0]
             elif module == 0x18 and length >= 2:
-                attributes["battery_v"] = int.from_bytes(data[:2], "big") / 100
+                attributes[attr.BATTERY_V] = int.from_bytes(data[:2], "big") / 100
             elif module == 0x28 and length >= 1:
-                attributes["hdop"] = data[0] / 10
+                attributes[attr.HDOP] = data[0] / 10
             elif module == 0x2B and length >= 1:
-                attributes["event_code"] = data[0]
+                attributes[attr.EVENT_CODE] = data[0]
                 if data[0] in MODULAR_EVENTS:
                     found.append(MODULAR_EVENTS[data[0]])
             elif module == 0x34 and length >= 1:
-                attributes["event_code"] = data[0]
+                attributes[attr.EVENT_CODE] = data[0]
                 if data[0] in MODULAR_EVENT_RECORDS:
                     found.append(MODULAR_EVENT_RECORDS[data[0]])
             elif module == 0x2E and length >= 4:
-                attributes["odometer_m"] = int.from_bytes(data[:4], "little")
+                attributes[attr.ODOMETER_M] = int.from_bytes(data[:4], "little")
             elif module == 0x33 and length >= 18:
                 lat = int.from_bytes(data[7:11], "big") / COORDINATE_SCALE
                 lon = int.from_bytes(data[11:15], "big") / COORDINATE_SCALE
@@ -903,12 +905,12 @@ class Gt06Session(Session):
         time = _optional_time(reader.take(6), self.timezone)
         if reader.left >= 3:
             mcc = reader.u16()
-            attributes["mcc"] = mcc & 0x7FFF
-            attributes["mnc"] = reader.u16() if mcc & 0x8000 and reader.left >= 2 else reader.u8()
+            attributes[attr.MCC] = mcc & 0x7FFF
+            attributes[attr.MNC] = reader.u16() if mcc & 0x8000 and reader.left >= 2 else reader.u8()
             wide = type_ in (LBS_2, WIFI_3)
             if reader.left >= (12 if wide else 5):
-                attributes["lac"] = reader.uint(4 if wide else 2)
-                attributes["cid"] = reader.uint(8 if wide else 3)
+                attributes[attr.LAC] = reader.uint(4 if wide else 2)
+                attributes[attr.CID] = reader.uint(8 if wide else 3)
         return self._report("lbs", attributes, [], time=time)
 
     def _wifi(
@@ -919,7 +921,7 @@ class Gt06Session(Session):
         time = _bcd_time(stamp)
         # WiFi packets reuse the length byte as the access point count.
         count = (reader.u8() if reader.left >= 1 else 0) if packet.type == WIFI_4 else packet.declared_length
-        attributes["wifi_count"] = count
+        attributes[attr.WIFI_COUNT] = count
         report = self._report("wifi", attributes, [], time=time)
         if packet.type == WIFI_4:
             return report, ()
@@ -936,9 +938,9 @@ class Gt06Session(Session):
             reader.skip(4)  # server flag, as we sent it
         rest = reader.take(max(reader.left, 0))
         text = _text(rest[: length - 4] if 4 < length <= len(rest) + 4 else rest)
-        attributes["result"] = text
+        attributes[attr.RESULT] = text
         if text.startswith("<ICCID:"):
-            attributes["iccid"] = text[7:].rstrip(">")
+            attributes[attr.ICCID] = text[7:].rstrip(">")
         return self._report("command_result", attributes, [])
 
     def _string_info(self, reader: Reader, attributes: dict[str, Any]) -> Report:
@@ -947,7 +949,7 @@ class Gt06Session(Session):
         encoding = reader.u8()
         raw = reader.take(max(reader.left, 0))
         text = raw.decode("utf-16-be", "replace") if encoding == 2 else _text(raw)
-        attributes["result"] = text
+        attributes[attr.RESULT] = text
         match = _LOCATION_TEXT.search(text)
         if match is None:
             return self._report("command_result", attributes, [])
@@ -969,31 +971,31 @@ class Gt06Session(Session):
     def _info(self, reader: Reader, attributes: dict[str, Any]) -> Report:
         """0x94 information packets, by sub-type."""
         subtype = reader.u8()
-        attributes["info_type"] = subtype
+        attributes[attr.INFO_TYPE] = subtype
         rest = reader.take(max(reader.left, 0))
         driver_id = None
         if subtype == 0x00 and len(rest) >= 2:
-            attributes["power_v"] = int.from_bytes(rest[:2], "big") / 100
+            attributes[attr.POWER_V] = int.from_bytes(rest[:2], "big") / 100
         elif subtype in (0x04, 0x0D):
-            attributes["text"] = _text(rest)
+            attributes[attr.TEXT] = _text(rest)
         elif subtype == 0x05 and rest:
-            attributes["door"] = bool(rest[0] & 0x01)
+            attributes[attr.DOOR] = bool(rest[0] & 0x01)
         elif subtype == 0x0A and len(rest) >= 26:
-            attributes["imei"] = rest[:8].hex()[1:]
-            attributes["imsi"] = rest[8:16].hex()
-            attributes["iccid"] = rest[16:26].hex().rstrip("f")
+            attributes[attr.IMEI] = rest[:8].hex()[1:]
+            attributes[attr.IMSI] = rest[8:16].hex()
+            attributes[attr.ICCID] = rest[16:26].hex().rstrip("f")
         elif subtype == 0x1B:
             if rest[:1] == b"\x02" and len(rest) >= 6:  # STX, type, 4-byte card id, checksum, ETX
                 driver_id = rest[2:6].hex()
             else:
                 text = _text(rest).strip()
-                attributes["serial"] = text
+                attributes[attr.SERIAL] = text
                 driver_id = text.removeprefix("RFID:") or None
         elif subtype == 0x1E and len(rest) >= 8:
-            attributes["temperature_c"] = int.from_bytes(rest[:4], "big", signed=True) / 10
-            attributes["humidity_pct"] = int.from_bytes(rest[4:8], "big") / 10
+            attributes[attr.TEMPERATURE_C] = int.from_bytes(rest[:4], "big", signed=True) / 10
+            attributes[attr.HUMIDITY_PCT] = int.from_bytes(rest[4:8], "big") / 10
         else:
-            attributes["raw"] = rest.hex()
+            attributes[attr.RAW] = rest.hex()
         return self._report("info", attributes, [], driver_id=driver_id)
 
     def _alarm_packet(
@@ -1012,7 +1014,7 @@ class Gt06Session(Session):
         else:
             fields["time"] = _optional_time(reader.take(6), self.timezone)
         code = reader.u8()
-        attributes["event_code"] = code
+        attributes[attr.EVENT_CODE] = code
         if code == 0x01 and not long_form:
             found.append(alarms.GENERAL)
         elif code in EVENT_ALARMS:
@@ -1020,7 +1022,7 @@ class Gt06Session(Session):
         files = packet.body[reader.pos :].split(b"\x00")
         names = [_text(name) for name in files if name.startswith(b"EVENT_")]
         if names:
-            attributes["event_files"] = ",".join(names)
+            attributes[attr.EVENT_FILES] = ",".join(names)
         return self._report("alarm" if found else "event", attributes, found, **fields)
 
     # -- encoding (Gt06ProtocolEncoder) ----------------------------------------------------------

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from . import alarms
+from . import attributes as attr
 from ._model import Command, CommandType, Decoded, DriverError, Report, Transport, UnsupportedCommand
 from ._registry import register
 from ._session import Match, Session
@@ -171,9 +172,9 @@ class Pt502Session(Session):
         imei = fields[0]
         if not imei.isdigit():
             raise DriverError(PROTOCOL, f"version report without a numeric id: {imei!r}", data=frame)
-        attributes = {"hardware": fields[1]} if len(fields) > 1 else {}
+        attributes = {attr.HARDWARE: fields[1]} if len(fields) > 1 else {}
         if len(fields) > 2:
-            attributes["module"] = fields[2]
+            attributes[attr.MODULE] = fields[2]
         return Decoded((Report(protocol=PROTOCOL, device_id=imei, event="version", attributes=attributes),))
 
     def _photo_chunk(self, frame: bytes) -> Decoded:
@@ -200,7 +201,7 @@ class Pt502Session(Session):
             event="photo",
             media=image,
             media_type="image/jpeg",
-            attributes={"photo_size": len(image)},
+            attributes={attr.PHOTO_SIZE: len(image)},
         )
         return Decoded((report,))
 
@@ -233,12 +234,12 @@ def _position(fields: list[str]) -> Report:
     code, device_id = fields[0], fields[1]
     if not device_id.isdigit():
         raise ValueError(f"device id {device_id!r} is not numeric")
-    attributes: dict[str, Any] = {"event_code": code}
+    attributes: dict[str, Any] = {attr.EVENT_CODE: code}
     found: list[str] = []
     if code in EVENT_ALARMS:
         found.append(EVENT_ALARMS[code])
     if photo := _PHO.fullmatch(code):
-        attributes["photo_size"] = int(photo.group(1))
+        attributes[attr.PHOTO_SIZE] = int(photo.group(1))
     speed = knots_to_kmh(fields[8])
     course = optional_float(fields[9])
     satellites: int | None = None
@@ -247,21 +248,21 @@ def _position(fields: list[str]) -> Report:
     if len(groups) > 1:
         io = groups[1].split(",")
         if io[0]:
-            attributes["input"] = int(io[0], 2)
+            attributes[attr.INPUT] = int(io[0], 2)
         if len(io) > 1 and io[1]:
-            attributes["output"] = int(io[1], 2)
+            attributes[attr.OUTPUT] = int(io[1], 2)
     if len(groups) > 2 and groups[2]:
         for index, value in enumerate(groups[2].split(","), start=1):
             if value:
                 attributes[f"adc{index}"] = int(value, 16)
     if len(groups) > 3 and groups[3]:
-        attributes["odometer_m"] = int(groups[3])
+        attributes[attr.ODOMETER_M] = int(groups[3])
     if len(groups) > 4 and groups[4]:
         driver_id = groups[4]
     if len(groups) > 5 and len(groups[5]) == 3:
         state = int(groups[5], 16)
-        attributes["battery_level"] = state >> 8
-        attributes["rssi"] = (state >> 4) & 0xF
+        attributes[attr.BATTERY_RAW] = state >> 8
+        attributes[attr.RSSI] = (state >> 4) & 0xF
         satellites = state & 0xF
     return Report(
         protocol=PROTOCOL,

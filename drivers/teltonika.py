@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import alarms
+from . import attributes as attr
 from ._binary import Reader
 from ._crc import crc16_ibm
 from ._model import (
@@ -79,28 +80,28 @@ IO_ATTRIBUTES: dict[int, tuple[str, Callable[[int], Any]]] = {
     4: ("din4", bool),
     9: ("adc1", lambda value: value / 1000),
     10: ("adc2", lambda value: value / 1000),
-    16: ("odometer_m", int),
-    21: ("rssi", int),
-    66: ("power_v", lambda value: value / 1000),
-    67: ("battery_v", lambda value: value / 1000),
-    69: ("gnss_status", int),
-    72: ("temperature_c", lambda value: value / 10),
+    16: (attr.ODOMETER_M, int),
+    21: (attr.RSSI, int),
+    66: (attr.POWER_V, lambda value: value / 1000),
+    67: (attr.BATTERY_V, lambda value: value / 1000),
+    69: (attr.GNSS_STATUS, int),
+    72: (attr.TEMPERATURE_C, lambda value: value / 10),
     73: ("temperature2_c", lambda value: value / 10),
     74: ("temperature3_c", lambda value: value / 10),
     75: ("temperature4_c", lambda value: value / 10),
-    84: ("fuel_l", lambda value: value / 10),
-    89: ("fuel_pct", int),
-    113: ("battery_pct", int),
+    84: (attr.FUEL_L, lambda value: value / 10),
+    89: (attr.FUEL_PCT, int),
+    113: (attr.BATTERY_PCT, int),
     179: ("dout1", bool),
     180: ("dout2", bool),
-    181: ("pdop", lambda value: value / 10),
-    182: ("hdop", lambda value: value / 10),
-    199: ("trip_odometer_m", int),
-    205: ("cid", int),
-    206: ("lac", int),
-    239: ("ignition", bool),
-    240: ("movement", bool),
-    241: ("operator", int),
+    181: (attr.PDOP, lambda value: value / 10),
+    182: (attr.HDOP, lambda value: value / 10),
+    199: (attr.TRIP_ODOMETER_M, int),
+    205: (attr.CID, int),
+    206: (attr.LAC, int),
+    239: (attr.IGNITION, bool),
+    240: (attr.MOVEMENT, bool),
+    241: (attr.OPERATOR, int),
     10800: ("eye_temperature1_c", lambda value: value / 100),
     10801: ("eye_temperature2_c", lambda value: value / 100),
     10802: ("eye_temperature3_c", lambda value: value / 100),
@@ -301,7 +302,7 @@ class TeltonikaSession(Session):
             for _ in range(reader.uint(2)):
                 io_id = reader.uint(2)
                 values[io_id] = reader.take(reader.uint(2))
-        attributes: dict[str, Any] = {"priority": priority, "event_io": event_id}
+        attributes: dict[str, Any] = {attr.PRIORITY: priority, attr.EVENT_IO: event_id}
         found: list[str] = []
         if priority == PRIORITY_PANIC:
             found.append(alarms.SOS)
@@ -327,7 +328,7 @@ class TeltonikaSession(Session):
         """One GH3000 (codec 7) record: masks say which fields follow; floats for lat/lon."""
         stamp = reader.uint(4)
         time = CODEC_7_EPOCH + timedelta(seconds=stamp & 0x3FFFFFFF)
-        attributes: dict[str, Any] = {"priority": stamp >> 30}
+        attributes: dict[str, Any] = {attr.PRIORITY: stamp >> 30}
         fields: dict[str, Any] = {}
         global_mask = reader.uint(1)
         if global_mask & 0x01:
@@ -346,12 +347,12 @@ class TeltonikaSession(Session):
                 fields["satellites"] = reader.uint(1)
                 fields["valid"] = fields["satellites"] >= 3
             if mask & 0x20:
-                attributes["lac"] = reader.uint(2)
-                attributes["cid"] = reader.uint(2)
+                attributes[attr.LAC] = reader.uint(2)
+                attributes[attr.CID] = reader.uint(2)
             if mask & 0x40:
-                attributes["rssi"] = reader.uint(1)
+                attributes[attr.RSSI] = reader.uint(1)
             if mask & 0x80:
-                attributes["operator"] = reader.uint(4)
+                attributes[attr.OPERATOR] = reader.uint(4)
         values: dict[int, tuple[int, int] | bytes] = {}
         for bit, size in ((0x02, 1), (0x04, 2), (0x08, 4)):
             if global_mask & bit:
@@ -378,13 +379,13 @@ class TeltonikaSession(Session):
         payload = data[7 : 7 + size]
         attributes: dict[str, Any] = {}
         if not crc_ok:
-            attributes["crc_ok"] = False
+            attributes[attr.CRC_OK] = False
         time = None
         if codec == CODEC_13 and len(payload) >= 4:
             time = datetime.fromtimestamp(int.from_bytes(payload[:4], "big"), UTC)
             payload = payload[4:]
         elif codec == CODEC_14 and len(payload) >= 8:
-            attributes["imei"] = payload[:8].hex().lstrip("0")
+            attributes[attr.IMEI] = payload[:8].hex().lstrip("0")
             payload = payload[8:]
         if message_type == CAMERA_TYPE:
             # The camera's chunked photo sub-protocol: reported, not assembled (yet).
@@ -392,10 +393,10 @@ class TeltonikaSession(Session):
             event = "camera"
         else:
             if all(32 <= byte < 127 or byte in (9, 10, 13) for byte in payload):
-                attributes["result"] = payload.decode("ascii").strip()
+                attributes[attr.RESULT] = payload.decode("ascii").strip()
             else:
-                attributes["result_hex"] = payload.hex()
-            attributes["message_type"] = message_type
+                attributes[attr.RESULT_HEX] = payload.hex()
+            attributes[attr.MESSAGE_TYPE] = message_type
             event = "command_result"
         return (
             Report(
