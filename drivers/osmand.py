@@ -720,6 +720,66 @@ def _json_number(value: Any, name: str) -> float | None:
     return number
 
 
+# -- the encoder: a report as the query form (the relay's OsmAnd sink) ---------------------------
+
+#: Report attributes that have a parameter of their own in the query form.
+_NAMED_ATTRIBUTES = {attr.BATTERY_PCT: "batt", attr.ACCURACY_M: "accuracy"}
+
+
+def encode_position(document: Mapping[str, Any]) -> list[tuple[str, str]] | None:
+    """The query-form parameters for a report (``Report.to_json()``), or ``None`` when it has no
+    position (the query form cannot carry one without). This decoder reads them back as the same
+    position, time, speed, course, alarms and driver id.
+
+    Speed goes in knots; every attribute without a parameter of its own goes under its own name
+    (booleans as ``true``/``false``, lists and tables as JSON).
+    """
+    if document.get("lat") is None or document.get("lon") is None:
+        return None
+    stamp = document.get("time") or document.get("received_at")
+    params: dict[str, str] = {"id": str(document.get("device_id") or "")}
+    if stamp:
+        params["timestamp"] = str(int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()))
+    params["lat"] = _encode_number(document["lat"])
+    params["lon"] = _encode_number(document["lon"])
+    if document.get("valid") is not None:
+        params["valid"] = _encode_value(document["valid"])
+    if document.get("speed_kmh") is not None:
+        params["speed"] = _encode_number(round(document["speed_kmh"] / KNOTS_TO_KMH, 3))
+    optional: dict[str, Any] = {
+        "bearing": document.get("course_deg"),
+        "altitude": document.get("altitude_m"),
+        "sat": document.get("satellites"),
+        "driverUniqueId": document.get("driver_id"),
+    }
+    if document.get("alarms"):
+        optional["alarm"] = ",".join(document["alarms"])
+    attributes = document.get("attributes") or {}
+    for name, key in _NAMED_ATTRIBUTES.items():
+        optional[key] = attributes.get(name)
+    for name, value in attributes.items():
+        if name not in _NAMED_ATTRIBUTES and name not in params and name not in optional:
+            optional[name] = value
+    for key, value in optional.items():
+        if value is not None:
+            params[key] = _encode_value(value)
+    return list(params.items())
+
+
+def _encode_number(value: float | int) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _encode_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return _encode_number(value)
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
 DRIVER = register(PROTOCOL, sniff, OsmandSession)
 
 
