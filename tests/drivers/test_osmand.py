@@ -28,23 +28,6 @@ from tests import vectors
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 VECTORS = vectors.load("osmand")
-UNKNOWN_COURSE = (
-    "reference course -1 is Transistorsoft's 'unknown'; a Report course is 0..360, so the driver reports None"
-)
-XFAIL = {
-    1: UNKNOWN_COURSE,
-    2: UNKNOWN_COURSE,
-    3: UNKNOWN_COURSE,
-    5: "no id: Traccar emits no position, neither do we (400); the derived lat/lon is only the query parsed",
-}
-
-
-def _case(vector: vectors.Vector) -> object:
-    reason = XFAIL.get(vector.line)
-    marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
-    return pytest.param(vector, id=vector.id, marks=marks)
-
-
 def request(
     target: str = "/?id=7&lat=1.5&lon=2.5", *, method: str = "GET", headers: str = "", body: bytes = b""
 ) -> bytes:
@@ -86,12 +69,6 @@ def only_report(data: bytes) -> dict:
 
 
 # -- the shared vectors ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("vector", [_case(vector) for vector in VECTORS])
-def test_vector_is_detected_and_agrees_with_reference(vector: vectors.Vector) -> None:
-    out = vectors.decode(vector)
-    assert vectors.mismatches(vector, out) == []
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=lambda vector: vector.id)
