@@ -18,6 +18,7 @@ device never reports / reconnects.
 
 from __future__ import annotations
 
+import enum
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -54,101 +55,134 @@ COORDINATE_SCALE = 1_800_000.0
 #: Voltage level 0..6 in status blocks; Traccar reports it as a percentage.
 VOLTAGE_LEVELS = 6
 
-# Packet types (Traccar's names in comments where they differ from ours).
-LOGIN = 0x01
-GPS = 0x10
-GPS_LBS_6 = 0x11
-GPS_LBS_1 = 0x12
-HEARTBEAT = 0x13
-STRING = 0x15
-GPS_LBS_STATUS_1 = 0x16
-WIFI = 0x17  # with len 0: WiFi list; otherwise GPS + LBS + RFID
-LBS_EXTEND = 0x18
-LBS_STATUS = 0x19
-GPS_PHONE = 0x1A
-GPS_LBS_EXTEND = 0x1E
-STRING_INFO = 0x21
-GPS_LBS_2 = 0x22
-LBS_MULTIPLE_3 = 0x24
-GPS_LBS_STATUS_2 = 0x26
-GPS_LBS_STATUS_3 = 0x27
-LBS_MULTIPLE_1 = 0x28
-LBS_WIFI = 0x2C
-GPS_LBS_4 = 0x2D
-LBS_MULTIPLE_2 = 0x2E
-GPS_LBS_5 = 0x31
-GPS_LBS_STATUS_4 = 0x32  # 0x7878 framing; 0x7979 0x32 is the AZ735 GPS packet
-AZ735_ALARM = 0x33
-X1_GPS = 0x34
-STATUS_2 = 0x36  # 0x7878 framing (Jimi IoT 4G); 0x7979 0x36 is X1 photo data
-GPS_LBS_3 = 0x37
-ALARM_MODULE = 0x39  # Jimi IoT 4G
-WIFI_2 = 0x69
-GPS_MODULAR = 0x70
-COMMAND = 0x80
-TIME_REQUEST = 0x8A
-INFO = 0x94
-ALARM = 0x95
-SERIAL_DATA = 0x9B
-GPS_2 = 0xA0  # 4G: LAC 4 bytes, cell id 8 bytes
-LBS_2 = 0xA1
-WIFI_3 = 0xA2  # also GPS_LBS_STATUS_5 on LW 4G units, see LW4G_LENGTH
-FENCE_MULTI = 0xA4
-LBS_ALARM = 0xA5
-WIFI_ALARM = 0xA9  # Jimi IoT 4G
-WIFI_4 = 0xF3
+
+class PacketType(enum.IntEnum):
+    """The packet types this driver decodes (the byte after the length), so errors name them.
+    Traccar's names in comments where they differ from ours."""
+
+    LOGIN = 0x01
+    GPS = 0x10
+    GPS_LBS_6 = 0x11
+    GPS_LBS_1 = 0x12
+    HEARTBEAT = 0x13
+    STRING = 0x15
+    GPS_LBS_STATUS_1 = 0x16
+    WIFI = 0x17  # with len 0: WiFi list; otherwise GPS + LBS + RFID
+    LBS_EXTEND = 0x18
+    LBS_STATUS = 0x19
+    GPS_PHONE = 0x1A
+    GPS_LBS_EXTEND = 0x1E
+    STRING_INFO = 0x21
+    GPS_LBS_2 = 0x22
+    LBS_MULTIPLE_3 = 0x24
+    GPS_LBS_STATUS_2 = 0x26
+    GPS_LBS_STATUS_3 = 0x27
+    LBS_MULTIPLE_1 = 0x28
+    LBS_WIFI = 0x2C
+    GPS_LBS_4 = 0x2D
+    LBS_MULTIPLE_2 = 0x2E
+    GPS_LBS_5 = 0x31
+    GPS_LBS_STATUS_4 = 0x32  # 0x7878 framing; 0x7979 0x32 is the AZ735 GPS packet
+    AZ735_ALARM = 0x33
+    X1_GPS = 0x34
+    STATUS_2 = 0x36  # 0x7878 framing (Jimi IoT 4G); 0x7979 0x36 is X1 photo data
+    GPS_LBS_3 = 0x37
+    ALARM_MODULE = 0x39  # Jimi IoT 4G
+    WIFI_2 = 0x69
+    GPS_MODULAR = 0x70
+    COMMAND = 0x80
+    TIME_REQUEST = 0x8A
+    INFO = 0x94
+    ALARM = 0x95
+    SERIAL_DATA = 0x9B
+    GPS_2 = 0xA0  # 4G: LAC 4 bytes, cell id 8 bytes
+    LBS_2 = 0xA1
+    WIFI_3 = 0xA2  # also GPS_LBS_STATUS_5 on LW 4G units, see LW4G_LENGTH
+    FENCE_MULTI = 0xA4
+    LBS_ALARM = 0xA5
+    WIFI_ALARM = 0xA9  # Jimi IoT 4G
+    WIFI_4 = 0xF3
+
+
+def _type_name(code: int) -> str:
+    """``LOGIN (0x01)`` for a known type, ``0x50`` for another."""
+    try:
+        return f"{PacketType(code).name} (0x{code:02x})"
+    except ValueError:
+        return f"0x{code:02x}"
+
 
 #: Types whose body starts with the 18-byte GPS block.
 GPS_TYPES = frozenset(
     {
-        GPS,
-        GPS_LBS_6,
-        GPS_LBS_1,
-        GPS_LBS_STATUS_1,
-        WIFI,
-        GPS_PHONE,
-        GPS_LBS_EXTEND,
-        GPS_LBS_2,
-        GPS_LBS_STATUS_2,
-        GPS_LBS_STATUS_3,
-        GPS_LBS_4,
-        GPS_LBS_5,
-        GPS_LBS_STATUS_4,
-        GPS_LBS_3,
-        GPS_2,
-        FENCE_MULTI,
-        X1_GPS,
+        PacketType.GPS,
+        PacketType.GPS_LBS_6,
+        PacketType.GPS_LBS_1,
+        PacketType.GPS_LBS_STATUS_1,
+        PacketType.WIFI,
+        PacketType.GPS_PHONE,
+        PacketType.GPS_LBS_EXTEND,
+        PacketType.GPS_LBS_2,
+        PacketType.GPS_LBS_STATUS_2,
+        PacketType.GPS_LBS_STATUS_3,
+        PacketType.GPS_LBS_4,
+        PacketType.GPS_LBS_5,
+        PacketType.GPS_LBS_STATUS_4,
+        PacketType.GPS_LBS_3,
+        PacketType.GPS_2,
+        PacketType.FENCE_MULTI,
+        PacketType.X1_GPS,
     }
 )
 #: GPS types followed by a cell (LBS) block.
-GPS_LBS_TYPES = GPS_TYPES - {GPS, X1_GPS}
+GPS_LBS_TYPES = GPS_TYPES - {PacketType.GPS, PacketType.X1_GPS}
 #: Types with LTE cells (LAC 4 bytes, cell id 8 bytes).
-LTE_TYPES = frozenset({GPS_2, FENCE_MULTI, LBS_ALARM})
+LTE_TYPES = frozenset({PacketType.GPS_2, PacketType.FENCE_MULTI, PacketType.LBS_ALARM})
 #: Types with a status block (terminal info, voltage, GSM signal, alarm, language) after the cell.
 STATUS_TYPES = frozenset(
     {
-        GPS_LBS_STATUS_1,
-        GPS_LBS_STATUS_2,
-        GPS_LBS_STATUS_3,
-        GPS_LBS_STATUS_4,
-        FENCE_MULTI,
-        LBS_STATUS,
-        LBS_ALARM,
+        PacketType.GPS_LBS_STATUS_1,
+        PacketType.GPS_LBS_STATUS_2,
+        PacketType.GPS_LBS_STATUS_3,
+        PacketType.GPS_LBS_STATUS_4,
+        PacketType.FENCE_MULTI,
+        PacketType.LBS_STATUS,
+        PacketType.LBS_ALARM,
     }
 )
 #: Cell-only types with a status block (no GPS, no LBS length byte).
-LBS_STATUS_TYPES = frozenset({LBS_STATUS, LBS_ALARM})
+LBS_STATUS_TYPES = frozenset({PacketType.LBS_STATUS, PacketType.LBS_ALARM})
 #: Types carrying a list of cells after a time stamp.
 MULTI_LBS_TYPES = frozenset(
-    {LBS_EXTEND, LBS_MULTIPLE_3, LBS_MULTIPLE_1, LBS_WIFI, LBS_MULTIPLE_2, LBS_2, WIFI_3}
+    {
+        PacketType.LBS_EXTEND,
+        PacketType.LBS_MULTIPLE_3,
+        PacketType.LBS_MULTIPLE_1,
+        PacketType.LBS_WIFI,
+        PacketType.LBS_MULTIPLE_2,
+        PacketType.LBS_2,
+        PacketType.WIFI_3,
+    }
 )
 #: 0x7878 types that get no generic acknowledgement (Traccar's exceptions).
 NO_ACK_TYPES = frozenset(
-    {0x80, 0x81, 0x82, TIME_REQUEST, STRING_INFO, INFO, 0x8C, SERIAL_DATA, 0x38, 0x34, WIFI_4}
+    {
+        PacketType.COMMAND,
+        0x81,
+        0x82,
+        PacketType.TIME_REQUEST,
+        PacketType.STRING_INFO,
+        PacketType.INFO,
+        0x8C,
+        PacketType.SERIAL_DATA,
+        0x38,
+        PacketType.X1_GPS,
+        PacketType.WIFI_4,
+    }
 )
 #: 0x7979 types acknowledged in 0x7979 framing, and those acknowledged in 0x7878 framing.
-EXTENDED_ACK_EXTENDED = frozenset({GPS_LBS_STATUS_4, AZ735_ALARM, 0x41})
-EXTENDED_ACK_SHORT = frozenset({GPS_MODULAR, 0xF1, 0xF2, 0x40})
+EXTENDED_ACK_EXTENDED = frozenset({PacketType.GPS_LBS_STATUS_4, PacketType.AZ735_ALARM, 0x41})
+EXTENDED_ACK_SHORT = frozenset({PacketType.GPS_MODULAR, 0xF1, 0xF2, 0x40})
 #: Variants Traccar tells apart by type and declared length (``decodeVariant``).
 #: VXT01: 0x12/0x16 with a status block holding power volts; its alarm byte is not an alarm and
 #: terminal-info alarm 7 means overspeed.
@@ -168,7 +202,9 @@ LW4G_LENGTH = 0x40
 #: A 0x13 body of this length is the JM01-style information layout (no mapped alarm).
 INFO_HEARTBEAT_BODY = 16
 #: Types whose language byte lends its high nibble to the alarm code (Traccar: extension += lang >> 4 << 8).
-LANGUAGE_EXTENDED_TYPES = frozenset({GPS_LBS_STATUS_3, FENCE_MULTI, ALARM_MODULE})
+LANGUAGE_EXTENDED_TYPES = frozenset(
+    {PacketType.GPS_LBS_STATUS_3, PacketType.FENCE_MULTI, PacketType.ALARM_MODULE}
+)
 
 #: The alarm byte of the status block, and the alarm code of the 4G alarm packets (Traccar's
 #: ``decodeAlarm``, default model). Codes above 0xFF come from the packets whose language byte lends
@@ -396,9 +432,10 @@ class Gt06Session(Session):
         try:
             return self._decode(packet, reader, now)
         except ShortFrame as error:
-            raise DriverError(PROTOCOL, f"type 0x{packet.type:02x} too short: {error}", data=frame) from None
+            why = f"type {_type_name(packet.type)} too short: {error}"
+            raise DriverError(PROTOCOL, why, data=frame) from None
         except ValueError as error:
-            raise DriverError(PROTOCOL, f"type 0x{packet.type:02x}: {error}", data=frame) from None
+            raise DriverError(PROTOCOL, f"type {_type_name(packet.type)}: {error}", data=frame) from None
 
     def _decode(self, packet: _Packet, reader: Reader, now: datetime) -> Decoded:
         type_ = packet.type
@@ -407,37 +444,38 @@ class Gt06Session(Session):
             attributes[attr.CRC_OK] = False
         found: list[str] = []
 
-        if type_ == LOGIN and not packet.extended:
+        if type_ == PacketType.LOGIN and not packet.extended:
             return self._login(packet, reader)
-        if type_ == TIME_REQUEST and not packet.extended:
+        if type_ == PacketType.TIME_REQUEST and not packet.extended:
             clock = now.astimezone(UTC)
             content = bytes(
                 [clock.year - 2000, clock.month, clock.day, clock.hour, clock.minute, clock.second]
             )
-            return Decoded((), (frame_bytes(TIME_REQUEST, content, packet.serial),))
+            return Decoded((), (frame_bytes(PacketType.TIME_REQUEST, content, packet.serial),))
 
         report: Report | None
         # 0x17 is a WiFi list when its length is wrong (often 0); with a true length it is GPS + RFID.
-        if type_ in (WIFI_2, WIFI_4) or (type_ == WIFI and not packet.consistent):
+        wifi_list = type_ == PacketType.WIFI and not packet.consistent
+        if type_ in (PacketType.WIFI_2, PacketType.WIFI_4) or wifi_list:
             report, replies = self._wifi(packet, reader, attributes)
             return Decoded((report,), replies)
-        if packet.extended and type_ in (GPS_LBS_STATUS_4, AZ735_ALARM):
+        if packet.extended and type_ in (PacketType.GPS_LBS_STATUS_4, PacketType.AZ735_ALARM):
             report = self._az735(packet, reader, attributes, found)
-        elif type_ == WIFI_3 and packet.declared_length == LW4G_LENGTH and not packet.extended:
+        elif type_ == PacketType.WIFI_3 and packet.declared_length == LW4G_LENGTH and not packet.extended:
             report = self._lw4g(reader, attributes, found)
-        elif type_ == ALARM_MODULE and not packet.extended:
+        elif type_ == PacketType.ALARM_MODULE and not packet.extended:
             report = self._alarm_module(reader, attributes, found)
-        elif type_ == WIFI_ALARM:
+        elif type_ == PacketType.WIFI_ALARM:
             report = self._wifi_alarm(reader, attributes, found)
-        elif type_ == STATUS_2 and not packet.extended:
+        elif type_ == PacketType.STATUS_2 and not packet.extended:
             report = self._status_2(packet, reader, attributes, found)
-        elif packet.extended and type_ == GPS_MODULAR:
+        elif packet.extended and type_ == PacketType.GPS_MODULAR:
             report = self._modular(reader, attributes, found)
         elif type_ in GPS_TYPES and not packet.body:
             report = None  # an empty location packet: a keep-alive some units send
         elif type_ in GPS_TYPES:
             report = self._location(packet, reader, attributes, found)
-        elif type_ == HEARTBEAT:
+        elif type_ == PacketType.HEARTBEAT:
             self._heartbeat(packet, reader, attributes, found)
             report = self._report("heartbeat", attributes, found)
         elif type_ in LBS_STATUS_TYPES:
@@ -446,15 +484,15 @@ class Gt06Session(Session):
             report = self._report("alarm" if found else "status", attributes, found)
         elif type_ in MULTI_LBS_TYPES:
             report = self._multi_lbs(type_, reader, attributes)
-        elif type_ == STRING:
+        elif type_ == PacketType.STRING:
             report = self._string(reader, attributes)
-        elif type_ == STRING_INFO:
+        elif type_ == PacketType.STRING_INFO:
             report = self._string_info(reader, attributes)
-        elif type_ == INFO:
+        elif type_ == PacketType.INFO:
             report = self._info(reader, attributes)
-        elif type_ == ALARM:
+        elif type_ == PacketType.ALARM:
             report = self._alarm_packet(packet, reader, attributes, found)
-        elif type_ == SERIAL_DATA:
+        elif type_ == PacketType.SERIAL_DATA:
             reader.skip(1)  # external device type
             attributes[attr.RESULT] = reader.take(max(reader.left, 0)).hex()
             report = self._report("serial", attributes, found)
@@ -506,7 +544,7 @@ class Gt06Session(Session):
         self.device_id = imei
         self.timezone = timezone
         report = Report(protocol=PROTOCOL, device_id=imei, event="login", attributes=attributes)
-        return Decoded((report,), (frame_bytes(LOGIN, b"", packet.serial),), device_id=imei)
+        return Decoded((report,), (frame_bytes(PacketType.LOGIN, b"", packet.serial),), device_id=imei)
 
     # -- blocks ------------------------------------------------------------------------------------
 
@@ -691,20 +729,20 @@ class Gt06Session(Session):
         self, packet: _Packet, reader: Reader, attributes: dict[str, Any], found: list[str]
     ) -> Report:
         type_, length = packet.type, packet.declared_length
-        if type_ == X1_GPS:
+        if type_ == PacketType.X1_GPS:
             reader.skip(4)  # data and alarm flags
         fields = self._gps(reader, attributes)
-        if type_ == GPS_LBS_STATUS_4 and length in SL4X_LENGTHS:
+        if type_ == PacketType.GPS_LBS_STATUS_4 and length in SL4X_LENGTHS:
             self._sl4x_status(reader, attributes, found)
             return self._report("alarm" if found else "position", attributes, found, **fields)
-        vxt01 = type_ in (GPS_LBS_1, GPS_LBS_STATUS_1) and length == VXT01_LENGTH
-        s5 = type_ == GPS_LBS_1 and length == S5_LENGTH
+        vxt01 = type_ in (PacketType.GPS_LBS_1, PacketType.GPS_LBS_STATUS_1) and length == VXT01_LENGTH
+        s5 = type_ == PacketType.GPS_LBS_1 and length == S5_LENGTH
         if type_ in GPS_LBS_TYPES:
-            lte, wide = type_ in LTE_TYPES, type_ == GPS_LBS_6
+            lte, wide = type_ in LTE_TYPES, type_ == PacketType.GPS_LBS_6
             if type_ in STATUS_TYPES and not vxt01:
                 # Status packets put the cell block's length first (VXT01 units do not).
                 if reader.left >= 1:
-                    long_cid = type_ == GPS_LBS_STATUS_1 and length == SEEWORLD_LENGTH
+                    long_cid = type_ == PacketType.GPS_LBS_STATUS_1 and length == SEEWORLD_LENGTH
                     self._sized_cell(packet, reader, attributes, lte=lte, long_cid=long_cid)
             elif reader.left >= _cell_size(lte=lte, wide=wide):
                 self._cell(reader, attributes, lte=lte, wide=wide)
@@ -715,7 +753,7 @@ class Gt06Session(Session):
                 temperature = reader.u8()
                 attributes[attr.TEMPERATURE_C] = -(temperature & 0x7F) if temperature & 0x80 else temperature
                 attributes[attr.ODOMETER_M] = reader.uint(4) * 10
-        elif type_ == GPS_LBS_1 and length == WETRUST_LENGTH and reader.left >= 5:
+        elif type_ == PacketType.GPS_LBS_1 and length == WETRUST_LENGTH and reader.left >= 5:
             attributes[attr.ODOMETER_M] = reader.uint(4)
             attributes[attr.CARD] = _text(reader.take(reader.u8()))
             if reader.left >= 1 and reader.u8() > 0:
@@ -723,10 +761,10 @@ class Gt06Session(Session):
         elif type_ in STATUS_TYPES:
             extended = type_ in LANGUAGE_EXTENDED_TYPES
             self._status(reader, attributes, found, alarm=True, extended_code=extended)
-        elif type_ == WIFI and reader.left >= 8:
+        elif type_ == PacketType.WIFI and reader.left >= 8:
             driver = reader.take(8).hex()
             fields["driver_id"] = driver
-        elif type_ in (GPS_LBS_2, GPS_2) and reader.left >= 1:
+        elif type_ in (PacketType.GPS_LBS_2, PacketType.GPS_2) and reader.left >= 1:
             attributes[attr.IGNITION] = reader.u8() > 0
         event = "alarm" if found else "position"
         return self._report(event, attributes, found, **fields)
@@ -850,7 +888,7 @@ class Gt06Session(Session):
         if reader.left >= 1:
             status = reader.u8()
             attributes[attr.STATUS] = status
-            if packet.type == AZ735_ALARM:
+            if packet.type == PacketType.AZ735_ALARM:
                 if status in (0xA0, 0xA1):
                     attributes[attr.ARMED] = status == 0xA0
                 elif status in AZ735_ALARMS:
@@ -907,7 +945,7 @@ class Gt06Session(Session):
             mcc = reader.u16()
             attributes[attr.MCC] = mcc & 0x7FFF
             attributes[attr.MNC] = reader.u16() if mcc & 0x8000 and reader.left >= 2 else reader.u8()
-            wide = type_ in (LBS_2, WIFI_3)
+            wide = type_ in (PacketType.LBS_2, PacketType.WIFI_3)
             if reader.left >= (12 if wide else 5):
                 attributes[attr.LAC] = reader.uint(4 if wide else 2)
                 attributes[attr.CID] = reader.uint(8 if wide else 3)
@@ -920,10 +958,13 @@ class Gt06Session(Session):
         stamp = reader.take(6)
         time = _bcd_time(stamp)
         # WiFi packets reuse the length byte as the access point count.
-        count = (reader.u8() if reader.left >= 1 else 0) if packet.type == WIFI_4 else packet.declared_length
+        if packet.type == PacketType.WIFI_4:
+            count = reader.u8() if reader.left >= 1 else 0
+        else:
+            count = packet.declared_length
         attributes[attr.WIFI_COUNT] = count
         report = self._report("wifi", attributes, [], time=time)
-        if packet.type == WIFI_4:
+        if packet.type == PacketType.WIFI_4:
             return report, ()
         reply = START + bytes([0, packet.type]) + stamp + TRAILER
         return report, (reply,)
@@ -1033,7 +1074,7 @@ class Gt06Session(Session):
         if wire[:2] not in (START, START_EXTENDED):
             return None
         header = HEADER_EXTENDED if wire[:2] == START_EXTENDED else HEADER
-        if login or wire[header : header + 1] == bytes([LOGIN]):
+        if login or wire[header : header + 1] == bytes([PacketType.LOGIN]):
             return UpstreamAck.through("the login reply", TRAILER)
         return None
 
@@ -1050,7 +1091,7 @@ class Gt06Session(Session):
         payload = SERVER_FLAG + text.encode("ascii")
         serial = self._command_serial
         self._command_serial = (serial + 1) & 0xFFFF
-        return frame_bytes(COMMAND, bytes([len(payload)]) + payload, serial)
+        return frame_bytes(PacketType.COMMAND, bytes([len(payload)]) + payload, serial)
 
 
 def _split(frame: bytes) -> _Packet:

@@ -15,6 +15,7 @@ codec | N | records | N`` (no CRC), answered ``00 05 | packet id | 01 | AVL pack
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,19 +52,39 @@ AVL_CRC = 4
 #: UDP header: length(2), packet id(2), packet type(1), AVL packet id(1), IMEI length(2), IMEI.
 UDP_HEADER = 8 + IMEI_LENGTH
 
-CODEC_7 = 0x07
-CODEC_8 = 0x08
-CODEC_8E = 0x8E
-CODEC_16 = 0x10
-CODEC_12 = 0x0C
-CODEC_13 = 0x0D
-CODEC_14 = 0x0E
-AVL_CODECS = frozenset({CODEC_7, CODEC_8, CODEC_8E, CODEC_16})
-TEXT_CODECS = frozenset({CODEC_12, CODEC_13, CODEC_14})
-#: Codec 12 message types: server command, device response; 0x0D is the camera's own sub-protocol.
-COMMAND_TYPE = 0x05
-RESPONSE_TYPE = 0x06
-CAMERA_TYPE = 0x0D
+
+
+class Codec(enum.IntEnum):
+    """The codec byte that opens an AVL or text packet."""
+
+    CODEC_7 = 0x07
+    CODEC_8 = 0x08
+    CODEC_8E = 0x8E
+    CODEC_16 = 0x10
+    CODEC_12 = 0x0C
+    CODEC_13 = 0x0D
+    CODEC_14 = 0x0E
+
+
+class MessageType(enum.IntEnum):
+    """Codec 12 message types: server command, device response; CAMERA is the camera's own
+    sub-protocol."""
+
+    COMMAND = 0x05
+    RESPONSE = 0x06
+    CAMERA = 0x0D
+
+
+def _codec_name(code: int) -> str:
+    """``CODEC_8E (0x8e)`` for a known codec, ``0x42`` for another."""
+    try:
+        return f"{Codec(code).name} (0x{code:02x})"
+    except ValueError:
+        return f"0x{code:02x}"
+
+
+AVL_CODECS = frozenset({Codec.CODEC_7, Codec.CODEC_8, Codec.CODEC_8E, Codec.CODEC_16})
+TEXT_CODECS = frozenset({Codec.CODEC_12, Codec.CODEC_13, Codec.CODEC_14})
 
 #: Coordinates are signed 1e-7 degrees.
 COORDINATE_SCALE = 10_000_000.0
@@ -260,11 +281,11 @@ class TeltonikaSession(Session):
         """``codec | N | records | N``: every record, or DriverError."""
         codec, count = data[0], data[1]
         if codec not in AVL_CODECS:
-            raise DriverError(PROTOCOL, f"unknown codec 0x{codec:02x}", data=frame)
+            raise DriverError(PROTOCOL, f"codec {_codec_name(codec)} carries no AVL records", data=frame)
         reader = Reader(data, 2)
         reports = []
         for _ in range(count):
-            if codec == CODEC_7:
+            if codec == Codec.CODEC_7:
                 reports.append(self._record_7(reader))
             else:
                 reports.append(self._record(reader, codec))
@@ -286,19 +307,19 @@ class TeltonikaSession(Session):
         course = reader.uint(2)
         satellites = reader.uint(1)
         speed = reader.uint(2)
-        wide = codec in (CODEC_8E, CODEC_16)
+        wide = codec in (Codec.CODEC_8E, Codec.CODEC_16)
         event_id = reader.uint(2 if wide else 1)
-        if codec == CODEC_16:
+        if codec == Codec.CODEC_16:
             reader.uint(1)  # generation type
-        reader.uint(2 if codec == CODEC_8E else 1)  # total IO count
+        reader.uint(2 if codec == Codec.CODEC_8E else 1)  # total IO count
         values: dict[int, tuple[int, int] | bytes] = {}
         for size in (1, 2, 4, 8):
-            for _ in range(reader.uint(2 if codec == CODEC_8E else 1)):
+            for _ in range(reader.uint(2 if codec == Codec.CODEC_8E else 1)):
                 io_id = reader.uint(2 if wide else 1)
                 values[io_id] = (
                     (reader.uint(size), size) if size != 8 or io_id != IBUTTON_ID else reader.take(8)
                 )
-        if codec == CODEC_8E:
+        if codec == Codec.CODEC_8E:
             for _ in range(reader.uint(2)):
                 io_id = reader.uint(2)
                 values[io_id] = reader.take(reader.uint(2))
@@ -381,13 +402,13 @@ class TeltonikaSession(Session):
         if not crc_ok:
             attributes[attr.CRC_OK] = False
         time = None
-        if codec == CODEC_13 and len(payload) >= 4:
+        if codec == Codec.CODEC_13 and len(payload) >= 4:
             time = datetime.fromtimestamp(int.from_bytes(payload[:4], "big"), UTC)
             payload = payload[4:]
-        elif codec == CODEC_14 and len(payload) >= 8:
+        elif codec == Codec.CODEC_14 and len(payload) >= 8:
             attributes[attr.IMEI] = payload[:8].hex().lstrip("0")
             payload = payload[8:]
-        if message_type == CAMERA_TYPE:
+        if message_type == MessageType.CAMERA:
             # The camera's chunked photo sub-protocol: reported, not assembled (yet).
             attributes.update(camera_message=payload[:1].hex(), bytes=len(payload))
             event = "camera"
@@ -396,7 +417,7 @@ class TeltonikaSession(Session):
                 attributes[attr.RESULT] = payload.decode("ascii").strip()
             else:
                 attributes[attr.RESULT_HEX] = payload.hex()
-            attributes[attr.MESSAGE_TYPE] = message_type
+            attributes[attr.MESSAGE_TYPE] = int(message_type)
             event = "command_result"
         return (
             Report(
@@ -444,9 +465,9 @@ class TeltonikaSession(Session):
         return codec12(payload)
 
 
-def codec12(payload: bytes, message_type: int = COMMAND_TYPE) -> bytes:
+def codec12(payload: bytes, message_type: int = MessageType.COMMAND) -> bytes:
     """``00000000 | length | 0C 01 <type> | size(4) | payload | 01 | CRC(4)``."""
-    data = bytes([CODEC_12, 1, message_type]) + len(payload).to_bytes(4, "big") + payload + b"\x01"
+    data = bytes([Codec.CODEC_12, 1, message_type]) + len(payload).to_bytes(4, "big") + payload + b"\x01"
     return AVL_PREAMBLE + len(data).to_bytes(4, "big") + data + crc16_ibm(data).to_bytes(4, "big")
 
 

@@ -449,3 +449,10 @@ def test_an_oversized_declared_length_does_not_grow_the_buffer_forever() -> None
 def test_auto_detection_picks_gt06_for_a_login() -> None:
     found = detect(LOGIN, Transport.TCP, final=True)
     assert found is not None and getattr(found, "name", None) == "gt06"
+
+
+def test_a_short_packet_is_named_by_its_type_in_the_error() -> None:
+    with pytest.raises(DriverError, match=r"type LOGIN \(0x01\) too short"):
+        Gt06Session().decode(frame_bytes(gt06.PacketType.LOGIN, b"\x01\x23", 1), now=NOW)
+    with pytest.raises(DriverError, match=r"type GPS_LBS_1 \(0x12\)"):
+        Gt06Session().decode(frame_bytes(0x12, b"\x0f\x0a", 1), now=NOW)

@@ -21,6 +21,7 @@ COMMANDS = vectors.load("teltonika", direction="server_to_device")
 
 IMEI = "123456789012345"
 HANDSHAKE = b"\x00\x0f" + IMEI.encode()
+IMEI_PREFIX_UDP = b"\x00\x0f"
 
 
 def avl(codec: int, records: list[bytes]) -> bytes:
@@ -270,3 +271,11 @@ def test_commands_are_codec12_with_crc(type_: CommandType, text: bytes) -> None:
 def test_unsupported_command_is_refused() -> None:
     with pytest.raises(DriverError):
         TeltonikaSession().encode(Command(type=CommandType.PHOTO, device_id=IMEI))
+
+
+def test_a_datagram_without_avl_records_is_named_by_its_codec_in_the_error() -> None:
+    data = bytes([0x0C, 1, 0x06]) + (2).to_bytes(4, "big") + b"ok" + b"\x01"
+    body = (1).to_bytes(2, "big") + b"\x01\x05" + IMEI_PREFIX_UDP + IMEI.encode() + data
+    datagram = len(body).to_bytes(2, "big") + body
+    with pytest.raises(DriverError, match=r"codec CODEC_12 \(0x0c\) carries no AVL records"):
+        TeltonikaSession(Transport.UDP).decode(datagram, now=NOW)
