@@ -58,6 +58,25 @@ _CAPITALS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _MAX_TYPE = 32
 _PHD = re.compile(rb"\$PHD(\d{1,7}),(\d{1,5}),")
 _PHO = re.compile(r"PHO(\d+)(?:-\d+)?")
+#: A position line after its ``$``: eleven fields, then the ``/``-separated extras. Each field is
+#: checked by the converter that reads it.
+_POSITION = re.compile(
+    r"""
+    (?P<event>[^,]*) ,              # EVT: POS, an alarm code (IN1, CPA...), PHO<size>...
+    (?P<id>[^,]*) ,                 # device id, digits
+    (?P<time>[^,]*) ,               # hhmmss.sss, UTC
+    (?P<validity>[^,]*) ,           # A valid, V not
+    (?P<lat>[^,]*) ,                # ddmm.mmmm
+    (?P<lat_hemisphere>[^,]*) ,     # N or S
+    (?P<lon>[^,]*) ,                # dddmm.mmmm
+    (?P<lon_hemisphere>[^,]*) ,     # E or W
+    (?P<speed>[^,]*) ,              # knots
+    (?P<course>[^,]*) ,             # degrees
+    (?P<date>[^,]*)                 # ddmmyy
+    (?: , (?P<extras>.*) )?         # ,,<c>/in,out/adc,.../odometer/rfid/state/
+    """,
+    re.VERBOSE | re.DOTALL,
+)
 
 
 def sniff(head: bytes, transport: Transport) -> Match:
@@ -147,13 +166,12 @@ class Pt502Session(Session):
             raise DriverError(PROTOCOL, "frame does not start with '$'", data=frame)
         if text.startswith("$FUS"):
             return self._version(text, frame)
-        fields = text[1:].split(",")
-        if len(fields) < 11:
-            raise DriverError(
-                PROTOCOL, f"position has {len(fields)} fields, expected at least 11", data=frame
-            )
+        position = _POSITION.fullmatch(text, 1)
+        if position is None:
+            count = text.count(",") + 1
+            raise DriverError(PROTOCOL, f"position has {count} fields, expected at least 11", data=frame)
         try:
-            report = _position(fields)
+            report = _position(position)
         except (ValueError, IndexError) as error:
             raise DriverError(PROTOCOL, f"bad position: {error}", data=frame) from None
         self.device_id = report.device_id
@@ -229,9 +247,9 @@ def _chunk_request(received: int, size: int) -> bytes:
     return f"#PHD{received},{min(size - received, PHOTO_CHUNK)}\r\n".encode()
 
 
-def _position(fields: list[str]) -> Report:
-    """``EVT,ID,hhmmss.sss,A|V,lat,N|S,lon,E|W,speed,course,ddmmyy,,,<c>/in,out/adc,.../odo/rfid/state/``."""
-    code, device_id = fields[0], fields[1]
+def _position(fields: re.Match[str]) -> Report:
+    """A :data:`_POSITION` line."""
+    code, device_id = fields["event"], fields["id"]
     if not device_id.isdigit():
         raise ValueError(f"device id {device_id!r} is not numeric")
     attributes: dict[str, Any] = {attr.EVENT_CODE: code}
@@ -240,11 +258,11 @@ def _position(fields: list[str]) -> Report:
         found.append(EVENT_ALARMS[code])
     if photo := _PHO.fullmatch(code):
         attributes[attr.PHOTO_SIZE] = int(photo.group(1))
-    speed = knots_to_kmh(fields[8])
-    course = optional_float(fields[9])
+    speed = knots_to_kmh(fields["speed"])
+    course = optional_float(fields["course"])
     satellites: int | None = None
     driver_id: str | None = None
-    groups = ",".join(fields[11:]).split("/")
+    groups = (fields["extras"] or "").split("/")
     if len(groups) > 1:
         io = groups[1].split(",")
         if io[0]:
@@ -268,10 +286,10 @@ def _position(fields: list[str]) -> Report:
         protocol=PROTOCOL,
         device_id=device_id,
         event="alarm" if found else "position",
-        time=utc_datetime(fields[10], fields[2]),
-        valid=fields[3] == "A",
-        lat=nmea_coordinate(fields[4], fields[5]),
-        lon=nmea_coordinate(fields[6], fields[7]),
+        time=utc_datetime(fields["date"], fields["time"]),
+        valid=fields["validity"] == "A",
+        lat=nmea_coordinate(fields["lat"], fields["lat_hemisphere"]),
+        lon=nmea_coordinate(fields["lon"], fields["lon_hemisphere"]),
         speed_kmh=speed if speed is not None else 0.0,
         course_deg=course if course is not None else 0.0,
         satellites=satellites,
