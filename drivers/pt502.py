@@ -19,7 +19,16 @@ from typing import Any
 
 from . import alarms
 from . import attributes as attr
-from ._model import Command, CommandType, Decoded, DriverError, Report, Transport, UnsupportedCommand
+from ._model import (
+    Command,
+    CommandType,
+    Decoded,
+    DriverError,
+    FramingError,
+    Report,
+    Transport,
+    UnsupportedCommand,
+)
 from ._registry import register
 from ._session import Match, Session
 from ._text import knots_to_kmh, nmea_coordinate, optional_float, utc_datetime
@@ -134,11 +143,11 @@ class Pt502Session(Session):
             if buffer.startswith(b"$PHD"):
                 chunk = _PHD.match(buffer)
                 if chunk is None:
-                    if len(buffer) < 20 and b"," in buffer[4:] and buffer.count(b",") >= 2:
-                        raise DriverError(PROTOCOL, "malformed $PHD header", data=bytes(buffer[:20]))
-                    if len(buffer) < 20:
+                    whole_header = len(buffer) >= 20 or buffer.count(b",", 4) >= 2
+                    if not whole_header:
                         return None
-                    raise DriverError(PROTOCOL, "malformed $PHD header", data=bytes(buffer[:20]))
+                    # The chunk's length is unknown, so nothing after it can be framed.
+                    raise FramingError(PROTOCOL, "malformed $PHD header", data=bytes(buffer[:20]))
                 end = chunk.end() + int(chunk.group(2))
                 if len(buffer) < end:
                     return None
@@ -247,22 +256,23 @@ def _chunk_request(received: int, size: int) -> bytes:
     return f"#PHD{received},{min(size - received, PHOTO_CHUNK)}\r\n".encode()
 
 
-def _position(fields: re.Match[str]) -> Report:
-    """A :data:`_POSITION` line."""
-    code, device_id = fields["event"], fields["id"]
+def _position(position: re.Match[str]) -> Report:
+    """A :data:`_POSITION` line (its groups in order)."""
+    (code, device_id, hhmmss, validity, lat, lat_hemisphere, lon, lon_hemisphere, knots, degrees, ddmmyy,
+     extras) = position.groups()  # fmt: skip
     if not device_id.isdigit():
         raise ValueError(f"device id {device_id!r} is not numeric")
     attributes: dict[str, Any] = {attr.EVENT_CODE: code}
     found: list[str] = []
     if code in EVENT_ALARMS:
         found.append(EVENT_ALARMS[code])
-    if photo := _PHO.fullmatch(code):
+    if code.startswith("PHO") and (photo := _PHO.fullmatch(code)):
         attributes[attr.PHOTO_SIZE] = int(photo.group(1))
-    speed = knots_to_kmh(fields["speed"])
-    course = optional_float(fields["course"])
+    speed = knots_to_kmh(knots)
+    course = optional_float(degrees)
     satellites: int | None = None
     driver_id: str | None = None
-    groups = (fields["extras"] or "").split("/")
+    groups = (extras or "").split("/")
     if len(groups) > 1:
         io = groups[1].split(",")
         if io[0]:
@@ -286,10 +296,10 @@ def _position(fields: re.Match[str]) -> Report:
         protocol=PROTOCOL,
         device_id=device_id,
         event="alarm" if found else "position",
-        time=utc_datetime(fields["date"], fields["time"]),
-        valid=fields["validity"] == "A",
-        lat=nmea_coordinate(fields["lat"], fields["lat_hemisphere"]),
-        lon=nmea_coordinate(fields["lon"], fields["lon_hemisphere"]),
+        time=utc_datetime(ddmmyy, hhmmss),
+        valid=validity == "A",
+        lat=nmea_coordinate(lat, lat_hemisphere),
+        lon=nmea_coordinate(lon, lon_hemisphere),
         speed_kmh=speed if speed is not None else 0.0,
         course_deg=course if course is not None else 0.0,
         satellites=satellites,
