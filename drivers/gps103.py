@@ -162,14 +162,11 @@ class Gps103Session(Session):
         start = text.find("imei:")
         if start < 0:
             raise DriverError(PROTOCOL, "no 'imei:' in message", data=frame)
-        if start > 0:
+        if start > 0 and not text.startswith("##"):  # "##,imei:<imei>,A" is the login
             # "<imei>imei:<imei>,..." is a heartbeat and a message in one: answer ON, then parse.
-            if text.startswith("##"):
-                pass
-            elif _IMEI.fullmatch(text[:start].encode()):
-                replies.append(b"ON")
-            else:
+            if not _IMEI.fullmatch(text[:start].encode()):
                 raise DriverError(PROTOCOL, f"unexpected prefix {text[:start]!r}", data=frame)
+            replies.append(b"ON")
         if len(text) <= _LOGIN_MAX_LENGTH:
             imei = text[start + 5 :].split(",", 1)[0]
             if not imei.isdigit():

@@ -593,7 +593,7 @@ class Gt06Session(Session):
         mnc = reader.u16() if mcc & 0x8000 or wide else reader.u8()
         lac = reader.uint(4) if lte else reader.u16()
         cid = reader.uint(8) if lte else reader.uint(4) if wide or long_cid else reader.uint(3)
-        attributes.update(mcc=mcc & 0x7FFF, mnc=mnc, lac=lac, cid=cid)
+        attributes.update({attr.MCC: mcc & 0x7FFF, attr.MNC: mnc, attr.LAC: lac, attr.CID: cid})
 
     def _sized_cell(
         self,
@@ -623,12 +623,14 @@ class Gt06Session(Session):
     ) -> None:
         """The terminal-info byte: flags, and an alarm in bits 3-5."""
         attributes.update(
-            status=info,
-            armed=bool(info & 0x01),
-            ignition=bool(info & 0x02),
-            charge=bool(info & 0x04),
-            gps_tracking=bool(info & 0x40),
-            blocked=bool(info & 0x80),
+            {
+                attr.STATUS: info,
+                attr.ARMED: bool(info & 0x01),
+                attr.IGNITION: bool(info & 0x02),
+                attr.CHARGE: bool(info & 0x04),
+                attr.GPS_TRACKING: bool(info & 0x40),
+                attr.BLOCKED: bool(info & 0x80),
+            }
         )
         bits = (info >> 3) & 0x07
         if bits == 7 and vxt01:
@@ -774,7 +776,7 @@ class Gt06Session(Session):
         then skips length - 9 bytes), the status block with its alarm byte, altitude."""
         length = reader.u8()
         mcc, mnc, lac, cid = reader.u16(), reader.u16(), reader.u16(), reader.uint(8)
-        attributes.update(mcc=mcc & 0x7FFF, mnc=mnc, lac=lac, cid=cid)
+        attributes.update({attr.MCC: mcc & 0x7FFF, attr.MNC: mnc, attr.LAC: lac, attr.CID: cid})
         reader.skip(min(max(length - 9, 0), max(reader.left, 0)))
         if reader.left >= 4:
             self._status(reader, attributes, found, alarm=True)
@@ -800,7 +802,7 @@ class Gt06Session(Session):
         lac = reader.uint(4 if lte else 2)
         cid = reader.uint(8 if lte else 3)
         reader.skip(2 if lte else 1)  # cell signal
-        attributes.update(mcc=mcc & 0x7FFF, mnc=mnc, lac=lac, cid=cid)
+        attributes.update({attr.MCC: mcc & 0x7FFF, attr.MNC: mnc, attr.LAC: lac, attr.CID: cid})
         self._status(reader, attributes, found, alarm=True, extended_code=True)
         if reader.left >= 1:
             reader.skip(1)  # language
@@ -821,7 +823,7 @@ class Gt06Session(Session):
         if reader.left >= 1:
             reader.skip(1)  # language
         if not self._status_modules(reader, status):
-            attributes.update(type=packet.type, raw=packet.body.hex())
+            attributes.update({attr.TYPE: packet.type, attr.RAW: packet.body.hex()})
             return self._report("message", attributes, found)
         attributes.update(status)
         found.extend(alarms_found)
@@ -854,7 +856,7 @@ class Gt06Session(Session):
             lac, cid = reader.uint(4 if lte else 2), reader.uint(8 if lte else 3)
             reader.skip(1)  # signal
             if index == 0:
-                attributes.update(lac=lac, cid=cid)
+                attributes.update({attr.LAC: lac, attr.CID: cid})
         reader.skip(1)  # timing advance
         count = reader.u8()
         reader.skip(7 * count)  # MAC and signal of each access point

@@ -504,7 +504,7 @@ def _cells_report(device_id: str | None, fields: list[str]) -> Report:
     cells = _cells(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
     attributes: dict[str, Any] = {attr.MCC: int(fields[4]), attr.MNC: int(fields[5]), attr.CELLS: cells}
     if cells:
-        attributes.update(lac=cells[0]["lac"], cid=cells[0]["cid"])
+        attributes.update({attr.LAC: cells[0][attr.LAC], attr.CID: cells[0][attr.CID]})
     return _status_report(device_id, "cells", fields[end], fields[3], fields[end + 1], attributes)
 
 
@@ -533,7 +533,7 @@ def _v3_report(device_id: str | None, fields: list[str]) -> Report:
         attr.CELLS: cells,
     }
     if cells:
-        attributes.update(lac=cells[0]["lac"], cid=cells[0]["cid"])
+        attributes.update({attr.LAC: cells[0][attr.LAC], attr.CID: cells[0][attr.CID]})
     attributes[attr.BATTERY_RAW] = int(fields[-5], 16)
     return _status_report(device_id, "cells", fields[-2], fields[3], fields[-1], attributes)
 

@@ -35,7 +35,6 @@ from ._model import Report
 from .gps103 import KEYWORD_ALARMS
 
 COBAN = "gps103"
-BOFAN = "pt502"
 
 #: Alarm words of Coban texts (lower case, as a phrase; a space may be missing) to alarm names: the
 #: keyword table of the TCP driver, so a tracker's alarm is the same alarm by SMS and over the network.
@@ -55,7 +54,6 @@ _DATE_TIME = re.compile(
         \s+(?P<hour>\d\d):(?P<minute>\d\d)(?::(?P<second>\d\d))?""",
     re.VERBOSE,
 )
-_T_FIELD = re.compile(r"(?<![a-z])T:\s*(?P<value>[^\n]*)", re.IGNORECASE)
 _LAC = re.compile(r"\blac\s*:\s*(?P<lac>[0-9a-f]{1,8})[\s,]+(?P<cid>[0-9a-f]{1,8})\b", re.IGNORECASE)
 _LINK = re.compile(rf"maps\?[^\s]*?\bq=(?:loc:)?(?P<lat>{_NUMBER})\s*,\s*(?P<lon>{_NUMBER})", re.IGNORECASE)
 _BATTERY_PCT = re.compile(r"\b(?:bat|battery)\s*:\s*(?P<value>\d{1,3})\s*%", re.IGNORECASE)

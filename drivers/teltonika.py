@@ -410,7 +410,7 @@ class TeltonikaSession(Session):
             payload = payload[8:]
         if message_type == MessageType.CAMERA:
             # The camera's chunked photo sub-protocol: reported, not assembled (yet).
-            attributes.update(camera_message=payload[:1].hex(), bytes=len(payload))
+            attributes.update({attr.CAMERA_MESSAGE: payload[:1].hex(), attr.BYTES: len(payload)})
             event = "camera"
         else:
             if all(32 <= byte < 127 or byte in (9, 10, 13) for byte in payload):

@@ -412,7 +412,8 @@ def _cells_wifi(device_id: str, kind: str, data: str) -> Report:
         mac, rssi, *_ = entry.split("*")
         wifi.append({"mac": mac, attr.RSSI: int(rssi)})
     found, attributes = _alarms_of(kind, "")
-    attributes.update(mcc=int(fields[0]), mnc=int(fields[1]), lac=int(fields[2]), cid=int(fields[3]))
+    mcc, mnc, lac, cid = (int(field) for field in fields[:4])
+    attributes.update({attr.MCC: mcc, attr.MNC: mnc, attr.LAC: lac, attr.CID: cid})
     if wifi:
         attributes[attr.WIFI] = wifi
     return Report(

@@ -385,7 +385,7 @@ def _network(values: list[str]) -> dict[str, Any]:
                 cells.append(cell)
                 index += 3
             out[attr.CELLS] = cells
-            out.update(lac=cells[0]["lac"], cid=cells[0]["cid"])
+            out.update({attr.LAC: cells[0][attr.LAC], attr.CID: cells[0][attr.CID]})
         if index < len(values) and values[index].strip():
             wifi_count = int(values[index])
             index += 1
