@@ -61,7 +61,7 @@ def _reports(frames: list[bytes]) -> list[dict]:
     return out
 
 
-class TestVectors:
+class TestReferenceFramesAndCommands:
     @pytest.mark.parametrize("vector", FRAMING_ROWS, ids=lambda vector: vector.id)
     def test_framer_cuts_the_first_frame_the_reference_cuts(self, vector: vectors.Vector) -> None:
         frames, _ = feed_frames(Tk103Session(), vector.frames())
