@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import alarms
+from . import attributes as attr
 from ._model import Command, CommandType, Decoded, DriverError, Report, Transport, UnsupportedCommand
 from ._registry import register
 from ._session import Match, Session
@@ -24,6 +25,32 @@ PROTOCOL = "gps103"
 _DELIMITERS = b";\r\n*"
 _DELIMITER = re.compile(rb"[;\r\n*]")
 _IMEI = re.compile(rb"\d{15}")
+#: A data message with a GPS fix, from its fifth field (``F``) on. Each field is checked by the
+#: converter that reads it.
+_FIX = re.compile(
+    r"""
+                                        # imei, keyword, local time, rfid: already split off
+    F ,                                 # F: a GPS fix (L: none, see _message)
+    (?P<utc_time>[^,]*) ,               # hhmmss[.sss], UTC
+    (?P<validity>[^,]*) ,               # A valid, V not
+    (?:
+        (?P<lat_hemisphere_first>[NS]) ,    # some firmware puts each hemisphere first:
+        (?P<lat_after>[^,]*) ,              # N|S,ddmm.mmmm,E|W,dddmm.mmmm
+        (?P<lon_hemisphere_first>[^,]*) ,
+        (?P<lon_after>[^,]*)
+    |
+        (?P<lat>[^,]*) ,                    # ddmm.mmmm
+        (?P<lat_hemisphere>[^,]*) ,         # N or S
+        (?P<lon>[^,]*) ,                    # dddmm.mmmm
+        (?P<lon_hemisphere>[^,]*)           # E or W
+    )
+    (?: , (?P<speed>[^,]*) )?           # knots
+    (?: , (?P<course>[^,]*) )?          # degrees
+    (?: , (?P<altitude>[^,]*) )?        # metres
+    (?: , (?P<columns>.*) )?            # protocol 18: acc, door, fuel 1 %, fuel 2 %, temperature
+    """,
+    re.VERBOSE | re.DOTALL,
+)
 # Traccar's rule: a message holding "imei:" and at most 30 characters long is a login.
 _LOGIN_MAX_LENGTH = 30
 
@@ -135,14 +162,11 @@ class Gps103Session(Session):
         start = text.find("imei:")
         if start < 0:
             raise DriverError(PROTOCOL, "no 'imei:' in message", data=frame)
-        if start > 0:
+        if start > 0 and not text.startswith("##"):  # "##,imei:<imei>,A" is the login
             # "<imei>imei:<imei>,..." is a heartbeat and a message in one: answer ON, then parse.
-            if text.startswith("##"):
-                pass
-            elif _IMEI.fullmatch(text[:start].encode()):
-                replies.append(b"ON")
-            else:
+            if not _IMEI.fullmatch(text[:start].encode()):
                 raise DriverError(PROTOCOL, f"unexpected prefix {text[:start]!r}", data=frame)
+            replies.append(b"ON")
         if len(text) <= _LOGIN_MAX_LENGTH:
             imei = text[start + 5 :].split(",", 1)[0]
             if not imei.isdigit():
@@ -155,7 +179,7 @@ class Gps103Session(Session):
         if not imei.isdigit():
             raise DriverError(PROTOCOL, f"device id {imei!r} is not numeric", data=frame)
         try:
-            report = self._decode_fields(fields, frame)
+            report = self._decode_fields(fields, text[start + 5 :], frame)
         except (ValueError, IndexError) as error:
             raise DriverError(PROTOCOL, f"bad message: {error}", data=frame) from None
         if report is None:
@@ -165,7 +189,7 @@ class Gps103Session(Session):
             replies.append(f"**,imei:{imei},E;".encode())
         return Decoded((report,), tuple(replies), device_id=imei)
 
-    def _decode_fields(self, fields: list[str], frame: bytes) -> Report | None:
+    def _decode_fields(self, fields: list[str], body: str, frame: bytes) -> Report | None:
         imei = fields[0]
         keyword = fields[1] if len(fields) > 1 else ""
         if keyword == "OBD":
@@ -177,13 +201,13 @@ class Gps103Session(Session):
             # A photo in this many packets follows; the announcement carries a position too.
             self._photo_expected = int(keyword[2:])
             self._photo_parts.clear()
-            report = _message(imei, "", fields)
+            report = _message(imei, "", fields, body)
             return replace(
                 report,
                 event="photo_announce",
-                attributes={**report.attributes, "photo_packets": self._photo_expected},
+                attributes={**report.attributes, attr.PHOTO_PACKETS: self._photo_expected},
             )
-        return _message(imei, keyword, fields)
+        return _message(imei, keyword, fields, body)
 
     def _photo_packet(self, imei: str, fields: list[str], frame: bytes) -> Report | None:
         try:
@@ -206,7 +230,7 @@ class Gps103Session(Session):
         return f"**,imei:{command.device_id},{code}".encode()
 
 
-def _message(imei: str, keyword: str, fields: list[str]) -> Report:
+def _message(imei: str, keyword: str, fields: list[str], body: str) -> Report:
     """A data message: ``imei:<imei>,<keyword>,<local yymmddhhmm[ss]>,<rfid>,F,<utc hhmmss>,A|V,<lat>,
     N|S,<lon>,E|W,<knots>,<course>,<altitude>,...``, a cell-only ``...,L,,,<lac>,,<cid>,,,`` or the
     alternative decimal-degree layout. Any keyword gives the message's position and time."""
@@ -222,12 +246,12 @@ def _message(imei: str, keyword: str, fields: list[str]) -> Report:
         # "L": no GPS fix; the cell is all there is, and the time is the device's own stamp.
         if len(fields) > 9:
             if fields[7]:
-                attributes["lac"] = int(fields[7], 16)
+                attributes[attr.LAC] = int(fields[7], 16)
             if fields[9]:
-                attributes["cid"] = int(fields[9], 16)
+                attributes[attr.CID] = int(fields[9], 16)
         _protocol18(fields[14:], attributes)
         if not report_alarms:
-            event = "cell" if "lac" in attributes or "cid" in attributes else "no_fix"
+            event = "cell" if attr.LAC in attributes or attr.CID in attributes else "no_fix"
         return Report(
             protocol=PROTOCOL,
             device_id=imei,
@@ -239,27 +263,28 @@ def _message(imei: str, keyword: str, fields: list[str]) -> Report:
             attributes=attributes,
         )
 
-    utc_field, validity = fields[5], fields[6]
-    rest = fields[7:]
-    if rest and rest[0] in ("N", "S"):  # hemisphere letters before the numbers
-        lat = nmea_coordinate(rest[1], rest[0])
-        lon = nmea_coordinate(rest[3], rest[2])
-    else:
-        lat = nmea_coordinate(rest[0], rest[1])
-        lon = nmea_coordinate(rest[2], rest[3])
-    after = rest[4:]
-    speed = knots_to_kmh(after[0]) if after else None
-    course = optional_float(after[1]) if len(after) > 1 else None
-    altitude = optional_float(after[2]) if len(after) > 2 else None
-    _protocol18(after[3:], attributes)
+    fix = _FIX.fullmatch(body, len(fields[0]) + len(fields[1]) + len(fields[2]) + len(fields[3]) + 4)
+    if fix is None:
+        raise ValueError(f"a fix without a whole position ({len(fields)} fields)")
+    utc_time, validity, lat_first, lat_after, lon_first, lon_after, *position = fix.groups()
+    lat, lat_hemisphere, lon, lon_hemisphere, knots, degrees, metres, columns = position
+    if lat_first is not None:
+        lat, lat_hemisphere, lon, lon_hemisphere = lat_after, lat_first, lon_after, lon_first
+    latitude = nmea_coordinate(lat, lat_hemisphere)
+    longitude = nmea_coordinate(lon, lon_hemisphere)
+    speed = knots_to_kmh(knots) if knots is not None else None
+    course = optional_float(degrees) if degrees is not None else None
+    altitude = optional_float(metres) if metres is not None else None
+    if columns is not None:
+        _protocol18(fields[14:], attributes)  # the columns, already split
     return Report(
         protocol=PROTOCOL,
         device_id=imei,
         event=event,
-        time=_rebuild_utc(fields[2], utc_field),
+        time=_rebuild_utc(fields[2], utc_time),
         valid=validity == "A",
-        lat=lat,
-        lon=lon,
+        lat=latitude,
+        lon=longitude,
         altitude_m=altitude,
         speed_kmh=speed if speed is not None else 0.0,
         course_deg=course if course is not None else 0.0,
@@ -312,17 +337,17 @@ def _keyword(keyword: str) -> tuple[tuple[str, ...], dict[str, Any], str]:
     alarm = keyword_alarm(keyword)
     if alarm == alarms.TEMPERATURE:
         if (value := _number(keyword[2:])) is not None:
-            attributes["temperature_c"] = value
+            attributes[attr.TEMPERATURE_C] = value
     elif alarm == alarms.FUEL_LEAK:
         value = keyword[3:].strip()
         if value and not value.isdigit() and (fuel := _number(value)) is not None:
-            attributes["fuel"] = fuel
+            attributes[attr.FUEL_RAW] = fuel
     elif keyword == "acc on":
-        attributes["ignition"] = True
+        attributes[attr.IGNITION] = True
     elif keyword == "acc off":
-        attributes["ignition"] = False
+        attributes[attr.IGNITION] = False
     if alarm or keyword not in ("", "tracker", "001"):
-        attributes["keyword"] = keyword
+        attributes[attr.KEYWORD] = keyword
     return ((alarm,) if alarm else ()), attributes, "alarm" if alarm else "position"
 
 
@@ -336,12 +361,12 @@ def _number(text: str) -> float | None:
 
 def _protocol18(columns: list[str], attributes: dict[str, Any]) -> None:
     """The "protocol 18" columns after altitude: acc, door, fuel 1 %, fuel 2 %, temperature."""
-    names = ("ignition", "door", "fuel_pct", "fuel2_pct", "temperature_c")
+    names = (attr.IGNITION, attr.DOOR, attr.FUEL_PCT, attr.FUEL2_PCT, attr.TEMPERATURE_C)
     for name, value in zip(names, columns, strict=False):
         value = value.strip()
         if not value:
             continue
-        if name in ("ignition", "door"):
+        if name in (attr.IGNITION, attr.DOOR):
             if value in ("0", "1"):
                 attributes[name] = value == "1"
         else:
@@ -351,13 +376,20 @@ def _protocol18(columns: list[str], attributes: dict[str, Any]) -> None:
                 continue
 
 
-def _local_time(local_stamp: str) -> datetime | None:
+def _local_time(local_stamp: str, *, seconds: int | None = None) -> datetime | None:
     """The device's local ``yymmddhhmm[ss]`` (or ``yy/mm/dd hh:mm``) as it is, or ``None`` when it is
-    not a date (``000000000``). Taken as UTC: trackers the relay provisions run on time zone 0."""
+    not a date (``000000000``). Taken as UTC: trackers the relay provisions run on time zone 0.
+
+    :param seconds: the seconds to use instead of the stamp's own.
+    """
     digits = local_stamp if local_stamp.isdigit() else "".join(ch for ch in local_stamp if ch.isdigit())
     if len(digits) < 10:
         return None
-    seconds = int(digits[10:12]) if len(digits) >= 12 else 0
+    own_seconds = int(digits[10:12]) if len(digits) >= 12 else 0
+    if own_seconds > 59:
+        return None
+    if seconds is None:
+        seconds = own_seconds
     try:
         return datetime(
             2000 + int(digits[0:2]),
@@ -379,19 +411,20 @@ def _rebuild_utc(local_stamp: str, utc_time: str) -> datetime | None:
     between local and UTC hh:mm (wrapped into -12 h..+12 h) is subtracted. When the UTC field is not
     a time, the local stamp is used as it is, with seconds 0.
     """
-    local = _local_time(local_stamp)
+    if not _is_hhmmss(utc_time):
+        return _local_time(local_stamp, seconds=0)
+    seconds = int(utc_time[4:6])
+    if seconds > 59:
+        raise ValueError("second must be in 0..59")
+    local = _local_time(local_stamp, seconds=seconds)
     if local is None:
         return None
-    local = local.replace(second=0)
-    if not _is_hhmmss(utc_time):
-        return local
-    hours, minutes, seconds = int(utc_time[0:2]), int(utc_time[2:4]), int(utc_time[4:6])
-    offset = (local.hour * 60 + local.minute) - (hours * 60 + minutes)
+    offset = (local.hour * 60 + local.minute) - (int(utc_time[0:2]) * 60 + int(utc_time[2:4]))
     if offset > 12 * 60:
         offset -= 24 * 60
     elif offset < -12 * 60:
         offset += 24 * 60
-    return local.replace(second=seconds) - timedelta(minutes=offset)
+    return local - timedelta(minutes=offset) if offset else local
 
 
 def _decode_alternative(imei: str, fields: list[str]) -> Report:
@@ -406,17 +439,17 @@ def _decode_alternative(imei: str, fields: list[str]) -> Report:
         except ValueError:
             return None
 
-    attributes: dict[str, Any] = {"name": fields[1]}
+    attributes: dict[str, Any] = {attr.NAME: fields[1]}
     if fields[2].strip("-"):
-        attributes["keyword"] = fields[2]
+        attributes[attr.KEYWORD] = fields[2]
     if (rssi := number(7)) is not None:
-        attributes["rssi"] = int(rssi)
+        attributes[attr.RSSI] = int(rssi)
     if (hdop := number(14)) is not None:
-        attributes["hdop"] = hdop
+        attributes[attr.HDOP] = hdop
     if len(fields) > 16 and fields[16] in ("0", "1"):
-        attributes["ignition"] = fields[16] == "1"
+        attributes[attr.IGNITION] = fields[16] == "1"
     if len(fields) > 17 and fields[17] in ("0", "1"):
-        attributes["charge"] = fields[17] == "1"
+        attributes[attr.CHARGE] = fields[17] == "1"
     satellites = number(15)
     return Report(
         protocol=PROTOCOL,
@@ -433,17 +466,19 @@ def _decode_alternative(imei: str, fields: list[str]) -> Report:
     )
 
 
+#: The odometer column is in km; it is stored as ``odometer_m``.
+_OBD_ODOMETER_KM = "odometer_km"
 _OBD_COLUMNS = (
-    "odometer_km",
-    "fuel_instant",
-    "fuel_average",
-    "engine_hours",
-    "obd_speed_kmh",
-    "engine_load_pct",
-    "coolant_temperature_c",
-    "throttle_pct",
-    "rpm",
-    "battery_v",
+    _OBD_ODOMETER_KM,
+    attr.FUEL_INSTANT,
+    attr.FUEL_AVERAGE,
+    attr.ENGINE_HOURS,
+    attr.OBD_SPEED_KMH,
+    attr.ENGINE_LOAD_PCT,
+    attr.COOLANT_TEMPERATURE_C,
+    attr.THROTTLE_PCT,
+    attr.RPM,
+    attr.BATTERY_V,
 )
 
 
@@ -459,10 +494,12 @@ def _decode_obd(imei: str, fields: list[str]) -> Report:
             attributes[name] = float(value)
         except ValueError:
             continue
+    if (odometer_km := attributes.pop(_OBD_ODOMETER_KM, None)) is not None:
+        attributes[attr.ODOMETER_M] = round(odometer_km * 1000)
     codes = [code for code in fields[13:] if code.strip()]
     report_alarms: tuple[str, ...] = ()
     if codes:
-        attributes["dtcs"] = " ".join(codes)
+        attributes[attr.DTCS] = " ".join(codes)
         report_alarms = (alarms.FAULT,)
     return Report(protocol=PROTOCOL, device_id=imei, event="obd", alarms=report_alarms, attributes=attributes)
 

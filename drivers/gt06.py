@@ -18,11 +18,13 @@ device never reports / reconnects.
 
 from __future__ import annotations
 
+import enum
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from . import alarms
+from . import attributes as attr
 from ._binary import Reader, ShortFrame
 from ._crc import crc16_x25
 from ._model import (
@@ -53,101 +55,134 @@ COORDINATE_SCALE = 1_800_000.0
 #: Voltage level 0..6 in status blocks; Traccar reports it as a percentage.
 VOLTAGE_LEVELS = 6
 
-# Packet types (Traccar's names in comments where they differ from ours).
-LOGIN = 0x01
-GPS = 0x10
-GPS_LBS_6 = 0x11
-GPS_LBS_1 = 0x12
-HEARTBEAT = 0x13
-STRING = 0x15
-GPS_LBS_STATUS_1 = 0x16
-WIFI = 0x17  # with len 0: WiFi list; otherwise GPS + LBS + RFID
-LBS_EXTEND = 0x18
-LBS_STATUS = 0x19
-GPS_PHONE = 0x1A
-GPS_LBS_EXTEND = 0x1E
-STRING_INFO = 0x21
-GPS_LBS_2 = 0x22
-LBS_MULTIPLE_3 = 0x24
-GPS_LBS_STATUS_2 = 0x26
-GPS_LBS_STATUS_3 = 0x27
-LBS_MULTIPLE_1 = 0x28
-LBS_WIFI = 0x2C
-GPS_LBS_4 = 0x2D
-LBS_MULTIPLE_2 = 0x2E
-GPS_LBS_5 = 0x31
-GPS_LBS_STATUS_4 = 0x32  # 0x7878 framing; 0x7979 0x32 is the AZ735 GPS packet
-AZ735_ALARM = 0x33
-X1_GPS = 0x34
-STATUS_2 = 0x36  # 0x7878 framing (Jimi IoT 4G); 0x7979 0x36 is X1 photo data
-GPS_LBS_3 = 0x37
-ALARM_MODULE = 0x39  # Jimi IoT 4G
-WIFI_2 = 0x69
-GPS_MODULAR = 0x70
-COMMAND = 0x80
-TIME_REQUEST = 0x8A
-INFO = 0x94
-ALARM = 0x95
-SERIAL_DATA = 0x9B
-GPS_2 = 0xA0  # 4G: LAC 4 bytes, cell id 8 bytes
-LBS_2 = 0xA1
-WIFI_3 = 0xA2  # also GPS_LBS_STATUS_5 on LW 4G units, see LW4G_LENGTH
-FENCE_MULTI = 0xA4
-LBS_ALARM = 0xA5
-WIFI_ALARM = 0xA9  # Jimi IoT 4G
-WIFI_4 = 0xF3
+
+class PacketType(enum.IntEnum):
+    """The packet types this driver decodes (the byte after the length), so errors name them.
+    Traccar's names in comments where they differ from ours."""
+
+    LOGIN = 0x01
+    GPS = 0x10
+    GPS_LBS_6 = 0x11
+    GPS_LBS_1 = 0x12
+    HEARTBEAT = 0x13
+    STRING = 0x15
+    GPS_LBS_STATUS_1 = 0x16
+    WIFI = 0x17  # with len 0: WiFi list; otherwise GPS + LBS + RFID
+    LBS_EXTEND = 0x18
+    LBS_STATUS = 0x19
+    GPS_PHONE = 0x1A
+    GPS_LBS_EXTEND = 0x1E
+    STRING_INFO = 0x21
+    GPS_LBS_2 = 0x22
+    LBS_MULTIPLE_3 = 0x24
+    GPS_LBS_STATUS_2 = 0x26
+    GPS_LBS_STATUS_3 = 0x27
+    LBS_MULTIPLE_1 = 0x28
+    LBS_WIFI = 0x2C
+    GPS_LBS_4 = 0x2D
+    LBS_MULTIPLE_2 = 0x2E
+    GPS_LBS_5 = 0x31
+    GPS_LBS_STATUS_4 = 0x32  # 0x7878 framing; 0x7979 0x32 is the AZ735 GPS packet
+    AZ735_ALARM = 0x33
+    X1_GPS = 0x34
+    STATUS_2 = 0x36  # 0x7878 framing (Jimi IoT 4G); 0x7979 0x36 is X1 photo data
+    GPS_LBS_3 = 0x37
+    ALARM_MODULE = 0x39  # Jimi IoT 4G
+    WIFI_2 = 0x69
+    GPS_MODULAR = 0x70
+    COMMAND = 0x80
+    TIME_REQUEST = 0x8A
+    INFO = 0x94
+    ALARM = 0x95
+    SERIAL_DATA = 0x9B
+    GPS_2 = 0xA0  # 4G: LAC 4 bytes, cell id 8 bytes
+    LBS_2 = 0xA1
+    WIFI_3 = 0xA2  # also GPS_LBS_STATUS_5 on LW 4G units, see LW4G_LENGTH
+    FENCE_MULTI = 0xA4
+    LBS_ALARM = 0xA5
+    WIFI_ALARM = 0xA9  # Jimi IoT 4G
+    WIFI_4 = 0xF3
+
+
+def _type_name(code: int) -> str:
+    """``LOGIN (0x01)`` for a known type, ``0x50`` for another."""
+    try:
+        return f"{PacketType(code).name} (0x{code:02x})"
+    except ValueError:
+        return f"0x{code:02x}"
+
 
 #: Types whose body starts with the 18-byte GPS block.
 GPS_TYPES = frozenset(
     {
-        GPS,
-        GPS_LBS_6,
-        GPS_LBS_1,
-        GPS_LBS_STATUS_1,
-        WIFI,
-        GPS_PHONE,
-        GPS_LBS_EXTEND,
-        GPS_LBS_2,
-        GPS_LBS_STATUS_2,
-        GPS_LBS_STATUS_3,
-        GPS_LBS_4,
-        GPS_LBS_5,
-        GPS_LBS_STATUS_4,
-        GPS_LBS_3,
-        GPS_2,
-        FENCE_MULTI,
-        X1_GPS,
+        PacketType.GPS,
+        PacketType.GPS_LBS_6,
+        PacketType.GPS_LBS_1,
+        PacketType.GPS_LBS_STATUS_1,
+        PacketType.WIFI,
+        PacketType.GPS_PHONE,
+        PacketType.GPS_LBS_EXTEND,
+        PacketType.GPS_LBS_2,
+        PacketType.GPS_LBS_STATUS_2,
+        PacketType.GPS_LBS_STATUS_3,
+        PacketType.GPS_LBS_4,
+        PacketType.GPS_LBS_5,
+        PacketType.GPS_LBS_STATUS_4,
+        PacketType.GPS_LBS_3,
+        PacketType.GPS_2,
+        PacketType.FENCE_MULTI,
+        PacketType.X1_GPS,
     }
 )
 #: GPS types followed by a cell (LBS) block.
-GPS_LBS_TYPES = GPS_TYPES - {GPS, X1_GPS}
+GPS_LBS_TYPES = GPS_TYPES - {PacketType.GPS, PacketType.X1_GPS}
 #: Types with LTE cells (LAC 4 bytes, cell id 8 bytes).
-LTE_TYPES = frozenset({GPS_2, FENCE_MULTI, LBS_ALARM})
+LTE_TYPES = frozenset({PacketType.GPS_2, PacketType.FENCE_MULTI, PacketType.LBS_ALARM})
 #: Types with a status block (terminal info, voltage, GSM signal, alarm, language) after the cell.
 STATUS_TYPES = frozenset(
     {
-        GPS_LBS_STATUS_1,
-        GPS_LBS_STATUS_2,
-        GPS_LBS_STATUS_3,
-        GPS_LBS_STATUS_4,
-        FENCE_MULTI,
-        LBS_STATUS,
-        LBS_ALARM,
+        PacketType.GPS_LBS_STATUS_1,
+        PacketType.GPS_LBS_STATUS_2,
+        PacketType.GPS_LBS_STATUS_3,
+        PacketType.GPS_LBS_STATUS_4,
+        PacketType.FENCE_MULTI,
+        PacketType.LBS_STATUS,
+        PacketType.LBS_ALARM,
     }
 )
 #: Cell-only types with a status block (no GPS, no LBS length byte).
-LBS_STATUS_TYPES = frozenset({LBS_STATUS, LBS_ALARM})
+LBS_STATUS_TYPES = frozenset({PacketType.LBS_STATUS, PacketType.LBS_ALARM})
 #: Types carrying a list of cells after a time stamp.
 MULTI_LBS_TYPES = frozenset(
-    {LBS_EXTEND, LBS_MULTIPLE_3, LBS_MULTIPLE_1, LBS_WIFI, LBS_MULTIPLE_2, LBS_2, WIFI_3}
+    {
+        PacketType.LBS_EXTEND,
+        PacketType.LBS_MULTIPLE_3,
+        PacketType.LBS_MULTIPLE_1,
+        PacketType.LBS_WIFI,
+        PacketType.LBS_MULTIPLE_2,
+        PacketType.LBS_2,
+        PacketType.WIFI_3,
+    }
 )
 #: 0x7878 types that get no generic acknowledgement (Traccar's exceptions).
 NO_ACK_TYPES = frozenset(
-    {0x80, 0x81, 0x82, TIME_REQUEST, STRING_INFO, INFO, 0x8C, SERIAL_DATA, 0x38, 0x34, WIFI_4}
+    {
+        PacketType.COMMAND,
+        0x81,
+        0x82,
+        PacketType.TIME_REQUEST,
+        PacketType.STRING_INFO,
+        PacketType.INFO,
+        0x8C,
+        PacketType.SERIAL_DATA,
+        0x38,
+        PacketType.X1_GPS,
+        PacketType.WIFI_4,
+    }
 )
 #: 0x7979 types acknowledged in 0x7979 framing, and those acknowledged in 0x7878 framing.
-EXTENDED_ACK_EXTENDED = frozenset({GPS_LBS_STATUS_4, AZ735_ALARM, 0x41})
-EXTENDED_ACK_SHORT = frozenset({GPS_MODULAR, 0xF1, 0xF2, 0x40})
+EXTENDED_ACK_EXTENDED = frozenset({PacketType.GPS_LBS_STATUS_4, PacketType.AZ735_ALARM, 0x41})
+EXTENDED_ACK_SHORT = frozenset({PacketType.GPS_MODULAR, 0xF1, 0xF2, 0x40})
 #: Variants Traccar tells apart by type and declared length (``decodeVariant``).
 #: VXT01: 0x12/0x16 with a status block holding power volts; its alarm byte is not an alarm and
 #: terminal-info alarm 7 means overspeed.
@@ -167,7 +202,9 @@ LW4G_LENGTH = 0x40
 #: A 0x13 body of this length is the JM01-style information layout (no mapped alarm).
 INFO_HEARTBEAT_BODY = 16
 #: Types whose language byte lends its high nibble to the alarm code (Traccar: extension += lang >> 4 << 8).
-LANGUAGE_EXTENDED_TYPES = frozenset({GPS_LBS_STATUS_3, FENCE_MULTI, ALARM_MODULE})
+LANGUAGE_EXTENDED_TYPES = frozenset(
+    {PacketType.GPS_LBS_STATUS_3, PacketType.FENCE_MULTI, PacketType.ALARM_MODULE}
+)
 
 #: The alarm byte of the status block, and the alarm code of the 4G alarm packets (Traccar's
 #: ``decodeAlarm``, default model). Codes above 0xFF come from the packets whose language byte lends
@@ -395,48 +432,50 @@ class Gt06Session(Session):
         try:
             return self._decode(packet, reader, now)
         except ShortFrame as error:
-            raise DriverError(PROTOCOL, f"type 0x{packet.type:02x} too short: {error}", data=frame) from None
+            why = f"type {_type_name(packet.type)} too short: {error}"
+            raise DriverError(PROTOCOL, why, data=frame) from None
         except ValueError as error:
-            raise DriverError(PROTOCOL, f"type 0x{packet.type:02x}: {error}", data=frame) from None
+            raise DriverError(PROTOCOL, f"type {_type_name(packet.type)}: {error}", data=frame) from None
 
     def _decode(self, packet: _Packet, reader: Reader, now: datetime) -> Decoded:
         type_ = packet.type
         attributes: dict[str, Any] = {}
         if packet.crc_ok is False:
-            attributes["crc_ok"] = False
+            attributes[attr.CRC_OK] = False
         found: list[str] = []
 
-        if type_ == LOGIN and not packet.extended:
+        if type_ == PacketType.LOGIN and not packet.extended:
             return self._login(packet, reader)
-        if type_ == TIME_REQUEST and not packet.extended:
+        if type_ == PacketType.TIME_REQUEST and not packet.extended:
             clock = now.astimezone(UTC)
             content = bytes(
                 [clock.year - 2000, clock.month, clock.day, clock.hour, clock.minute, clock.second]
             )
-            return Decoded((), (frame_bytes(TIME_REQUEST, content, packet.serial),))
+            return Decoded((), (frame_bytes(PacketType.TIME_REQUEST, content, packet.serial),))
 
         report: Report | None
         # 0x17 is a WiFi list when its length is wrong (often 0); with a true length it is GPS + RFID.
-        if type_ in (WIFI_2, WIFI_4) or (type_ == WIFI and not packet.consistent):
+        wifi_list = type_ == PacketType.WIFI and not packet.consistent
+        if type_ in (PacketType.WIFI_2, PacketType.WIFI_4) or wifi_list:
             report, replies = self._wifi(packet, reader, attributes)
             return Decoded((report,), replies)
-        if packet.extended and type_ in (GPS_LBS_STATUS_4, AZ735_ALARM):
+        if packet.extended and type_ in (PacketType.GPS_LBS_STATUS_4, PacketType.AZ735_ALARM):
             report = self._az735(packet, reader, attributes, found)
-        elif type_ == WIFI_3 and packet.declared_length == LW4G_LENGTH and not packet.extended:
+        elif type_ == PacketType.WIFI_3 and packet.declared_length == LW4G_LENGTH and not packet.extended:
             report = self._lw4g(reader, attributes, found)
-        elif type_ == ALARM_MODULE and not packet.extended:
+        elif type_ == PacketType.ALARM_MODULE and not packet.extended:
             report = self._alarm_module(reader, attributes, found)
-        elif type_ == WIFI_ALARM:
+        elif type_ == PacketType.WIFI_ALARM:
             report = self._wifi_alarm(reader, attributes, found)
-        elif type_ == STATUS_2 and not packet.extended:
+        elif type_ == PacketType.STATUS_2 and not packet.extended:
             report = self._status_2(packet, reader, attributes, found)
-        elif packet.extended and type_ == GPS_MODULAR:
+        elif packet.extended and type_ == PacketType.GPS_MODULAR:
             report = self._modular(reader, attributes, found)
         elif type_ in GPS_TYPES and not packet.body:
             report = None  # an empty location packet: a keep-alive some units send
         elif type_ in GPS_TYPES:
             report = self._location(packet, reader, attributes, found)
-        elif type_ == HEARTBEAT:
+        elif type_ == PacketType.HEARTBEAT:
             self._heartbeat(packet, reader, attributes, found)
             report = self._report("heartbeat", attributes, found)
         elif type_ in LBS_STATUS_TYPES:
@@ -445,22 +484,22 @@ class Gt06Session(Session):
             report = self._report("alarm" if found else "status", attributes, found)
         elif type_ in MULTI_LBS_TYPES:
             report = self._multi_lbs(type_, reader, attributes)
-        elif type_ == STRING:
+        elif type_ == PacketType.STRING:
             report = self._string(reader, attributes)
-        elif type_ == STRING_INFO:
+        elif type_ == PacketType.STRING_INFO:
             report = self._string_info(reader, attributes)
-        elif type_ == INFO:
+        elif type_ == PacketType.INFO:
             report = self._info(reader, attributes)
-        elif type_ == ALARM:
+        elif type_ == PacketType.ALARM:
             report = self._alarm_packet(packet, reader, attributes, found)
-        elif type_ == SERIAL_DATA:
+        elif type_ == PacketType.SERIAL_DATA:
             reader.skip(1)  # external device type
-            attributes["result"] = reader.take(max(reader.left, 0)).hex()
+            attributes[attr.RESULT] = reader.take(max(reader.left, 0)).hex()
             report = self._report("serial", attributes, found)
         else:
             # Unknown to us, but the data is kept: the report carries the raw body.
-            attributes["type"] = type_
-            attributes["raw"] = packet.body.hex()
+            attributes[attr.TYPE] = type_
+            attributes[attr.RAW] = packet.body.hex()
             report = self._report("message", attributes, found)
         return Decoded((report,) if report is not None else (), self._ack(packet))
 
@@ -492,20 +531,20 @@ class Gt06Session(Session):
             raise ValueError(f"login IMEI {imei!r} is not BCD digits")
         attributes: dict[str, Any] = {}
         if packet.crc_ok is False:
-            attributes["crc_ok"] = False
+            attributes[attr.CRC_OK] = False
         timezone = None
         if reader.left >= 4:
-            attributes["device_type"] = reader.u16()
+            attributes[attr.DEVICE_TYPE] = reader.u16()
             bits = reader.u16()
             hhmm = bits >> 4
             minutes = (hhmm // 100) * 60 + hhmm % 100
             # Bit 3 set: west of Greenwich.
             timezone = timedelta(minutes=-minutes if bits & 0x08 else minutes)
-            attributes["timezone_min"] = int(timezone.total_seconds() // 60)
+            attributes[attr.TIMEZONE_MIN] = int(timezone.total_seconds() // 60)
         self.device_id = imei
         self.timezone = timezone
         report = Report(protocol=PROTOCOL, device_id=imei, event="login", attributes=attributes)
-        return Decoded((report,), (frame_bytes(LOGIN, b"", packet.serial),), device_id=imei)
+        return Decoded((report,), (frame_bytes(PacketType.LOGIN, b"", packet.serial),), device_id=imei)
 
     # -- blocks ------------------------------------------------------------------------------------
 
@@ -535,7 +574,7 @@ class Gt06Session(Session):
         if flags & 0x0800:  # bit 11: west
             lon = -lon
         if flags & 0x4000:  # bit 14: the ACC state (bit 15) is present
-            attributes["ignition"] = bool(flags & 0x8000)
+            attributes[attr.IGNITION] = bool(flags & 0x8000)
         return {
             "time": time,
             "valid": bool(flags & 0x1000),
@@ -554,7 +593,7 @@ class Gt06Session(Session):
         mnc = reader.u16() if mcc & 0x8000 or wide else reader.u8()
         lac = reader.uint(4) if lte else reader.u16()
         cid = reader.uint(8) if lte else reader.uint(4) if wide or long_cid else reader.uint(3)
-        attributes.update(mcc=mcc & 0x7FFF, mnc=mnc, lac=lac, cid=cid)
+        attributes.update({attr.MCC: mcc & 0x7FFF, attr.MNC: mnc, attr.LAC: lac, attr.CID: cid})
 
     def _sized_cell(
         self,
@@ -584,12 +623,14 @@ class Gt06Session(Session):
     ) -> None:
         """The terminal-info byte: flags, and an alarm in bits 3-5."""
         attributes.update(
-            status=info,
-            armed=bool(info & 0x01),
-            ignition=bool(info & 0x02),
-            charging=bool(info & 0x04),
-            gps_tracking=bool(info & 0x40),
-            blocked=bool(info & 0x80),
+            {
+                attr.STATUS: info,
+                attr.ARMED: bool(info & 0x01),
+                attr.IGNITION: bool(info & 0x02),
+                attr.CHARGE: bool(info & 0x04),
+                attr.GPS_TRACKING: bool(info & 0x40),
+                attr.BLOCKED: bool(info & 0x80),
+            }
         )
         bits = (info >> 3) & 0x07
         if bits == 7 and vxt01:
@@ -610,15 +651,16 @@ class Gt06Session(Session):
         code = reader.u8()
         if extended and reader.pos < len(reader.data):
             code |= (reader.data[reader.pos] >> 4) << 8
-        attributes["alarm_code"] = code
+        attributes[attr.ALARM_CODE] = code
         if mapped and (name := alarm_of(code, self.model)) is not None:
             found.append(name)
 
     @staticmethod
     def _battery_level(level: int, attributes: dict[str, Any]) -> None:
-        attributes["battery_level"] = level
         if level <= VOLTAGE_LEVELS:
-            attributes["battery_pct"] = level * 100 // VOLTAGE_LEVELS
+            attributes[attr.BATTERY_PCT] = level * 100 // VOLTAGE_LEVELS
+        else:
+            attributes[attr.BATTERY_RAW] = level
 
     def _status(
         self,
@@ -639,11 +681,11 @@ class Gt06Session(Session):
             return
         self._terminal_info(reader.u8(), attributes, found, vxt01=vxt01)
         if power and reader.left >= 2:
-            attributes["power_v"] = reader.u16() / 100
+            attributes[attr.POWER_V] = reader.u16() / 100
         elif reader.left >= 1:
             self._battery_level(reader.u8(), attributes)
         if reader.left >= 1:
-            attributes["rssi"] = reader.u8()
+            attributes[attr.RSSI] = reader.u8()
         if alarm and reader.left >= 1:
             self._alarm_byte(reader, attributes, found, extended=extended_code, mapped=not vxt01)
 
@@ -656,30 +698,30 @@ class Gt06Session(Session):
             # Information content, satellites(2), alarm, language, battery %, mode, volts, ...: Traccar
             # reads no alarm from this layout.
             reader.skip(5)
-            attributes["battery_pct"] = reader.u8()
+            attributes[attr.BATTERY_PCT] = reader.u8()
         elif packet.declared_length == OBD6_LENGTH:
             self._terminal_info(reader.u8(), attributes, found)
             signal = reader.u16()
-            attributes["satellites_visible"] = ((signal >> 10) & 0x1F) + ((signal >> 5) & 0x1F)
-            attributes["rssi"] = signal & 0x1F
+            attributes[attr.SATELLITES_VISIBLE] = ((signal >> 10) & 0x1F) + ((signal >> 5) & 0x1F)
+            attributes[attr.RSSI] = signal & 0x1F
             self._alarm_byte(reader, attributes, found, extended=False)
             reader.skip(1)  # language
-            attributes["battery_pct"] = reader.u8()
+            attributes[attr.BATTERY_PCT] = reader.u8()
             reader.skip(1)  # working mode
-            attributes["power_v"] = reader.u16() / 100
+            attributes[attr.POWER_V] = reader.u16() / 100
         elif model.startswith("LW") or model in ("SEEWORLD", "R11"):
             # Per-model layouts: R11 sends power volts for the voltage level; LW units power volts
             # (12 bits, 0.1 V) and SEEWORLD units power volts (1 V) where the alarm byte would be.
             self._terminal_info(reader.u8(), attributes, found)
             if model == "R11":
-                attributes["power_v"] = reader.u16() / 100
+                attributes[attr.POWER_V] = reader.u16() / 100
             else:
                 self._battery_level(reader.u8(), attributes)
-            attributes["rssi"] = reader.u8()
+            attributes[attr.RSSI] = reader.u8()
             if model.startswith("LW") and reader.left >= 2:
-                attributes["power_v"] = (reader.u16() & 0x0FFF) / 10
+                attributes[attr.POWER_V] = (reader.u16() & 0x0FFF) / 10
             elif model == "SEEWORLD" and reader.left >= 1:
-                attributes["power_v"] = float(reader.u8())
+                attributes[attr.POWER_V] = float(reader.u8())
             elif reader.left >= 1:
                 self._alarm_byte(reader, attributes, found, extended=False)
         else:
@@ -689,43 +731,43 @@ class Gt06Session(Session):
         self, packet: _Packet, reader: Reader, attributes: dict[str, Any], found: list[str]
     ) -> Report:
         type_, length = packet.type, packet.declared_length
-        if type_ == X1_GPS:
+        if type_ == PacketType.X1_GPS:
             reader.skip(4)  # data and alarm flags
         fields = self._gps(reader, attributes)
-        if type_ == GPS_LBS_STATUS_4 and length in SL4X_LENGTHS:
+        if type_ == PacketType.GPS_LBS_STATUS_4 and length in SL4X_LENGTHS:
             self._sl4x_status(reader, attributes, found)
             return self._report("alarm" if found else "position", attributes, found, **fields)
-        vxt01 = type_ in (GPS_LBS_1, GPS_LBS_STATUS_1) and length == VXT01_LENGTH
-        s5 = type_ == GPS_LBS_1 and length == S5_LENGTH
+        vxt01 = type_ in (PacketType.GPS_LBS_1, PacketType.GPS_LBS_STATUS_1) and length == VXT01_LENGTH
+        s5 = type_ == PacketType.GPS_LBS_1 and length == S5_LENGTH
         if type_ in GPS_LBS_TYPES:
-            lte, wide = type_ in LTE_TYPES, type_ == GPS_LBS_6
+            lte, wide = type_ in LTE_TYPES, type_ == PacketType.GPS_LBS_6
             if type_ in STATUS_TYPES and not vxt01:
                 # Status packets put the cell block's length first (VXT01 units do not).
                 if reader.left >= 1:
-                    long_cid = type_ == GPS_LBS_STATUS_1 and length == SEEWORLD_LENGTH
+                    long_cid = type_ == PacketType.GPS_LBS_STATUS_1 and length == SEEWORLD_LENGTH
                     self._sized_cell(packet, reader, attributes, lte=lte, long_cid=long_cid)
             elif reader.left >= _cell_size(lte=lte, wide=wide):
                 self._cell(reader, attributes, lte=lte, wide=wide)
         if vxt01 or s5:
             self._status(reader, attributes, found, alarm=True, power=True, vxt01=vxt01)
             if s5 and reader.left >= 7:
-                attributes["oil"] = reader.u16()
+                attributes[attr.OIL] = reader.u16()
                 temperature = reader.u8()
-                attributes["temperature_c"] = -(temperature & 0x7F) if temperature & 0x80 else temperature
-                attributes["odometer_m"] = reader.uint(4) * 10
-        elif type_ == GPS_LBS_1 and length == WETRUST_LENGTH and reader.left >= 5:
-            attributes["odometer_m"] = reader.uint(4)
-            attributes["card"] = _text(reader.take(reader.u8()))
+                attributes[attr.TEMPERATURE_C] = -(temperature & 0x7F) if temperature & 0x80 else temperature
+                attributes[attr.ODOMETER_M] = reader.uint(4) * 10
+        elif type_ == PacketType.GPS_LBS_1 and length == WETRUST_LENGTH and reader.left >= 5:
+            attributes[attr.ODOMETER_M] = reader.uint(4)
+            attributes[attr.CARD] = _text(reader.take(reader.u8()))
             if reader.left >= 1 and reader.u8() > 0:
                 found.append(alarms.GENERAL)  # the card alarm flag
         elif type_ in STATUS_TYPES:
             extended = type_ in LANGUAGE_EXTENDED_TYPES
             self._status(reader, attributes, found, alarm=True, extended_code=extended)
-        elif type_ == WIFI and reader.left >= 8:
+        elif type_ == PacketType.WIFI and reader.left >= 8:
             driver = reader.take(8).hex()
             fields["driver_id"] = driver
-        elif type_ in (GPS_LBS_2, GPS_2) and reader.left >= 1:
-            attributes["ignition"] = reader.u8() > 0
+        elif type_ in (PacketType.GPS_LBS_2, PacketType.GPS_2) and reader.left >= 1:
+            attributes[attr.IGNITION] = reader.u8() > 0
         event = "alarm" if found else "position"
         return self._report(event, attributes, found, **fields)
 
@@ -734,7 +776,7 @@ class Gt06Session(Session):
         then skips length - 9 bytes), the status block with its alarm byte, altitude."""
         length = reader.u8()
         mcc, mnc, lac, cid = reader.u16(), reader.u16(), reader.u16(), reader.uint(8)
-        attributes.update(mcc=mcc & 0x7FFF, mnc=mnc, lac=lac, cid=cid)
+        attributes.update({attr.MCC: mcc & 0x7FFF, attr.MNC: mnc, attr.LAC: lac, attr.CID: cid})
         reader.skip(min(max(length - 9, 0), max(reader.left, 0)))
         if reader.left >= 4:
             self._status(reader, attributes, found, alarm=True)
@@ -745,9 +787,9 @@ class Gt06Session(Session):
         self._cell(reader, attributes, lte=True, wide=False)
         reader.skip(1)  # network indicator
         self._terminal_info(reader.u8(), attributes, found)
-        attributes["power_v"] = reader.u16() / 100
+        attributes[attr.POWER_V] = reader.u16() / 100
         self._battery_level(reader.u8(), attributes)
-        attributes["rssi"] = reader.u8()
+        attributes[attr.RSSI] = reader.u8()
         self._alarm_byte(reader, attributes, found, extended=False)
         return self._report("alarm" if found else "position", attributes, found, **fields)
 
@@ -760,7 +802,7 @@ class Gt06Session(Session):
         lac = reader.uint(4 if lte else 2)
         cid = reader.uint(8 if lte else 3)
         reader.skip(2 if lte else 1)  # cell signal
-        attributes.update(mcc=mcc & 0x7FFF, mnc=mnc, lac=lac, cid=cid)
+        attributes.update({attr.MCC: mcc & 0x7FFF, attr.MNC: mnc, attr.LAC: lac, attr.CID: cid})
         self._status(reader, attributes, found, alarm=True, extended_code=True)
         if reader.left >= 1:
             reader.skip(1)  # language
@@ -781,7 +823,7 @@ class Gt06Session(Session):
         if reader.left >= 1:
             reader.skip(1)  # language
         if not self._status_modules(reader, status):
-            attributes.update(type=packet.type, raw=packet.body.hex())
+            attributes.update({attr.TYPE: packet.type, attr.RAW: packet.body.hex()})
             return self._report("message", attributes, found)
         attributes.update(status)
         found.extend(alarms_found)
@@ -796,29 +838,29 @@ class Gt06Session(Session):
                 return False
             data = reader.take(length)
             if module == 0x18 and length >= 2:
-                attributes["battery_v"] = int.from_bytes(data[:2], "big") / 100
+                attributes[attr.BATTERY_V] = int.from_bytes(data[:2], "big") / 100
             elif module == 0x32 and length >= 1:
-                attributes["startup_status"] = data[0]
+                attributes[attr.STARTUP_STATUS] = data[0]
             elif module == 0x6A and length >= 1:
-                attributes["battery_pct"] = data[0]
+                attributes[attr.BATTERY_PCT] = data[0]
         return reader.left == 0
 
     def _wifi_alarm(self, reader: Reader, attributes: dict[str, Any], found: list[str]) -> Report:
         """0xA9 (Jimi IoT 4G): time, cells (2G or 4G), WiFi access points, alarm code + language."""
         time = _optional_time(reader.take(6), self.timezone)
         mcc = reader.u16()
-        attributes["mcc"] = mcc & 0x7FFF
-        attributes["mnc"] = reader.u16() if mcc & 0x8000 else reader.u8()
+        attributes[attr.MCC] = mcc & 0x7FFF
+        attributes[attr.MNC] = reader.u16() if mcc & 0x8000 else reader.u8()
         lte = reader.u8() > 0
         for index in range(reader.u8()):
             lac, cid = reader.uint(4 if lte else 2), reader.uint(8 if lte else 3)
             reader.skip(1)  # signal
             if index == 0:
-                attributes.update(lac=lac, cid=cid)
+                attributes.update({attr.LAC: lac, attr.CID: cid})
         reader.skip(1)  # timing advance
         count = reader.u8()
         reader.skip(7 * count)  # MAC and signal of each access point
-        attributes["wifi_count"] = count
+        attributes[attr.WIFI_COUNT] = count
         self._alarm_byte(reader, attributes, found, extended=True)
         return self._report("alarm" if found else "lbs", attributes, found, time=time)
 
@@ -841,16 +883,16 @@ class Gt06Session(Session):
                 satellites=sats,
             )
         if reader.left >= 1 and self._sized_cell(packet, reader, attributes, lte=False):
-            attributes["rssi"] = reader.u8()
+            attributes[attr.RSSI] = reader.u8()
         for _block in ("cells", "wifi"):
             if reader.left >= 1:
                 reader.skip(reader.u8())
         if reader.left >= 1:
             status = reader.u8()
-            attributes["status"] = status
-            if packet.type == AZ735_ALARM:
+            attributes[attr.STATUS] = status
+            if packet.type == PacketType.AZ735_ALARM:
                 if status in (0xA0, 0xA1):
-                    attributes["armed"] = status == 0xA0
+                    attributes[attr.ARMED] = status == 0xA0
                 elif status in AZ735_ALARMS:
                     found.append(AZ735_ALARMS[status])
         event = "alarm" if found else "position" if "lat" in fields else "status"
@@ -865,23 +907,23 @@ class Gt06Session(Session):
                 break
             data = reader.take(length)
             if module == 0x03:
-                attributes["iccid"] = data.hex()
+                attributes[attr.ICCID] = data.hex()
             elif module == 0x09 and length >= 1:
                 fields["satellites"] = data[0]
             elif module == 0x18 and length >= 2:
-                attributes["battery_v"] = int.from_bytes(data[:2], "big") / 100
+                attributes[attr.BATTERY_V] = int.from_bytes(data[:2], "big") / 100
             elif module == 0x28 and length >= 1:
-                attributes["hdop"] = data[0] / 10
+                attributes[attr.HDOP] = data[0] / 10
             elif module == 0x2B and length >= 1:
-                attributes["event_code"] = data[0]
+                attributes[attr.EVENT_CODE] = data[0]
                 if data[0] in MODULAR_EVENTS:
                     found.append(MODULAR_EVENTS[data[0]])
             elif module == 0x34 and length >= 1:
-                attributes["event_code"] = data[0]
+                attributes[attr.EVENT_CODE] = data[0]
                 if data[0] in MODULAR_EVENT_RECORDS:
                     found.append(MODULAR_EVENT_RECORDS[data[0]])
             elif module == 0x2E and length >= 4:
-                attributes["odometer_m"] = int.from_bytes(data[:4], "little")
+                attributes[attr.ODOMETER_M] = int.from_bytes(data[:4], "little")
             elif module == 0x33 and length >= 18:
                 lat = int.from_bytes(data[7:11], "big") / COORDINATE_SCALE
                 lon = int.from_bytes(data[11:15], "big") / COORDINATE_SCALE
@@ -903,12 +945,12 @@ class Gt06Session(Session):
         time = _optional_time(reader.take(6), self.timezone)
         if reader.left >= 3:
             mcc = reader.u16()
-            attributes["mcc"] = mcc & 0x7FFF
-            attributes["mnc"] = reader.u16() if mcc & 0x8000 and reader.left >= 2 else reader.u8()
-            wide = type_ in (LBS_2, WIFI_3)
+            attributes[attr.MCC] = mcc & 0x7FFF
+            attributes[attr.MNC] = reader.u16() if mcc & 0x8000 and reader.left >= 2 else reader.u8()
+            wide = type_ in (PacketType.LBS_2, PacketType.WIFI_3)
             if reader.left >= (12 if wide else 5):
-                attributes["lac"] = reader.uint(4 if wide else 2)
-                attributes["cid"] = reader.uint(8 if wide else 3)
+                attributes[attr.LAC] = reader.uint(4 if wide else 2)
+                attributes[attr.CID] = reader.uint(8 if wide else 3)
         return self._report("lbs", attributes, [], time=time)
 
     def _wifi(
@@ -918,10 +960,13 @@ class Gt06Session(Session):
         stamp = reader.take(6)
         time = _bcd_time(stamp)
         # WiFi packets reuse the length byte as the access point count.
-        count = (reader.u8() if reader.left >= 1 else 0) if packet.type == WIFI_4 else packet.declared_length
-        attributes["wifi_count"] = count
+        if packet.type == PacketType.WIFI_4:
+            count = reader.u8() if reader.left >= 1 else 0
+        else:
+            count = packet.declared_length
+        attributes[attr.WIFI_COUNT] = count
         report = self._report("wifi", attributes, [], time=time)
-        if packet.type == WIFI_4:
+        if packet.type == PacketType.WIFI_4:
             return report, ()
         reply = START + bytes([0, packet.type]) + stamp + TRAILER
         return report, (reply,)
@@ -936,9 +981,9 @@ class Gt06Session(Session):
             reader.skip(4)  # server flag, as we sent it
         rest = reader.take(max(reader.left, 0))
         text = _text(rest[: length - 4] if 4 < length <= len(rest) + 4 else rest)
-        attributes["result"] = text
+        attributes[attr.RESULT] = text
         if text.startswith("<ICCID:"):
-            attributes["iccid"] = text[7:].rstrip(">")
+            attributes[attr.ICCID] = text[7:].rstrip(">")
         return self._report("command_result", attributes, [])
 
     def _string_info(self, reader: Reader, attributes: dict[str, Any]) -> Report:
@@ -947,7 +992,7 @@ class Gt06Session(Session):
         encoding = reader.u8()
         raw = reader.take(max(reader.left, 0))
         text = raw.decode("utf-16-be", "replace") if encoding == 2 else _text(raw)
-        attributes["result"] = text
+        attributes[attr.RESULT] = text
         match = _LOCATION_TEXT.search(text)
         if match is None:
             return self._report("command_result", attributes, [])
@@ -969,31 +1014,31 @@ class Gt06Session(Session):
     def _info(self, reader: Reader, attributes: dict[str, Any]) -> Report:
         """0x94 information packets, by sub-type."""
         subtype = reader.u8()
-        attributes["info_type"] = subtype
+        attributes[attr.INFO_TYPE] = subtype
         rest = reader.take(max(reader.left, 0))
         driver_id = None
         if subtype == 0x00 and len(rest) >= 2:
-            attributes["power_v"] = int.from_bytes(rest[:2], "big") / 100
+            attributes[attr.POWER_V] = int.from_bytes(rest[:2], "big") / 100
         elif subtype in (0x04, 0x0D):
-            attributes["text"] = _text(rest)
+            attributes[attr.TEXT] = _text(rest)
         elif subtype == 0x05 and rest:
-            attributes["door"] = bool(rest[0] & 0x01)
+            attributes[attr.DOOR] = bool(rest[0] & 0x01)
         elif subtype == 0x0A and len(rest) >= 26:
-            attributes["imei"] = rest[:8].hex()[1:]
-            attributes["imsi"] = rest[8:16].hex()
-            attributes["iccid"] = rest[16:26].hex().rstrip("f")
+            attributes[attr.IMEI] = rest[:8].hex()[1:]
+            attributes[attr.IMSI] = rest[8:16].hex()
+            attributes[attr.ICCID] = rest[16:26].hex().rstrip("f")
         elif subtype == 0x1B:
             if rest[:1] == b"\x02" and len(rest) >= 6:  # STX, type, 4-byte card id, checksum, ETX
                 driver_id = rest[2:6].hex()
             else:
                 text = _text(rest).strip()
-                attributes["serial"] = text
+                attributes[attr.SERIAL] = text
                 driver_id = text.removeprefix("RFID:") or None
         elif subtype == 0x1E and len(rest) >= 8:
-            attributes["temperature_c"] = int.from_bytes(rest[:4], "big", signed=True) / 10
-            attributes["humidity_pct"] = int.from_bytes(rest[4:8], "big") / 10
+            attributes[attr.TEMPERATURE_C] = int.from_bytes(rest[:4], "big", signed=True) / 10
+            attributes[attr.HUMIDITY_PCT] = int.from_bytes(rest[4:8], "big") / 10
         else:
-            attributes["raw"] = rest.hex()
+            attributes[attr.RAW] = rest.hex()
         return self._report("info", attributes, [], driver_id=driver_id)
 
     def _alarm_packet(
@@ -1012,7 +1057,7 @@ class Gt06Session(Session):
         else:
             fields["time"] = _optional_time(reader.take(6), self.timezone)
         code = reader.u8()
-        attributes["event_code"] = code
+        attributes[attr.EVENT_CODE] = code
         if code == 0x01 and not long_form:
             found.append(alarms.GENERAL)
         elif code in EVENT_ALARMS:
@@ -1020,7 +1065,7 @@ class Gt06Session(Session):
         files = packet.body[reader.pos :].split(b"\x00")
         names = [_text(name) for name in files if name.startswith(b"EVENT_")]
         if names:
-            attributes["event_files"] = ",".join(names)
+            attributes[attr.EVENT_FILES] = ",".join(names)
         return self._report("alarm" if found else "event", attributes, found, **fields)
 
     # -- encoding (Gt06ProtocolEncoder) ----------------------------------------------------------
@@ -1031,7 +1076,7 @@ class Gt06Session(Session):
         if wire[:2] not in (START, START_EXTENDED):
             return None
         header = HEADER_EXTENDED if wire[:2] == START_EXTENDED else HEADER
-        if login or wire[header : header + 1] == bytes([LOGIN]):
+        if login or wire[header : header + 1] == bytes([PacketType.LOGIN]):
             return UpstreamAck.through("the login reply", TRAILER)
         return None
 
@@ -1048,7 +1093,7 @@ class Gt06Session(Session):
         payload = SERVER_FLAG + text.encode("ascii")
         serial = self._command_serial
         self._command_serial = (serial + 1) & 0xFFFF
-        return frame_bytes(COMMAND, bytes([len(payload)]) + payload, serial)
+        return frame_bytes(PacketType.COMMAND, bytes([len(payload)]) + payload, serial)
 
 
 def _split(frame: bytes) -> _Packet:

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import alarms
+from . import attributes as attr
 from ._model import (
     KNOTS_TO_KMH,
     Command,
@@ -287,14 +288,17 @@ class H02Session(Session):
         elif kind == "SMS":
             result = body.split(",", 3)[3] if len(fields) > 3 else ""
             report = Report(
-                protocol=PROTOCOL, device_id=device_id, event="command_result", attributes={"result": result}
+                protocol=PROTOCOL,
+                device_id=device_id,
+                event="command_result",
+                attributes={attr.RESULT: result},
             )
         elif kind.startswith("V"):
             report = _text_position(text, device_id, fields, frame, now)
             if kind == "V1" and fields[1]:
                 replies.append(_time_reply(fields[1], "V1", now))
         else:
-            attributes = {"type": kind, "data": ",".join(fields[3:])}
+            attributes = {attr.TYPE: kind, attr.DATA: ",".join(fields[3:])}
             report = Report(protocol=PROTOCOL, device_id=device_id, event="message", attributes=attributes)
         return Decoded((report,), tuple(reply for reply in replies if reply), device_id=device_id)
 
@@ -345,7 +349,7 @@ def _time_reply(device_id: str, kind: str, now: datetime) -> bytes:
 
 def _status(value: str) -> tuple[tuple[str, ...], dict[str, Any]]:
     status = int(value, 16)
-    return _status_alarms(status), {"status": status, "ignition": bool(status >> IGNITION_BIT & 1)}
+    return _status_alarms(status), {attr.STATUS: status, attr.IGNITION: bool(status >> IGNITION_BIT & 1)}
 
 
 def _status_alarms(status: int) -> tuple[str, ...]:
@@ -394,22 +398,22 @@ def _text_position(
                 device_id=device_id,
                 event="status",
                 valid=False,
-                attributes={"type": fields[2], "data": ",".join(fields[3:])},
+                attributes={attr.TYPE: fields[2], attr.DATA: ",".join(fields[3:])},
             )
         raise DriverError(PROTOCOL, f"{fields[2]} message does not have the position layout", data=frame)
     attributes: dict[str, Any] = {}
     found: tuple[str, ...] = ()
     if match["response"] is not None:
-        attributes["result"] = match["response"]
+        attributes[attr.RESULT] = match["response"]
     if match["battery"]:
-        attributes["battery_level"] = int(match["battery"])
+        attributes[attr.BATTERY_RAW] = int(match["battery"])
     tail = match["tail"][1:].split(",") if match["tail"] else []
     if tail and _HEX8.fullmatch(tail[0]):
         status, extras = tail[0], tail[1:]
     elif len(tail) > 3 and _HEX8.fullmatch(tail[3]):
         status, extras = tail[3], tail[4:]
         if tail[2]:
-            attributes["iccid"] = tail[2]
+            attributes[attr.ICCID] = tail[2]
     else:
         status, extras = None, tail
     if status is not None:
@@ -441,32 +445,32 @@ def _extras(extras: list[str], attributes: dict[str, Any]) -> float | None:
         return None
     if len(extras) == 6 and re.fullmatch(r"\d+\.\d+", extras[2]):
         try:
-            attributes["odometer_m"] = int(extras[0])
-            attributes["temperature_c"] = int(extras[1])
-            attributes["fuel"] = float(extras[2])
-            attributes["lac"] = int(extras[4], 16)
-            attributes["cid"] = int(extras[5], 16)
+            attributes[attr.ODOMETER_M] = int(extras[0])
+            attributes[attr.TEMPERATURE_C] = int(extras[1])
+            attributes[attr.FUEL_RAW] = float(extras[2])
+            attributes[attr.LAC] = int(extras[4], 16)
+            attributes[attr.CID] = int(extras[5], 16)
             return float(extras[3])
         except ValueError:
-            for name in ("odometer_m", "temperature_c", "fuel", "lac", "cid"):
+            for name in (attr.ODOMETER_M, attr.TEMPERATURE_C, attr.FUEL_RAW, attr.LAC, attr.CID):
                 attributes.pop(name, None)
-    attributes["extra"] = ",".join(value.strip() for value in extras)
+    attributes[attr.EXTRA] = ",".join(value.strip() for value in extras)
     return None
 
 
 def _heartbeat(device_id: str | None, fields: list[str]) -> Report:
     attributes: dict[str, Any] = {}
     if len(fields) > 3 and fields[3].isdigit():
-        attributes["battery_pct"] = int(fields[3])
+        attributes[attr.BATTERY_PCT] = int(fields[3])
     return Report(protocol=PROTOCOL, device_id=device_id, event="heartbeat", attributes=attributes)
 
 
 def _cells(values: Iterable[tuple[str, str, str]]) -> list[dict[str, int]]:
     cells = []
     for lac, cid, rssi in values:
-        cell = {"lac": int(lac), "cid": int(cid)}
+        cell = {attr.LAC: int(lac), attr.CID: int(cid)}
         if rssi.strip():
-            cell["rssi"] = int(rssi)
+            cell[attr.RSSI] = int(rssi)
         cells.append(cell)
     return cells
 
@@ -481,7 +485,7 @@ def _status_report(
     except ValueError:
         # Seen in the field: "160169" (second 69). A cell or status report is worth keeping anyway.
         time = None
-        attributes["device_time"] = f"{date},{hhmmss}"
+        attributes[attr.DEVICE_TIME] = f"{date},{hhmmss}"
     return Report(
         protocol=PROTOCOL,
         device_id=device_id,
@@ -498,19 +502,19 @@ def _cells_report(device_id: str | None, fields: list[str]) -> Report:
     end = 8 + 3 * count
     flat = fields[8:end]
     cells = _cells(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
-    attributes: dict[str, Any] = {"mcc": int(fields[4]), "mnc": int(fields[5]), "cells": cells}
+    attributes: dict[str, Any] = {attr.MCC: int(fields[4]), attr.MNC: int(fields[5]), attr.CELLS: cells}
     if cells:
-        attributes.update(lac=cells[0]["lac"], cid=cells[0]["cid"])
+        attributes.update({attr.LAC: cells[0][attr.LAC], attr.CID: cells[0][attr.CID]})
     return _status_report(device_id, "cells", fields[end], fields[3], fields[end + 1], attributes)
 
 
 def _link_report(device_id: str | None, fields: list[str]) -> Report:
     """``LINK,hhmmss,rssi,satellites,battery %,steps,turnovers,ddmmyy,status``."""
     attributes: dict[str, Any] = {
-        "rssi": int(fields[4]),
-        "battery_pct": int(fields[6]),
-        "steps": int(fields[7]),
-        "turnovers": int(fields[8]),
+        attr.RSSI: int(fields[4]),
+        attr.BATTERY_PCT: int(fields[6]),
+        attr.STEPS: int(fields[7]),
+        attr.TURNOVERS: int(fields[8]),
     }
     report = _status_report(device_id, "status", fields[9], fields[3], fields[10], attributes)
     return replace(report, satellites=int(fields[5]))
@@ -522,11 +526,15 @@ def _v3_report(device_id: str | None, fields: list[str]) -> Report:
     flat = fields[6:-5]
     if len(flat) < 4 * count or fields[-3] != "X":
         raise ValueError(f"V3 announces {count} cells, carries {len(flat) // 4}")
-    cells = [{"lac": int(flat[i * 4]), "cid": int(flat[i * 4 + 1])} for i in range(count)]
-    attributes: dict[str, Any] = {"mcc": int(network[:3]), "mnc": int(network[3:] or "0"), "cells": cells}
+    cells = [{attr.LAC: int(flat[i * 4]), attr.CID: int(flat[i * 4 + 1])} for i in range(count)]
+    attributes: dict[str, Any] = {
+        attr.MCC: int(network[:3]),
+        attr.MNC: int(network[3:] or "0"),
+        attr.CELLS: cells,
+    }
     if cells:
-        attributes.update(lac=cells[0]["lac"], cid=cells[0]["cid"])
-    attributes["battery_raw"] = int(fields[-5], 16)
+        attributes.update({attr.LAC: cells[0][attr.LAC], attr.CID: cells[0][attr.CID]})
+    attributes[attr.BATTERY_RAW] = int(fields[-5], 16)
     return _status_report(device_id, "cells", fields[-2], fields[3], fields[-1], attributes)
 
 
@@ -535,7 +543,7 @@ def _vp1_report(device_id: str | None, fields: list[str]) -> Report:
     if fields[3] == "V":
         triples = [cell.split(",") for cell in ",".join(fields[6:]).split("Y") if cell]
         cells = _cells((lac, cid, rssi) for lac, cid, rssi in triples)
-        attributes: dict[str, Any] = {"mcc": int(fields[4]), "mnc": int(fields[5]), "cells": cells}
+        attributes: dict[str, Any] = {attr.MCC: int(fields[4]), attr.MNC: int(fields[5]), attr.CELLS: cells}
         return Report(protocol=PROTOCOL, device_id=device_id, event="cells", attributes=attributes)
     return Report(
         protocol=PROTOCOL,
@@ -609,11 +617,11 @@ def _decode_binary(frame: bytes, session_id: str | None) -> Report:
     lat = int(lat_digits[:2]) + int(lat_digits[2:]) / 10000 / 60
     lon = int(lon_digits[:3]) + int(lon_digits[3:9]) / 10000 / 60
     found = _status_alarms(status)
-    attributes: dict[str, Any] = {"status": status, "ignition": bool(status >> IGNITION_BIT & 1)}
+    attributes: dict[str, Any] = {attr.STATUS: status, attr.IGNITION: bool(status >> IGNITION_BIT & 1)}
     if (level := _battery(battery)) is not None:
-        attributes["battery_pct"] = level
+        attributes[attr.BATTERY_PCT] = level
     if frame[:1] == b"X":
-        attributes["marker"] = "X"
+        attributes[attr.MARKER] = "X"
     return Report(
         protocol=PROTOCOL,
         device_id=device_id,

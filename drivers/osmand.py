@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from . import alarms
+from . import attributes as attr
 from ._model import KNOTS_TO_KMH, Decoded, DriverError, Report, Transport
 from ._registry import register
 from ._session import Match, Session, UpstreamAck
@@ -461,19 +462,19 @@ def _decode_query(params: list[tuple[str, str]], now: datetime) -> tuple[str, li
     heading = _course(_float(fields, "heading"), "heading")
     altitude = _float(fields, "altitude")
     if (accuracy := _float(fields, "accuracy")) is not None:
-        attributes["accuracy_m"] = accuracy
+        attributes[attr.ACCURACY_M] = accuracy
     if (hdop := _float(fields, "hdop")) is not None:
-        attributes["hdop"] = hdop
+        attributes[attr.HDOP] = hdop
     if (battery := _float(fields, "batt")) is not None:
-        attributes["battery_pct"] = battery
+        attributes[attr.BATTERY_PCT] = battery
     if charge := fields.pop("charge", ""):
-        attributes["charge"] = charge.lower() in ("true", "1")
+        attributes[attr.CHARGE] = charge.lower() in ("true", "1")
     driver_id = fields.pop("driverUniqueId", "") or None
     found = _alarms(fields.pop("alarm", ""), attributes)
     for index, cell in enumerate(cells):
         _cell(cell, attributes, first=index == 0)
     if wifis:
-        attributes["wifi"] = [_wifi(wifi) for wifi in wifis]
+        attributes[attr.WIFI] = [_wifi(wifi) for wifi in wifis]
     for name, value in fields.items():
         if name not in attributes:
             attributes[name] = _typed(value)
@@ -501,7 +502,7 @@ def _alarms(value: str, attributes: dict[str, Any]) -> tuple[str, ...]:
     names = [name.strip() for name in value.split(",") if name.strip()]
     unknown = [name for name in names if name not in alarms.ALL]
     if unknown:
-        attributes["alarm"] = ",".join(unknown)
+        attributes[attr.ALARM] = ",".join(unknown)
     return tuple(dict.fromkeys(name for name in names if name in alarms.ALL))
 
 
@@ -579,7 +580,7 @@ def _cell(text: str, attributes: dict[str, Any], *, first: bool) -> None:
     parts = [part.strip() for part in text.split(",")]
     if len(parts) not in (4, 5) or not all(_INTEGER.fullmatch(part) for part in parts):
         raise _Reject(400, f"bad cell {text[:40]!r}: expected mcc,mnc,lac,cid[,rssi]")
-    cell = dict(zip(("mcc", "mnc", "lac", "cid", "rssi"), map(int, parts), strict=False))
+    cell = dict(zip((attr.MCC, attr.MNC, attr.LAC, attr.CID, attr.RSSI), map(int, parts), strict=False))
     if first:
         attributes.update(cell)
     else:
@@ -590,7 +591,7 @@ def _wifi(text: str) -> dict[str, Any]:
     mac, comma, rssi = text.partition(",")
     if not comma or not _INTEGER.fullmatch(rssi.strip()):
         raise _Reject(400, f"bad wifi {text[:40]!r}: expected mac,rssi")
-    return {"mac": mac.strip().replace("-", ":").lower(), "rssi": int(rssi)}
+    return {"mac": mac.strip().replace("-", ":").lower(), attr.RSSI: int(rssi)}
 
 
 def _typed(value: str) -> Any:
@@ -667,29 +668,29 @@ def _location(item: Any, device_id: str, now: datetime) -> Report:
     if isinstance(extras, dict):
         attributes.update(extras)
     if (accuracy := _json_number(coords.get("accuracy"), "accuracy")) is not None and accuracy >= 0:
-        attributes["accuracy_m"] = accuracy
+        attributes[attr.ACCURACY_M] = accuracy
     battery = item.get("battery")
     if isinstance(battery, dict):
         level = _json_number(battery.get("level"), "battery level")
         if level is not None and 0 <= level <= 1:
             # The plugin reports 0..1 and -1 for "unknown".
-            attributes["battery_pct"] = round(level * 100, 1)
+            attributes[attr.BATTERY_PCT] = round(level * 100, 1)
         if isinstance(battery.get("is_charging"), bool):
-            attributes["charge"] = battery["is_charging"]
+            attributes[attr.CHARGE] = battery["is_charging"]
     if isinstance(item.get("is_moving"), bool):
-        attributes["motion"] = item["is_moving"]
+        attributes[attr.MOTION] = item["is_moving"]
     if (odometer := _json_number(item.get("odometer"), "odometer")) is not None:
-        attributes["odometer_m"] = odometer
+        attributes[attr.ODOMETER_M] = odometer
     # The plugin's own "event" (motionchange, geofence, heartbeat...) says what triggered the fix.
     if isinstance(item.get("event"), str):
-        attributes["trigger"] = item["event"]
+        attributes[attr.TRIGGER] = item["event"]
     activity = item.get("activity")
     if isinstance(activity, dict) and isinstance(activity.get("type"), str):
-        attributes["activity"] = activity["type"]
+        attributes[attr.ACTIVITY] = activity["type"]
     if isinstance(item.get("uuid"), str):
-        attributes["uuid"] = item["uuid"]
+        attributes[attr.UUID] = item["uuid"]
     if item.get("mock") is True:
-        attributes["mock"] = True
+        attributes[attr.MOCK] = True
 
     return _report(
         device_id=device_id,
@@ -717,6 +718,66 @@ def _json_number(value: Any, name: str) -> float | None:
     if not math.isfinite(number):
         raise _Reject(400, f"{name} is out of range")
     return number
+
+
+# -- the encoder: a report as the query form (the relay's OsmAnd sink) ---------------------------
+
+#: Report attributes that have a parameter of their own in the query form.
+_NAMED_ATTRIBUTES = {attr.BATTERY_PCT: "batt", attr.ACCURACY_M: "accuracy"}
+
+
+def encode_position(document: Mapping[str, Any]) -> list[tuple[str, str]] | None:
+    """The query-form parameters for a report (``Report.to_json()``), or ``None`` when it has no
+    position (the query form cannot carry one without). This decoder reads them back as the same
+    position, time, speed, course, alarms and driver id.
+
+    Speed goes in knots; every attribute without a parameter of its own goes under its own name
+    (booleans as ``true``/``false``, lists and tables as JSON).
+    """
+    if document.get("lat") is None or document.get("lon") is None:
+        return None
+    stamp = document.get("time") or document.get("received_at")
+    params: dict[str, str] = {"id": str(document.get("device_id") or "")}
+    if stamp:
+        params["timestamp"] = str(int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()))
+    params["lat"] = _encode_number(document["lat"])
+    params["lon"] = _encode_number(document["lon"])
+    if document.get("valid") is not None:
+        params["valid"] = _encode_value(document["valid"])
+    if document.get("speed_kmh") is not None:
+        params["speed"] = _encode_number(round(document["speed_kmh"] / KNOTS_TO_KMH, 3))
+    optional: dict[str, Any] = {
+        "bearing": document.get("course_deg"),
+        "altitude": document.get("altitude_m"),
+        "sat": document.get("satellites"),
+        "driverUniqueId": document.get("driver_id"),
+    }
+    if document.get("alarms"):
+        optional["alarm"] = ",".join(document["alarms"])
+    attributes = document.get("attributes") or {}
+    for name, key in _NAMED_ATTRIBUTES.items():
+        optional[key] = attributes.get(name)
+    for name, value in attributes.items():
+        if name not in _NAMED_ATTRIBUTES and name not in params and name not in optional:
+            optional[name] = value
+    for key, value in optional.items():
+        if value is not None:
+            params[key] = _encode_value(value)
+    return list(params.items())
+
+
+def _encode_number(value: float | int) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _encode_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return _encode_number(value)
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
 
 
 DRIVER = register(PROTOCOL, sniff, OsmandSession)

@@ -18,7 +18,17 @@ from datetime import datetime
 from typing import Any
 
 from . import alarms
-from ._model import Command, CommandType, Decoded, DriverError, Report, Transport, UnsupportedCommand
+from . import attributes as attr
+from ._model import (
+    Command,
+    CommandType,
+    Decoded,
+    DriverError,
+    FramingError,
+    Report,
+    Transport,
+    UnsupportedCommand,
+)
 from ._registry import register
 from ._session import Match, Session
 from ._text import knots_to_kmh, nmea_coordinate, optional_float, utc_datetime
@@ -57,6 +67,25 @@ _CAPITALS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _MAX_TYPE = 32
 _PHD = re.compile(rb"\$PHD(\d{1,7}),(\d{1,5}),")
 _PHO = re.compile(r"PHO(\d+)(?:-\d+)?")
+#: A position line after its ``$``: eleven fields, then the ``/``-separated extras. Each field is
+#: checked by the converter that reads it.
+_POSITION = re.compile(
+    r"""
+    (?P<event>[^,]*) ,              # EVT: POS, an alarm code (IN1, CPA...), PHO<size>...
+    (?P<id>[^,]*) ,                 # device id, digits
+    (?P<time>[^,]*) ,               # hhmmss.sss, UTC
+    (?P<validity>[^,]*) ,           # A valid, V not
+    (?P<lat>[^,]*) ,                # ddmm.mmmm
+    (?P<lat_hemisphere>[^,]*) ,     # N or S
+    (?P<lon>[^,]*) ,                # dddmm.mmmm
+    (?P<lon_hemisphere>[^,]*) ,     # E or W
+    (?P<speed>[^,]*) ,              # knots
+    (?P<course>[^,]*) ,             # degrees
+    (?P<date>[^,]*)                 # ddmmyy
+    (?: , (?P<extras>.*) )?         # ,,<c>/in,out/adc,.../odometer/rfid/state/
+    """,
+    re.VERBOSE | re.DOTALL,
+)
 
 
 def sniff(head: bytes, transport: Transport) -> Match:
@@ -114,11 +143,11 @@ class Pt502Session(Session):
             if buffer.startswith(b"$PHD"):
                 chunk = _PHD.match(buffer)
                 if chunk is None:
-                    if len(buffer) < 20 and b"," in buffer[4:] and buffer.count(b",") >= 2:
-                        raise DriverError(PROTOCOL, "malformed $PHD header", data=bytes(buffer[:20]))
-                    if len(buffer) < 20:
+                    whole_header = len(buffer) >= 20 or buffer.count(b",", 4) >= 2
+                    if not whole_header:
                         return None
-                    raise DriverError(PROTOCOL, "malformed $PHD header", data=bytes(buffer[:20]))
+                    # The chunk's length is unknown, so nothing after it can be framed.
+                    raise FramingError(PROTOCOL, "malformed $PHD header", data=bytes(buffer[:20]))
                 end = chunk.end() + int(chunk.group(2))
                 if len(buffer) < end:
                     return None
@@ -146,13 +175,12 @@ class Pt502Session(Session):
             raise DriverError(PROTOCOL, "frame does not start with '$'", data=frame)
         if text.startswith("$FUS"):
             return self._version(text, frame)
-        fields = text[1:].split(",")
-        if len(fields) < 11:
-            raise DriverError(
-                PROTOCOL, f"position has {len(fields)} fields, expected at least 11", data=frame
-            )
+        position = _POSITION.fullmatch(text, 1)
+        if position is None:
+            count = text.count(",") + 1
+            raise DriverError(PROTOCOL, f"position has {count} fields, expected at least 11", data=frame)
         try:
-            report = _position(fields)
+            report = _position(position)
         except (ValueError, IndexError) as error:
             raise DriverError(PROTOCOL, f"bad position: {error}", data=frame) from None
         self.device_id = report.device_id
@@ -171,9 +199,9 @@ class Pt502Session(Session):
         imei = fields[0]
         if not imei.isdigit():
             raise DriverError(PROTOCOL, f"version report without a numeric id: {imei!r}", data=frame)
-        attributes = {"hardware": fields[1]} if len(fields) > 1 else {}
+        attributes = {attr.HARDWARE: fields[1]} if len(fields) > 1 else {}
         if len(fields) > 2:
-            attributes["module"] = fields[2]
+            attributes[attr.MODULE] = fields[2]
         return Decoded((Report(protocol=PROTOCOL, device_id=imei, event="version", attributes=attributes),))
 
     def _photo_chunk(self, frame: bytes) -> Decoded:
@@ -200,7 +228,7 @@ class Pt502Session(Session):
             event="photo",
             media=image,
             media_type="image/jpeg",
-            attributes={"photo_size": len(image)},
+            attributes={attr.PHOTO_SIZE: len(image)},
         )
         return Decoded((report,))
 
@@ -228,49 +256,50 @@ def _chunk_request(received: int, size: int) -> bytes:
     return f"#PHD{received},{min(size - received, PHOTO_CHUNK)}\r\n".encode()
 
 
-def _position(fields: list[str]) -> Report:
-    """``EVT,ID,hhmmss.sss,A|V,lat,N|S,lon,E|W,speed,course,ddmmyy,,,<c>/in,out/adc,.../odo/rfid/state/``."""
-    code, device_id = fields[0], fields[1]
+def _position(position: re.Match[str]) -> Report:
+    """A :data:`_POSITION` line (its groups in order)."""
+    (code, device_id, hhmmss, validity, lat, lat_hemisphere, lon, lon_hemisphere, knots, degrees, ddmmyy,
+     extras) = position.groups()  # fmt: skip
     if not device_id.isdigit():
         raise ValueError(f"device id {device_id!r} is not numeric")
-    attributes: dict[str, Any] = {"event_code": code}
+    attributes: dict[str, Any] = {attr.EVENT_CODE: code}
     found: list[str] = []
     if code in EVENT_ALARMS:
         found.append(EVENT_ALARMS[code])
-    if photo := _PHO.fullmatch(code):
-        attributes["photo_size"] = int(photo.group(1))
-    speed = knots_to_kmh(fields[8])
-    course = optional_float(fields[9])
+    if code.startswith("PHO") and (photo := _PHO.fullmatch(code)):
+        attributes[attr.PHOTO_SIZE] = int(photo.group(1))
+    speed = knots_to_kmh(knots)
+    course = optional_float(degrees)
     satellites: int | None = None
     driver_id: str | None = None
-    groups = ",".join(fields[11:]).split("/")
+    groups = (extras or "").split("/")
     if len(groups) > 1:
         io = groups[1].split(",")
         if io[0]:
-            attributes["input"] = int(io[0], 2)
+            attributes[attr.INPUT] = int(io[0], 2)
         if len(io) > 1 and io[1]:
-            attributes["output"] = int(io[1], 2)
+            attributes[attr.OUTPUT] = int(io[1], 2)
     if len(groups) > 2 and groups[2]:
         for index, value in enumerate(groups[2].split(","), start=1):
             if value:
                 attributes[f"adc{index}"] = int(value, 16)
     if len(groups) > 3 and groups[3]:
-        attributes["odometer_m"] = int(groups[3])
+        attributes[attr.ODOMETER_M] = int(groups[3])
     if len(groups) > 4 and groups[4]:
         driver_id = groups[4]
     if len(groups) > 5 and len(groups[5]) == 3:
         state = int(groups[5], 16)
-        attributes["battery_level"] = state >> 8
-        attributes["rssi"] = (state >> 4) & 0xF
+        attributes[attr.BATTERY_RAW] = state >> 8
+        attributes[attr.RSSI] = (state >> 4) & 0xF
         satellites = state & 0xF
     return Report(
         protocol=PROTOCOL,
         device_id=device_id,
         event="alarm" if found else "position",
-        time=utc_datetime(fields[10], fields[2]),
-        valid=fields[3] == "A",
-        lat=nmea_coordinate(fields[4], fields[5]),
-        lon=nmea_coordinate(fields[6], fields[7]),
+        time=utc_datetime(ddmmyy, hhmmss),
+        valid=validity == "A",
+        lat=nmea_coordinate(lat, lat_hemisphere),
+        lon=nmea_coordinate(lon, lon_hemisphere),
         speed_kmh=speed if speed is not None else 0.0,
         course_deg=course if course is not None else 0.0,
         satellites=satellites,

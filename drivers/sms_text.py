@@ -1,13 +1,13 @@
 """Tracker SMS texts: Coban position replies, alarms and acknowledgements, as normalized reports.
 
 :func:`parse_tracker_sms` is pure (time comes in) and transport-independent: the relay knows the text
-came by SMS; the only SMS detail in a report is ``attributes["sender"]``.
+came by SMS; the only SMS detail in a report is ``attributes[attr.SENDER]``.
 
 Coban texts (protocol ``gps103``, the family's TCP protocol) come in several firmware layouts, all
 with ``lat:``/``long:`` decimal degrees, ``speed:`` in km/h and a ``T:`` date in the tracker's time
 zone, or ``Lac:`` cell ids when there is no fix. The date order differs between firmwares
 (``yy/mm/dd`` and ``dd/mm/yy`` both exist); the reading closest to the SMS time that is not in the
-future wins. ``attributes["time_source"]`` says how the report's time was found:
+future wins. ``attributes[attr.TIME_SOURCE]`` says how the report's time was found:
 
 * ``device_zone``: ``T:`` in the tracker's zone, known to the caller (``zone``);
 * ``inferred_zone``: ``T:`` in a zone inferred from the service-centre timestamp. The SMS leaves the
@@ -30,11 +30,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import alarms
+from . import attributes as attr
 from ._model import Report
 from .gps103 import KEYWORD_ALARMS
 
 COBAN = "gps103"
-BOFAN = "pt502"
 
 #: Alarm words of Coban texts (lower case, as a phrase; a space may be missing) to alarm names: the
 #: keyword table of the TCP driver, so a tracker's alarm is the same alarm by SMS and over the network.
@@ -54,7 +54,6 @@ _DATE_TIME = re.compile(
         \s+(?P<hour>\d\d):(?P<minute>\d\d)(?::(?P<second>\d\d))?""",
     re.VERBOSE,
 )
-_T_FIELD = re.compile(r"(?<![a-z])T:\s*(?P<value>[^\n]*)", re.IGNORECASE)
 _LAC = re.compile(r"\blac\s*:\s*(?P<lac>[0-9a-f]{1,8})[\s,]+(?P<cid>[0-9a-f]{1,8})\b", re.IGNORECASE)
 _LINK = re.compile(rf"maps\?[^\s]*?\bq=(?:loc:)?(?P<lat>{_NUMBER})\s*,\s*(?P<lon>{_NUMBER})", re.IGNORECASE)
 _BATTERY_PCT = re.compile(r"\b(?:bat|battery)\s*:\s*(?P<value>\d{1,3})\s*%", re.IGNORECASE)
@@ -101,7 +100,7 @@ def parse_tracker_sms(
 ) -> list[Report] | None:
     """Reports from one tracker SMS, or ``None`` when the text is not a known tracker format.
 
-    :param sender: the SMS sender (kept as ``attributes["sender"]``).
+    :param sender: the SMS sender (kept as ``attributes[attr.SENDER]``).
     :param device_id: the device the sender maps to (``[modem.senders]``); ``None`` falls back to an
         IMEI printed in the text, if any.
     :param received: the service-centre timestamp (zone-aware), used to resolve the tracker's date
@@ -112,14 +111,14 @@ def parse_tracker_sms(
     Position texts give one report (event ``position``, or ``alarm`` with ``alarms``); texts without a
     fix give a report without a position (``valid`` false, ``lac``/``cid``, last known position as
     ``last_lat``/``last_lon``). Acknowledgements of SMS commands give event ``command_result`` with
-    ``attributes["result"]``, and ``check`` status replies event ``status``. Never raises for any text.
+    ``attributes[attr.RESULT]``, and ``check`` status replies event ``status``. Never raises for any text.
     """
     cleaned = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not cleaned:
         return None
     attributes: dict[str, Any] = {}
     if sender:
-        attributes["sender"] = sender
+        attributes[attr.SENDER] = sender
     imei = _IMEI.search(cleaned)
     if device_id is None and imei:
         device_id = imei.group("imei")
@@ -143,10 +142,10 @@ def _coban(
         return _coban_no_fix(text, device_id, attributes, clock, lac_match)
     if _STATUS_KEYS.search(text) and len(_STATUS_KEYS.findall(text)) >= 2:
         _status_flags(text, attributes)
-        attributes["result"] = text
+        attributes[attr.RESULT] = text
         return Report(protocol=COBAN, device_id=device_id, event="status", attributes=attributes)
     if len(text) <= _ACK_MAX_LENGTH and "\n" not in text and _ACK.search(text):
-        attributes["result"] = text
+        attributes[attr.RESULT] = text
         return Report(protocol=COBAN, device_id=device_id, event="command_result", attributes=attributes)
     return None
 
@@ -191,12 +190,12 @@ def _coban_no_fix(
     lac: re.Match[str],
 ) -> Report:
     found_alarms, keyword = _keyword_alarms(text[: lac.start()])
-    attributes["lac"] = int(lac.group("lac"), 16)
-    attributes["cid"] = int(lac.group("cid"), 16)
+    attributes[attr.LAC] = int(lac.group("lac"), 16)
+    attributes[attr.CID] = int(lac.group("cid"), 16)
     link = _LINK.search(text)
     if link:
-        attributes["last_lat"] = float(link.group("lat"))
-        attributes["last_lon"] = float(link.group("lon"))
+        attributes[attr.LAST_LAT] = float(link.group("lat"))
+        attributes[attr.LAST_LON] = float(link.group("lon"))
     _common_attributes(text, attributes, keyword)
     return Report(
         protocol=COBAN,
@@ -238,32 +237,32 @@ def _keyword_alarms(prefix: str, elsewhere: str = "") -> tuple[list[str], str | 
 
 def _common_attributes(text: str, attributes: dict[str, Any], keyword: str | None) -> None:
     if keyword:
-        attributes["keyword"] = keyword
+        attributes[attr.KEYWORD] = keyword
         if keyword.startswith("acc on"):
-            attributes["ignition"] = True
+            attributes[attr.IGNITION] = True
         elif keyword.startswith("acc off"):
-            attributes["ignition"] = False
+            attributes[attr.IGNITION] = False
     _status_flags(text, attributes)
     if fuel := _FUEL.search(text):
-        attributes["fuel_pct"] = float(fuel.group("value"))
+        attributes[attr.FUEL_PCT] = float(fuel.group("value"))
     if battery := _BATTERY_PCT.search(text):
-        attributes["battery_pct"] = int(battery.group("value"))
+        attributes[attr.BATTERY_PCT] = int(battery.group("value"))
     if voltage := _BATTERY_V.search(text):
-        attributes["battery_v"] = float(voltage.group("value"))
+        attributes[attr.BATTERY_V] = float(voltage.group("value"))
     if imei := _IMEI.search(text):
-        attributes["imei"] = imei.group("imei")
+        attributes[attr.IMEI] = imei.group("imei")
     if raw := _raw_time(text):
-        attributes["time_raw"] = raw
+        attributes[attr.TIME_RAW] = raw
 
 
 def _status_flags(text: str, attributes: dict[str, Any]) -> None:
-    names = {"pwr": "power", "power": "power", "door": "door", "acc": "ignition"}
+    names = {"pwr": "power", attr.POWER: "power", attr.DOOR: "door", "acc": "ignition"}
     for match in _STATUS_FLAGS.finditer(text):
         attributes[names[match.group("name").lower()]] = _ON_OFF[match.group("value").lower()]
     if signal := _GSM_SIGNAL.search(text):
-        attributes["rssi"] = int(signal.group("value"))
+        attributes[attr.RSSI] = int(signal.group("value"))
     if battery := _BATTERY_PCT.search(text):
-        attributes["battery_pct"] = int(battery.group("value"))
+        attributes[attr.BATTERY_PCT] = int(battery.group("value"))
 
 
 def _raw_time(text: str) -> str | None:
@@ -278,20 +277,20 @@ def _coban_time(text: str, clock: _Clock, attributes: dict[str, Any]) -> datetim
     if local is None:
         if not clock.stamped:
             return None
-        attributes["time_source"] = "sms_centre"
+        attributes[attr.TIME_SOURCE] = "sms_centre"
         return clock.reference
     if clock.zone is not None:
-        attributes["time_source"] = "device_zone"
+        attributes[attr.TIME_SOURCE] = "device_zone"
         return local - clock.zone
     if not clock.stamped:
-        attributes["time_source"] = "device_utc"
+        attributes[attr.TIME_SOURCE] = "device_utc"
         return local
     offset = local - clock.reference
     zone = round(offset / _QUARTER) * _QUARTER
     if _MIN_ZONE <= zone <= _MAX_ZONE and abs(offset - zone) <= ZONE_TOLERANCE:
-        attributes["time_source"] = "inferred_zone"
+        attributes[attr.TIME_SOURCE] = "inferred_zone"
         return local - zone
-    attributes["time_source"] = "sms_centre"
+    attributes[attr.TIME_SOURCE] = "sms_centre"
     return clock.reference
 
 

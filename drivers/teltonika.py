@@ -15,11 +15,13 @@ codec | N | records | N`` (no CRC), answered ``00 05 | packet id | 01 | AVL pack
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import alarms
+from . import attributes as attr
 from ._binary import Reader
 from ._crc import crc16_ibm
 from ._model import (
@@ -50,19 +52,39 @@ AVL_CRC = 4
 #: UDP header: length(2), packet id(2), packet type(1), AVL packet id(1), IMEI length(2), IMEI.
 UDP_HEADER = 8 + IMEI_LENGTH
 
-CODEC_7 = 0x07
-CODEC_8 = 0x08
-CODEC_8E = 0x8E
-CODEC_16 = 0x10
-CODEC_12 = 0x0C
-CODEC_13 = 0x0D
-CODEC_14 = 0x0E
-AVL_CODECS = frozenset({CODEC_7, CODEC_8, CODEC_8E, CODEC_16})
-TEXT_CODECS = frozenset({CODEC_12, CODEC_13, CODEC_14})
-#: Codec 12 message types: server command, device response; 0x0D is the camera's own sub-protocol.
-COMMAND_TYPE = 0x05
-RESPONSE_TYPE = 0x06
-CAMERA_TYPE = 0x0D
+
+
+class Codec(enum.IntEnum):
+    """The codec byte that opens an AVL or text packet."""
+
+    CODEC_7 = 0x07
+    CODEC_8 = 0x08
+    CODEC_8E = 0x8E
+    CODEC_16 = 0x10
+    CODEC_12 = 0x0C
+    CODEC_13 = 0x0D
+    CODEC_14 = 0x0E
+
+
+class MessageType(enum.IntEnum):
+    """Codec 12 message types: server command, device response; CAMERA is the camera's own
+    sub-protocol."""
+
+    COMMAND = 0x05
+    RESPONSE = 0x06
+    CAMERA = 0x0D
+
+
+def _codec_name(code: int) -> str:
+    """``CODEC_8E (0x8e)`` for a known codec, ``0x42`` for another."""
+    try:
+        return f"{Codec(code).name} (0x{code:02x})"
+    except ValueError:
+        return f"0x{code:02x}"
+
+
+AVL_CODECS = frozenset({Codec.CODEC_7, Codec.CODEC_8, Codec.CODEC_8E, Codec.CODEC_16})
+TEXT_CODECS = frozenset({Codec.CODEC_12, Codec.CODEC_13, Codec.CODEC_14})
 
 #: Coordinates are signed 1e-7 degrees.
 COORDINATE_SCALE = 10_000_000.0
@@ -79,28 +101,28 @@ IO_ATTRIBUTES: dict[int, tuple[str, Callable[[int], Any]]] = {
     4: ("din4", bool),
     9: ("adc1", lambda value: value / 1000),
     10: ("adc2", lambda value: value / 1000),
-    16: ("odometer_m", int),
-    21: ("rssi", int),
-    66: ("power_v", lambda value: value / 1000),
-    67: ("battery_v", lambda value: value / 1000),
-    69: ("gnss_status", int),
-    72: ("temperature_c", lambda value: value / 10),
+    16: (attr.ODOMETER_M, int),
+    21: (attr.RSSI, int),
+    66: (attr.POWER_V, lambda value: value / 1000),
+    67: (attr.BATTERY_V, lambda value: value / 1000),
+    69: (attr.GNSS_STATUS, int),
+    72: (attr.TEMPERATURE_C, lambda value: value / 10),
     73: ("temperature2_c", lambda value: value / 10),
     74: ("temperature3_c", lambda value: value / 10),
     75: ("temperature4_c", lambda value: value / 10),
-    84: ("fuel_l", lambda value: value / 10),
-    89: ("fuel_pct", int),
-    113: ("battery_pct", int),
+    84: (attr.FUEL_L, lambda value: value / 10),
+    89: (attr.FUEL_PCT, int),
+    113: (attr.BATTERY_PCT, int),
     179: ("dout1", bool),
     180: ("dout2", bool),
-    181: ("pdop", lambda value: value / 10),
-    182: ("hdop", lambda value: value / 10),
-    199: ("trip_odometer_m", int),
-    205: ("cid", int),
-    206: ("lac", int),
-    239: ("ignition", bool),
-    240: ("movement", bool),
-    241: ("operator", int),
+    181: (attr.PDOP, lambda value: value / 10),
+    182: (attr.HDOP, lambda value: value / 10),
+    199: (attr.TRIP_ODOMETER_M, int),
+    205: (attr.CID, int),
+    206: (attr.LAC, int),
+    239: (attr.IGNITION, bool),
+    240: (attr.MOVEMENT, bool),
+    241: (attr.OPERATOR, int),
     10800: ("eye_temperature1_c", lambda value: value / 100),
     10801: ("eye_temperature2_c", lambda value: value / 100),
     10802: ("eye_temperature3_c", lambda value: value / 100),
@@ -259,11 +281,11 @@ class TeltonikaSession(Session):
         """``codec | N | records | N``: every record, or DriverError."""
         codec, count = data[0], data[1]
         if codec not in AVL_CODECS:
-            raise DriverError(PROTOCOL, f"unknown codec 0x{codec:02x}", data=frame)
+            raise DriverError(PROTOCOL, f"codec {_codec_name(codec)} carries no AVL records", data=frame)
         reader = Reader(data, 2)
         reports = []
         for _ in range(count):
-            if codec == CODEC_7:
+            if codec == Codec.CODEC_7:
                 reports.append(self._record_7(reader))
             else:
                 reports.append(self._record(reader, codec))
@@ -285,23 +307,23 @@ class TeltonikaSession(Session):
         course = reader.uint(2)
         satellites = reader.uint(1)
         speed = reader.uint(2)
-        wide = codec in (CODEC_8E, CODEC_16)
+        wide = codec in (Codec.CODEC_8E, Codec.CODEC_16)
         event_id = reader.uint(2 if wide else 1)
-        if codec == CODEC_16:
+        if codec == Codec.CODEC_16:
             reader.uint(1)  # generation type
-        reader.uint(2 if codec == CODEC_8E else 1)  # total IO count
+        reader.uint(2 if codec == Codec.CODEC_8E else 1)  # total IO count
         values: dict[int, tuple[int, int] | bytes] = {}
         for size in (1, 2, 4, 8):
-            for _ in range(reader.uint(2 if codec == CODEC_8E else 1)):
+            for _ in range(reader.uint(2 if codec == Codec.CODEC_8E else 1)):
                 io_id = reader.uint(2 if wide else 1)
                 values[io_id] = (
                     (reader.uint(size), size) if size != 8 or io_id != IBUTTON_ID else reader.take(8)
                 )
-        if codec == CODEC_8E:
+        if codec == Codec.CODEC_8E:
             for _ in range(reader.uint(2)):
                 io_id = reader.uint(2)
                 values[io_id] = reader.take(reader.uint(2))
-        attributes: dict[str, Any] = {"priority": priority, "event_io": event_id}
+        attributes: dict[str, Any] = {attr.PRIORITY: priority, attr.EVENT_IO: event_id}
         found: list[str] = []
         if priority == PRIORITY_PANIC:
             found.append(alarms.SOS)
@@ -327,7 +349,7 @@ class TeltonikaSession(Session):
         """One GH3000 (codec 7) record: masks say which fields follow; floats for lat/lon."""
         stamp = reader.uint(4)
         time = CODEC_7_EPOCH + timedelta(seconds=stamp & 0x3FFFFFFF)
-        attributes: dict[str, Any] = {"priority": stamp >> 30}
+        attributes: dict[str, Any] = {attr.PRIORITY: stamp >> 30}
         fields: dict[str, Any] = {}
         global_mask = reader.uint(1)
         if global_mask & 0x01:
@@ -346,12 +368,12 @@ class TeltonikaSession(Session):
                 fields["satellites"] = reader.uint(1)
                 fields["valid"] = fields["satellites"] >= 3
             if mask & 0x20:
-                attributes["lac"] = reader.uint(2)
-                attributes["cid"] = reader.uint(2)
+                attributes[attr.LAC] = reader.uint(2)
+                attributes[attr.CID] = reader.uint(2)
             if mask & 0x40:
-                attributes["rssi"] = reader.uint(1)
+                attributes[attr.RSSI] = reader.uint(1)
             if mask & 0x80:
-                attributes["operator"] = reader.uint(4)
+                attributes[attr.OPERATOR] = reader.uint(4)
         values: dict[int, tuple[int, int] | bytes] = {}
         for bit, size in ((0x02, 1), (0x04, 2), (0x08, 4)):
             if global_mask & bit:
@@ -378,24 +400,24 @@ class TeltonikaSession(Session):
         payload = data[7 : 7 + size]
         attributes: dict[str, Any] = {}
         if not crc_ok:
-            attributes["crc_ok"] = False
+            attributes[attr.CRC_OK] = False
         time = None
-        if codec == CODEC_13 and len(payload) >= 4:
+        if codec == Codec.CODEC_13 and len(payload) >= 4:
             time = datetime.fromtimestamp(int.from_bytes(payload[:4], "big"), UTC)
             payload = payload[4:]
-        elif codec == CODEC_14 and len(payload) >= 8:
-            attributes["imei"] = payload[:8].hex().lstrip("0")
+        elif codec == Codec.CODEC_14 and len(payload) >= 8:
+            attributes[attr.IMEI] = payload[:8].hex().lstrip("0")
             payload = payload[8:]
-        if message_type == CAMERA_TYPE:
+        if message_type == MessageType.CAMERA:
             # The camera's chunked photo sub-protocol: reported, not assembled (yet).
-            attributes.update(camera_message=payload[:1].hex(), bytes=len(payload))
+            attributes.update({attr.CAMERA_MESSAGE: payload[:1].hex(), attr.BYTES: len(payload)})
             event = "camera"
         else:
             if all(32 <= byte < 127 or byte in (9, 10, 13) for byte in payload):
-                attributes["result"] = payload.decode("ascii").strip()
+                attributes[attr.RESULT] = payload.decode("ascii").strip()
             else:
-                attributes["result_hex"] = payload.hex()
-            attributes["message_type"] = message_type
+                attributes[attr.RESULT_HEX] = payload.hex()
+            attributes[attr.MESSAGE_TYPE] = int(message_type)
             event = "command_result"
         return (
             Report(
@@ -443,9 +465,9 @@ class TeltonikaSession(Session):
         return codec12(payload)
 
 
-def codec12(payload: bytes, message_type: int = COMMAND_TYPE) -> bytes:
+def codec12(payload: bytes, message_type: int = MessageType.COMMAND) -> bytes:
     """``00000000 | length | 0C 01 <type> | size(4) | payload | 01 | CRC(4)``."""
-    data = bytes([CODEC_12, 1, message_type]) + len(payload).to_bytes(4, "big") + payload + b"\x01"
+    data = bytes([Codec.CODEC_12, 1, message_type]) + len(payload).to_bytes(4, "big") + payload + b"\x01"
     return AVL_PREAMBLE + len(data).to_bytes(4, "big") + data + crc16_ibm(data).to_bytes(4, "big")
 
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from . import alarms
+from . import attributes as attr
 from ._model import Command, CommandType, Decoded, DriverError, Report, Transport, UnsupportedCommand
 from ._registry import register
 from ._session import Match, Session
@@ -203,13 +204,14 @@ class Tk103Session(Session):
         elif kind == "BZ00":
             report = _cells(device_id, data)
         elif kind == "BV00":
-            report = Report(protocol=PROTOCOL, device_id=device_id, event="status", attributes={"vin": data})
+            vin = {attr.VIN: data}
+            report = Report(protocol=PROTOCOL, device_id=device_id, event="status", attributes=vin)
         elif comma:
             report = _comma_position(device_id, kind, data)
         else:
             report = _classic_position(device_id, kind, data)
         if report is None:
-            attributes = {"type": kind, "data": data}
+            attributes = {attr.TYPE: kind, attr.DATA: data}
             report = Report(protocol=PROTOCOL, device_id=device_id, event="message", attributes=attributes)
         return Decoded((report,), replies, device_id=device_id)
 
@@ -269,7 +271,7 @@ def _alarms_of(kind: str, data: str) -> tuple[tuple[str, ...], dict[str, Any]]:
     elif kind in TYPE_ALARMS:
         found.append(TYPE_ALARMS[kind])
     if kind in TYPE_IGNITION:
-        attributes["ignition"] = TYPE_IGNITION[kind]
+        attributes[attr.IGNITION] = TYPE_IGNITION[kind]
     return tuple(found), attributes
 
 
@@ -287,30 +289,30 @@ def _classic_position(device_id: str, kind: str, data: str) -> Report | None:
     if match is None:
         return None
     found, attributes = _alarms_of(kind, match["prefix"])
-    attributes["type"] = kind
+    attributes[attr.TYPE] = kind
     if kind == "BP05" and match["prefix"].isdigit():
-        attributes["imei"] = match["prefix"]
+        attributes[attr.IMEI] = match["prefix"]
     if match["charge"] is not None:
-        attributes["charge"] = match["charge"] == "0"  # 0 = on external power, charging
-        attributes["ignition"] = match["ignition"] == "1"
+        attributes[attr.CHARGE] = match["charge"] == "0"  # 0 = on external power, charging
+        attributes[attr.IGNITION] = match["ignition"] == "1"
         io1 = int(match["io1"], 16)
-        attributes["input"] = io1 & 0x01
-        attributes["panic"] = bool(io1 & 0x02)
-        attributes["output"] = (io1 >> 2) & 0x01
+        attributes[attr.INPUT] = io1 & 0x01
+        attributes[attr.PANIC] = bool(io1 & 0x02)
+        attributes[attr.OUTPUT] = (io1 >> 2) & 0x01
         attributes["io2"] = int(match["io2"], 16)
         attributes["io3"] = int(match["io3"], 16)
-        attributes["fuel"] = int(match["fuel"], 16)
-        attributes["odometer_m"] = int(match["odometer"], 16)
+        attributes[attr.FUEL_RAW] = int(match["fuel"], 16)
+        attributes[attr.ODOMETER_M] = int(match["odometer"], 16)
     if match["temperature"]:
-        attributes["temperature_c"] = float(match["temperature"])
+        attributes[attr.TEMPERATURE_C] = float(match["temperature"])
     if match["rest"].strip(", "):
-        attributes["extra"] = match["rest"].strip(", ")
+        attributes[attr.EXTRA] = match["rest"].strip(", ")
     course = match["course6"] or match["course2"] or match["course"]
     time = _fix_time(match["date"], match["time"], day_first=False)
     lat = nmea_coordinate(match["lat"], match["lat_hemisphere"])
     lon = nmea_coordinate(match["lon"], match["lon_hemisphere"])
     if time is None:
-        attributes["device_time"] = f"{match['date']},{match['time']}"
+        attributes[attr.DEVICE_TIME] = f"{match['date']},{match['time']}"
         if lat == lon == 0:
             # A tracker that never had a fix: no date, zeros for a position. Nothing to place on a map.
             return Report(
@@ -346,12 +348,12 @@ def _comma_position(device_id: str, kind: str, data: str) -> Report | None:
     if len(fields) < 6 or fields[1] not in ("A", "V") or fields[2][-1:] not in ("N", "S"):
         return None
     found, attributes = _alarms_of(kind, alarm)
-    attributes["type"] = kind
+    attributes[attr.TYPE] = kind
     time = _fix_time(fields[0], fields[5], day_first=True)
     if time is None:
-        attributes["device_time"] = f"{fields[0]},{fields[5]}"
+        attributes[attr.DEVICE_TIME] = f"{fields[0]},{fields[5]}"
     if len(fields) > 7 and any(fields[7:]):
-        attributes["extra"] = ",".join(fields[7:])
+        attributes[attr.EXTRA] = ",".join(fields[7:])
     return Report(
         protocol=PROTOCOL,
         device_id=device_id,
@@ -373,11 +375,11 @@ def _battery_report(device_id: str, data: str) -> Report:
     attributes: dict[str, Any] = {}
     level, battery, power = int(fields[2]), int(fields[3]), int(fields[4])
     if level in BATTERY_LEVELS:
-        attributes["battery_pct"] = BATTERY_LEVELS[level]
+        attributes[attr.BATTERY_PCT] = BATTERY_LEVELS[level]
     if battery != NOT_MEASURED:
-        attributes["battery_v"] = round(battery * 0.01, 2)
+        attributes[attr.BATTERY_V] = round(battery * 0.01, 2)
     if power != NOT_MEASURED:
-        attributes["power_v"] = round(power * 0.1, 1)
+        attributes[attr.POWER_V] = round(power * 0.1, 1)
     return Report(
         protocol=PROTOCOL,
         device_id=device_id,
@@ -397,7 +399,7 @@ def _command_result(device_id: str, data: str) -> Report:
         device_id=device_id,
         event="command_result",
         time=_fix_time(fields[0], fields[1], day_first=True) if len(fields) > 2 else None,
-        attributes={"result": result},
+        attributes={attr.RESULT: result},
     )
 
 
@@ -408,11 +410,12 @@ def _cells_wifi(device_id: str, kind: str, data: str) -> Report:
     wifi = []
     for entry in fields[5 : 5 + count]:
         mac, rssi, *_ = entry.split("*")
-        wifi.append({"mac": mac, "rssi": int(rssi)})
+        wifi.append({"mac": mac, attr.RSSI: int(rssi)})
     found, attributes = _alarms_of(kind, "")
-    attributes.update(mcc=int(fields[0]), mnc=int(fields[1]), lac=int(fields[2]), cid=int(fields[3]))
+    mcc, mnc, lac, cid = (int(field) for field in fields[:4])
+    attributes.update({attr.MCC: mcc, attr.MNC: mnc, attr.LAC: lac, attr.CID: cid})
     if wifi:
-        attributes["wifi"] = wifi
+        attributes[attr.WIFI] = wifi
     return Report(
         protocol=PROTOCOL,
         device_id=device_id,
@@ -427,10 +430,10 @@ def _cells(device_id: str, data: str) -> Report:
     """``BZ00,mcc,mnc,lac hex,cid hex,...`` (the serving cell first)."""
     fields = data.lstrip(",").split(",")
     attributes = {
-        "mcc": int(fields[0]),
-        "mnc": int(fields[1]),
-        "lac": int(fields[2], 16),
-        "cid": int(fields[3], 16),
+        attr.MCC: int(fields[0]),
+        attr.MNC: int(fields[1]),
+        attr.LAC: int(fields[2], 16),
+        attr.CID: int(fields[3], 16),
     }
     return Report(protocol=PROTOCOL, device_id=device_id, event="cells", attributes=attributes)
 

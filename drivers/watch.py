@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from . import alarms
+from . import attributes as attr
 from ._model import Command, CommandType, Decoded, DriverError, Report, Transport, UnsupportedCommand
 from ._registry import register
 from ._session import Match, Session
@@ -233,7 +234,7 @@ class WatchSession(Session):
                     protocol=PROTOCOL,
                     device_id=device_id,
                     event="command_result",
-                    attributes={"result": text},
+                    attributes={attr.RESULT: text},
                 )
                 return (report,), None
             return (_audio(device_id, data),), None
@@ -308,7 +309,7 @@ def _link(device_id: str, text: str) -> Report:
     values = text.split(",") if text else []
     attributes: dict[str, Any] = {}
     if len(values) >= 3:
-        for name, value in zip(("steps", "tumbles", "battery_pct"), values, strict=False):
+        for name, value in zip((attr.STEPS, attr.TUMBLES, attr.BATTERY_PCT), values, strict=False):
             if (number := _int(value)) is not None:
                 attributes[name] = number
     return Report(protocol=PROTOCOL, device_id=device_id, event="heartbeat", attributes=attributes)
@@ -316,7 +317,7 @@ def _link(device_id: str, text: str) -> Report:
 
 def _message(device_id: str, kind: str, text: str) -> Report:
     return Report(
-        protocol=PROTOCOL, device_id=device_id, event="message", attributes={"type": kind, "data": text}
+        protocol=PROTOCOL, device_id=device_id, event="message", attributes={attr.TYPE: kind, attr.DATA: text}
     )
 
 
@@ -336,12 +337,13 @@ def _position(device_id: str, kind: str, text: str) -> Report:
     found = list(dict.fromkeys(name for bit, name in STATUS_ALARMS if status >> bit & 1))
     if kind.startswith("AL") and not found:
         found.append(alarms.GENERAL)
-    attributes: dict[str, Any] = {"type": kind, "status": status}
-    for name, value in (("rssi", f[11]), ("battery_pct", f[12]), ("steps", f[13]), ("tumbles", f[14])):
+    attributes: dict[str, Any] = {attr.TYPE: kind, attr.STATUS: status}
+    counts = ((attr.RSSI, f[11]), (attr.BATTERY_PCT, f[12]), (attr.STEPS, f[13]), (attr.TUMBLES, f[14]))
+    for name, value in counts:
         if (number := _int(value)) is not None:
             attributes[name] = number
     if status >> MOTION_BIT & 1:
-        attributes["motion"] = True
+        attributes[attr.MOTION] = True
     attributes.update(_network(f[16:]))
     altitude = float(f[9]) if f[9].strip() else None
     return Report(
@@ -372,18 +374,18 @@ def _network(values: list[str]) -> dict[str, Any]:
         cell_count = int(values[index])
         index += 2  # count, timing advance
         if cell_count > 0:
-            out["mcc"] = int(values[index] or 0)
-            out["mnc"] = int(values[index + 1] or 0)
+            out[attr.MCC] = int(values[index] or 0)
+            out[attr.MNC] = int(values[index + 1] or 0)
             index += 2
             cells = []
             for _ in range(cell_count):
-                cell = {"lac": int(values[index]), "cid": int(values[index + 1])}
+                cell = {attr.LAC: int(values[index]), attr.CID: int(values[index + 1])}
                 if values[index + 2].strip():
-                    cell["rssi"] = int(values[index + 2])
+                    cell[attr.RSSI] = int(values[index + 2])
                 cells.append(cell)
                 index += 3
-            out["cells"] = cells
-            out.update(lac=cells[0]["lac"], cid=cells[0]["cid"])
+            out[attr.CELLS] = cells
+            out.update({attr.LAC: cells[0][attr.LAC], attr.CID: cells[0][attr.CID]})
         if index < len(values) and values[index].strip():
             wifi_count = int(values[index])
             index += 1
@@ -392,9 +394,9 @@ def _network(values: list[str]) -> dict[str, Any]:
                 wifi.append({"ssid": values[index], "mac": values[index + 1], "rssi": int(values[index + 2])})
                 index += 3
             if wifi:
-                out["wifi"] = wifi
+                out[attr.WIFI] = wifi
         if index < len(values) and values[index].strip():
-            out["accuracy_m"] = float(values[index])
+            out[attr.ACCURACY_M] = float(values[index])
     except (ValueError, IndexError):
         pass
     return out
@@ -404,25 +406,25 @@ def _health(device_id: str, kind: str, text: str) -> Report:
     """``PULSE,<bpm>``, ``heart,<bpm>``, ``bphrt,<high>,<low>,<bpm>``, ``btemp2,<flag>,<°C>``..."""
     values = text.split(",")
     numbers = [float(value) for value in values if value.strip().replace(".", "", 1).lstrip("-").isdigit()]
-    attributes: dict[str, Any] = {"type": kind}
+    attributes: dict[str, Any] = {attr.TYPE: kind}
     if kind == "btemp2":
         if len(values) > 1 and (_int(values[0]) or 0) > 0:
-            attributes["temperature_c"] = float(values[1])
+            attributes[attr.TEMPERATURE_C] = float(values[1])
     elif kind in ("bphrt", "blood"):
         if len(values) > 1:
-            attributes["pressure_high"] = _int(values[0])
-            attributes["pressure_low"] = _int(values[1])
+            attributes[attr.PRESSURE_HIGH] = _int(values[0])
+            attributes[attr.PRESSURE_LOW] = _int(values[1])
         if len(values) > 2 and (rate := _int(values[2])) is not None:
-            attributes["heart_rate"] = rate
+            attributes[attr.HEART_RATE] = rate
     elif kind in ("pulse", "heart"):
         if (rate := _int(values[0])) is not None:
-            attributes["heart_rate"] = rate
+            attributes[attr.HEART_RATE] = rate
     elif kind == "temp" and numbers:
-        attributes["temperature_c"] = numbers[-1]
+        attributes[attr.TEMPERATURE_C] = numbers[-1]
     elif kind == "oxygen" and numbers:
-        attributes["spo2_pct"] = numbers[-1]
+        attributes[attr.SPO2_PCT] = numbers[-1]
     if len(attributes) == 1:
-        attributes["data"] = text
+        attributes[attr.DATA] = text
     return Report(protocol=PROTOCOL, device_id=device_id, event="health", attributes=attributes)
 
 

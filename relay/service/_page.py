@@ -285,8 +285,8 @@ def _battery(levels: dict[str, Any]) -> str:
         parts.append(f"{levels['battery_pct']} %")
     if "battery_v" in levels:
         parts.append(f"{levels['battery_v']} V")
-    if not parts and "battery_level" in levels:
-        parts.append(f"level {levels['battery_level']}")
+    if not parts and "battery_raw" in levels:
+        parts.append(f"level {levels['battery_raw']}")
     return ", ".join(parts) or ", ".join(f"{key} {value}" for key, value in levels.items())
 
 

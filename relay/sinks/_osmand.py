@@ -17,18 +17,16 @@ for a device it does not know) parks the position in the dead-letter table (``re
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import trio
 
-from drivers import KNOTS_TO_KMH
+from drivers.osmand import encode_position
 
 from ..config import OsmandSinkSettings
 from ..journal import Journal, StoredReport
@@ -39,56 +37,10 @@ from ._http import REQUEUE_POLL_S, RETRY, Poster, PostingSink, retry_requeued
 log = logging.getLogger("relay.osmand")
 
 FORM_TYPE = "application/x-www-form-urlencoded"
-#: Report attributes that have a parameter of their own in the OsmAnd form.
-_NAMED_ATTRIBUTES = {"battery_pct": "batt", "accuracy_m": "accuracy"}
-
-
 def osmand_query(document: dict[str, Any]) -> str | None:
     """The OsmAnd query string for a normalized report, or None when it has no position."""
-    if document.get("lat") is None or document.get("lon") is None:
-        return None
-    stamp = document.get("time") or document.get("received_at")
-    params: dict[str, str] = {"id": str(document.get("device_id") or "")}
-    if stamp:
-        params["timestamp"] = str(int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()))
-    params["lat"] = _number(document["lat"])
-    params["lon"] = _number(document["lon"])
-    if document.get("valid") is not None:
-        params["valid"] = _text(document["valid"])
-    if document.get("speed_kmh") is not None:
-        params["speed"] = _number(round(document["speed_kmh"] / KNOTS_TO_KMH, 3))
-    optional = {
-        "bearing": document.get("course_deg"),
-        "altitude": document.get("altitude_m"),
-        "sat": document.get("satellites"),
-        "driverUniqueId": document.get("driver_id"),
-    }
-    if document.get("alarms"):
-        optional["alarm"] = ",".join(document["alarms"])
-    attributes = document.get("attributes") or {}
-    for name, key in _NAMED_ATTRIBUTES.items():
-        optional[key] = attributes.get(name)
-    for name, value in attributes.items():
-        if name not in _NAMED_ATTRIBUTES and name not in params and name not in optional:
-            optional[name] = value
-    for key, value in optional.items():
-        if value is not None:
-            params[key] = _text(value)
-    return urlencode(params)
-
-
-def _number(value: float | int) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return _number(value)
-    if isinstance(value, list | dict):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
+    params = encode_position(document)
+    return urlencode(params) if params is not None else None
 
 
 class OsmandSink(PostingSink):

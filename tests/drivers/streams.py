@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from drivers import DriverBug, DriverError, Session
+from drivers import DriverError, Session
 from tests.vectors import NOW
 
 
@@ -35,25 +35,3 @@ def feed_reports(
             else:
                 reports.extend(report.to_json() for report in event.reports)
     return reports, replies, errors
-
-
-def check_stream(session: Session, data: bytes, cuts: list[int], now: datetime = NOW) -> None:
-    """Feed ``data`` in pieces of the sizes in ``cuts``: no driver bug shows, and the buffer stays
-    within ``max_frame`` while the stream is open."""
-    position = 0
-    for size in [*cuts, len(data)]:
-        session.receive_data(data[position : position + size])
-        position += size
-        events = session.events(now=now)
-        assert not [event for event in events if isinstance(event, DriverBug)], events
-        if session.closed is None:
-            assert session.buffered <= session.max_frame
-
-
-def mutated_stream(frames: list[bytes], mutations: list[tuple[int, int]], cut: int) -> bytes:
-    """``frames`` joined, each ``(position, value)`` written over (positions wrap around), and ``cut``
-    bytes (modulo the length) taken off the end: what a fuzz test feeds a framer."""
-    data = bytearray(b"".join(frames))
-    for position, value in mutations:
-        data[position % len(data)] = value
-    return bytes(data[: len(data) - cut % len(data)])

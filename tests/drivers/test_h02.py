@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import drivers
 from drivers import Command, CommandType, DriverError, FramingError, Match, Transport, UnsupportedCommand
 from drivers.h02 import BINARY_FRAME, H02Session, sniff
 from tests import vectors
-from tests.drivers.streams import check_stream, feed_frames, mutated_stream
+from tests.drivers.streams import feed_frames
 
 NOW = vectors.NOW
 DEVICE_ROWS = vectors.load("h02")
@@ -43,12 +40,7 @@ def _splits(data: bytes, seed: int) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
-class TestVectors:
-    @pytest.mark.parametrize("vector", DEVICE_ROWS, ids=lambda vector: vector.id)
-    def test_vector_is_detected_and_agrees_with_reference(self, vector: vectors.Vector) -> None:
-        out = vectors.decode(vector)
-        assert vectors.mismatches(vector, out) == []
-
+class TestReferenceFramesAndCommands:
     @pytest.mark.parametrize("vector", FRAMING_ROWS, ids=lambda vector: vector.id)
     def test_framer_cuts_the_first_frame_the_reference_cuts(self, vector: vectors.Vector) -> None:
         expect = vector.row["expect"]
@@ -232,25 +224,3 @@ class TestCommands:
     def test_unknown_command_is_refused(self) -> None:
         with pytest.raises(UnsupportedCommand):
             H02Session().encode(Command(type=CommandType.PHOTO, device_id="1"))
-
-
-class TestFuzz:
-    @settings(max_examples=200, deadline=None, derandomize=True)
-    @given(st.binary(max_size=400), st.lists(st.integers(1, 50), max_size=10))
-    def test_random_bytes_give_reports_or_driver_errors(self, data: bytes, cuts: list[int]) -> None:
-        check_stream(H02Session(), data, cuts)
-
-    @settings(max_examples=200, deadline=None, derandomize=True)
-    @given(
-        st.lists(st.sampled_from(FRAMES), min_size=1, max_size=3),
-        st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),
-        st.integers(0, 200),
-        st.lists(st.integers(1, 50), max_size=10),
-    )
-    def test_mutated_truncated_and_concatenated_frames_give_reports_or_driver_errors(
-        self, frames: list[bytes], mutations: list[tuple[int, int]], cut: int, chunks: list[int]
-    ) -> None:
-        check_stream(H02Session(), mutated_stream(frames, mutations, cut), chunks)
-        for frame in frames:
-            with contextlib.suppress(DriverError):
-                H02Session(Transport.UDP).decode(bytes(frame[: len(frame) - cut % len(frame)]), now=NOW)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import drivers
-from drivers import Driver, Match, Transport
-from drivers.pt502 import sniff
+from drivers import Driver, DriverError, FramingError, Match, Transport
+from drivers.pt502 import Pt502Session, sniff
 from tests import vectors
 
 TAIL = (
@@ -44,3 +44,15 @@ def test_lines_without_a_type_field_are_not_pt502(head: bytes) -> None:
 def test_a_type_field_in_the_making_asks_for_more() -> None:
     for end in range(len(b"$PHO3821-1")):
         assert sniff(b"$PHO3821-1"[:end], Transport.TCP) is Match.MORE
+
+
+@pytest.mark.parametrize(
+    "chunk", [b"$PHD0,96N0,\xff\xd8\xff", b"$PHDx,12,\xff\xd8", b"$PHD12345678,1,\xff\xd8\xff\xd8\xff"]
+)
+def test_a_malformed_photo_chunk_header_closes_the_stream_as_an_event_not_an_exception(chunk: bytes) -> None:
+    session = Pt502Session()
+    session.receive_data(b"$POS" + TAIL + chunk)
+    position, error = session.events(now=vectors.NOW)
+    assert position.reports[0].device_id == "1360000277"
+    assert isinstance(error, FramingError) and isinstance(error, DriverError)
+    assert error.wire == chunk and session.closed

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import drivers
 from drivers import (
@@ -23,33 +20,10 @@ from drivers import (
 )
 from drivers.tk103 import Tk103Session, sniff
 from tests import vectors
-from tests.drivers.streams import check_stream, feed_frames, mutated_stream
+from tests.drivers.streams import feed_frames
 
 NOW = vectors.NOW
 NEXT_FRAME = b"(0870"
-
-#: Rows whose reference value is an artefact of how the reference was produced, not a fact of the protocol.
-XFAIL: dict[int, str] = {
-    **dict.fromkeys(
-        (8, 25, 50, 52, 53),
-        "reference device_id is the first 12 characters of a 15-digit IMEI; the same devices' position "
-        "rows carry the full IMEI, which this driver keeps so one device stays one device",
-    ),
-    11: "reference reads '357593060760397BP02' as the id and the date as ddmmyy; this driver reads IMEI "
-    "357593060760397, type BP02 and the packed layout's yymmdd date (2017-03-04, not 2004-03-17)",
-    31: "reference device_id '(01029131573' includes the frame's '(' (a backtracking artefact)",
-    **dict.fromkeys(
-        (54, 55),
-        "synthetic framing sample with 62 minutes of latitude (5562.02870N): rejected as malformed; the "
-        "framing itself is checked by test_framer_cuts_the_first_frame_the_reference_cuts",
-    ),
-}
-
-
-def _param(vector: vectors.Vector) -> Any:
-    marks = [pytest.mark.xfail(reason=XFAIL[vector.line], strict=True)] if vector.line in XFAIL else []
-    return pytest.param(vector, id=vector.id, marks=marks)
-
 
 DEVICE_ROWS = vectors.load("tk103")
 DECODER_ROWS = [row for row in DEVICE_ROWS if row.row.get("kind") != "framing"]
@@ -87,12 +61,7 @@ def _reports(frames: list[bytes]) -> list[dict]:
     return out
 
 
-class TestVectors:
-    @pytest.mark.parametrize("vector", [_param(row) for row in DEVICE_ROWS])
-    def test_vector_is_detected_and_agrees_with_reference(self, vector: vectors.Vector) -> None:
-        out = vectors.decode(vector)
-        assert vectors.mismatches(vector, out) == []
-
+class TestReferenceFramesAndCommands:
     @pytest.mark.parametrize("vector", FRAMING_ROWS, ids=lambda vector: vector.id)
     def test_framer_cuts_the_first_frame_the_reference_cuts(self, vector: vectors.Vector) -> None:
         frames, _ = feed_frames(Tk103Session(), vector.frames())
@@ -222,28 +191,6 @@ class TestSniffing:
     )
     def test_other_bytes_are_refused(self, head: bytes) -> None:
         assert sniff(head, Transport.TCP) is Match.NO
-
-
-class TestFuzz:
-    @settings(max_examples=200, deadline=None, derandomize=True)
-    @given(st.binary(max_size=400), st.lists(st.integers(1, 50), max_size=10))
-    def test_random_bytes_give_reports_or_driver_errors(self, data: bytes, cuts: list[int]) -> None:
-        check_stream(Tk103Session(), data, cuts)
-
-    @settings(max_examples=200, deadline=None, derandomize=True)
-    @given(
-        st.lists(st.sampled_from(FRAMES), min_size=1, max_size=3),
-        st.lists(st.tuples(st.integers(0, 300), st.integers(0, 255)), max_size=4),
-        st.integers(0, 300),
-        st.lists(st.integers(1, 50), max_size=10),
-    )
-    def test_mutated_truncated_and_concatenated_frames_give_reports_or_driver_errors(
-        self, frames: list[bytes], mutations: list[tuple[int, int]], cut: int, chunks: list[int]
-    ) -> None:
-        check_stream(Tk103Session(), mutated_stream(frames, mutations, cut), chunks)
-        for frame in frames:
-            with contextlib.suppress(DriverError):
-                Tk103Session(Transport.UDP).decode(bytes(frame[: len(frame) - cut % len(frame)]), now=NOW)
 
 
 # -- alarm codes, one frame per code and layout ----------------------------------------------------

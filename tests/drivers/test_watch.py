@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from typing import Any
@@ -15,7 +14,7 @@ import drivers
 from drivers import Command, CommandType, DriverError, FramingError, Match, Transport, UnsupportedCommand
 from drivers.watch import WatchSession, escape, sniff, unescape
 from tests import vectors
-from tests.drivers.streams import check_stream, feed_frames, mutated_stream
+from tests.drivers.streams import feed_frames
 
 NOW = vectors.NOW
 NEXT_FRAME = b"[3G*12"
@@ -62,12 +61,7 @@ def _reports(frames: list[bytes]) -> list[dict]:
     return out
 
 
-class TestVectors:
-    @pytest.mark.parametrize("vector", DEVICE_ROWS, ids=lambda vector: vector.id)
-    def test_vector_is_detected_and_agrees_with_reference(self, vector: vectors.Vector) -> None:
-        out = vectors.decode(vector)
-        assert vectors.mismatches(vector, out) == []
-
+class TestReferenceFramesAndCommands:
     @pytest.mark.parametrize("vector", FRAMING_ROWS, ids=lambda vector: vector.id)
     def test_framer_cuts_the_first_frame_the_reference_cuts(self, vector: vectors.Vector) -> None:
         expect = vector.row["expect"]
@@ -211,26 +205,3 @@ class TestSniffing:
         for frame in FRAMES:
             found = drivers.detect(frame, Transport.TCP, final=True)
             assert isinstance(found, drivers.Driver) and found.name == "watch"
-
-
-class TestFuzz:
-    @settings(max_examples=200, deadline=None, derandomize=True)
-    @given(st.binary(max_size=400), st.lists(st.integers(1, 50), max_size=10))
-    def test_random_bytes_give_reports_or_driver_errors(self, data: bytes, cuts: list[int]) -> None:
-        check_stream(WatchSession(), b"[3G*1*0002*" + data, cuts)
-        check_stream(WatchSession(), data, cuts)
-
-    @settings(max_examples=200, deadline=None, derandomize=True)
-    @given(
-        st.lists(st.sampled_from(FRAMES), min_size=1, max_size=3),
-        st.lists(st.tuples(st.integers(0, 300), st.integers(0, 255)), max_size=4),
-        st.integers(0, 300),
-        st.lists(st.integers(1, 50), max_size=10),
-    )
-    def test_mutated_truncated_and_concatenated_frames_give_reports_or_driver_errors(
-        self, frames: list[bytes], mutations: list[tuple[int, int]], cut: int, chunks: list[int]
-    ) -> None:
-        check_stream(WatchSession(), mutated_stream(frames, mutations, cut), chunks)
-        for frame in frames:
-            with contextlib.suppress(DriverError):
-                WatchSession().decode(bytes(frame[: len(frame) - cut % len(frame)]), now=NOW)
