@@ -6,6 +6,9 @@ import argparse
 
 from ..config import Config, defaults, load
 
+#: What ``relay export --format`` writes.
+EXPORT_FORMATS = ("jsonl", "csv", "geojson", "gpx")
+
 
 def config_from(args: argparse.Namespace) -> Config:
     """The config ``--config`` names (else the embedded defaults), with ``--data-dir`` and ``--port``

@@ -13,7 +13,7 @@ from typing import Any
 from .. import __version__
 from ..config import Config
 from ..errors import ConfigError, RelayError
-from ._common import config_from
+from ._common import EXPORT_FORMATS, config_from
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -94,13 +94,26 @@ def _parser() -> argparse.ArgumentParser:
     vectors.add_argument("--json", action="store_true")
     vectors.set_defaults(handler=_vectors)
 
-    export = commands.add_parser("export", help="print stored reports as JSON lines, oldest first")
+    export = commands.add_parser(
+        "export", help="print stored reports as JSON lines, CSV, GeoJSON or GPX, oldest first"
+    )
     export.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
     export.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
-    export.add_argument("--device", help="only this device id")
+    export.add_argument(
+        "--format", choices=EXPORT_FORMATS, default="jsonl", help="jsonl (the default), csv, geojson, gpx"
+    )
+    export.add_argument("--device", help="only this device id (exit 1 if the journal never saw it)")
     export.add_argument("--since", help="only reports received at or after this ISO 8601 time")
+    export.add_argument("--until", help="only reports received before this ISO 8601 time")
     export.add_argument("--limit", type=int, help="at most this many reports")
     export.set_defaults(handler=_export)
+
+    tail = commands.add_parser("tail", help="print reports as they are stored, until Ctrl-C")
+    tail.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+    tail.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
+    tail.add_argument("--device", help="only this device id")
+    tail.add_argument("--human", action="store_true", help="one short line per report instead of JSON")
+    tail.set_defaults(handler=_tail)
 
     quarantine = commands.add_parser("quarantine", help="list quarantined bytes, or re-decode them")
     quarantine_commands = quarantine.add_subparsers(
@@ -454,45 +467,33 @@ def _open_existing_journal(config: Config) -> Any:
     return Journal.open(config.database, site=config.site)
 
 
-def _parse_time(text: str) -> datetime:
-    """ISO 8601, ``Z`` allowed, naive meaning UTC. :raises ValueError: not a time."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _export(args: argparse.Namespace) -> int:
-    since = None
-    if args.since:
-        try:
-            since = _parse_time(args.since)
-        except ValueError:
-            raise RelayError(
-                f"--since: expected an ISO 8601 time such as 2026-11-23T08:00:00Z, found {args.since!r}"
-            ) from None
-    from ..journal import FRAME_EVENT
+    from ._export import ReportFilter, export, parse_time
+    from ._progress import Progress
 
-    journal = _open_existing_journal(config_from(args))
-    written, after = 0, 0
-    try:
-        while args.limit is None or written < args.limit:
-            batch = journal.read_after(after, 1000)
-            if not batch:
-                break
-            for report in batch:
-                after = report.seq
-                if report.event == FRAME_EVENT:  # a frame kept for passthrough, not a report
-                    continue
-                if args.device is not None and report.device_id != args.device:
-                    continue
-                if since is not None and _parse_time(report.document["received_at"]) < since:
-                    continue
-                sys.stdout.write(report.json_bytes().decode() + "\n")
-                written += 1
-                if args.limit is not None and written >= args.limit:
-                    break
-    finally:
-        journal.close()
+    where = ReportFilter(
+        device=args.device,
+        since=parse_time("--since", args.since) if args.since else None,
+        until=parse_time("--until", args.until) if args.until else None,
+    )
+    config = config_from(args)
+    export(
+        config.database,
+        sys.stdout,
+        fmt=args.format,
+        site=config.site,
+        where=where,
+        limit=args.limit,
+        progress=Progress("export", "reports"),
+    )
     return EXIT_OK
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from ._tail import tail
+
+    config = config_from(args)
+    return tail(config.database, site=config.site, device=args.device, human=args.human)
 
 
 def _quarantine_list(args: argparse.Namespace) -> int:
