@@ -221,3 +221,65 @@ def test_export_prints_reports_as_json_lines(tmp_path: Path) -> None:
     assert only["received_at"] == "2026-11-21T08:00:00Z" and only["id"].endswith("-3")
     bad = relay("export", "--data-dir", str(tmp_path), "--since", "yesterday")
     assert bad.returncode == 1 and "--since: expected an ISO 8601 time" in bad.stderr
+
+
+def _journal_with_a_letter_and_a_quarantine_row(data_dir: Path) -> tuple[int, int]:
+    """(dead letter id, quarantine row id) of a journal with one of each, the letter sink "central"'s."""
+    from datetime import UTC, datetime
+
+    from relay.journal import Journal, Quarantined
+
+    journal = Journal.open(data_dir / "journal.sqlite3")
+    try:
+        letter = journal.park("central", [1], status=400, answer="no", body=b"[]", content_type="json")
+        received = datetime(2026, 11, 20, 8, tzinfo=UTC)
+        journal.write_now([Quarantined(b"\x16\x03garbage", "no driver", "tcp", "10.0.0.8:1", received)])
+        (row,) = journal.quarantine_rows()
+    finally:
+        journal.close()
+    return letter, row["id"]
+
+
+def test_unknown_ids_and_sinks_are_errors_that_change_nothing(tmp_path: Path) -> None:
+    letter, quarantined = _journal_with_a_letter_and_a_quarantine_row(tmp_path)
+    where = ("--data-dir", str(tmp_path))
+    nope = "error: no sink 'NOPE' in the config or the journal (known sinks: central)"
+    cases = [
+        (("requeue", "--all", "--sink", "NOPE"), nope),
+        (("requeue", "999"), "error: no dead letter with id 999 (see relay dead-letters)"),
+        (("requeue", "--sink", "NOPE", str(letter)), "error: no sink 'NOPE'"),
+        (("dead-letters", "--sink", "NOPE"), "error: no sink 'NOPE'"),
+        (("quarantine", "retry", "999", str(quarantined)), "error: no quarantine row with id 999"),
+    ]
+    for command, message in cases:
+        result = relay(*command, *where)
+        assert result.returncode == 1 and result.stderr.startswith(message), (command, result.stderr)
+    listing = json.loads(relay("dead-letters", "--sink", "central", "--json", *where).stdout)
+    assert [(row["id"], row["state"]) for row in listing] == [(letter, "parked")]
+    rows = relay("quarantine", "list", "--json", *where)
+    assert [row["id"] for row in json.loads(rows.stdout)] == [quarantined]  # not retried either
+    requeued = relay("requeue", "--sink", "central", str(letter), *where)
+    assert requeued.returncode == 0 and requeued.stdout == "1 dead letter requeued\n"
+    again = relay("requeue", str(letter), *where)
+    assert again.returncode == 1 and again.stderr == f"dead letter {letter} is already requeued\n"
+
+
+def test_progress_is_a_counter_line_on_a_terminal_and_nothing_elsewhere() -> None:
+    import io
+
+    from relay.cli._progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = Progress("export", "reports", stream=stream)
+        assert list(progress.counting(range(3))) == [0, 1, 2]
+    assert terminal.getvalue().startswith("\rexport: 1 reports")
+    assert terminal.getvalue().endswith("\rexport: 3 reports\n") and pipe.getvalue() == ""
+    retry = Progress("retry", "rows", total=400, stream=terminal)
+    retry.advance(200)
+    retry.finish()
+    assert terminal.getvalue().endswith("\rretry: 200/400 rows\n")

@@ -1,6 +1,7 @@
-"""``relay export``, and the read-only report queries ``relay tail`` shares.
+"""``relay export``, and the read-only queries the other commands share (``relay tail``, the checks
+that an id or a sink named on the command line exists).
 
-Both read the journal through their own read-only SQLite connection (``mode=ro``), so they work on a
+They read the journal through their own read-only SQLite connection (``mode=ro``), so they work on a
 running relay's journal as on a stopped one and never write to it. Every filter (device, time range,
 frames kept only for passthrough, positions) is a ``WHERE`` clause; reports are read in pages by
 ``seq``, so an export of millions of reports holds one page in memory.
@@ -96,6 +97,37 @@ def device_seen(db: sqlite3.Connection, device_id: str) -> bool:
         " OR EXISTS(SELECT 1 FROM reports WHERE device_id = ?)"
     )
     return bool(db.execute(query, (device_id, device_id)).fetchone()[0])
+
+
+def journal_sinks(path: Path) -> set[str]:
+    """Every sink the journal at ``path`` has a position or a dead letter for.
+
+    :raises JournalError: no journal at ``path``, or it cannot be read.
+    """
+    return {row[0] for row in _query(path, "SELECT name FROM sinks UNION SELECT sink FROM dead_letters")}
+
+
+def dead_letter_sinks(path: Path, ids: list[int]) -> dict[int, tuple[str, str]]:
+    """``{id: (sink, state)}`` of those of ``ids`` that are dead letters in the journal at ``path``."""
+    marks = ",".join("?" * len(ids))
+    query = f"SELECT id, sink, state FROM dead_letters WHERE id IN ({marks})"
+    return {row[0]: (row[1], row[2]) for row in _query(path, query, ids)}
+
+
+def quarantine_ids(path: Path, ids: list[int]) -> set[int]:
+    """Those of ``ids`` that are quarantine rows in the journal at ``path``."""
+    marks = ",".join("?" * len(ids))
+    return {row[0] for row in _query(path, f"SELECT id FROM quarantine WHERE id IN ({marks})", ids)}
+
+
+def _query(path: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    db = connect_read_only(path)
+    try:
+        return db.execute(sql, params or []).fetchall()
+    except sqlite3.Error as error:
+        raise JournalError(f"cannot read journal {path}: {error}") from error
+    finally:
+        db.close()
 
 
 def sql_time(value: datetime) -> str:

@@ -14,6 +14,7 @@ from .. import __version__
 from ..config import Config
 from ..errors import ConfigError, RelayError
 from ._common import EXPORT_FORMATS, config_from
+from ._progress import Progress
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -469,7 +470,6 @@ def _open_existing_journal(config: Config) -> Any:
 
 def _export(args: argparse.Namespace) -> int:
     from ._export import ReportFilter, export, parse_time
-    from ._progress import Progress
 
     where = ReportFilter(
         device=args.device,
@@ -517,13 +517,21 @@ def _quarantine_list(args: argparse.Namespace) -> int:
 
 
 def _quarantine_retry(args: argparse.Namespace) -> int:
-    from ..journal import retry_quarantine as retry
+    """Re-decode the named rows (all without ids), with a counter on a terminal.
+
+    :raises RelayError: an id is no quarantine row; nothing is retried then.
+    """
+    from ._export import quarantine_ids
 
     config = config_from(args)
+    if args.ids and (missing := sorted(set(args.ids) - quarantine_ids(config.database, args.ids))):
+        raise RelayError(
+            f"no quarantine row with id {', '.join(map(str, missing))} (see relay quarantine list)"
+        )
     journal = _open_existing_journal(config)
     try:
-        senders = config.modem.senders if config.modem else {}
-        outcomes = retry(journal, ids=args.ids or None, senders=senders)
+        ids = args.ids or sorted(row["id"] for row in journal.quarantine_rows(limit=1_000_000))
+        outcomes = _retry_in_chunks(journal, ids, config, Progress("retry", "rows", total=len(ids)))
     finally:
         journal.close()
     if args.json:
@@ -539,6 +547,23 @@ def _quarantine_retry(args: argparse.Namespace) -> int:
             print(f"#{outcome.quarantine_id}: still undecodable: {outcome.error}")
     print(f"{len(decoded)} of {len(outcomes)} row(s) decoded")
     return EXIT_OK
+
+
+#: Quarantine rows re-decoded per call (each call reads the quarantine once).
+RETRY_CHUNK = 200
+
+
+def _retry_in_chunks(journal: Any, ids: list[int], config: Config, progress: Progress) -> list[Any]:
+    from ..journal import retry_quarantine as retry
+
+    senders = config.modem.senders if config.modem else {}
+    outcomes = []
+    for start in range(0, len(ids), RETRY_CHUNK):
+        chunk = ids[start : start + RETRY_CHUNK]
+        outcomes += retry(journal, ids=chunk, senders=senders)
+        progress.advance(len(chunk))
+    progress.finish()
+    return outcomes
 
 
 def _salvage(args: argparse.Namespace) -> int:
