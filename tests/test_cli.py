@@ -186,17 +186,32 @@ def test_status_without_a_journal_says_so(tmp_path: Path) -> None:
     assert result.returncode == 1 and "no journal at" in result.stderr
 
 
-def test_a_port_in_use_and_an_unusable_data_dir_are_clear_errors(tmp_path: Path) -> None:
+def _startup_failure(result: subprocess.CompletedProcess[str]) -> str:
+    """The reason of a fatal start-up error: every stderr line is logfmt, one is the error."""
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and lines and all(line.startswith("ts=") for line in lines), result.stderr
+    (error,) = [line for line in lines if " level=error " in line]
+    assert " event=startup_failed reason=" in error and "exception=" not in error
+    return error.split(" reason=", 1)[1].strip('"')
+
+
+def test_a_port_in_use_an_unusable_data_dir_and_a_bad_config_are_one_logfmt_line(tmp_path: Path) -> None:
     port = free_tcp_udp_port()
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", port))
         taken.listen()
         result = relay("run", "--port", str(port), "--data-dir", str(tmp_path / "data"))
-    assert result.returncode == 1
-    assert f"error: cannot listen on 0.0.0.0:{port}: " in result.stderr and "in use" in result.stderr
+    reason = _startup_failure(result)
+    assert reason.startswith(f"cannot listen on 0.0.0.0:{port}: ") and "in use" in reason
     (tmp_path / "a-file").write_text("")
     result = relay("run", "--data-dir", str(tmp_path / "a-file" / "data"))
-    assert result.returncode == 1 and "error: cannot open journal" in result.stderr
+    assert _startup_failure(result).startswith("cannot open journal")
+    config = tmp_path / "relay.toml"
+    config.write_text("[listen]\nport = 99999\n")
+    reason = _startup_failure(relay("run", "--config", str(config)))
+    assert reason.startswith(f"{config}: listen.port: expected ")
+    reason = _startup_failure(relay("run", "--config", str(tmp_path / "missing.toml")))
+    assert str(tmp_path / "missing.toml") in reason
 
 
 def test_export_prints_reports_as_json_lines(tmp_path: Path) -> None:

@@ -179,12 +179,22 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Run the relay; a fatal start-up error is one logfmt line (``event=startup_failed``) and exit 1."""
     import trio
 
     from .. import logs
+    from ..service import StartupFailed, log_startup_failed
     from ..service import main as run_main
 
-    config = config_from(args)
+    logs.setup("info")  # before the config is read: its errors are logged like any other
+    try:
+        config = config_from(args)
+    except ConfigError as error:
+        log_startup_failed("; ".join(str(problem) for problem in error.problems) or str(error))
+        return EXIT_FAILURE
+    except RelayError as error:
+        log_startup_failed(str(error))
+        return EXIT_FAILURE
     logs.setup(config.log_level)
     if not args.config:
         import logging
@@ -197,7 +207,14 @@ def _run(args: argparse.Namespace) -> int:
             "embedded_defaults",
             hint="no --config given; see config/relay.toml for every setting",
         )
-    trio.run(run_main, config)
+    try:
+        trio.run(run_main, config)
+    except BaseExceptionGroup as group:
+        if group.subgroup(StartupFailed) is None:
+            raise
+        return EXIT_FAILURE
+    except StartupFailed:
+        return EXIT_FAILURE
     return EXIT_OK
 
 
