@@ -298,3 +298,32 @@ def test_progress_is_a_counter_line_on_a_terminal_and_nothing_elsewhere() -> Non
     retry.advance(200)
     retry.finish()
     assert terminal.getvalue().endswith("\rretry: 200/400 rows\n")
+
+
+def test_old_flag_names_still_work_for_a_release_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relay.cli._main import _parser
+
+    provision = ["provision", "coban", "--to", "+1", "--server", "relay.example.com", "--apn", "internet"]
+    assert _parser().parse_args([*provision, "--server-port", "9000"]).server_port == 9000
+    assert capsys.readouterr().err == ""
+    assert _parser().parse_args([*provision, "--port", "9001"]).server_port == 9001
+    assert "warning: --port is deprecated here" in capsys.readouterr().err
+    modem = str(tmp_path / "no-modem")
+    result = relay("sms", "send", "--to", "+1", "--port", modem, "hello")
+    assert result.returncode == 1 and "cannot open modem port" in result.stderr
+    assert result.stderr.startswith(
+        "warning: --port is deprecated here and will be removed in the next release; use --modem\n"
+    )
+    result = relay("sms", "send", "--to", "+1", "--modem", modem, "hello")
+    assert result.returncode == 1 and "warning" not in result.stderr
+
+
+def test_check_config_takes_the_file_as_every_command_does(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(f'[relay]\ndata_dir = "{tmp_path}"\n')
+    for args in ([str(config)], ["--config", str(config)]):
+        result = relay("check-config", *args)
+        assert result.returncode == 0 and result.stdout.startswith(f"{config}: ok"), result.stderr
+    assert relay("check-config").returncode == 2

@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("check-config", help="validate a config file, print every error")
-    check.add_argument("path", type=Path)
+    check.add_argument("path", type=Path, nargs="?", help="the config file (or --config FILE)")
+    check.add_argument("--config", type=Path, help="the config file, as other commands take it")
     check.set_defaults(handler=_check_config)
 
     status = commands.add_parser("status", help="devices, sink backlogs and quarantine, from the journal")
@@ -234,7 +235,11 @@ def _check_config(args: argparse.Namespace) -> int:
     """Every error and warning about the file and what it names; 1 when there is any error."""
     from ..config import check
 
-    checked = check(args.path)
+    path = args.path or args.config
+    if path is None or (args.path and args.config and args.path != args.config):
+        print("error: name one config file: relay check-config FILE", file=sys.stderr)
+        return EXIT_USAGE
+    checked = check(path)
     for problem in checked.warnings:
         print(f"warning: {problem}", file=sys.stderr)
     if checked.config is None:
@@ -242,7 +247,7 @@ def _check_config(args: argparse.Namespace) -> int:
     config = checked.config
     sinks = ", ".join(f"{sink.name} ({sink.type})" for sink in config.sinks) or "none (store only)"
     print(
-        f"{args.path}: ok — site {config.site!r}, port {config.listen.port}, data in {config.data_dir}, "
+        f"{path}: ok — site {config.site!r}, port {config.listen.port}, data in {config.data_dir}, "
         f"sinks: {sinks}"
     )
     return EXIT_OK
