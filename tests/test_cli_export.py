@@ -195,3 +195,36 @@ class _Lines:
                 self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line.decode()
+
+
+def test_export_to_a_file_counts_on_the_terminal(data_dir: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "relay", "export", "--data-dir", str(data_dir), "--format", "csv"],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=60,
+        )
+        os.close(terminal)
+        shown = b""
+        while chunk := _read_or_end(controller):
+            shown += chunk
+    finally:
+        os.close(controller)
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 5  # the header and 4 reports
+    assert shown.decode().endswith("\rexport: 4 reports\r\n")  # the terminal turns "\n" into "\r\n"
+
+
+def _read_or_end(fd: int) -> bytes:
+    import os
+
+    try:
+        return os.read(fd, 4096)
+    except OSError:  # EIO: the other end is closed
+        return b""

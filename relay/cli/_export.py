@@ -228,8 +228,8 @@ def export(
             where = replace(where, positions=True)
         if fmt == "gpx":
             # One track per device: the oldest ``limit`` reports, grouped by device (in SQL).
-            total = limit if limit is not None else last_seq(db)
-            reports = read_reports(db, where, site=site, limit=total, media=False, by_device=True)
+            every = limit if limit is not None else -1  # SQLite: LIMIT -1 is no limit
+            reports = read_reports(db, where, site=site, limit=every, media=False, by_device=True)
         else:
             reports = _pages(db, where, site=site, limit=limit, media=fmt == "jsonl")
         if progress is not None:

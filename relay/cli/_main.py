@@ -506,7 +506,8 @@ def _export(args: argparse.Namespace) -> int:
         site=config.site,
         where=where,
         limit=args.limit,
-        progress=Progress("export", "reports"),
+        # On a terminal the reports themselves show the progress; redirected, a counter does.
+        progress=None if sys.stdout.isatty() else Progress("export", "reports"),
     )
     return EXIT_OK
 
