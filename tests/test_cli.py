@@ -186,17 +186,32 @@ def test_status_without_a_journal_says_so(tmp_path: Path) -> None:
     assert result.returncode == 1 and "no journal at" in result.stderr
 
 
-def test_a_port_in_use_and_an_unusable_data_dir_are_clear_errors(tmp_path: Path) -> None:
+def _startup_failure(result: subprocess.CompletedProcess[str]) -> str:
+    """The reason of a fatal start-up error: every stderr line is logfmt, one is the error."""
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and lines and all(line.startswith("ts=") for line in lines), result.stderr
+    (error,) = [line for line in lines if " level=error " in line]
+    assert " event=startup_failed reason=" in error and "exception=" not in error
+    return error.split(" reason=", 1)[1].strip('"')
+
+
+def test_a_port_in_use_an_unusable_data_dir_and_a_bad_config_are_one_logfmt_line(tmp_path: Path) -> None:
     port = free_tcp_udp_port()
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", port))
         taken.listen()
         result = relay("run", "--port", str(port), "--data-dir", str(tmp_path / "data"))
-    assert result.returncode == 1
-    assert f"error: cannot listen on 0.0.0.0:{port}: " in result.stderr and "in use" in result.stderr
+    reason = _startup_failure(result)
+    assert reason.startswith(f"cannot listen on 0.0.0.0:{port}: ") and "in use" in reason
     (tmp_path / "a-file").write_text("")
     result = relay("run", "--data-dir", str(tmp_path / "a-file" / "data"))
-    assert result.returncode == 1 and "error: cannot open journal" in result.stderr
+    assert _startup_failure(result).startswith("cannot open journal")
+    config = tmp_path / "relay.toml"
+    config.write_text("[listen]\nport = 99999\n")
+    reason = _startup_failure(relay("run", "--config", str(config)))
+    assert reason.startswith(f"{config}: listen.port: expected ")
+    reason = _startup_failure(relay("run", "--config", str(tmp_path / "missing.toml")))
+    assert str(tmp_path / "missing.toml") in reason
 
 
 def test_export_prints_reports_as_json_lines(tmp_path: Path) -> None:
@@ -221,3 +236,94 @@ def test_export_prints_reports_as_json_lines(tmp_path: Path) -> None:
     assert only["received_at"] == "2026-11-21T08:00:00Z" and only["id"].endswith("-3")
     bad = relay("export", "--data-dir", str(tmp_path), "--since", "yesterday")
     assert bad.returncode == 1 and "--since: expected an ISO 8601 time" in bad.stderr
+
+
+def _journal_with_a_letter_and_a_quarantine_row(data_dir: Path) -> tuple[int, int]:
+    """(dead letter id, quarantine row id) of a journal with one of each, the letter sink "central"'s."""
+    from datetime import UTC, datetime
+
+    from relay.journal import Journal, Quarantined
+
+    journal = Journal.open(data_dir / "journal.sqlite3")
+    try:
+        letter = journal.park("central", [1], status=400, answer="no", body=b"[]", content_type="json")
+        received = datetime(2026, 11, 20, 8, tzinfo=UTC)
+        journal.write_now([Quarantined(b"\x16\x03garbage", "no driver", "tcp", "10.0.0.8:1", received)])
+        (row,) = journal.quarantine_rows()
+    finally:
+        journal.close()
+    return letter, row["id"]
+
+
+def test_unknown_ids_and_sinks_are_errors_that_change_nothing(tmp_path: Path) -> None:
+    letter, quarantined = _journal_with_a_letter_and_a_quarantine_row(tmp_path)
+    where = ("--data-dir", str(tmp_path))
+    nope = "error: no sink 'NOPE' in the config or the journal (known sinks: central)"
+    cases = [
+        (("requeue", "--all", "--sink", "NOPE"), nope),
+        (("requeue", "999"), "error: no dead letter with id 999 (see relay dead-letters)"),
+        (("requeue", "--sink", "NOPE", str(letter)), "error: no sink 'NOPE'"),
+        (("dead-letters", "--sink", "NOPE"), "error: no sink 'NOPE'"),
+        (("quarantine", "retry", "999", str(quarantined)), "error: no quarantine row with id 999"),
+    ]
+    for command, message in cases:
+        result = relay(*command, *where)
+        assert result.returncode == 1 and result.stderr.startswith(message), (command, result.stderr)
+    listing = json.loads(relay("dead-letters", "--sink", "central", "--json", *where).stdout)
+    assert [(row["id"], row["state"]) for row in listing] == [(letter, "parked")]
+    rows = relay("quarantine", "list", "--json", *where)
+    assert [row["id"] for row in json.loads(rows.stdout)] == [quarantined]  # not retried either
+    requeued = relay("requeue", "--sink", "central", str(letter), *where)
+    assert requeued.returncode == 0 and requeued.stdout == "1 dead letter requeued\n"
+    again = relay("requeue", str(letter), *where)
+    assert again.returncode == 1 and again.stderr == f"dead letter {letter} is already requeued\n"
+
+
+def test_progress_is_a_counter_line_on_a_terminal_and_nothing_elsewhere() -> None:
+    import io
+
+    from relay.cli._progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = Progress("export", "reports", stream=stream)
+        assert list(progress.counting(range(3))) == [0, 1, 2]
+    assert terminal.getvalue().startswith("\rexport: 1 reports")
+    assert terminal.getvalue().endswith("\rexport: 3 reports\n") and pipe.getvalue() == ""
+    retry = Progress("retry", "rows", total=400, stream=terminal)
+    retry.advance(200)
+    retry.finish()
+    assert terminal.getvalue().endswith("\rretry: 200/400 rows\n")
+
+
+def test_old_flag_names_still_work_for_a_release_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relay.cli._main import _parser
+
+    provision = ["provision", "coban", "--to", "+1", "--server", "relay.example.com", "--apn", "internet"]
+    assert _parser().parse_args([*provision, "--server-port", "9000"]).server_port == 9000
+    assert capsys.readouterr().err == ""
+    assert _parser().parse_args([*provision, "--port", "9001"]).server_port == 9001
+    assert "warning: --port is deprecated here" in capsys.readouterr().err
+    modem = str(tmp_path / "no-modem")
+    result = relay("sms", "send", "--to", "+1", "--port", modem, "hello")
+    assert result.returncode == 1 and "cannot open modem port" in result.stderr
+    assert result.stderr.startswith(
+        "warning: --port is deprecated here and will be removed in the next release; use --modem\n"
+    )
+    result = relay("sms", "send", "--to", "+1", "--modem", modem, "hello")
+    assert result.returncode == 1 and "warning" not in result.stderr
+
+
+def test_check_config_takes_the_file_as_every_command_does(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(f'[relay]\ndata_dir = "{tmp_path}"\n')
+    for args in ([str(config)], ["--config", str(config)]):
+        result = relay("check-config", *args)
+        assert result.returncode == 0 and result.stdout.startswith(f"{config}: ok"), result.stderr
+    assert relay("check-config").returncode == 2

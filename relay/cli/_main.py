@@ -13,7 +13,8 @@ from typing import Any
 from .. import __version__
 from ..config import Config
 from ..errors import ConfigError, RelayError
-from ._common import config_from
+from ._common import EXPORT_FORMATS, config_from
+from ._progress import Progress
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -69,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("check-config", help="validate a config file, print every error")
-    check.add_argument("path", type=Path)
+    check.add_argument("path", type=Path, nargs="?", help="the config file (or --config FILE)")
+    check.add_argument("--config", type=Path, help="the config file, as other commands take it")
     check.set_defaults(handler=_check_config)
 
     status = commands.add_parser("status", help="devices, sink backlogs and quarantine, from the journal")
@@ -94,13 +96,26 @@ def _parser() -> argparse.ArgumentParser:
     vectors.add_argument("--json", action="store_true")
     vectors.set_defaults(handler=_vectors)
 
-    export = commands.add_parser("export", help="print stored reports as JSON lines, oldest first")
+    export = commands.add_parser(
+        "export", help="print stored reports as JSON lines, CSV, GeoJSON or GPX, oldest first"
+    )
     export.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
     export.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
-    export.add_argument("--device", help="only this device id")
+    export.add_argument(
+        "--format", choices=EXPORT_FORMATS, default="jsonl", help="jsonl (the default), csv, geojson, gpx"
+    )
+    export.add_argument("--device", help="only this device id (exit 1 if the journal never saw it)")
     export.add_argument("--since", help="only reports received at or after this ISO 8601 time")
+    export.add_argument("--until", help="only reports received before this ISO 8601 time")
     export.add_argument("--limit", type=int, help="at most this many reports")
     export.set_defaults(handler=_export)
+
+    tail = commands.add_parser("tail", help="print reports as they are stored, until Ctrl-C")
+    tail.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+    tail.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
+    tail.add_argument("--device", help="only this device id")
+    tail.add_argument("--human", action="store_true", help="one short line per report instead of JSON")
+    tail.set_defaults(handler=_tail)
 
     quarantine = commands.add_parser("quarantine", help="list quarantined bytes, or re-decode them")
     quarantine_commands = quarantine.add_subparsers(
@@ -165,12 +180,22 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Run the relay; a fatal start-up error is one logfmt line (``event=startup_failed``) and exit 1."""
     import trio
 
     from .. import logs
+    from ..service import StartupFailed, log_startup_failed
     from ..service import main as run_main
 
-    config = config_from(args)
+    logs.setup("info")  # before the config is read: its errors are logged like any other
+    try:
+        config = config_from(args)
+    except ConfigError as error:
+        log_startup_failed("; ".join(str(problem) for problem in error.problems) or str(error))
+        return EXIT_FAILURE
+    except RelayError as error:
+        log_startup_failed(str(error))
+        return EXIT_FAILURE
     logs.setup(config.log_level)
     if not args.config:
         import logging
@@ -183,7 +208,14 @@ def _run(args: argparse.Namespace) -> int:
             "embedded_defaults",
             hint="no --config given; see config/relay.toml for every setting",
         )
-    trio.run(run_main, config)
+    try:
+        trio.run(run_main, config)
+    except BaseExceptionGroup as group:
+        if group.subgroup(StartupFailed) is None:
+            raise
+        return EXIT_FAILURE
+    except StartupFailed:
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -203,7 +235,11 @@ def _check_config(args: argparse.Namespace) -> int:
     """Every error and warning about the file and what it names; 1 when there is any error."""
     from ..config import check
 
-    checked = check(args.path)
+    path = args.path or args.config
+    if path is None or (args.path and args.config and args.path != args.config):
+        print("error: name one config file: relay check-config FILE", file=sys.stderr)
+        return EXIT_USAGE
+    checked = check(path)
     for problem in checked.warnings:
         print(f"warning: {problem}", file=sys.stderr)
     if checked.config is None:
@@ -211,7 +247,7 @@ def _check_config(args: argparse.Namespace) -> int:
     config = checked.config
     sinks = ", ".join(f"{sink.name} ({sink.type})" for sink in config.sinks) or "none (store only)"
     print(
-        f"{args.path}: ok — site {config.site!r}, port {config.listen.port}, data in {config.data_dir}, "
+        f"{path}: ok — site {config.site!r}, port {config.listen.port}, data in {config.data_dir}, "
         f"sinks: {sinks}"
     )
     return EXIT_OK
@@ -454,45 +490,33 @@ def _open_existing_journal(config: Config) -> Any:
     return Journal.open(config.database, site=config.site)
 
 
-def _parse_time(text: str) -> datetime:
-    """ISO 8601, ``Z`` allowed, naive meaning UTC. :raises ValueError: not a time."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _export(args: argparse.Namespace) -> int:
-    since = None
-    if args.since:
-        try:
-            since = _parse_time(args.since)
-        except ValueError:
-            raise RelayError(
-                f"--since: expected an ISO 8601 time such as 2026-11-23T08:00:00Z, found {args.since!r}"
-            ) from None
-    from ..journal import FRAME_EVENT
+    from ._export import ReportFilter, export, parse_time
 
-    journal = _open_existing_journal(config_from(args))
-    written, after = 0, 0
-    try:
-        while args.limit is None or written < args.limit:
-            batch = journal.read_after(after, 1000)
-            if not batch:
-                break
-            for report in batch:
-                after = report.seq
-                if report.event == FRAME_EVENT:  # a frame kept for passthrough, not a report
-                    continue
-                if args.device is not None and report.device_id != args.device:
-                    continue
-                if since is not None and _parse_time(report.document["received_at"]) < since:
-                    continue
-                sys.stdout.write(report.json_bytes().decode() + "\n")
-                written += 1
-                if args.limit is not None and written >= args.limit:
-                    break
-    finally:
-        journal.close()
+    where = ReportFilter(
+        device=args.device,
+        since=parse_time("--since", args.since) if args.since else None,
+        until=parse_time("--until", args.until) if args.until else None,
+    )
+    config = config_from(args)
+    export(
+        config.database,
+        sys.stdout,
+        fmt=args.format,
+        site=config.site,
+        where=where,
+        limit=args.limit,
+        # On a terminal the reports themselves show the progress; redirected, a counter does.
+        progress=None if sys.stdout.isatty() else Progress("export", "reports"),
+    )
     return EXIT_OK
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from ._tail import tail
+
+    config = config_from(args)
+    return tail(config.database, site=config.site, device=args.device, human=args.human)
 
 
 def _quarantine_list(args: argparse.Namespace) -> int:
@@ -516,13 +540,21 @@ def _quarantine_list(args: argparse.Namespace) -> int:
 
 
 def _quarantine_retry(args: argparse.Namespace) -> int:
-    from ..journal import retry_quarantine as retry
+    """Re-decode the named rows (all without ids), with a counter on a terminal.
+
+    :raises RelayError: an id is no quarantine row; nothing is retried then.
+    """
+    from ._export import quarantine_ids
 
     config = config_from(args)
+    if args.ids and (missing := sorted(set(args.ids) - quarantine_ids(config.database, args.ids))):
+        raise RelayError(
+            f"no quarantine row with id {', '.join(map(str, missing))} (see relay quarantine list)"
+        )
     journal = _open_existing_journal(config)
     try:
-        senders = config.modem.senders if config.modem else {}
-        outcomes = retry(journal, ids=args.ids or None, senders=senders)
+        ids = args.ids or sorted(row["id"] for row in journal.quarantine_rows(limit=1_000_000))
+        outcomes = _retry_in_chunks(journal, ids, config, Progress("retry", "rows", total=len(ids)))
     finally:
         journal.close()
     if args.json:
@@ -538,6 +570,23 @@ def _quarantine_retry(args: argparse.Namespace) -> int:
             print(f"#{outcome.quarantine_id}: still undecodable: {outcome.error}")
     print(f"{len(decoded)} of {len(outcomes)} row(s) decoded")
     return EXIT_OK
+
+
+#: Quarantine rows re-decoded per call (each call reads the quarantine once).
+RETRY_CHUNK = 200
+
+
+def _retry_in_chunks(journal: Any, ids: list[int], config: Config, progress: Progress) -> list[Any]:
+    from ..journal import retry_quarantine as retry
+
+    senders = config.modem.senders if config.modem else {}
+    outcomes = []
+    for start in range(0, len(ids), RETRY_CHUNK):
+        chunk = ids[start : start + RETRY_CHUNK]
+        outcomes += retry(journal, ids=chunk, senders=senders)
+        progress.advance(len(chunk))
+    progress.finish()
+    return outcomes
 
 
 def _salvage(args: argparse.Namespace) -> int:

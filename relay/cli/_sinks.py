@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from ..config import Config
 from ..errors import RelayError
 
 EXIT_OK = 0
@@ -42,11 +44,25 @@ def _journal_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
 
 
+def check_sink(config: Config, name: str) -> None:
+    """:raises RelayError: neither the config nor the journal knows a sink ``name``."""
+    from ._export import journal_sinks
+
+    configured = {sink.name for sink in config.sinks}
+    known = configured | journal_sinks(config.database)
+    if name not in known:
+        names = ", ".join(sorted(known)) or "none"
+        raise RelayError(f"no sink {name!r} in the config or the journal (known sinks: {names})")
+
+
 def _dead_letters(args: argparse.Namespace) -> int:
     from ..journal import dead_letter_rows
     from ._common import config_from
 
-    rows = dead_letter_rows(config_from(args).database, sink=args.sink)
+    config = config_from(args)
+    if args.sink is not None:
+        check_sink(config, args.sink)
+    rows = dead_letter_rows(config.database, sink=args.sink)
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
@@ -73,8 +89,28 @@ def _requeue(args: argparse.Namespace) -> int:
 
     if not args.all and not args.ids:
         raise RelayError("name the dead letters to requeue (ID ...) or use --all")
-    count = requeue_dead_letters(
-        config_from(args).database, sink=args.sink, ids=None if args.all else args.ids
-    )
+    config = config_from(args)
+    if args.sink is not None:
+        check_sink(config, args.sink)
+    if args.ids:
+        _check_letters(config.database, args.ids, args.sink)
+    count = requeue_dead_letters(config.database, sink=args.sink, ids=None if args.all else args.ids)
     print(f"{count} dead letter{'s' if count != 1 else ''} requeued")
     return EXIT_OK if count or args.all else EXIT_FAILURE
+
+
+def _check_letters(database: Path, ids: list[int], sink: str | None) -> None:
+    """Say which named letters are already requeued (on stderr).
+
+    :raises RelayError: an id is no dead letter (of ``sink``); nothing is requeued then.
+    """
+    from ._export import dead_letter_sinks
+
+    found = dead_letter_sinks(database, ids)
+    if missing := [str(number) for number in ids if number not in found]:
+        raise RelayError(f"no dead letter with id {', '.join(missing)} (see relay dead-letters)")
+    if sink is not None and (others := [str(n) for n in ids if found[n][0] != sink]):
+        raise RelayError(f"dead letter {', '.join(others)} is not sink {sink!r}'s (see relay dead-letters)")
+    for number in ids:
+        if found[number][1] != "parked":
+            print(f"dead letter {number} is already {found[number][1]}", file=sys.stderr)

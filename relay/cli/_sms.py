@@ -1,14 +1,15 @@
 """``relay sms send`` and ``relay provision coban|bofan``: the modem from the command line.
 
-The modem is named by ``--modem PATH`` (``--port`` too for ``sms send``) and ``--baudrate``, or taken
-from the ``[modem]`` section of ``--config``. The relay service must not hold the port at the same
-time (stop it first: a serial port has one user).
+The modem is named by ``--modem PATH`` and ``--baudrate``, or taken from the ``[modem]`` section of
+``--config`` (``sms send --port``, its old name, works for one more release, with a warning). The
+relay service must not hold the port at the same time (stop it first: a serial port has one user).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from argparse import SUPPRESS
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import trio
 from ..config import ModemSettings
 from ..errors import RelayError
 from ..sources import DEFAULT_WAIT_S, Modem, Outcome, bofan_steps, coban_steps, provision, send_sms
+from ._common import Deprecated
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -30,7 +32,8 @@ def add_commands(subparsers: Any) -> None:
     send = sms_commands.add_parser("send", help="send one SMS (long texts are sent as concatenated parts)")
     send.add_argument("--to", required=True, help="the destination number, e.g. +639171234567")
     send.add_argument("text", help="the message text")
-    _modem_arguments(send, "--port", "--modem")
+    _modem_arguments(send)
+    send.add_argument("--port", dest="modem", action=Deprecated, instead="--modem", help=SUPPRESS)
     send.set_defaults(handler=_send)
     sms.set_defaults(handler=lambda args: sms.print_help() or EXIT_FAILURE)
 
@@ -38,7 +41,10 @@ def add_commands(subparsers: Any) -> None:
     prov.add_argument("family", choices=["coban", "bofan"], help="coban (gps103) or bofan (pt502)")
     prov.add_argument("--to", required=True, help="the tracker's phone number")
     prov.add_argument("--server", required=True, help="the relay's public address (IP or host name)")
-    prov.add_argument("--port", type=int, default=8888, help="the relay's port (default 8888)")
+    prov.add_argument("--server-port", type=int, default=8888, help="the relay's public port (default 8888)")
+    prov.add_argument(
+        "--port", type=int, dest="server_port", action=Deprecated, instead="--server-port", help=SUPPRESS
+    )
     prov.add_argument("--apn", required=True, help="the tracker SIM's APN")
     prov.add_argument("--apn-user", help="APN user name, if the operator needs one")
     prov.add_argument("--apn-password", help="APN password, if the operator needs one")
@@ -51,12 +57,12 @@ def add_commands(subparsers: Any) -> None:
         default=DEFAULT_WAIT_S,
         help=f"seconds to wait for each reply (default {DEFAULT_WAIT_S:g}; trackers can take minutes)",
     )
-    _modem_arguments(prov, "--modem")
+    _modem_arguments(prov)
     prov.set_defaults(handler=_provision)
 
 
-def _modem_arguments(parser: argparse.ArgumentParser, *port_flags: str) -> None:
-    parser.add_argument(*port_flags, dest="modem", help="the modem's serial port, e.g. /dev/serial/by-id/...")
+def _modem_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--modem", help="the modem's serial port, e.g. /dev/serial/by-id/...")
     parser.add_argument("--baudrate", type=int, help="serial speed (default 115200)")
     parser.add_argument("--config", type=Path, help="take the modem from this config file's [modem] section")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each AT command")
@@ -144,7 +150,7 @@ def _provision(args: argparse.Namespace) -> int:
         family=args.family,
         to=args.to,
         server=args.server,
-        port=args.port,
+        port=args.server_port,
         apn=args.apn,
         interval_s=args.interval,
         password=args.password,

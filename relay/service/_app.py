@@ -193,16 +193,45 @@ async def _watch_files(journal: Journal) -> None:
             journal.reopen(str(error))
 
 
+def _first_error(error: Exception) -> Exception:
+    """The relay's own error a start-up failure carries inside task groups, else the first error."""
+    while isinstance(error, ExceptionGroup):
+        matched, _ = error.split(RelayError)
+        error = (matched or error).exceptions[0]
+    return error
+
+
 async def _watchdog(interval: float) -> None:
     while True:
         sdnotify.watchdog_ping()
         await trio.sleep(interval / 2)
 
 
+class StartupFailed(RelayError):
+    """The relay did not start; why is logged already (``event=startup_failed``)."""
+
+
+def log_startup_failed(reason: str, error: BaseException | None = None) -> None:
+    """The one logfmt line of a fatal start-up error: ``level=error event=startup_failed reason=…``
+    (with the traceback when ``error`` is not one the relay raises on purpose: a bug)."""
+    bug = error is not None and not isinstance(error, RelayError)
+    exc_info = (type(error), error, error.__traceback__) if bug and error is not None else None
+    log.error("startup_failed", extra={"fields": {"reason": reason}}, exc_info=exc_info)
+
+
 async def main(config: Config) -> None:
-    """Run until SIGTERM or SIGINT, then stop cleanly (sinks say ``offline``, cursors are saved)."""
+    """Run until SIGTERM or SIGINT, then stop cleanly (sinks say ``offline``, cursors are saved).
+
+    :raises StartupFailed: the relay could not start (the port is taken, the journal cannot be
+        opened, …); the reason is logged.
+    """
     async with trio.open_nursery() as nursery:
-        running: Running = await nursery.start(serve, config)
+        try:
+            running: Running = await nursery.start(serve, config)
+        except Exception as error:
+            cause = _first_error(error)
+            log_startup_failed(str(cause) or type(cause).__name__, cause)
+            raise StartupFailed(str(cause)) from error
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 log_event(log, logging.INFO, "stopping", signal=signal.Signals(signum).name)
