@@ -43,10 +43,11 @@ def _journal_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from ..journal import dead_letter_rows
+    from ..journal import Journal
     from ._common import config_from
 
-    rows = dead_letter_rows(config_from(args).database, sink=args.sink)
+    with Journal.open_read_only(config_from(args).database) as journal:
+        rows = journal.dead_letters(sink=args.sink)
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from drivers import Report
-from relay.journal._journal import Entry, Journal
+from relay.journal import Entry, Journal
 from relay.sinks._delivery import Delivery
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from drivers import Report
-from relay.journal._journal import Entry, Journal
+from relay.journal import Entry, Journal
 from tests import devices
 from tests.relay.harness import running_relay, wait_until
 

@@ -12,8 +12,8 @@ import trio
 
 from drivers import StreamSniffer, Transport
 from drivers import get as get_driver
-from relay.journal._journal import Journal, Quarantined
-from relay.journal._quarantine import retry
+from relay.journal import Journal, Quarantined
+from relay.journal import retry_quarantine as retry
 from tests.drivers.test_first_frame_alarms import CASES, PT502_IN1
 
 from .harness import running_relay, wait_until

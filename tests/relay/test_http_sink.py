@@ -11,12 +11,18 @@ from typing import Any
 import trio
 
 from relay.cli import _main as cli
-from relay.journal._journal import dead_letter_rows
+from relay.journal import Journal
 from relay.sinks._http import RETRY_AFTER_MAX_S, parse_retry_after
 from tests import devices
 from tests.http_server import RecordingServer, Request
 from tests.relay.harness import running_relay, wait_until
 from tests.upstream import send_tcp
+
+
+def dead_letters(database: Path, *, sink: str | None = None) -> list[dict[str, Any]]:
+    """The dead letters in the journal at ``database``, read as ``relay dead-letters`` reads them."""
+    with Journal.open_read_only(database) as journal:
+        return journal.dead_letters(sink=sink)
 
 DEVICES = [f"2000{index:04d}" for index in range(12)]
 
@@ -160,7 +166,7 @@ async def test_a_refused_batch_is_parked_listed_and_requeued(tmp_path: Path, cap
             assert cli.main(["dead-letters", "--data-dir", data_dir]) == 0
             listing = capsys.readouterr().out
             assert "central" in listing and "400" in listing and "unknown field" in listing
-            rows = dead_letter_rows(relay.config.database)
+            rows = dead_letters(relay.config.database)
             assert [(row["sink"], row["state"], row["reports"]) for row in rows] == [
                 ("central", "parked", 10)
             ]
@@ -168,7 +174,7 @@ async def test_a_refused_batch_is_parked_listed_and_requeued(tmp_path: Path, cap
             assert cli.main(["requeue", "--data-dir", data_dir, "--sink", "central", str(rows[0]["id"])]) == 0
             assert "1 dead letter" in capsys.readouterr().out
             await wait_until(lambda: len(reports_of(server.accepted)) >= 30, what="the requeued batch")
-            await wait_until(lambda: not dead_letter_rows(relay.config.database), what="the letter to go")
+            await wait_until(lambda: not dead_letters(relay.config.database), what="the letter to go")
         nursery.cancel_scope.cancel()
     assert server.requests[-1].body == server.requests[0].body  # the very same batch, sent again
     # The sink moved on in order; the requeued batch came last, once.

@@ -13,7 +13,7 @@ import trio
 
 from drivers import Report
 from relay.errors import JournalError
-from relay.journal._journal import (
+from relay.journal import (
     QUARANTINE_ROW_COST,
     SCHEMA_VERSION,
     CursorUpdate,
@@ -21,7 +21,6 @@ from relay.journal._journal import (
     Journal,
     Quarantined,
     QuarantineLimits,
-    read_status,
 )
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -95,9 +94,8 @@ def test_status_reports_devices_backlog_and_quarantine(tmp_path: Path) -> None:
     journal.write_now([CursorUpdate("broker", 1, {"a": 1})])
     journal.write_now([Quarantined(b"?", "bad", "udp", "x", NOW)])
     journal.close()
-    status = read_status(
-        tmp_path / "j.sqlite3", ["broker", "never-connected"], now=NOW + timedelta(seconds=10)
-    )
+    with Journal.open_read_only(tmp_path / "j.sqlite3") as reader:
+        status = reader.status(["broker", "never-connected"], now=NOW + timedelta(seconds=10))
     assert {device["device_id"] for device in status["devices"]} == {"a", "b"}
     assert status["sinks"] == [
         {"sink": "broker", "pending": 2, "oldest_received_at": "2026-11-23T12:00:02Z", "oldest_age_s": 8.0},
@@ -135,7 +133,7 @@ def test_an_unusable_journal_path_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_read_only_status_of_a_missing_journal(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="no journal at"):
-        read_status(tmp_path / "none.sqlite3", [], now=NOW)
+        Journal.open_read_only(tmp_path / "none.sqlite3")
     assert not (tmp_path / "none.sqlite3").exists()
     with pytest.raises(sqlite3.Error):
         sqlite3.connect(f"file:{tmp_path / 'none.sqlite3'}?mode=ro", uri=True).execute("select 1")

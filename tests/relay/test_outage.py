@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from relay.journal._journal import read_status
+from relay.journal import Journal
 from tests import devices
 from tests.broker import Mosquitto, Subscriber
 from tests.relay.harness import running_relay, wait_until
@@ -60,7 +60,8 @@ async def test_reports_sent_during_a_broker_outage_all_arrive_in_order_per_devic
             reports = await subscriber.wait_for(total, timeout=30)
             await wait_until(lambda: sink.floor >= relay.journal.last_seq, what="the sink's queue to drain")
             await trio.sleep(0.6)  # one cursor flush
-            status = read_status(relay.config.database, ["broker"], now=devices.report_time(0))
+            with Journal.open_read_only(relay.config.database) as journal:
+                status = journal.status(["broker"], now=devices.report_time(0))
             assert status["sinks"][0]["pending"] == 0
     finally:
         subscriber.close()

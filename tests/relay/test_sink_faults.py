@@ -16,14 +16,13 @@ import trio
 
 from relay.config import parse, redact_url
 from relay.errors import ConfigError
-from relay.journal._journal import dead_letter_rows
 from relay.logs import LogfmtFormatter
 from relay.sinks._http import ANSWER_CHARS
 from tests import devices
 from tests.broker import Mosquitto, Subscriber, free_port
 from tests.http_server import RecordingServer, Request
 from tests.relay.harness import relay_config, running_relay, wait_until
-from tests.relay.test_http_sink import http_sink, reports_of
+from tests.relay.test_http_sink import dead_letters, http_sink, reports_of
 from tests.relay.test_osmand_sink import osmand_sink
 
 IMEIS = [f"86868302{index:07d}" for index in range(3)]
@@ -277,7 +276,7 @@ async def test_a_huge_refusal_is_parked_with_an_excerpt(tmp_path: Path) -> None:
             await wait_until(lambda: http.acknowledged >= total, what="the batch parked")
             assert http.dead_lettered == total and http.answers_cut >= 1
         nursery.cancel_scope.cancel()
-    (letter,) = dead_letter_rows(relay.config.database)
+    (letter,) = dead_letters(relay.config.database)
     assert letter["status"] == 400 and letter["answer"] == ("no " * 1000)[:ANSWER_CHARS]
 
 

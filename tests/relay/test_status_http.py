@@ -305,7 +305,7 @@ async def test_status_pollers_never_starve_the_trackers(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     from drivers import Report
-    from relay.journal._journal import Entry, Journal
+    from relay.journal import Entry, Journal
 
     journal = Journal.open(tmp_path / "journal.sqlite3", site="test-site")
     received = datetime.now(UTC)

@@ -19,7 +19,7 @@ import trio
 
 from drivers import Report
 from relay.cli._main import main as cli
-from relay.journal._journal import Entry, Journal, Quarantined, set_aside_journals
+from relay.journal import Entry, Journal, Quarantined, set_aside_journals
 from tests import devices
 from tests.broker import Mosquitto, Subscriber, free_tcp_udp_port
 from tests.relay.harness import running_relay, wait_until
