@@ -20,6 +20,7 @@ from drivers import format_time
 from ..logs import log_event
 from ._quarantine import QUARANTINE_ROW_COST, QuarantineBudget
 from ._sqlite import WAL_AUTOCHECKPOINT, private_files, transaction
+from ._statistics import JournalStatistics
 
 log = logging.getLogger("relay.journal")
 
@@ -42,8 +43,8 @@ class Cleanup:
 
     path: Path
     last_seq: int
+    stats: JournalStatistics
     max_devices: int
-    dropped: int
     full_at_bytes: int | None
     cleanup_wanted: trio.Event
     quarantine_budget: QuarantineBudget
@@ -178,7 +179,7 @@ class Cleanup:
                 else:
                     dropped = self._delete("seq <= ?", (chunk_end,))
                     removed["dropped_undelivered"] += dropped
-                    self.dropped += dropped
+                    self.stats.dropped += dropped
             if full:
                 self._checkpoint("PASSIVE")
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]

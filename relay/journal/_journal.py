@@ -29,7 +29,6 @@ import trio
 
 from drivers import format_time
 
-from ..buckets import COMMIT_BOUNDS_S, Buckets
 from ..errors import JournalError, JournalFilesChanged
 from ..logs import log_event
 from ._cleanup import Cleanup
@@ -47,6 +46,7 @@ from ._sqlite import (
     private_files,
     transaction,
 )
+from ._statistics import JournalStatistics
 from ._storage import SetAside, check_journal, companions, file_id, set_aside, stamp
 
 log = logging.getLogger("relay.journal")
@@ -100,35 +100,26 @@ class Journal(Reads, DeadLetters, Cleanup):
         #: ``max_devices``: random ids from a flood are forgotten, not kept forever).
         self._device_written: OrderedDict[str, float] = OrderedDict()
         self.max_devices = max_devices
-        self.devices_forgotten = 0
-        self.quarantine_budget = QuarantineBudget(quarantine_limits, self._quarantine_usage())
+        #: What the journal counted since start (``/metrics``).
+        self.stats = JournalStatistics()
+        self.quarantine_budget = QuarantineBudget(quarantine_limits, self._quarantine_usage(), self.stats)
         self.journal_id = self._meta("journal_id")
         self.last_seq = self._reader.execute("SELECT coalesce(max(seq), 0) FROM reports").fetchone()[0]
         self._send, self._receive = trio.open_memory_channel[_Ticket](10_000)
         self._appended = trio.Event()
-        self.commits = 0
         #: The least time between two group commits (0: commit as soon as something is queued).
         self.commit_interval_s = 0.0
         #: Why the last commit failed; ``None`` once a commit succeeds again.
         self.last_commit_error: str | None = None
-        self.committed_reports = 0
-        self.quarantined = 0
-        self.dropped = 0
-        self.commit_failures = 0
-        #: How long each successful group commit took (write and fsync), seconds.
-        self.commit_time = Buckets(COMMIT_BOUNDS_S)
         #: The damaged journal this one replaced at start, if any (see :meth:`problems`).
         self.set_aside: SetAside | None = None
         #: The start-up check ran out of time before it read the whole file.
         self.check_incomplete = False
         #: Reports that could not be read (a damaged page, an I/O error), as merged ``[first, last]``
-        #: seq ranges: readers skip them. ``read_errors`` counts the reads that met damage.
+        #: seq ranges: readers skip them (counted in :attr:`stats`).
         self.unreadable: list[list[int]] = []
-        self.unreadable_reports = 0
         self._examined: tuple[int, int] | None = None
-        self.read_errors = 0
-        #: Times the journal was reopened because its file or WAL was deleted or replaced.
-        self.reopens = 0
+        #: When the journal was last reopened (its file or WAL was deleted or replaced).
         self.last_reopen: str | None = None
         #: The size cap the writer checks every SIZE_CHECK_REPORTS reports (``None``: not checked).
         self.size_cap_bytes: int | None = None
@@ -142,6 +133,15 @@ class Journal(Reads, DeadLetters, Cleanup):
         self._opened_at = self.monotonic()
         self._elapsed_before, self._expiry_marks = self._load_expiry_marks()
 
+    @property
+    def last_seq(self) -> int:
+        """The newest committed report's seq."""
+        return self.stats.last_seq
+
+    @last_seq.setter
+    def last_seq(self, seq: int) -> None:
+        self.stats.last_seq = seq
+
     def problems(self) -> list[str]:
         """What is wrong with the journal now, one sentence each (empty when nothing is): for /healthz
         and ``relay status``. A failing commit is :attr:`last_commit_error`."""
@@ -151,8 +151,8 @@ class Journal(Reads, DeadLetters, Cleanup):
         if self.unreadable:
             ranges = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in self.unreadable[:10])
             found.append(
-                f"{self.unreadable_reports} report(s) could not be read (seq {ranges}) and were skipped;"
-                " the journal is damaged: restart the relay to check it and set it aside"
+                f"{self.stats.unreadable_reports} report(s) could not be read (seq {ranges}) and were"
+                " skipped; the journal is damaged: restart the relay to check it and set it aside"
             )
         if self.full_at_bytes is not None:
             found.append(f"the disk is full (journal {self.full_at_bytes // 1024} KiB): cleaning up")
@@ -338,7 +338,7 @@ class Journal(Reads, DeadLetters, Cleanup):
         try:
             last_seq, reports, quarantined = await trio.to_thread.run_sync(self._write, items)
         except (sqlite3.Error, JournalFilesChanged) as error:
-            self.commit_failures += 1
+            self.stats.commit_failures += 1
             self.last_commit_error = str(error)
             log_event(log, logging.ERROR, "journal_commit_failed", error=str(error), items=len(items))
             for ticket in batch:
@@ -350,19 +350,19 @@ class Journal(Reads, DeadLetters, Cleanup):
                 self.full_at_bytes = self.file_bytes()
                 self.cleanup_wanted.set()
             return
-        self.commit_time.observe(time.monotonic() - started)
-        self.commits += 1
+        self.stats.commit_time.observe(time.monotonic() - started)
+        self.stats.commits += 1
         self.last_commit_error = None
         self.full_at_bytes = None
         if (
             self.size_cap_bytes is not None
-            and self.committed_reports + reports - self._size_checked_at >= SIZE_CHECK_REPORTS
+            and self.stats.committed_reports + reports - self._size_checked_at >= SIZE_CHECK_REPORTS
         ):
-            self._size_checked_at = self.committed_reports + reports
+            self._size_checked_at = self.stats.committed_reports + reports
             if self.file_bytes() > self.size_cap_bytes:
                 self.cleanup_wanted.set()
-        self.committed_reports += reports
-        self.quarantined += quarantined
+        self.stats.committed_reports += reports
+        self.stats.quarantined += quarantined
         for ticket in batch:
             ticket.done.set()
         if last_seq > self.last_seq:
@@ -452,7 +452,7 @@ class Journal(Reads, DeadLetters, Cleanup):
                 due.append(row)
         while len(self._device_written) > self.max_devices:
             self._device_written.popitem(last=False)
-            self.devices_forgotten += 1
+            self.stats.devices_forgotten += 1
         return due
 
     def insert_salvaged(
@@ -530,7 +530,7 @@ class Journal(Reads, DeadLetters, Cleanup):
             self._db = connect_writer(self.path, self.synchronous)
             self._reader = connect_reader(self.path)
             self._file_ids = [file_id(file) for file in companions(self.path)]
-        self.reopens += 1
+        self.stats.reopens += 1
         self.last_reopen = format_time(datetime.now(UTC))
         log_event(
             log,

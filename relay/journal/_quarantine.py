@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._records import Quarantined
+from ._statistics import JournalStatistics
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +48,15 @@ class QuarantineBudget:
     so a flood never reaches the writer's queue. Rows of SMS messages are always admitted: the modem
     deletes a message once its row is committed, and SMS floods cost the sender money."""
 
-    def __init__(self, limits: QuarantineLimits, usage: Mapping[str, int]) -> None:
+    def __init__(
+        self, limits: QuarantineLimits, usage: Mapping[str, int], stats: JournalStatistics | None = None
+    ) -> None:
         self.limits = limits
+        #: Where the rows refused (per budget), cut to ``frame_bytes`` and the bytes charged are counted.
+        self.stats = stats or JournalStatistics()
         self._lock = threading.Lock()
         self._peers: dict[str, int] = {}
         self.total = 0
-        #: Rows refused for their peer's budget, for the total budget; rows cut to ``frame_bytes``.
-        self.dropped_peer = 0
-        self.dropped_total = 0
-        self.truncated = 0
         self.reset(usage)
 
     def reset(self, usage: Mapping[str, int]) -> None:
@@ -66,13 +67,13 @@ class QuarantineBudget:
             peers[address] = peers.get(address, 0) + used
         with self._lock:
             self._peers = peers
-            self.total = sum(peers.values())
+            self.total = self.stats.quarantine_bytes = sum(peers.values())
 
     def admit(self, item: Quarantined) -> Quarantined | None:
         """``item`` (its raw bytes cut to the frame limit), or ``None`` when it is over a budget."""
         limits = self.limits
         if len(item.raw) > limits.frame_bytes:
-            self.truncated += 1
+            self.stats.quarantine_truncated += 1
             item = Quarantined(
                 item.raw[: limits.frame_bytes],
                 f"{item.reason} (first {limits.frame_bytes} of {len(item.raw)} bytes kept)",
@@ -87,15 +88,17 @@ class QuarantineBudget:
             used = self._peers.get(address, 0)
             if item.transport != "sms":
                 if used + cost > limits.peer_bytes:
-                    self.dropped_peer += 1
+                    self.stats.quarantine_dropped_peer += 1
                     return None
                 if self.total + cost > limits.total_bytes:
-                    self.dropped_total += 1
+                    self.stats.quarantine_dropped_total += 1
                     return None
             self._peers[address] = used + cost
             self.total += cost
+            self.stats.quarantine_bytes = self.total
         return item
 
     @property
     def dropped(self) -> int:
-        return self.dropped_peer + self.dropped_total
+        """Rows refused, for either budget."""
+        return self.stats.quarantine_dropped_peer + self.stats.quarantine_dropped_total

@@ -14,6 +14,7 @@ import trio
 from ..logs import log_event
 from ._records import StoredReport
 from ._sqlite import is_damage
+from ._statistics import JournalStatistics
 
 log = logging.getLogger("relay.journal")
 
@@ -29,9 +30,8 @@ class Reads:
     site: str
     journal_id: str
     last_seq: int
-    read_errors: int
+    stats: JournalStatistics
     unreadable: list[list[int]]
-    unreadable_reports: int
     _reader: sqlite3.Connection
     _appended: trio.Event
     _examined: tuple[int, int] | None
@@ -98,7 +98,7 @@ class Reads:
         except sqlite3.DatabaseError as error:
             if not is_damage(error):
                 raise
-            self.read_errors += 1
+            self.stats.read_errors += 1
             log_event(log, logging.ERROR, "journal_read_failed", read="newest_per_device", error=str(error))
             return []
         return [self._stored(row) for row in rows]
@@ -134,8 +134,8 @@ class Reads:
     ) -> list[tuple[Any, ...]]:
         """Rows as :meth:`_read_reports` reads them, range by range, bisecting any range that cannot
         be read down to the single reports that cannot (recorded in :attr:`unreadable`)."""
-        self.read_errors += 1
-        before = self.unreadable_reports
+        self.stats.read_errors += 1
+        before = self.stats.unreadable_reports
         sql = f"{_SELECT_STORED} WHERE r.seq >= ? AND r.seq <= ?{where} ORDER BY r.seq"
 
         def query(lo: int, hi: int) -> list[tuple[Any, ...]]:
@@ -166,13 +166,13 @@ class Reads:
             if len(rows) >= limit:
                 break
         self._examined = (after, upto) if not rows else None
-        if self.unreadable_reports > before:
+        if self.stats.unreadable_reports > before:
             log_event(
                 log,
                 logging.ERROR,
                 "journal_reports_unreadable",
-                skipped=self.unreadable_reports - before,
-                total=self.unreadable_reports,
+                skipped=self.stats.unreadable_reports - before,
+                total=self.stats.unreadable_reports,
                 seqs=",".join(f"{a}-{b}" for a, b in self.unreadable[:20]),
                 hint="the journal is damaged: restart the relay to check it and set it aside",
             )
@@ -215,7 +215,7 @@ class Reads:
         return any(first <= lo and hi <= last for first, last in self.unreadable)
 
     def _mark_unreadable(self, seq: int) -> None:
-        self.unreadable_reports += 1
+        self.stats.unreadable_reports += 1
         ranges = self.unreadable
         for span in ranges:
             if span[0] - 1 <= seq <= span[1] + 1:

@@ -56,7 +56,7 @@ def test_rewind_hands_out_everything_unacknowledged_again_in_order(tmp_path: Pat
     delivery.acknowledge([2, 4])  # device b is done; device a got nothing acknowledged
     delivery.rewind()
     assert seqs(delivery.take()) == [1, 3]
-    assert delivery.duplicates_possible == 2
+    assert delivery.stats.duplicates_possible == 2
 
 
 def test_the_position_survives_a_restart(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ async def test_500_429_hang_and_outage_lose_nothing_and_keep_order(tmp_path: Pat
                     await trio.sleep(0.2)
             total = len(DEVICES) * per_device
             await wait_until(lambda: http.acknowledged >= total, timeout=40, what="every report delivered")
-            retries, duplicates_possible = http.retries, http.duplicates_possible
+            retries, duplicates_possible = http.stats.retries, http.stats.duplicates_possible
         nursery.cancel_scope.cancel()
     duplicates = check_complete_and_ordered(reports_of(server.accepted), dict.fromkeys(DEVICES, per_device))
     assert retries > 0
@@ -158,7 +158,7 @@ async def test_a_refused_batch_is_parked_listed_and_requeued(tmp_path: Path, cap
             http = relay.sinks[0]
             await send_pt502(relay.port, DEVICES[:1], 30)
             await wait_until(lambda: http.acknowledged >= 30, what="the sink to move past the refusal")
-            assert http.dead_lettered == 10
+            assert http.stats.dead_lettered == 10
             refused = reports_of([server.requests[0]])
             assert len(refused) == 10 and len(reports_of(server.accepted)) == 20
 
@@ -199,9 +199,9 @@ async def test_live_first_sends_each_devices_newest_report_before_the_backlog(tm
         sink = http_sink(server.url, drain="live_first", batch_max_reports=100)
         async with running_relay(tmp_path / "relay", sinks=[sink]) as relay:
             await send_pt502(relay.port, DEVICES[:3], 20)  # the server is not up yet: a backlog
-            await wait_until(lambda: relay.journal.committed_reports >= 60, what="the backlog stored")
-            failed = relay.sinks[0].retries
-            await wait_until(lambda: relay.sinks[0].retries > failed + 1, what="a retry with all of it")
+            await wait_until(lambda: relay.journal.stats.committed_reports >= 60, what="the backlog stored")
+            failed = relay.sinks[0].stats.retries
+            await wait_until(lambda: relay.sinks[0].stats.retries > failed + 1, what="a retry with all of it")
             await server.start(nursery)
             await wait_until(lambda: relay.sinks[0].acknowledged >= 60, what="the backlog delivered")
         nursery.cancel_scope.cancel()

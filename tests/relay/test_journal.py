@@ -48,8 +48,8 @@ async def test_concurrent_appends_share_commits_and_keep_call_order(tmp_path: Pa
         for ticket in tickets:
             await journal.wait_committed(ticket)
         nursery.cancel_scope.cancel()
-    assert journal.committed_reports == 500
-    assert journal.commits < 100  # grouped, not one fsync per report
+    assert journal.stats.committed_reports == 500
+    assert journal.stats.commits < 100  # grouped, not one fsync per report
     reports = journal.read_after(0, 1000)
     assert [report.seq for report in reports] == list(range(1, 501))
     assert [report.document["lat"] for report in reports] == [round(1.0 + n / 1000, 7) for n in range(500)]
@@ -115,7 +115,7 @@ def test_size_cap_drops_delivered_first_then_undelivered_counted(tmp_path: Path)
     size = journal.size_bytes()
     removed = journal.prune(delivered_up_to=1000, retention=timedelta(days=30), max_bytes=size // 2, now=NOW)
     assert removed["delivered_for_space"] == 1000
-    assert removed["dropped_undelivered"] > 0 and journal.dropped == removed["dropped_undelivered"]
+    assert removed["dropped_undelivered"] > 0 and journal.stats.dropped == removed["dropped_undelivered"]
     assert journal.size_bytes() <= size // 2
     remaining = journal.read_after(0, 5000)
     assert remaining[0].seq == 1001 + removed["dropped_undelivered"]
@@ -146,7 +146,7 @@ def test_one_peer_gets_its_quarantine_budget_and_no_more(tmp_path: Path) -> None
     journal.write_now(junk)
     kept = len(journal.quarantine_rows(limit=10_000))
     assert kept == 100_000 // (1000 + len("no driver") + QUARANTINE_ROW_COST)
-    assert journal.quarantine_budget.dropped_peer == 3000 - kept
+    assert journal.stats.quarantine_dropped_peer == 3000 - kept
     journal.write_now([Quarantined(b"x", "no driver", "tcp", "7.7.7.7:1", NOW)])  # another peer: kept
     assert len(journal.quarantine_rows(limit=10_000)) == kept + 1
     journal.close()
@@ -159,7 +159,7 @@ def test_the_quarantine_as_a_whole_stays_within_its_budget(tmp_path: Path) -> No
     junk = [Quarantined(bytes(4000), "no driver", "udp", peer, NOW) for peer in peers]
     journal.write_now(junk)
     stored = journal._reader.execute("SELECT sum(length(raw)) FROM quarantine").fetchone()[0]
-    assert stored <= 200_000 and journal.quarantine_budget.dropped_total > 400
+    assert stored <= 200_000 and journal.stats.quarantine_dropped_total > 400
     journal.write_now([entry("a", 1)])  # reports are never refused for the quarantine's sake
     assert len(journal.read_after(0, 10)) == 1
     journal.close()
@@ -196,7 +196,7 @@ def test_the_budget_survives_a_restart_and_is_freed_by_pruning(tmp_path: Path) -
 def test_forgotten_devices_bound_memory_and_the_devices_table(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path / "j.sqlite3", max_devices=50)
     journal.write_now([entry(f"dev-{n}", n) for n in range(500)])
-    assert len(journal._device_written) == 50 and journal.devices_forgotten == 450
+    assert len(journal._device_written) == 50 and journal.stats.devices_forgotten == 450
     removed = journal.prune(delivered_up_to=0, retention=timedelta(days=30), max_bytes=1 << 30, now=NOW)
     assert removed["devices_forgotten"] == 450
     kept = {row[0] for row in journal._reader.execute("SELECT device_id FROM devices")}
@@ -233,6 +233,6 @@ async def test_commits_are_spaced_by_the_commit_interval(tmp_path: Path) -> None
             await journal.wait_committed(ticket)
         waited = trio.current_time() - started
         nursery.cancel_scope.cancel()
-    assert journal.commits == 2  # one fsync for the twenty
+    assert journal.stats.commits == 2  # one fsync for the twenty
     assert 0.4 <= waited < 2.0
     journal.close()

@@ -142,9 +142,9 @@ async def test_positions_reach_traccar_in_order_through_outages_and_unknown_devi
             await wait_until(lambda: sink.acknowledged >= total, timeout=40, what="every report handled")
             parked = dead_letters(relay.config.database, sink="traccar")
             skipped, dead_lettered, duplicates_possible = (
-                sink.skipped,
-                sink.dead_lettered,
-                sink.duplicates_possible,
+                sink.stats.skipped,
+                sink.stats.dead_lettered,
+                sink.stats.duplicates_possible,
             )
         nursery.cancel_scope.cancel()
 

@@ -52,7 +52,9 @@ async def test_reports_sent_during_a_broker_outage_all_arrive_in_order_per_devic
                 for number, device_id in enumerate(PT600_DEVICES):
                     nursery.start_soon(pt600, device_id, number * 1000)
             total = PER_DEVICE * (len(TCP_DEVICES) + len(UDP_DEVICES) + len(PT600_DEVICES))
-            await wait_until(lambda: relay.journal.committed_reports >= total, what="all reports committed")
+            await wait_until(
+                lambda: relay.journal.stats.committed_reports >= total, what="all reports committed"
+            )
             assert sink.acknowledged == 0
 
             broker.start()

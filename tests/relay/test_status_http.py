@@ -75,7 +75,7 @@ async def test_health_metrics_and_status(tmp_path: Path) -> None:
         assert body["status"] == "unhealthy"
         assert body["checks"]["journal"] == {
             "ok": False,
-            "commits": relay.journal.commits,
+            "commits": relay.journal.stats.commits,
             "last_seq": 1,
             "reason": "journal cannot commit: database or disk is full",
         }
@@ -97,10 +97,10 @@ async def test_metrics_after_real_traffic_parse_with_names_types_and_values(
             await garbage.send_all(b"\x00\xffnot a tracker\xfe" * 4)
             await garbage.send_eof()
             await garbage.receive_some(10)  # closed by the relay once the bytes are quarantined
-        await wait_until(lambda: relay.journal.quarantined == 1, what="the garbage quarantined")
+        await wait_until(lambda: relay.journal.stats.quarantined == 1, what="the garbage quarantined")
         sink = relay.sinks[0]
         await wait_until(
-            lambda: sink.acknowledged == relay.journal.committed_reports, what="everything delivered"
+            lambda: sink.acknowledged == relay.journal.stats.committed_reports, what="everything delivered"
         )
         families = await metrics(relay.status_port)
         _, text = await get(relay.status_port, "/metrics")
@@ -143,7 +143,7 @@ async def test_metrics_after_real_traffic_parse_with_names_types_and_values(
     buckets = [s for s in families["relay_ack_latency_seconds"].samples if s.name.endswith("_bucket")]
     tcp = [s.value for s in buckets if s.labels["transport"] == "tcp"]
     assert tcp == sorted(tcp)  # cumulative
-    committed = relay.journal.committed_reports
+    committed = relay.journal.stats.committed_reports
     assert committed == tcp_reports + datagrams
     assert sample(families, "relay_journal_reports_total") == committed
     assert sample(families, "relay_journal_quarantined_total") == 1

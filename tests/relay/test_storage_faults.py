@@ -176,8 +176,8 @@ async def test_a_page_damaged_while_forwarding_is_skipped_and_later_reports_arri
                 timeout=30,
                 what="the reports after the damaged page",
             )
-            assert journal.unreadable and 0 < journal.unreadable_reports < 100
-            assert journal.read_errors >= 1
+            assert journal.unreadable and 0 < journal.stats.unreadable_reports < 100
+            assert journal.stats.read_errors >= 1
             assert "could not be read" in (relay.health_problem() or "")
             (sink,) = relay.sinks
             await wait_until(lambda: sink.backlog() == 0, what="the sink's floor past the damage")
