@@ -236,3 +236,26 @@ async def test_commits_are_spaced_by_the_commit_interval(tmp_path: Path) -> None
     assert journal.stats.commits == 2  # one fsync for the twenty
     assert 0.4 <= waited < 2.0
     journal.close()
+
+
+def test_the_schema_version_is_the_number_of_migrations_applied(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    journal.close()
+    db = sqlite3.connect(tmp_path / "j.sqlite3")
+    applied = db.execute("SELECT count(*) FROM _sqlite_migrations WHERE migration_set = ?", ("relay",))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == applied.fetchone()[0] >= 3
+    db.close()
+
+
+def test_a_read_only_open_reads_a_journal_in_use_and_writes_nothing(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    journal.write_now([entry("a", 1), entry("b", 2)])
+    files = [tmp_path / "j.sqlite3", tmp_path / "j.sqlite3-wal"]  # readers mark the -shm, never these
+    before = [path.read_bytes() for path in files]
+    with Journal.open_read_only(tmp_path / "j.sqlite3") as reader:
+        status = reader.status(["broker"], now=NOW)
+        assert status["reports"] == 2 and status["sinks"][0]["pending"] == 2
+        assert reader.dead_letters() == []
+    assert [path.read_bytes() for path in files] == before
+    journal.close()
+

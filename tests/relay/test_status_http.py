@@ -12,6 +12,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from relay import statistics
 from relay.buckets import Buckets
 from relay.service._running import SinkWatch
 from tests import devices
@@ -125,6 +126,16 @@ async def test_metrics_after_real_traffic_parse_with_names_types_and_values(
     assert types["relay_sink_backlog_reports"] == "gauge"
     assert types["relay_sink_delivered_reports"] == "counter"
     assert "process_resident_memory_bytes" in families
+    # Every field the statistics objects declare is exposed, named, typed and documented as declared.
+    declared = [
+        *statistics.metrics(relay.listener.stats, "relay_"),
+        *statistics.metrics(relay.journal.stats, "relay_journal_"),
+        *statistics.metrics(relay.sinks[0].stats, "relay_sink_"),
+    ]
+    assert len(declared) >= 30
+    for metric in declared:
+        assert types[metric.name] == metric.kind and families[metric.name].documentation == metric.doc
+    assert sample(families, "relay_journal_last_seq") == relay.journal.last_seq
 
     assert sample(families, "relay_connections_total") == 3
     assert sample(families, "relay_connections_open") == 0
