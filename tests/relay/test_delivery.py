@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from drivers import Report
-from relay.journal import Entry, Journal
+from relay.config import HttpSinkSettings, MqttSinkSettings, OsmandSinkSettings, PassthroughSinkSettings
+from relay.journal import CursorUpdate, Entry, Journal
+from relay.sinks import Sink, make_sink
 from relay.sinks._delivery import Delivery
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -88,3 +90,23 @@ def test_live_first_sends_each_devices_newest_report_then_the_backlog(tmp_path: 
     assert delivery.cursors == {"a": 5, "b": 4} and delivery.floor == 5
     fill(journal, ["a"])
     assert seqs(delivery.take()) == [6]
+
+
+def test_every_sink_type_starts_from_its_saved_position_with_its_own_counters(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    settings = [
+        MqttSinkSettings("m", "mqtt://127.0.0.1:1", "relay"),
+        HttpSinkSettings("h", "http://127.0.0.1:1/"),
+        OsmandSinkSettings("o", "http://127.0.0.1:1/"),
+        PassthroughSinkSettings("p", "127.0.0.1", 1),
+    ]
+    journal.write_now([CursorUpdate(each.name, 7, {}) for each in settings])
+    sinks = [make_sink(each, journal) for each in settings]
+    for sink, each in zip(sinks, settings, strict=True):
+        assert isinstance(sink, Sink) and sink.name == each.name and sink.settings is each
+        assert sink.journal is journal and sink.floor == 7 and not sink.connected and sink.last_error is None
+        assert sink.delivery.stats is sink.stats and getattr(sink, "poster", sink).stats is sink.stats
+        assert sink.acknowledged == 0
+    sinks[0].stats.published += 1
+    assert [sink.stats.published for sink in sinks] == [1, 0, 0, 0]
+    journal.close()
