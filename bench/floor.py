@@ -27,7 +27,7 @@ from pathlib import Path
 
 import trio
 
-from relay.journal._journal import Journal
+from relay.journal import Journal
 
 from .floors import GPS103, gps103_fix
 from .limits import REPORT_COLUMNS, WAL_AUTOCHECKPOINT

@@ -18,7 +18,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from relay.journal._journal import Journal
+from relay.journal import Journal
 
 REPORT_COLUMNS = "device_id, protocol, transport, peer, received_at, event, time, payload, raw"
 #: The journal's checkpoint setting (relay/journal.py), so the limit pays the same checkpoints.

@@ -300,7 +300,7 @@ def _fill_backlog(database: Path, reports: int) -> int:
     from datetime import UTC, datetime
 
     from drivers import Transport, get
-    from relay.journal._journal import Entry, Journal
+    from relay.journal import Entry, Journal
 
     from .frames import device
 
@@ -330,7 +330,7 @@ def _fill_backlog(database: Path, reports: int) -> int:
 
 def _messages(database: Path, prefix: str) -> list[tuple[str, bytes]]:
     """Exactly the topics and payloads the relay's MQTT sink publishes for this journal."""
-    from relay.journal._journal import Journal
+    from relay.journal import Journal
     from relay.sinks._mqtt import payload_for, topic_for
 
     journal = Journal.open(database, site="bench")

@@ -218,7 +218,7 @@ def test_export_prints_reports_as_json_lines(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     from drivers import Report
-    from relay.journal._journal import Entry, Journal
+    from relay.journal import Entry, Journal
 
     journal = Journal.open(tmp_path / "journal.sqlite3")
     early, late = datetime(2026, 11, 20, 8, tzinfo=UTC), datetime(2026, 11, 21, 8, tzinfo=UTC)

@@ -254,10 +254,11 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ..journal import read_status
+    from ..journal import Journal
 
     config = config_from(args)
-    status = read_status(config.database, [sink.name for sink in config.sinks], now=datetime.now(UTC))
+    with Journal.open_read_only(config.database) as journal:
+        status = journal.status([sink.name for sink in config.sinks], now=datetime.now(UTC))
     from ..journal import set_aside_journals
 
     status["set_aside"] = [str(path) for path in set_aside_journals(config.database)]

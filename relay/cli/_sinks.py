@@ -56,13 +56,14 @@ def check_sink(config: Config, name: str) -> None:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from ..journal import dead_letter_rows
+    from ..journal import Journal
     from ._common import config_from
 
     config = config_from(args)
     if args.sink is not None:
         check_sink(config, args.sink)
-    rows = dead_letter_rows(config.database, sink=args.sink)
+    with Journal.open_read_only(config.database) as journal:
+        rows = journal.dead_letters(sink=args.sink)
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK

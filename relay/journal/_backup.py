@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import JournalError
-from ._journal import SCHEMA_VERSION
+from ._schema import SCHEMA_VERSION
 
 #: Pages copied per backup step (4 KiB pages: 1 MiB), between two progress reports.
 PAGES_PER_STEP = 256

@@ -1,92 +1,104 @@
-"""Quarantined bytes, re-decoded with today's drivers (``relay quarantine retry``).
-
-A row that now decodes becomes ordinary reports — with the row's original ``received_at``, transport
-and peer — and leaves the quarantine in the same transaction, so nothing is lost or doubled even if
-the command is interrupted. A row that still fails stays, with the new reason shown.
-"""
+"""The quarantine's budget: bytes no driver could use are kept (so a later driver fix can re-decode them,
+:mod:`._retry`) within :class:`QuarantineLimits`, per peer and in all."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from functools import partial
-from typing import Any
 
-from drivers import DriverError, Report, Transport, decode_stream
-
-from ._journal import Entry, Journal, Released
+from ._records import Quarantined
+from ._statistics import JournalStatistics
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    quarantine_id: int
-    reports: int
-    error: str | None
+class QuarantineLimits:
+    """How much bad input the journal keeps: a flood of garbage costs at most these bytes, and the
+    journal keeps its room for reports."""
+
+    #: All quarantine rows together.
+    total_bytes: int = 64 * 1024 * 1024
+    #: The rows of one peer address (its IP, whatever the port).
+    peer_bytes: int = 1024 * 1024
+    #: One row's bytes; a longer frame keeps its head (the reason says how long it was).
+    frame_bytes: int = 64 * 1024
 
 
-def redecode(row: Mapping[str, Any], *, senders: Mapping[str, str]) -> list[Report]:
-    """The reports in one quarantine row.
-
-    :raises DriverError: the bytes still cannot be decoded (the message says why).
-    """
-    raw: bytes = row["raw"]
-    received = datetime.fromisoformat(row["received_at"].replace("Z", "+00:00"))
-    transport = Transport(row["transport"])
-    if transport is Transport.SMS:
-        return _redecode_sms(raw, senders=senders, now=received)
-    # A serial line carries what a TCP stream does; HTTP requests are recognised on TCP too.
-    as_transport = Transport.TCP if transport in (Transport.SERIAL, Transport.HTTP) else transport
-    decode = partial(decode_stream, [raw], now=received, transport=as_transport, messages=True)
-    result = decode()
-    if result.protocol is None and row.get("protocol"):
-        result = decode(protocol=row["protocol"])
-    if result.protocol is None:
-        raise DriverError("relay", result.error or "no driver recognises these bytes", data=raw)
-    if not result.reports:
-        errors = result.errors
-        raise errors[0] if errors else DriverError(result.protocol, "decodes to no report", data=raw)
-    return result.reports
+#: What a quarantine row costs beyond its bytes (the row, its reason and peer), and the least it is
+#: charged, so a flood of empty frames is bounded too.
+QUARANTINE_ROW_COST = 256
 
 
-def _redecode_sms(raw: bytes, *, senders: Mapping[str, str], now: datetime) -> list[Report]:
-    from drivers.sms import message_reports
-    from drivers.sms_pdu import Deliver, Reassembler, decode_pdu
+def peer_address(peer: str) -> str:
+    """The address part of ``host:port`` (``[v6]:port`` too); the whole string otherwise."""
+    host, colon, port = peer.rpartition(":")
+    if colon and port.isdigit() and host:
+        return host.strip("[]")
+    return peer
 
-    reassembler = Reassembler()
-    message = None
-    for line in raw.split(b"\n"):
-        try:
-            pdu = decode_pdu(bytes.fromhex(line.decode("ascii")), reference=now)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise DriverError("sms", f"stored PDU is not hex: {error}", data=line) from None
-        if not isinstance(pdu, Deliver):
-            raise DriverError(
-                "sms", f"stored PDU is a {type(pdu).__name__}, not a received message", data=line
+
+def _row_cost(item: Quarantined) -> int:
+    return len(item.raw) + len(item.reason) + QUARANTINE_ROW_COST
+
+
+
+class QuarantineBudget:
+    """Admits quarantine rows while their peer and the quarantine as a whole are within their
+    :class:`QuarantineLimits`. Checked when rows are submitted, before they are queued for a commit,
+    so a flood never reaches the writer's queue. Rows of SMS messages are always admitted: the modem
+    deletes a message once its row is committed, and SMS floods cost the sender money."""
+
+    def __init__(
+        self, limits: QuarantineLimits, usage: Mapping[str, int], stats: JournalStatistics | None = None
+    ) -> None:
+        self.limits = limits
+        #: Where the rows refused (per budget), cut to ``frame_bytes`` and the bytes charged are counted.
+        self.stats = stats or JournalStatistics()
+        self._lock = threading.Lock()
+        self._peers: dict[str, int] = {}
+        self.total = 0
+        self.reset(usage)
+
+    def reset(self, usage: Mapping[str, int]) -> None:
+        """Start again from what the quarantine holds now (``peer -> bytes``), after rows were deleted."""
+        peers: dict[str, int] = {}
+        for peer, used in usage.items():
+            address = peer_address(peer or "")
+            peers[address] = peers.get(address, 0) + used
+        with self._lock:
+            self._peers = peers
+            self.total = self.stats.quarantine_bytes = sum(peers.values())
+
+    def admit(self, item: Quarantined) -> Quarantined | None:
+        """``item`` (its raw bytes cut to the frame limit), or ``None`` when it is over a budget."""
+        limits = self.limits
+        if len(item.raw) > limits.frame_bytes:
+            self.stats.quarantine_truncated += 1
+            item = Quarantined(
+                item.raw[: limits.frame_bytes],
+                f"{item.reason} (first {limits.frame_bytes} of {len(item.raw)} bytes kept)",
+                item.transport,
+                item.peer,
+                item.received_at,
+                item.protocol,
             )
-        message = reassembler.add(pdu, now.timestamp()) or message
-    if message is None:
-        raise DriverError("sms", "the stored parts do not make a whole message", data=raw)
-    return message_reports(message, senders=senders, now=now)
+        cost = _row_cost(item)
+        address = peer_address(item.peer)
+        with self._lock:
+            used = self._peers.get(address, 0)
+            if item.transport != "sms":
+                if used + cost > limits.peer_bytes:
+                    self.stats.quarantine_dropped_peer += 1
+                    return None
+                if self.total + cost > limits.total_bytes:
+                    self.stats.quarantine_dropped_total += 1
+                    return None
+            self._peers[address] = used + cost
+            self.total += cost
+            self.stats.quarantine_bytes = self.total
+        return item
 
-
-def retry(journal: Journal, *, ids: list[int] | None = None, senders: Mapping[str, str]) -> list[Outcome]:
-    """Re-decode quarantine rows (all, or ``ids``), oldest first; commit what decodes, one row per
-    transaction."""
-    outcomes = []
-    for row in sorted(journal.quarantine_rows(limit=1_000_000), key=lambda row: row["id"]):
-        if ids is not None and row["id"] not in ids:
-            continue
-        try:
-            reports = redecode(row, senders=senders)
-        except (DriverError, KeyError, ValueError) as error:
-            outcomes.append(Outcome(row["id"], 0, str(error)))
-            continue
-        received = datetime.fromisoformat(row["received_at"].replace("Z", "+00:00"))
-        entries = [
-            Entry(report, row["raw"] if index == 0 else None, row["transport"], row["peer"], received)
-            for index, report in enumerate(reports)
-        ]
-        journal.write_now([*entries, Released(row["id"])])
-        outcomes.append(Outcome(row["id"], len(reports), None))
-    return outcomes
+    @property
+    def dropped(self) -> int:
+        """Rows refused, for either budget."""
+        return self.stats.quarantine_dropped_peer + self.stats.quarantine_dropped_total

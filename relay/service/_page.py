@@ -1,8 +1,8 @@
 """The status page a technician opens on a phone: one self-contained HTML document, no external assets.
 
 :func:`live` gathers what only the running relay knows (health, sinks' connections, the modem, uptime,
-the clock); :func:`render` turns that and the journal's status (:func:`relay.journal.read_status`) into
-HTML. The page works offline on the Pi's network (inline CSS, a few lines of script), fits a 360-px
+the clock); :func:`render` turns that and the journal's status (:meth:`relay.journal.JournalReader.status`)
+into HTML. The page works offline on the Pi's network (inline CSS, a few lines of script), fits a 360-px
 screen (stacked cards), and refreshes itself every :data:`REFRESH_S` seconds: a script fetches the page
 again and swaps its content in (keeping the scroll position, and saying so when the relay stops
 answering); without scripts, a meta refresh reloads it.

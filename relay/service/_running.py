@@ -73,7 +73,7 @@ class Running:
         journal = self.journal
         journal_check: dict[str, Any] = {
             "ok": journal.last_commit_error is None,
-            "commits": journal.commits,
+            "commits": journal.stats.commits,
             "last_seq": journal.last_seq,
         }
         problems = journal.problems()
@@ -130,18 +130,18 @@ class Running:
     def statistics(self) -> dict[str, Any]:
         stats = {key: value for key, value in vars(self.listener.stats).items() if isinstance(value, int)}
         stats.update(
-            journal_commits=self.journal.commits,
-            journal_reports=self.journal.committed_reports,
-            journal_quarantined=self.journal.quarantined,
-            journal_dropped=self.journal.dropped,
-            journal_read_errors=self.journal.read_errors,
-            journal_unreadable_reports=self.journal.unreadable_reports,
-            journal_reopens=self.journal.reopens,
+            journal_commits=self.journal.stats.commits,
+            journal_reports=self.journal.stats.committed_reports,
+            journal_quarantined=self.journal.stats.quarantined,
+            journal_dropped=self.journal.stats.dropped,
+            journal_read_errors=self.journal.stats.read_errors,
+            journal_unreadable_reports=self.journal.stats.unreadable_reports,
+            journal_reopens=self.journal.stats.reopens,
             journal_set_aside=int(self.journal.set_aside is not None),
         )
         for sink in self.sinks:
             stats[f"sink_{sink.name}_connected"] = sink.connected
-            stats[f"sink_{sink.name}_published"] = sink.published
+            stats[f"sink_{sink.name}_published"] = sink.stats.published
             stats[f"sink_{sink.name}_acknowledged"] = sink.acknowledged
             stats[f"sink_{sink.name}_backlog"] = sink.backlog()
             for counter in (
@@ -153,7 +153,7 @@ class Running:
                 "deadlines",
                 "puback_timeouts",
             ):
-                value = getattr(sink, counter, None)
+                value = getattr(sink.stats, counter, getattr(sink, counter, None))
                 if value is not None:
                     stats[f"sink_{sink.name}_{counter}"] = value
         return stats

@@ -26,14 +26,14 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import trio
 
 from ..config import parse_listen
 from ..errors import RelayError
-from ..journal import read_status
+from ..journal import Journal
 from ..logs import log_event
 from ._page import live, render
 from ._reader import StatusReader
@@ -159,11 +159,11 @@ async def serve_status(
 
     token = read_token(running)
     registry = make_registry(running)
-    reader = running.status_reader = StatusReader(
-        lambda: read_status(
-            running.config.database, [sink.name for sink in running.sinks], now=datetime.now(UTC)
-        )
-    )
+    def read_status() -> dict[str, Any]:
+        with Journal.open_read_only(running.config.database) as journal:
+            return journal.status([sink.name for sink in running.sinks], now=datetime.now(UTC))
+
+    reader = running.status_reader = StatusReader(read_status)
     clients = trio.Semaphore(MAX_CLIENTS)
     host, port = parse_listen(listen)
     listeners = await trio.open_tcp_listeners(port, host=host)

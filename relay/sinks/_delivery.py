@@ -30,6 +30,7 @@ import trio
 from ..config import Drain, Start
 from ..journal import FRAME_EVENT, CursorUpdate, Journal, StoredReport
 from ..logs import log_event
+from ._statistics import SinkStatistics
 
 log = logging.getLogger("relay.delivery")
 
@@ -48,6 +49,7 @@ class Delivery:
         window: int,
         drain: str = Drain.IN_ORDER,
         start: str = Start.OLDEST,
+        stats: SinkStatistics | None = None,
     ) -> None:
         """:raises ValueError: ``drain`` or ``start`` is not one of its values."""
         self.journal = journal
@@ -63,8 +65,8 @@ class Delivery:
         self.floor = floor
         #: Per device, the newest delivered ``seq`` with nothing undelivered before it.
         self.cursors: dict[str, int] = cursors
-        self.delivered = 0
-        self.duplicates_possible = 0
+        #: Counts reports delivered and those in flight when a connection failed (may arrive twice).
+        self.stats = stats or SinkStatistics()
         #: ``time.monotonic()`` when a report was last acknowledged (delivered or dead-lettered);
         #: None before the first since start.
         self.last_delivery: float | None = None
@@ -92,7 +94,7 @@ class Delivery:
     def rewind(self) -> None:
         """Forget what is in flight (the connection is gone): it will be handed out again."""
         if getattr(self, "_inflight", None):
-            self.duplicates_possible += len(self._inflight)
+            self.stats.duplicates_possible += len(self._inflight)
         self._inflight: dict[int, str] = {}
         self._pending: dict[str, deque[int]] = {}
         self._acked: set[int] = set()
@@ -134,7 +136,7 @@ class Delivery:
                 room -= 1
         if frames:
             self.acknowledge(frames)
-            self.delivered -= len(frames)
+            self.stats.delivered -= len(frames)
         return reports
 
     def _take_newest(self, room: int) -> list[StoredReport]:
@@ -174,7 +176,7 @@ class Delivery:
             device = self._inflight.pop(seq, None)
             if device is None:
                 continue
-            self.delivered += 1
+            self.stats.delivered += 1
             self._acked.add(seq)
             queue = self._pending[device]
             while queue and queue[0] in self._acked:
@@ -198,7 +200,7 @@ class Delivery:
         self.last_delivery = time.monotonic()
         self.cursors[device] = seq
         self._dirty[device] = seq
-        self.delivered += 1
+        self.stats.delivered += 1
         self._acked_since_flush += 1
         if self._acked_since_flush >= self._flush_threshold:
             self._flush_wanted.set()
@@ -292,28 +294,3 @@ class Delivery:
         except Exception as error:
             self._restore(update)
             log_event(log, logging.WARNING, "cursor_not_saved", sink=self.sink, error=str(error))
-
-
-class DeliveringSink:
-    """What every sink reports about its progress, read from its :class:`Delivery`."""
-
-    delivery: Delivery
-
-    @property
-    def acknowledged(self) -> int:
-        """Reports delivered since start."""
-        return self.delivery.delivered
-
-    @property
-    def floor(self) -> int:
-        """Every report with ``seq <= floor`` is delivered."""
-        return self.delivery.floor
-
-    @property
-    def last_delivery(self) -> float | None:
-        """``time.monotonic()`` of the last acknowledged report since start (None: none yet)."""
-        return self.delivery.last_delivery
-
-    def backlog(self) -> int:
-        """Reports committed and not yet delivered (an upper bound while some are in flight)."""
-        return self.delivery.backlog()

@@ -48,8 +48,9 @@ import trio
 from ..config import HttpSinkSettings, OsmandSinkSettings
 from ..journal import Journal, StoredReport
 from ..logs import log_event
-from ._delivery import DeliveringSink, Delivery
+from ._base import Sink
 from ._retry import Uplink, address_of, backoff_delay
+from ._statistics import SinkStatistics
 
 log = logging.getLogger("relay.http")
 # httpx logs every request's URL at INFO; the relay logs what matters itself, without credentials.
@@ -95,20 +96,24 @@ class Poster:
     connection state and counters.
     """
 
-    def __init__(self, sink: str, settings: HttpSinkSettings | OsmandSinkSettings) -> None:
+    def __init__(
+        self,
+        sink: str,
+        settings: HttpSinkSettings | OsmandSinkSettings,
+        stats: SinkStatistics | None = None,
+    ) -> None:
         self.sink = sink
         self.settings = settings
         host, port = address_of(settings.endpoint, 443 if settings.endpoint.startswith("https:") else 80)
         #: Cuts the backoff short when the server, unreachable, can be reached again.
         self.uplink = Uplink(host, port, probe_interval_s=settings.probe_interval_s)
+        #: Counts the retries and the reports that may arrive twice.
+        self.stats = stats or SinkStatistics()
         self.connected = False
         self.last_error: str | None = None
         self.requests = 0
-        self.retries = 0
         #: Failed attempts since the last 2xx: the backoff grows with it and only a 2xx resets it.
         self.failures = 0
-        #: Reports sent again after an attempt the server may have received (timeout, 5xx, reset).
-        self.duplicates_possible = 0
         #: Answers longer than ANSWER_MAX_BYTES: the rest of each was not read.
         self.answers_cut = 0
         #: Requests given up on after ``request_deadline_s``.
@@ -179,9 +184,10 @@ class Poster:
                 problem = f"HTTP {status}: {answer[:200]}"
             failures += 1
             self.failures = failures
-            self.retries += 1
+            self.stats.retries += 1
             if may_have_arrived:
-                self.duplicates_possible += reports
+                # Sent again after an attempt the server may have received (timeout, 5xx, reset).
+                self.stats.duplicates_possible += reports
             self.last_error = problem
             delay = retry_after if retry_after is not None else self.backoff(failures)
             log_event(
@@ -296,11 +302,15 @@ async def retry_requeued(
     return len(letters)
 
 
-class PostingSink(DeliveringSink):
-    """A sink that delivers with a :class:`Poster`: its connection state and retries are the poster's."""
+class PostingSink(Sink):
+    """A sink that delivers with a :class:`Poster`: its connection state is the poster's."""
 
-    name: str
-    poster: Poster
+    def __init__(
+        self, settings: HttpSinkSettings | OsmandSinkSettings, journal: Journal, *, window: int
+    ) -> None:
+        super().__init__(settings, journal, window=window)
+        self.settings: HttpSinkSettings | OsmandSinkSettings = settings
+        self.poster = Poster(self.name, settings, self.stats)
 
     @property
     def connected(self) -> bool:
@@ -311,20 +321,12 @@ class PostingSink(DeliveringSink):
         return self.poster.last_error
 
     @property
-    def retries(self) -> int:
-        return self.poster.retries
-
-    @property
     def answers_cut(self) -> int:
         return self.poster.answers_cut
 
     @property
     def deadlines(self) -> int:
         return self.poster.deadlines
-
-    @property
-    def duplicates_possible(self) -> int:
-        return self.poster.duplicates_possible + self.delivery.duplicates_possible
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deliver forever: a client with the sink's TLS settings (a bad ``ca_file`` is retried with
@@ -356,16 +358,9 @@ class HttpSink(PostingSink):
     """JSON batches to one URL, one batch in flight, retried until taken or refused for good."""
 
     def __init__(self, settings: HttpSinkSettings, journal: Journal) -> None:
-        self.settings = settings
-        self.name = settings.name
-        self.journal = journal
-        self.delivery = Delivery(
-            journal, self.name, window=settings.batch_max_reports, drain=settings.drain, start=settings.start
-        )
-        self.poster = Poster(self.name, settings)
-        self.published = 0
+        super().__init__(settings, journal, window=settings.batch_max_reports)
+        self.settings: HttpSinkSettings = settings
         self.batches = 0
-        self.dead_lettered = 0
         self._carry: deque[tuple[StoredReport, bytes]] = deque()
 
     # -- batches --------------------------------------------------------------------------------
@@ -441,7 +436,7 @@ class HttpSink(PostingSink):
     async def _deliver(self, client: httpx.AsyncClient, batch: list[tuple[StoredReport, bytes]]) -> None:
         body = self._body([encoded for _, encoded in batch])
         seqs = [report.seq for report, _ in batch]
-        self.published += len(batch)
+        self.stats.published += len(batch)
         self.batches += 1
         live_first = self.settings.drain == "live_first"
         refused = await self.poster.send(
@@ -463,7 +458,7 @@ class HttpSink(PostingSink):
                     content_type=JSON_TYPE,
                 )
             )
-            self.dead_lettered += len(batch)
+            self.stats.dead_lettered += len(batch)
             log_event(
                 log,
                 logging.ERROR,

@@ -45,7 +45,7 @@ from ..config import MqttSinkSettings
 from ..errors import SinkError
 from ..journal import Journal, StoredReport
 from ..logs import log_event
-from ._delivery import DeliveringSink, Delivery
+from ._base import Sink
 from ._retry import Uplink, backoff_delay, innermost
 
 log = logging.getLogger("relay.mqtt")
@@ -85,28 +85,21 @@ def payload_for(report: StoredReport) -> bytes:
     return report.json_bytes()
 
 
-class MqttSink(DeliveringSink):
+class MqttSink(Sink):
     """One broker connection at a time, reconnecting with backoff and jitter, forever."""
 
     def __init__(self, settings: MqttSinkSettings, journal: Journal) -> None:
-        self.settings = settings
+        super().__init__(settings, journal, window=settings.inflight)
+        self.settings: MqttSinkSettings = settings
+        self.status_topic = f"{settings.topic_prefix}/status"
         #: Cuts the backoff short when the broker, unreachable, can be reached again.
         self.uplink = Uplink(settings.host, settings.port, probe_interval_s=settings.probe_interval_s)
         self._unreachable = False
-        self.name = settings.name
-        self.journal = journal
-        self.status_topic = f"{settings.topic_prefix}/status"
-        self.delivery = Delivery(
-            journal, self.name, window=settings.inflight, drain=settings.drain, start=settings.start
-        )
-        self.connected = False
-        self.published = 0
         self.connects = 0
         #: Connections dropped because the broker left a publish unacknowledged for puback_timeout_s.
         self.puback_timeouts = 0
         #: Failed connections since one proved good: the reconnect backoff grows with it.
         self.failures = 0
-        self.last_error: str | None = None
         #: Per unacknowledged publish (by paho's mid): its report's seq (None: the status) and when
         #: it was published, oldest first.
         self._mids: dict[int, tuple[int | None, float]] = {}
@@ -298,7 +291,7 @@ class MqttSink(DeliveringSink):
                 )
                 if info.rc != paho.MQTT_ERR_SUCCESS:
                     raise _Disconnected(f"publish failed ({paho.error_string(info.rc)})")
-                self.published += 1
+                self.stats.published += 1
                 self._reports_published += 1
                 self._mids[info.mid] = (report.seq, now)
             if reports:

@@ -31,8 +31,7 @@ from drivers.osmand import encode_position
 from ..config import OsmandSinkSettings
 from ..journal import Journal, StoredReport
 from ..logs import log_event
-from ._delivery import Delivery
-from ._http import REQUEUE_POLL_S, RETRY, Poster, PostingSink, retry_requeued
+from ._http import REQUEUE_POLL_S, RETRY, PostingSink, retry_requeued
 
 log = logging.getLogger("relay.osmand")
 
@@ -47,17 +46,8 @@ class OsmandSink(PostingSink):
     """Positions to a Traccar OsmAnd endpoint, devices in parallel, each device in order."""
 
     def __init__(self, settings: OsmandSinkSettings, journal: Journal) -> None:
-        self.settings = settings
-        self.name = settings.name
-        self.journal = journal
-        self.delivery = Delivery(
-            journal, self.name, window=settings.inflight, drain=settings.drain, start=settings.start
-        )
-        self.poster = Poster(self.name, settings)
-        self.published = 0
-        #: Reports acknowledged without a request (no position).
-        self.skipped = 0
-        self.dead_lettered = 0
+        super().__init__(settings, journal, window=settings.inflight)
+        self.settings: OsmandSinkSettings = settings
         self._rewind_wanted = False
 
     async def _pump(self, client: httpx.AsyncClient) -> None:
@@ -94,7 +84,7 @@ class OsmandSink(PostingSink):
             for report in chain:
                 query = osmand_query(report.document)
                 if query is None:
-                    self.skipped += 1
+                    self.stats.skipped += 1  # acknowledged without a request (no position)
                 elif not await self._send(client, report, query):
                     self._rewind_wanted = True
                     window.cancel()
@@ -103,7 +93,7 @@ class OsmandSink(PostingSink):
 
     async def _send(self, client: httpx.AsyncClient, report: StoredReport, query: str) -> bool:
         """Deliver or park one position; False: not done (live_first re-takes newest first)."""
-        self.published += 1
+        self.stats.published += 1
         live_first = self.settings.drain == "live_first"
         refused = await self.poster.send(client, self._request(client, query), reports=1, once=live_first)
         if refused is RETRY:
@@ -120,7 +110,7 @@ class OsmandSink(PostingSink):
                 content_type=FORM_TYPE,
             )
         )
-        self.dead_lettered += 1
+        self.stats.dead_lettered += 1
         log_event(
             log,
             logging.ERROR,

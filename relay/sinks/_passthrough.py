@@ -47,7 +47,8 @@ from ..config import PassthroughSinkSettings
 from ..errors import SinkError
 from ..journal import Journal, StoredReport
 from ..logs import log_event
-from ._delivery import CURSOR_FLUSH_S, DeliveringSink, Delivery
+from ._base import Sink
+from ._delivery import CURSOR_FLUSH_S
 from ._retry import Uplink, backoff_delay, innermost
 
 log = logging.getLogger("relay.passthrough")
@@ -231,31 +232,21 @@ class _Reopen(Exception):
     """The next frame needs a new session (another transport, or a login)."""
 
 
-class PassthroughSink(DeliveringSink):
+class PassthroughSink(Sink):
     """Per-device upstream sessions to ``host:port``, each resuming exactly where it stopped."""
 
     def __init__(self, settings: PassthroughSinkSettings, journal: Journal) -> None:
-        self.settings = settings
+        super().__init__(settings, journal, window=1)
+        self.settings: PassthroughSinkSettings = settings
         #: Cuts the devices' backoff short when the platform, unreachable, can be reached again.
         self.uplink = Uplink(settings.host, settings.port, probe_interval_s=settings.probe_interval_s)
-        self.name = settings.name
-        self.journal = journal
-        self.delivery = Delivery(
-            journal, self.name, window=1, drain=settings.drain, start=settings.start
-        )
         self._start_floor = self.delivery.floor
         self._scan_pos = self.delivery.floor
         self._devices: dict[str | None, _Device] = {}
-        self.connected = False
-        self.last_error: str | None = None
-        self.published = 0
-        self.skipped = 0
         self.sessions = 0
         self.open_sessions = 0
         self.logins_replayed = 0
         self.failures = 0
-        #: Frames written to a session that then failed before confirming them: sent again.
-        self.duplicates_possible = 0
 
     def backlog(self) -> int:
         self._update_floor()
@@ -353,7 +344,7 @@ class PassthroughSink(DeliveringSink):
         reports = self._read(device, device.position)
         # What needs no sending before the first frame is acknowledged at once.
         while reports and self._upstream_kind(reports[0]) is None:
-            self.skipped += 1
+            self.stats.skipped += 1
             self._acknowledge(device, reports.pop(0).seq)
             if not reports:
                 reports = self._read(device, device.position)
@@ -377,7 +368,8 @@ class PassthroughSink(DeliveringSink):
                 await session.finish(settings.ack_timeout_s)
                 nursery.cancel_scope.cancel()
         except BaseException:
-            self.duplicates_possible += len(unconfirmed)
+            # Written to a session that then failed before confirming them: sent again.
+            self.stats.duplicates_possible += len(unconfirmed)
             raise
         finally:
             self.open_sessions -= 1
@@ -402,7 +394,7 @@ class PassthroughSink(DeliveringSink):
             for report in reports:
                 report_kind = self._upstream_kind(report)
                 if report_kind is None:
-                    self.skipped += 1
+                    self.stats.skipped += 1
                     unconfirmed.append(report.seq)
                     continue
                 login_again = report.event == "login" and kind == "tcp" and session.frames_sent > 0
@@ -451,7 +443,7 @@ class PassthroughSink(DeliveringSink):
             if expect is not None:
                 session.buffer = b""
             await session.send(raw)  # byte for byte, as the device sent it
-            self.published += 1
+            self.stats.published += 1
             if expect is None:
                 return
             try:

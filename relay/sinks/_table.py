@@ -1,4 +1,4 @@
-"""Sinks: where committed reports go. Each sink type is a class with the same small surface.
+"""Sinks: where committed reports go. Each sink type is a :class:`Sink` (``._base``).
 
 ``mqtt`` (:mod:`._mqtt`), ``http`` (:mod:`._http`), ``osmand`` (:mod:`._osmand`) and ``passthrough``
 (:mod:`._passthrough`). Each keeps its own durable position in the journal, so a slow or dead sink never
@@ -8,9 +8,7 @@ holds the others back.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
-
-import trio
+from typing import Any
 
 from ..config import (
     HttpSinkSettings,
@@ -20,33 +18,7 @@ from ..config import (
     SinkSettings,
 )
 from ..journal import Journal
-from ._delivery import Delivery
-
-
-class Sink(Protocol):
-    """What the app and the status page need of a sink."""
-
-    name: str
-    delivery: Delivery
-    connected: bool
-    published: int
-    #: Why the last attempt failed (None after a success).
-    last_error: str | None
-
-    @property
-    def acknowledged(self) -> int: ...
-
-    @property
-    def last_delivery(self) -> float | None:
-        """``time.monotonic()`` when a report was last acknowledged; None before the first."""
-
-    @property
-    def floor(self) -> int: ...
-
-    def backlog(self) -> int: ...
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Deliver forever, reconnecting as needed; ``task_status.started()`` once running."""
+from ._base import Sink
 
 
 def _mqtt(settings: MqttSinkSettings, journal: Journal) -> Sink:

@@ -14,7 +14,7 @@ import socket
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -42,6 +42,7 @@ from ..config import ListenSettings
 from ..errors import JournalError
 from ..journal import FRAME_EVENT, Entry, Journal, Quarantined
 from ..logs import RateLimiter, log_event
+from ..statistics import counter, gauge, labelled
 
 log = logging.getLogger("relay.listen")
 
@@ -57,27 +58,65 @@ UDP_ANSWER_QUEUE = 10_000
 
 @dataclass
 class Statistics:
-    connections_open: int = 0
-    connections_total: int = 0
-    connections_refused: int = 0
-    datagrams: int = 0
+    """What the sources and their ingest counted since start (``/metrics``: :mod:`relay.statistics`)."""
+
+    connections_open: int = gauge("TCP connections open now.", metric="relay_connections_open")
+    connections_total: int = counter(
+        "TCP connections accepted, refused ones included.", metric="relay_connections"
+    )
+    connections_refused: int = counter(
+        "TCP connections closed at once because a connection limit was reached.",
+        metric="relay_connections_refused",
+    )
+    datagrams: int = counter("UDP datagrams received.", metric="relay_datagrams_received")
     frames: int = 0
     reports: int = 0
     bad_frames: int = 0
     unknown_streams: int = 0
-    replies: int = 0
-    #: Bytes of partial frames held now, and connections closed for going over that budget.
-    buffered_bytes: int = 0
-    buffer_overflows: int = 0
-    #: UDP peers whose session was forgotten to stay within ``max_udp_peers``.
-    udp_peers_forgotten: int = 0
+    replies: int = counter(
+        "Replies sent to devices, each after its reports were committed.", metric="relay_replies_sent"
+    )
+    buffered_bytes: int = gauge(
+        "Bytes of partial frames held for all connections ([listen] max_buffered_mb).",
+        metric="relay_buffered_bytes",
+    )
+    buffer_overflows: int = counter(
+        "Connections closed because partial frames of all connections exceeded their budget.",
+        metric="relay_buffer_overflows",
+    )
+    udp_peers_forgotten: int = counter(
+        "UDP peers whose session state was forgotten to stay within [listen] max_udp_peers.",
+        metric="relay_udp_peers_forgotten",
+    )
     # For /metrics: one dict increment per frame or reply.
-    frames_by_protocol: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    reports_by_protocol: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    bad_frames_by_reason: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    #: Per transport: from receiving a device's bytes to sending their reply, seconds.
-    ack_latency: defaultdict[str, Buckets] = field(
-        default_factory=lambda: defaultdict(lambda: Buckets(ACK_LATENCY_BOUNDS_S))
+    frames_by_protocol: defaultdict[tuple[str, str], int] = labelled(
+        "counter",
+        "Frames cut from streams and datagrams.",
+        ("protocol", "transport"),
+        metric="relay_frames_received",
+        factory=lambda: defaultdict(int),
+    )
+    reports_by_protocol: defaultdict[str, int] = labelled(
+        "counter",
+        "Reports decoded from frames (each is stored before its frame is answered).",
+        ("protocol",),
+        metric="relay_reports_decoded",
+        factory=lambda: defaultdict(int),
+    )
+    bad_frames_by_reason: defaultdict[tuple[str, str], int] = labelled(
+        "counter",
+        "Bytes no driver could use, kept in the quarantine. reason: unrecognised (no driver knows "
+        "the stream), malformed (the protocol's driver rejected the frame), driver_bug.",
+        ("protocol", "reason"),
+        metric="relay_frames_quarantined",
+        factory=lambda: defaultdict(int),
+    )
+    ack_latency: defaultdict[str, Buckets] = labelled(
+        "histogram",
+        "From receiving a device's bytes to sending the reply they asked for.",
+        ("transport",),
+        metric="relay_ack_latency_seconds",
+        factory=lambda: defaultdict(lambda: Buckets(ACK_LATENCY_BOUNDS_S)),
     )
 
 

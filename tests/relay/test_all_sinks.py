@@ -97,7 +97,9 @@ async def test_four_sinks_get_everything_through_outages_of_each(tmp_path: Path)
                         await run_devices(relay.port, tcp, udp)
                         total += report_count({**tcp, **udp})
                         await trio.sleep(0.3)
-                await wait_until(lambda: relay.journal.committed_reports >= total, what="every report stored")
+                await wait_until(
+                    lambda: relay.journal.stats.committed_reports >= total, what="every report stored"
+                )
                 for sink in relay.sinks:
                     await wait_until(
                         lambda sink=sink: sink.acknowledged >= total and sink.floor >= relay.journal.last_seq,

@@ -173,7 +173,7 @@ async def _first_log_line(sink: object, event: str, caplog: pytest.LogCaptureFix
 async def test_an_mqtt_sink_that_cannot_read_its_ca_file_names_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from relay.journal._journal import Journal
+    from relay.journal import Journal
     from relay.sinks._mqtt import MqttSink
 
     ca = tmp_path / "missing-ca.pem"
@@ -191,7 +191,7 @@ async def test_an_http_sink_that_cannot_read_its_token_file_names_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from drivers import Report
-    from relay.journal._journal import Entry, Journal
+    from relay.journal import Entry, Journal
     from relay.sinks._http import HttpSink
 
     token = tmp_path / "token"

@@ -8,7 +8,9 @@ from pathlib import Path
 import trio
 
 from drivers import Report
-from relay.journal._journal import Entry, Journal
+from relay.config import HttpSinkSettings, MqttSinkSettings, OsmandSinkSettings, PassthroughSinkSettings
+from relay.journal import CursorUpdate, Entry, Journal
+from relay.sinks import Sink, make_sink
 from relay.sinks._delivery import Delivery
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -58,7 +60,7 @@ def test_rewind_hands_out_everything_unacknowledged_again_in_order(tmp_path: Pat
     delivery.acknowledge([2, 4])  # device b is done; device a got nothing acknowledged
     delivery.rewind()
     assert seqs(delivery.take()) == [1, 3]
-    assert delivery.duplicates_possible == 2
+    assert delivery.stats.duplicates_possible == 2
 
 
 def test_the_position_survives_a_restart(tmp_path: Path) -> None:
@@ -107,3 +109,23 @@ async def test_a_save_cut_short_by_shutdown_is_made_on_the_way_out(tmp_path: Pat
     again = Delivery(Journal.open(path), "sink", window=10)
     assert again.floor == 3 and again.cursors == {"a": 3, "b": 2}
     assert again.take() == []  # nothing delivered is sent again after the restart
+
+
+def test_every_sink_type_starts_from_its_saved_position_with_its_own_counters(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    settings = [
+        MqttSinkSettings(name="m", url="mqtt://127.0.0.1:1", topic_prefix="relay"),
+        HttpSinkSettings(name="h", url="http://127.0.0.1:1/"),
+        OsmandSinkSettings(name="o", url="http://127.0.0.1:1/"),
+        PassthroughSinkSettings(name="p", host="127.0.0.1", port=1),
+    ]
+    journal.write_now([CursorUpdate(each.name, 7, {}) for each in settings])
+    sinks = [make_sink(each, journal) for each in settings]
+    for sink, each in zip(sinks, settings, strict=True):
+        assert isinstance(sink, Sink) and sink.name == each.name and sink.settings is each
+        assert sink.journal is journal and sink.floor == 7 and not sink.connected and sink.last_error is None
+        assert sink.delivery.stats is sink.stats and getattr(sink, "poster", sink).stats is sink.stats
+        assert sink.acknowledged == 0
+    sinks[0].stats.published += 1
+    assert [sink.stats.published for sink in sinks] == [1, 0, 0, 0]
+    journal.close()

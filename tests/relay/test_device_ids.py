@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from drivers import InvalidDeviceId, Report, check_device_id
-from relay.journal._journal import Entry, Journal
+from relay.journal import Entry, Journal
 from relay.logs import LogfmtFormatter, log_event
 from relay.sinks._mqtt import topic_segment
 from tests.broker import Mosquitto, Subscriber

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from drivers import Report
-from relay.journal._journal import Entry, Journal
+from relay.journal import Entry, Journal
 from tests import devices
 from tests.relay.harness import running_relay, wait_until
 
@@ -91,7 +91,7 @@ async def test_a_full_disk_refuses_acks_keeps_serving_and_recovers(tmp_path: Pat
         assert answer == b""  # closed without a single "ON": nothing unstored was acknowledged
         assert relay.journal.last_commit_error and "full" in relay.journal.last_commit_error
         assert relay.health_problem() is not None
-        assert relay.journal.committed_reports == 1
+        assert relay.journal.stats.committed_reports == 1
 
         relay.journal._db.execute("PRAGMA max_page_count=1073741823")  # space again
         assert await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 2)], replies=1) == [

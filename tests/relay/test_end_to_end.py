@@ -72,7 +72,7 @@ async def test_garbage_is_quarantined_and_other_devices_are_unaffected(tmp_path:
         await bad.send_all(b"imei:868683020419374,tracker,160929120948,,F,160944.000,A,99xx.1,S,0,W,0.00,0;")
         answers = await devices.tcp_exchange(relay.port, [devices.gps103_position(BN407, 5)], replies=1)
         assert answers == [b"ON"]
-        await wait_until(lambda: relay.journal.quarantined >= 2, what="quarantine rows")
+        await wait_until(lambda: relay.journal.stats.quarantined >= 2, what="quarantine rows")
         rows = relay.journal.quarantine_rows()
         reasons = {row["reason"] for row in rows}
         assert "no driver recognises this stream" in reasons
@@ -87,7 +87,7 @@ async def test_a_device_is_answered_only_after_its_report_is_committed(tmp_path:
         committed_at_reply = []
         for index in range(20):
             await devices.tcp_exchange(relay.port, [devices.gps103_position(BN407, index)], replies=1)
-            committed_at_reply.append(relay.journal.committed_reports)
+            committed_at_reply.append(relay.journal.stats.committed_reports)
         assert committed_at_reply == list(range(1, 21))
 
 
@@ -115,7 +115,7 @@ async def test_each_frame_is_stored_with_the_exact_bytes_received(tmp_path: Path
         async with stream:
             for byte in header + pt502:  # one byte per segment: the split must not matter
                 await stream.send_all(bytes([byte]))
-            await wait_until(lambda: relay.journal.committed_reports == 4, what="four reports")
+            await wait_until(lambda: relay.journal.stats.committed_reports == 4, what="four reports")
         raws = [report.raw for report in relay.journal.read_after(0, 10)]
     assert raws[:2] == gps103
     # Byte by byte, the final LF arrives after its line was cut at CR: it waits for the next frame.

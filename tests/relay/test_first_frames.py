@@ -12,8 +12,8 @@ import trio
 
 from drivers import StreamSniffer, Transport
 from drivers import get as get_driver
-from relay.journal._journal import Journal, Quarantined
-from relay.journal._quarantine import retry
+from relay.journal import Journal, Quarantined
+from relay.journal import retry_quarantine as retry
 from tests.drivers.test_first_frame_alarms import CASES, PT502_IN1
 
 from .harness import running_relay, wait_until
@@ -64,7 +64,9 @@ async def test_an_alarm_opening_a_stream_is_stored(
         else:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 sock.sendto(frame, ("127.0.0.1", relay.port))
-        await wait_until(lambda: relay.journal.committed_reports >= 1, timeout=10, what="the alarm stored")
+        await wait_until(
+            lambda: relay.journal.stats.committed_reports >= 1, timeout=10, what="the alarm stored"
+        )
         reports = relay.journal.read_after(0, 10)
         assert [report.protocol for report in reports] == [protocol] * len(reports)
         assert any(alarm in report.document["alarms"] for report in reports)

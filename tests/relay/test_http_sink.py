@@ -11,12 +11,18 @@ from typing import Any
 import trio
 
 from relay.cli import _main as cli
-from relay.journal._journal import dead_letter_rows
+from relay.journal import Journal
 from relay.sinks._http import RETRY_AFTER_MAX_S, parse_retry_after
 from tests import devices
 from tests.http_server import RecordingServer, Request
 from tests.relay.harness import running_relay, wait_until
 from tests.upstream import send_tcp
+
+
+def dead_letters(database: Path, *, sink: str | None = None) -> list[dict[str, Any]]:
+    """The dead letters in the journal at ``database``, read as ``relay dead-letters`` reads them."""
+    with Journal.open_read_only(database) as journal:
+        return journal.dead_letters(sink=sink)
 
 DEVICES = [f"2000{index:04d}" for index in range(12)]
 
@@ -126,7 +132,7 @@ async def test_500_429_hang_and_outage_lose_nothing_and_keep_order(tmp_path: Pat
                     await trio.sleep(0.2)
             total = len(DEVICES) * per_device
             await wait_until(lambda: http.acknowledged >= total, timeout=40, what="every report delivered")
-            retries, duplicates_possible = http.retries, http.duplicates_possible
+            retries, duplicates_possible = http.stats.retries, http.stats.duplicates_possible
         nursery.cancel_scope.cancel()
     duplicates = check_complete_and_ordered(reports_of(server.accepted), dict.fromkeys(DEVICES, per_device))
     assert retries > 0
@@ -152,7 +158,7 @@ async def test_a_refused_batch_is_parked_listed_and_requeued(tmp_path: Path, cap
             http = relay.sinks[0]
             await send_pt502(relay.port, DEVICES[:1], 30)
             await wait_until(lambda: http.acknowledged >= 30, what="the sink to move past the refusal")
-            assert http.dead_lettered == 10
+            assert http.stats.dead_lettered == 10
             refused = reports_of([server.requests[0]])
             assert len(refused) == 10 and len(reports_of(server.accepted)) == 20
 
@@ -160,7 +166,7 @@ async def test_a_refused_batch_is_parked_listed_and_requeued(tmp_path: Path, cap
             assert cli.main(["dead-letters", "--data-dir", data_dir]) == 0
             listing = capsys.readouterr().out
             assert "central" in listing and "400" in listing and "unknown field" in listing
-            rows = dead_letter_rows(relay.config.database)
+            rows = dead_letters(relay.config.database)
             assert [(row["sink"], row["state"], row["reports"]) for row in rows] == [
                 ("central", "parked", 10)
             ]
@@ -168,7 +174,7 @@ async def test_a_refused_batch_is_parked_listed_and_requeued(tmp_path: Path, cap
             assert cli.main(["requeue", "--data-dir", data_dir, "--sink", "central", str(rows[0]["id"])]) == 0
             assert "1 dead letter" in capsys.readouterr().out
             await wait_until(lambda: len(reports_of(server.accepted)) >= 30, what="the requeued batch")
-            await wait_until(lambda: not dead_letter_rows(relay.config.database), what="the letter to go")
+            await wait_until(lambda: not dead_letters(relay.config.database), what="the letter to go")
         nursery.cancel_scope.cancel()
     assert server.requests[-1].body == server.requests[0].body  # the very same batch, sent again
     # The sink moved on in order; the requeued batch came last, once.
@@ -193,9 +199,9 @@ async def test_live_first_sends_each_devices_newest_report_before_the_backlog(tm
         sink = http_sink(server.url, drain="live_first", batch_max_reports=100)
         async with running_relay(tmp_path / "relay", sinks=[sink]) as relay:
             await send_pt502(relay.port, DEVICES[:3], 20)  # the server is not up yet: a backlog
-            await wait_until(lambda: relay.journal.committed_reports >= 60, what="the backlog stored")
-            failed = relay.sinks[0].retries
-            await wait_until(lambda: relay.sinks[0].retries > failed + 1, what="a retry with all of it")
+            await wait_until(lambda: relay.journal.stats.committed_reports >= 60, what="the backlog stored")
+            failed = relay.sinks[0].stats.retries
+            await wait_until(lambda: relay.sinks[0].stats.retries > failed + 1, what="a retry with all of it")
             await server.start(nursery)
             await wait_until(lambda: relay.sinks[0].acknowledged >= 60, what="the backlog delivered")
         nursery.cancel_scope.cancel()

@@ -13,7 +13,7 @@ import trio
 
 from drivers import Report
 from relay.errors import JournalError
-from relay.journal._journal import (
+from relay.journal import (
     QUARANTINE_ROW_COST,
     SCHEMA_VERSION,
     CursorUpdate,
@@ -21,7 +21,6 @@ from relay.journal._journal import (
     Journal,
     Quarantined,
     QuarantineLimits,
-    read_status,
 )
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -49,8 +48,8 @@ async def test_concurrent_appends_share_commits_and_keep_call_order(tmp_path: Pa
         for ticket in tickets:
             await journal.wait_committed(ticket)
         nursery.cancel_scope.cancel()
-    assert journal.committed_reports == 500
-    assert journal.commits < 100  # grouped, not one fsync per report
+    assert journal.stats.committed_reports == 500
+    assert journal.stats.commits < 100  # grouped, not one fsync per report
     reports = journal.read_after(0, 1000)
     assert [report.seq for report in reports] == list(range(1, 501))
     assert [report.document["lat"] for report in reports] == [round(1.0 + n / 1000, 7) for n in range(500)]
@@ -95,9 +94,8 @@ def test_status_reports_devices_backlog_and_quarantine(tmp_path: Path) -> None:
     journal.write_now([CursorUpdate("broker", 1, {"a": 1})])
     journal.write_now([Quarantined(b"?", "bad", "udp", "x", NOW)])
     journal.close()
-    status = read_status(
-        tmp_path / "j.sqlite3", ["broker", "never-connected"], now=NOW + timedelta(seconds=10)
-    )
+    with Journal.open_read_only(tmp_path / "j.sqlite3") as reader:
+        status = reader.status(["broker", "never-connected"], now=NOW + timedelta(seconds=10))
     assert {device["device_id"] for device in status["devices"]} == {"a", "b"}
     assert status["sinks"] == [
         {"sink": "broker", "pending": 2, "oldest_received_at": "2026-11-23T12:00:02Z", "oldest_age_s": 8.0},
@@ -117,7 +115,7 @@ def test_size_cap_drops_delivered_first_then_undelivered_counted(tmp_path: Path)
     size = journal.size_bytes()
     removed = journal.prune(delivered_up_to=1000, retention=timedelta(days=30), max_bytes=size // 2, now=NOW)
     assert removed["delivered_for_space"] == 1000
-    assert removed["dropped_undelivered"] > 0 and journal.dropped == removed["dropped_undelivered"]
+    assert removed["dropped_undelivered"] > 0 and journal.stats.dropped == removed["dropped_undelivered"]
     assert journal.size_bytes() <= size // 2
     remaining = journal.read_after(0, 5000)
     assert remaining[0].seq == 1001 + removed["dropped_undelivered"]
@@ -135,7 +133,7 @@ def test_an_unusable_journal_path_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_read_only_status_of_a_missing_journal(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="no journal at"):
-        read_status(tmp_path / "none.sqlite3", [], now=NOW)
+        Journal.open_read_only(tmp_path / "none.sqlite3")
     assert not (tmp_path / "none.sqlite3").exists()
     with pytest.raises(sqlite3.Error):
         sqlite3.connect(f"file:{tmp_path / 'none.sqlite3'}?mode=ro", uri=True).execute("select 1")
@@ -148,7 +146,7 @@ def test_one_peer_gets_its_quarantine_budget_and_no_more(tmp_path: Path) -> None
     journal.write_now(junk)
     kept = len(journal.quarantine_rows(limit=10_000))
     assert kept == 100_000 // (1000 + len("no driver") + QUARANTINE_ROW_COST)
-    assert journal.quarantine_budget.dropped_peer == 3000 - kept
+    assert journal.stats.quarantine_dropped_peer == 3000 - kept
     journal.write_now([Quarantined(b"x", "no driver", "tcp", "7.7.7.7:1", NOW)])  # another peer: kept
     assert len(journal.quarantine_rows(limit=10_000)) == kept + 1
     journal.close()
@@ -161,7 +159,7 @@ def test_the_quarantine_as_a_whole_stays_within_its_budget(tmp_path: Path) -> No
     junk = [Quarantined(bytes(4000), "no driver", "udp", peer, NOW) for peer in peers]
     journal.write_now(junk)
     stored = journal._reader.execute("SELECT sum(length(raw)) FROM quarantine").fetchone()[0]
-    assert stored <= 200_000 and journal.quarantine_budget.dropped_total > 400
+    assert stored <= 200_000 and journal.stats.quarantine_dropped_total > 400
     journal.write_now([entry("a", 1)])  # reports are never refused for the quarantine's sake
     assert len(journal.read_after(0, 10)) == 1
     journal.close()
@@ -198,7 +196,7 @@ def test_the_budget_survives_a_restart_and_is_freed_by_pruning(tmp_path: Path) -
 def test_forgotten_devices_bound_memory_and_the_devices_table(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path / "j.sqlite3", max_devices=50)
     journal.write_now([entry(f"dev-{n}", n) for n in range(500)])
-    assert len(journal._device_written) == 50 and journal.devices_forgotten == 450
+    assert len(journal._device_written) == 50 and journal.stats.devices_forgotten == 450
     removed = journal.prune(delivered_up_to=0, retention=timedelta(days=30), max_bytes=1 << 30, now=NOW)
     assert removed["devices_forgotten"] == 450
     kept = {row[0] for row in journal._reader.execute("SELECT device_id FROM devices")}
@@ -235,6 +233,29 @@ async def test_commits_are_spaced_by_the_commit_interval(tmp_path: Path) -> None
             await journal.wait_committed(ticket)
         waited = trio.current_time() - started
         nursery.cancel_scope.cancel()
-    assert journal.commits == 2  # one fsync for the twenty
+    assert journal.stats.commits == 2  # one fsync for the twenty
     assert 0.4 <= waited < 2.0
     journal.close()
+
+
+def test_the_schema_version_is_the_number_of_migrations_applied(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    journal.close()
+    db = sqlite3.connect(tmp_path / "j.sqlite3")
+    applied = db.execute("SELECT count(*) FROM _sqlite_migrations WHERE migration_set = ?", ("relay",))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == applied.fetchone()[0] >= 3
+    db.close()
+
+
+def test_a_read_only_open_reads_a_journal_in_use_and_writes_nothing(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    journal.write_now([entry("a", 1), entry("b", 2)])
+    files = [tmp_path / "j.sqlite3", tmp_path / "j.sqlite3-wal"]  # readers mark the -shm, never these
+    before = [path.read_bytes() for path in files]
+    with Journal.open_read_only(tmp_path / "j.sqlite3") as reader:
+        status = reader.status(["broker"], now=NOW)
+        assert status["reports"] == 2 and status["sinks"][0]["pending"] == 2
+        assert reader.dead_letters() == []
+    assert [path.read_bytes() for path in files] == before
+    journal.close()
+

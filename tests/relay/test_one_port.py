@@ -108,7 +108,7 @@ async def test_all_protocols_at_once_on_one_port(tmp_path: Path) -> None:
             return seen
 
         await wait_until(lambda: transports_seen() == wanted, what="a position from every protocol")
-        assert relay.journal.quarantined == 0, relay.journal.quarantine_rows()
+        assert relay.journal.stats.quarantined == 0, relay.journal.quarantine_rows()
 
     for rows in [*tcp.values(), udp, http]:
         for row in rows:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import trio
 
-from relay.journal._journal import dead_letter_rows
 from relay.sinks._osmand import osmand_query
 from tests import devices
 from tests.http_server import RecordingServer, Request
 from tests.relay.harness import running_relay, wait_until
+from tests.relay.test_http_sink import dead_letters
 from tests.upstream import gt06_login, gt06_position, send_tcp
 
 REGISTERED = [f"3000{index:04d}" for index in range(10)]
@@ -140,11 +140,11 @@ async def test_positions_reach_traccar_in_order_through_outages_and_unknown_devi
                 inner.start_soon(send_tcp, relay.port, gt06)
             total = (len(REGISTERED) + 1) * per_device + 21
             await wait_until(lambda: sink.acknowledged >= total, timeout=40, what="every report handled")
-            parked = dead_letter_rows(relay.config.database, sink="traccar")
+            parked = dead_letters(relay.config.database, sink="traccar")
             skipped, dead_lettered, duplicates_possible = (
-                sink.skipped,
-                sink.dead_lettered,
-                sink.duplicates_possible,
+                sink.stats.skipped,
+                sink.stats.dead_lettered,
+                sink.stats.duplicates_possible,
             )
         nursery.cancel_scope.cancel()
 

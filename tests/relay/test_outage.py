@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from relay.journal._journal import read_status
+from relay.journal import Journal
 from tests import devices
 from tests.broker import Mosquitto, Subscriber
 from tests.relay.harness import running_relay, wait_until
@@ -52,7 +52,9 @@ async def test_reports_sent_during_a_broker_outage_all_arrive_in_order_per_devic
                 for number, device_id in enumerate(PT600_DEVICES):
                     nursery.start_soon(pt600, device_id, number * 1000)
             total = PER_DEVICE * (len(TCP_DEVICES) + len(UDP_DEVICES) + len(PT600_DEVICES))
-            await wait_until(lambda: relay.journal.committed_reports >= total, what="all reports committed")
+            await wait_until(
+                lambda: relay.journal.stats.committed_reports >= total, what="all reports committed"
+            )
             assert sink.acknowledged == 0
 
             broker.start()
@@ -60,7 +62,8 @@ async def test_reports_sent_during_a_broker_outage_all_arrive_in_order_per_devic
             reports = await subscriber.wait_for(total, timeout=30)
             await wait_until(lambda: sink.floor >= relay.journal.last_seq, what="the sink's queue to drain")
             await trio.sleep(0.6)  # one cursor flush
-            status = read_status(relay.config.database, ["broker"], now=devices.report_time(0))
+            with Journal.open_read_only(relay.config.database) as journal:
+                status = journal.status(["broker"], now=devices.report_time(0))
             assert status["sinks"][0]["pending"] == 0
     finally:
         subscriber.close()

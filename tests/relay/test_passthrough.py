@@ -135,7 +135,7 @@ async def test_each_device_gets_its_own_session_starting_with_its_login(tmp_path
             sink = relay.sinks[0]
             await run_devices(relay.port, tcp, udp)
             await wait_until(
-                lambda: sink.acknowledged >= relay.journal.committed_reports,
+                lambda: sink.acknowledged >= relay.journal.stats.committed_reports,
                 what="every report passed through",
             )
             stats = relay.statistics()
@@ -177,13 +177,15 @@ async def test_upstream_outages_lose_nothing_and_resume_each_device_where_it_sto
                     await run_devices(relay.port, tcp, udp)
                     total += report_count({**tcp, **udp})
                     await trio.sleep(0.2)
-            await wait_until(lambda: relay.journal.committed_reports >= total, what="every report stored")
             await wait_until(
-                lambda: sink.acknowledged >= relay.journal.committed_reports,
+                lambda: relay.journal.stats.committed_reports >= total, what="every report stored"
+            )
+            await wait_until(
+                lambda: sink.acknowledged >= relay.journal.stats.committed_reports,
                 timeout=40,
                 what="every report passed through",
             )
-            duplicates_possible, failures = sink.duplicates_possible, sink.failures
+            duplicates_possible, failures = sink.stats.duplicates_possible, sink.failures
         nursery.cancel_scope.cancel()
     assert failures > 0
     # Each round, the devices with a login logged in again on a new connection: the same login frame.
@@ -201,13 +203,13 @@ async def test_a_device_the_upstream_refuses_holds_back_no_other(tmp_path: Path)
             await run_devices(relay.port, tcp, {})
             stuck = 1 + 10 * 2  # the refused device's login and 10 packets of 2 records
             await wait_until(
-                lambda: sink.acknowledged >= relay.journal.committed_reports - stuck,
+                lambda: sink.acknowledged >= relay.journal.stats.committed_reports - stuck,
                 what="every other device passed through",
             )
             assert sink.failures > 0 and sink.floor < relay.journal.last_seq
             upstream.refuse = set()
             await wait_until(
-                lambda: sink.acknowledged >= relay.journal.committed_reports, what="the late device"
+                lambda: sink.acknowledged >= relay.journal.stats.committed_reports, what="the late device"
             )
         nursery.cancel_scope.cancel()
     check_upstream(upstream, tcp)  # in the end, all there, in order, every session opened by a login
@@ -226,7 +228,7 @@ async def test_a_restarted_relay_resumes_each_device_where_it_stopped(tmp_path: 
         async with running_relay(tmp_path / "relay", sinks=sinks, listen=listen) as relay:
             await run_devices(relay.port, first, {})
             await wait_until(lambda: relay.sinks[0].floor >= relay.journal.last_seq, what="the first part")
-            resent += relay.sinks[0].duplicates_possible
+            resent += relay.sinks[0].stats.duplicates_possible
         before_restart = {device: len(frames) for device, frames in upstream.frames_by_device().items()}
         await upstream.stop()
         async with running_relay(tmp_path / "relay", sinks=sinks, listen=listen) as relay:  # upstream down
@@ -235,7 +237,7 @@ async def test_a_restarted_relay_resumes_each_device_where_it_stopped(tmp_path: 
         await upstream.start(nursery)
         async with running_relay(tmp_path / "relay", sinks=sinks, listen=listen) as relay:
             await wait_until(lambda: relay.sinks[0].floor >= relay.journal.last_seq, what="the second part")
-            resent += relay.sinks[0].duplicates_possible
+            resent += relay.sinks[0].stats.duplicates_possible
         nursery.cancel_scope.cancel()
     sent = {device: first[device] + second[device] for device in first}
     for device in GT06 + TELTONIKA:  # the login frame is the same both times

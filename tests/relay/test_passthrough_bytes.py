@@ -99,7 +99,9 @@ async def test_datagrams_arrive_upstream_byte_for_byte(tmp_path: Path, protocol:
                 for datagram in datagrams:
                     sock.sendto(datagram, ("127.0.0.1", relay.port))
                     await trio.sleep(0.05)
-            await wait_until(lambda: relay.journal.committed_reports >= len(datagrams), what="all stored")
+            await wait_until(
+                lambda: relay.journal.stats.committed_reports >= len(datagrams), what="all stored"
+            )
             await wait_until(
                 lambda: len(upstream_bytes(upstream, "udp")) >= len(datagrams), what="all passed through"
             )
@@ -133,7 +135,9 @@ async def test_a_whole_pt600_photo_transfer_arrives_upstream_byte_for_byte(tmp_p
                         await stream.send_all(chunk)
                         received += length
             sink = relay.sinks[0]
-            await wait_until(lambda: relay.journal.committed_reports >= len(sent), what="the photo stored")
+            await wait_until(
+                lambda: relay.journal.stats.committed_reports >= len(sent), what="the photo stored"
+            )
             await wait_until(lambda: sink.backlog() == 0, what="everything passed through")
             await wait_until(
                 lambda: sum(map(len, upstream_bytes(upstream, "tcp"))) >= len(b"".join(sent)),

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from drivers.sms_pdu import encode_deliver
-from relay.journal._journal import Journal, Quarantined
+from relay.journal import Journal, Quarantined
 
 RECEIVED = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 COBAN_TEXT = "lat:14.632742\nlong:121.001790\nspeed:0.00\nT:26/11/23 16:21\nhttp://maps.google.com/maps?q=14.632742,121.001790"

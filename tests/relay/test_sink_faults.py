@@ -16,14 +16,13 @@ import trio
 
 from relay.config import parse, redact_url
 from relay.errors import ConfigError
-from relay.journal._journal import dead_letter_rows
 from relay.logs import LogfmtFormatter
 from relay.sinks._http import ANSWER_CHARS
 from tests import devices
 from tests.broker import Mosquitto, Subscriber, free_port
 from tests.http_server import RecordingServer, Request
 from tests.relay.harness import relay_config, running_relay, wait_until
-from tests.relay.test_http_sink import http_sink, reports_of
+from tests.relay.test_http_sink import dead_letters, http_sink, reports_of
 from tests.relay.test_osmand_sink import osmand_sink
 
 IMEIS = [f"86868302{index:07d}" for index in range(3)]
@@ -253,7 +252,7 @@ async def test_a_huge_error_answer_is_read_only_in_part(tmp_path: Path) -> None:
         async with running_relay(tmp_path / "relay", sinks=[http_sink(server.url)]) as relay:
             http = relay.sinks[0]
             total = await send_positions(relay.port, 2)
-            await wait_until(lambda: http.retries >= 2, what="two huge answers")
+            await wait_until(lambda: http.stats.retries >= 2, what="two huge answers")
             huge_answers = len(server.requests)
             assert http.answers_cut >= 2
             assert (http.last_error or "").startswith("HTTP 500: xxxx")
@@ -275,9 +274,9 @@ async def test_a_huge_refusal_is_parked_with_an_excerpt(tmp_path: Path) -> None:
             http = relay.sinks[0]
             total = await send_positions(relay.port, 1)
             await wait_until(lambda: http.acknowledged >= total, what="the batch parked")
-            assert http.dead_lettered == total and http.answers_cut >= 1
+            assert http.stats.dead_lettered == total and http.answers_cut >= 1
         nursery.cancel_scope.cancel()
-    (letter,) = dead_letter_rows(relay.config.database)
+    (letter,) = dead_letters(relay.config.database)
     assert letter["status"] == 400 and letter["answer"] == ("no " * 1000)[:ANSWER_CHARS]
 
 
@@ -340,7 +339,7 @@ async def test_http_url_credentials_go_as_basic_auth_and_are_never_logged(
         await server.start(nursery)
         async with running_relay(tmp_path / "relay", sinks=[http_sink(url)]) as relay:
             total = await send_positions(relay.port, 1)
-            await wait_until(lambda: relay.sinks[0].retries >= 1, what="a retry logged")
+            await wait_until(lambda: relay.sinks[0].stats.retries >= 1, what="a retry logged")
             server.mode = "ok"
             await wait_until(lambda: relay.sinks[0].acknowledged >= total, what="the delivery")
         nursery.cancel_scope.cancel()

@@ -40,8 +40,8 @@ async def test_an_sms_position_reaches_mqtt_and_is_deleted_after_commit(
             unknown = emulator.deliver(encode_deliver("+15550001111", "hello there", timestamp=STAMP))
             await wait_until(lambda: len(emulator.deleted) == 2, what="both messages deleted")
             # Deleted means committed: the report and the quarantine row are in the journal.
-            assert relay.journal.committed_reports == 1
-            assert relay.journal.quarantined == 1
+            assert relay.journal.stats.committed_reports == 1
+            assert relay.journal.stats.quarantined == 1
             reports = await subscriber.wait_for(1)
             rows = relay.journal.quarantine_rows()
     finally:

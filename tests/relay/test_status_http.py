@@ -12,6 +12,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from relay import statistics
 from relay.buckets import Buckets
 from relay.service._running import SinkWatch
 from tests import devices
@@ -75,7 +76,7 @@ async def test_health_metrics_and_status(tmp_path: Path) -> None:
         assert body["status"] == "unhealthy"
         assert body["checks"]["journal"] == {
             "ok": False,
-            "commits": relay.journal.commits,
+            "commits": relay.journal.stats.commits,
             "last_seq": 1,
             "reason": "journal cannot commit: database or disk is full",
         }
@@ -97,10 +98,10 @@ async def test_metrics_after_real_traffic_parse_with_names_types_and_values(
             await garbage.send_all(b"\x00\xffnot a tracker\xfe" * 4)
             await garbage.send_eof()
             await garbage.receive_some(10)  # closed by the relay once the bytes are quarantined
-        await wait_until(lambda: relay.journal.quarantined == 1, what="the garbage quarantined")
+        await wait_until(lambda: relay.journal.stats.quarantined == 1, what="the garbage quarantined")
         sink = relay.sinks[0]
         await wait_until(
-            lambda: sink.acknowledged == relay.journal.committed_reports, what="everything delivered"
+            lambda: sink.acknowledged == relay.journal.stats.committed_reports, what="everything delivered"
         )
         families = await metrics(relay.status_port)
         _, text = await get(relay.status_port, "/metrics")
@@ -125,6 +126,16 @@ async def test_metrics_after_real_traffic_parse_with_names_types_and_values(
     assert types["relay_sink_backlog_reports"] == "gauge"
     assert types["relay_sink_delivered_reports"] == "counter"
     assert "process_resident_memory_bytes" in families
+    # Every field the statistics objects declare is exposed, named, typed and documented as declared.
+    declared = [
+        *statistics.metrics(relay.listener.stats, "relay_"),
+        *statistics.metrics(relay.journal.stats, "relay_journal_"),
+        *statistics.metrics(relay.sinks[0].stats, "relay_sink_"),
+    ]
+    assert len(declared) >= 30
+    for metric in declared:
+        assert types[metric.name] == metric.kind and families[metric.name].documentation == metric.doc
+    assert sample(families, "relay_journal_last_seq") == relay.journal.last_seq
 
     assert sample(families, "relay_connections_total") == 3
     assert sample(families, "relay_connections_open") == 0
@@ -143,7 +154,7 @@ async def test_metrics_after_real_traffic_parse_with_names_types_and_values(
     buckets = [s for s in families["relay_ack_latency_seconds"].samples if s.name.endswith("_bucket")]
     tcp = [s.value for s in buckets if s.labels["transport"] == "tcp"]
     assert tcp == sorted(tcp)  # cumulative
-    committed = relay.journal.committed_reports
+    committed = relay.journal.stats.committed_reports
     assert committed == tcp_reports + datagrams
     assert sample(families, "relay_journal_reports_total") == committed
     assert sample(families, "relay_journal_quarantined_total") == 1
@@ -305,7 +316,7 @@ async def test_status_pollers_never_starve_the_trackers(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     from drivers import Report
-    from relay.journal._journal import Entry, Journal
+    from relay.journal import Entry, Journal
 
     journal = Journal.open(tmp_path / "journal.sqlite3", site="test-site")
     received = datetime.now(UTC)

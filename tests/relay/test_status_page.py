@@ -128,7 +128,7 @@ async def test_the_page_in_headless_chromium_shows_devices_sinks_journal_and_mod
         stream = await trio.open_tcp_stream("127.0.0.1", relay.port)
         async with stream:  # pt502 is not answered: wait until its report is stored
             await stream.send_all(devices.pt502_position(PT600, 4))
-            await wait_until(lambda: relay.journal.committed_reports == 5, what="the PT-600's report")
+            await wait_until(lambda: relay.journal.stats.committed_reports == 5, what="the PT-600's report")
         await wait_until(lambda: relay.health()["status"] != "ok", what="the sink to be stuck")
         await wait_until(
             lambda: relay.modem_status is not None and relay.modem_status.state == "ready", what="the modem"

@@ -19,7 +19,7 @@ import trio
 
 from drivers import Report
 from relay.cli._main import main as cli
-from relay.journal._journal import Entry, Journal, Quarantined, set_aside_journals
+from relay.journal import Entry, Journal, Quarantined, set_aside_journals
 from tests import devices
 from tests.broker import Mosquitto, Subscriber, free_tcp_udp_port
 from tests.relay.harness import running_relay, wait_until
@@ -189,8 +189,8 @@ async def test_a_page_damaged_while_forwarding_is_skipped_and_later_reports_arri
                 timeout=30,
                 what="the reports after the damaged page",
             )
-            assert journal.unreadable and 0 < journal.unreadable_reports < 100
-            assert journal.read_errors >= 1
+            assert journal.unreadable and 0 < journal.stats.unreadable_reports < 100
+            assert journal.stats.read_errors >= 1
             assert "could not be read" in (relay.health_problem() or "")
             (sink,) = relay.sinks
             await wait_until(lambda: sink.backlog() == 0, what="the sink's floor past the damage")
