@@ -204,11 +204,12 @@ class Session(abc.ABC):
         while True:
             frame = self._next_frame()
             if frame is None:
-                if len(self._buffer) > self.max_frame:
+                # Noise a framer skipped stays in the wire copy until a frame is cut: it counts too.
+                if len(self._buffer) > self.max_frame or len(self._wire) > 2 * self.max_frame:
                     raise FramingError(
                         self.protocol,
-                        f"no complete frame in {len(self._buffer)} bytes (limit {self.max_frame})",
-                        data=bytes(self._buffer[:64]),
+                        f"no complete frame in {len(self._wire)} bytes (limit {self.max_frame})",
+                        data=bytes(self._wire[:64]),
                     )
                 return
             consumed = len(self._wire) - len(self._buffer)
@@ -250,9 +251,13 @@ class Session(abc.ABC):
         """Decode what is buffered as one last frame (the end of a stream, or of a message)."""
         rest = bytes(self._buffer)
         wire = self._take_wire()
-        if not rest.strip(b"\r\n\x00 "):
-            return []
-        return [self._decode_event(rest, wire, now)]
+        if rest.strip(b"\r\n\x00 "):
+            return [self._decode_event(rest, wire, now)]
+        if wire.strip(b"\r\n\x00 "):  # noise the framer skipped, with no frame after it
+            error = DriverError(self.protocol, f"{len(wire)} bytes that make no frame", data=wire[:64])
+            error.wire = wire
+            return [error]
+        return []
 
     def _after_close(self) -> list[Decoded | DriverError]:
         """Bytes that arrived after the stream closed: reported once, never framed."""

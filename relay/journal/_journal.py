@@ -265,24 +265,18 @@ class Journal(Reads, DeadLetters, Cleanup):
 
         :raises JournalError: the commit failed (disk full, I/O error); nothing of ``items`` is stored.
         """
-        ticket = self.submit_nowait(items) or await self.submit(items)
-        await self.wait_committed(ticket)
+        await self.wait_committed(await self.submit(items))
 
     async def submit(self, items: Sequence[Item]) -> _Ticket:
         """Queue ``items`` for the next group commit (in call order) and return a ticket to wait on.
 
-        Quarantine rows over their budget (:class:`QuarantineBudget`) are left out, and counted."""
-        ticket = _Ticket(self._within_budget(items))
-        await self._send.send(ticket)
-        return ticket
-
-    def submit_nowait(self, items: Sequence[Item]) -> _Ticket | None:
-        """:meth:`submit` without waiting: ``None`` when the queue is full (then use :meth:`submit`)."""
+        Quarantine rows over their budget (:class:`QuarantineBudget`) are left out, and counted, once.
+        With room in the queue this returns without a task switch."""
         ticket = _Ticket(self._within_budget(items))
         try:
             self._send.send_nowait(ticket)
         except trio.WouldBlock:
-            return None
+            await self._send.send(ticket)
         return ticket
 
     def _within_budget(self, items: Sequence[Item]) -> Sequence[Item]:

@@ -36,6 +36,8 @@ log = logging.getLogger("relay.delivery")
 
 #: Longest time an acknowledged position stays unsaved (fewer SD-card writes than one per ack).
 CURSOR_FLUSH_S = 0.5
+#: The most rows one :meth:`Delivery.take` reads.
+MAX_SCAN = 2000
 
 
 class Delivery:
@@ -116,8 +118,12 @@ class Delivery:
         if not self._live_done:
             reports = self._take_newest(room)
             room -= len(reports)
-        while room > 0:
+        scanned = 0
+        # Rows this sink skips (frames kept for passthrough) take no room: scan at most so many per
+        # call, so a long run of them never holds the event loop (the caller comes back for more).
+        while room > 0 and scanned < MAX_SCAN:
             batch = self.journal.read_after(self._read_pos, room)
+            scanned += len(batch)
             if not batch:  # perhaps only unreadable reports are left: go past them
                 self._read_pos = self.journal.skip_unreadable(self._read_pos)
                 break

@@ -168,7 +168,8 @@ class Poster:
                 problem = f"no whole answer within request_deadline_s ({self.settings.request_deadline_s} s)"
             except httpx.HTTPError as error:  # transport errors and timeouts
                 may_have_arrived = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
-                unreachable = not may_have_arrived
+                # A TLS handshake that failed reached the server: probing would only retry it at once.
+                unreachable = not may_have_arrived and not _tls_failure(error)
                 self.connected = False
                 problem = f"{type(error).__name__}: {error}".rstrip(": ")
             else:
@@ -476,3 +477,13 @@ class HttpSink(PostingSink):
         self, client: httpx.AsyncClient, letter: dict[str, Any]
     ) -> Callable[[], httpx.Request]:
         return self._request(client, letter["body"])
+
+
+def _tls_failure(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is a TLS failure, not a server out of reach."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "SSL" in str(error) or "certificate" in str(error).lower()

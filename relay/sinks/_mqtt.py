@@ -183,7 +183,8 @@ class MqttSink(Sink):
         try:
             await trio.to_thread.run_sync(client.connect, settings.host, settings.port, settings.keepalive_s)
         except (OSError, ValueError) as error:
-            self._unreachable = True
+            # A TLS handshake that failed reached the broker: probing would only retry it at once.
+            self._unreachable = not isinstance(error, ssl.SSLError)
             raise SinkError(
                 self.name, f"cannot connect to {settings.host}:{settings.port}: {error}"
             ) from None

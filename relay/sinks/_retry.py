@@ -70,7 +70,11 @@ class Uplink:
             await trio.sleep(delay)
             return
         started = trio.current_time()
+        # However a probe answers, a retry waits at least one interval: a server that accepts the
+        # connection and then fails (TLS, a refusal) is never retried in a tight loop.
+        floor = min(delay, self.probe_interval_s)
         with trio.move_on_after(delay):
+            await trio.sleep(floor)
             while True:
                 if not self._probing:
                     self._probing = True

@@ -234,12 +234,12 @@ class Ingest:
         received = time.monotonic()
         session.receive_data(data)
         events = session.events(now=self.now())
-        if session.buffered and stats.buffered_bytes + session.held_bytes - held > self.max_buffered_bytes:
+        if session.held_bytes and stats.buffered_bytes + session.held_bytes - held > self.max_buffered_bytes:
             stats.buffer_overflows += 1
             overflow = DriverError(
                 session.protocol,
                 f"partial frames of all connections exceed {self.max_buffered_bytes} bytes"
-                f" ([listen] max_buffered_mb); this one held {session.buffered}",
+                f" ([listen] max_buffered_mb); this one held {session.held_bytes}",
                 close=True,
             )
             overflow.wire = session.abandon(overflow.reason)
@@ -387,7 +387,8 @@ class Listener:
         # timeout scope per read, and the wait for a commit is never cut short by it.
         try:
             with trio.CancelScope() as idle:
-                going_on = await feed(head) and (not eof or await feed(b""))
+                # A stream whose protocol is given starts with nothing read: no b"" (the end) to feed.
+                going_on = (not head or await feed(head)) and (not eof or await feed(b""))
                 while going_on:
                     if idle_timeout is not None:
                         idle.deadline = trio.current_time() + idle_timeout
@@ -507,11 +508,7 @@ class Listener:
         self._udp_sessions.move_to_end(key)
         events = session.receive_datagram(data, now=self.ingest.now())
         items, answers = self.ingest.store(session, events, peer=peer, transport=Transport.UDP)
-        ticket = (
-            (self.ingest.journal.submit_nowait(items) or await self.ingest.journal.submit(items))
-            if items
-            else None
-        )
+        ticket = await self.ingest.journal.submit(items) if items else None
         if answers or ticket is not None:
             await answer.send((ticket, answers, address, received))
 

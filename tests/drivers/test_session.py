@@ -94,3 +94,27 @@ def test_decode_stream_is_the_relays_path_for_a_whole_stream() -> None:
     assert [report.device_id for report in result.reports] == [IMEI, IMEI]
     assert result.replies == [b"LOAD", b"ON"]
     assert decode_stream([b"nothing at all"], now=NOW).protocol is None
+
+
+def test_noise_after_a_frame_is_bounded_and_closes_the_stream() -> None:
+    session = get("watch").new_session(Transport.TCP)
+    session.receive_data(b"[3G*8308406279*0008*LK,0,0,84]")
+    (heartbeat,) = session.events(now=NOW)
+    assert isinstance(heartbeat, Decoded)
+    events: list[Decoded | DriverError] = []
+    for _ in range(40):  # a peer that keeps sending bytes that are no frame
+        session.receive_data(b"x" * 16384)
+        events += session.events(now=NOW)
+        assert session.held_bytes <= 2 * session.max_frame + 16384 * 2
+    assert any(isinstance(event, DriverError) and event.close for event in events)
+    assert session.closed is not None and session.held_bytes == 0
+
+
+def test_bytes_that_make_no_frame_at_the_end_are_reported_not_dropped() -> None:
+    session = get("h02").new_session(Transport.TCP)
+    frame = b"*HQ,353505220903211,XT,1,100#"
+    session.receive_data(frame + b"$'\x05 garbage!")
+    session.receive_data(b"")
+    events = session.events(now=NOW)
+    assert b"".join(event.wire for event in events) == frame + b"$'\x05 garbage!"
+    assert isinstance(events[-1], DriverError) and b"garbage" in events[-1].wire

@@ -129,3 +129,21 @@ def test_every_sink_type_starts_from_its_saved_position_with_its_own_counters(tm
     sinks[0].stats.published += 1
     assert [sink.stats.published for sink in sinks] == [1, 0, 0, 0]
     journal.close()
+
+
+def test_a_long_run_of_passthrough_frames_is_skipped_a_bounded_piece_at_a_time(tmp_path: Path) -> None:
+    from relay.journal import FRAME_EVENT
+    from relay.sinks._delivery import MAX_SCAN
+
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    frame = Report(protocol="pt502", device_id="cam", event=FRAME_EVENT)
+    journal.write_now([Entry(frame, b"$PHD", "tcp", "p", NOW) for _ in range(3 * MAX_SCAN)])
+    fill(journal, ["cam"])
+    delivery = Delivery(journal, "sink", window=10)
+    taken: list[int] = []
+    calls = 0
+    while not taken:
+        calls += 1
+        taken = seqs(delivery.take())
+    assert taken == [3 * MAX_SCAN + 1] and calls >= 3  # each call read at most MAX_SCAN rows
+    journal.close()

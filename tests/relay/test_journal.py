@@ -259,3 +259,22 @@ def test_a_read_only_open_reads_a_journal_in_use_and_writes_nothing(tmp_path: Pa
     assert [path.read_bytes() for path in files] == before
     journal.close()
 
+
+
+async def test_a_quarantine_row_is_charged_once_also_when_the_writers_queue_is_full(tmp_path: Path) -> None:
+    from relay.journal._journal import _Ticket
+
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    while True:  # a burst has filled the writer's queue
+        try:
+            journal._send.send_nowait(_Ticket([]))
+        except trio.WouldBlock:
+            break
+    row = Quarantined(b"x" * 1000, "bad", "tcp", "10.0.0.1:5000", NOW, "gps103")
+    before = journal.quarantine_budget.total
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        await journal.append([row])
+        nursery.cancel_scope.cancel()
+    assert journal.quarantine_budget.total - before == 1000 + len("bad") + QUARANTINE_ROW_COST
+    journal.close()

@@ -56,3 +56,11 @@ async def test_a_serial_tracker_is_answered_after_commit_and_survives_a_replug(t
     assert {report.transport for report in stored} == {"serial"}
     times = [report.document["time"] for report in stored if report.has_position]
     assert set(times) == {devices.iso(7), devices.iso(8)} and times[-1] == devices.iso(8)
+
+
+async def test_a_serial_line_of_a_given_protocol_is_answered(tmp_path: Path) -> None:
+    link = tmp_path / "usb-FTDI_FT232R_USB_UART_A10K1234-if00-port0"
+    master, _slave = new_pty(link)
+    serial = [{"port": str(link), "baudrate": 9600, "reopen_delay_s": 0.1, "protocol": "gps103"}]
+    async with running_relay(tmp_path / "relay", serial=serial):
+        await send_until_answered(master, devices.gps103_login(IMEI), b"LOAD", timeout=5)

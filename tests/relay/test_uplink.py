@@ -102,3 +102,29 @@ async def test_a_server_that_answers_5xx_is_not_hammered(tmp_path: Path) -> None
             await trio.sleep(3)
             assert len(server.requests) == 1  # the backoff holds: the server is reachable, just failing
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+async def test_a_tls_failure_keeps_its_backoff(tmp_path: Path) -> None:
+    """The server answers the TCP connect (a probe would succeed at once) but not TLS: that is a
+    failing server, not an unreachable one, and must not be retried in a tight loop."""
+    connections = 0
+
+    async def plain(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        await stream.send_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await stream.aclose()
+
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    port = listener.socket.getsockname()[1]
+    url = f"https://127.0.0.1:{port}/"
+    sink = {"name": "central", "type": "http", "url": url, "batch_max_age_s": 0.1, **LONG_BACKOFF}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, plain, [listener])
+        async with running_relay(tmp_path, sinks=[sink]) as relay:
+            assert await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 1)], replies=1)
+            await wait_until(lambda: relay.sinks[0].last_error is not None, what="the TLS failure")
+            await trio.sleep(3)
+        nursery.cancel_scope.cancel()
+    assert connections <= 2, f"{connections} connections in 3 s: the backoff was cut short"
