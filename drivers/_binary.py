@@ -1,8 +1,17 @@
-"""Sequential reads over a binary frame, shared by the binary protocols (gt06, teltonika)."""
+"""Sequential reads over a binary frame, and code names, shared by the binary protocols (gt06, teltonika)."""
 
 from __future__ import annotations
 
+import enum
 import struct
+
+
+def code_name(kind: type[enum.IntEnum], code: int) -> str:
+    """``LOGIN (0x01)`` for a code ``kind`` knows, ``0x50`` for another: what an error names."""
+    try:
+        return f"{kind(code).name} (0x{code:02x})"
+    except ValueError:
+        return f"0x{code:02x}"
 
 
 class ShortFrame(IndexError):

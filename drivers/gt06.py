@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from . import alarms
 from . import attributes as attr
-from ._binary import Reader, ShortFrame
+from ._binary import Reader, ShortFrame, code_name
 from ._crc import crc16_x25
 from ._model import (
     Command,
@@ -104,12 +104,6 @@ class PacketType(enum.IntEnum):
     WIFI_4 = 0xF3
 
 
-def _type_name(code: int) -> str:
-    """``LOGIN (0x01)`` for a known type, ``0x50`` for another."""
-    try:
-        return f"{PacketType(code).name} (0x{code:02x})"
-    except ValueError:
-        return f"0x{code:02x}"
 
 
 #: Types whose body starts with the 18-byte GPS block.
@@ -432,10 +426,11 @@ class Gt06Session(Session):
         try:
             return self._decode(packet, reader, now)
         except ShortFrame as error:
-            why = f"type {_type_name(packet.type)} too short: {error}"
+            why = f"type {code_name(PacketType, packet.type)} too short: {error}"
             raise DriverError(PROTOCOL, why, data=frame) from None
         except ValueError as error:
-            raise DriverError(PROTOCOL, f"type {_type_name(packet.type)}: {error}", data=frame) from None
+            why = f"type {code_name(PacketType, packet.type)}: {error}"
+            raise DriverError(PROTOCOL, why, data=frame) from None
 
     def _decode(self, packet: _Packet, reader: Reader, now: datetime) -> Decoded:
         type_ = packet.type

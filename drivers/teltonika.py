@@ -22,7 +22,7 @@ from typing import Any
 
 from . import alarms
 from . import attributes as attr
-from ._binary import Reader
+from ._binary import Reader, code_name
 from ._crc import crc16_ibm
 from ._model import (
     Command,
@@ -75,12 +75,6 @@ class MessageType(enum.IntEnum):
     CAMERA = 0x0D
 
 
-def _codec_name(code: int) -> str:
-    """``CODEC_8E (0x8e)`` for a known codec, ``0x42`` for another."""
-    try:
-        return f"{Codec(code).name} (0x{code:02x})"
-    except ValueError:
-        return f"0x{code:02x}"
 
 
 AVL_CODECS = frozenset({Codec.CODEC_7, Codec.CODEC_8, Codec.CODEC_8E, Codec.CODEC_16})
@@ -281,7 +275,7 @@ class TeltonikaSession(Session):
         """``codec | N | records | N``: every record, or DriverError."""
         codec, count = data[0], data[1]
         if codec not in AVL_CODECS:
-            raise DriverError(PROTOCOL, f"codec {_codec_name(codec)} carries no AVL records", data=frame)
+            raise DriverError(PROTOCOL, f"codec {code_name(Codec, codec)} carries no AVL records", data=frame)
         reader = Reader(data, 2)
         reports = []
         for _ in range(count):

@@ -118,9 +118,9 @@ class Cleanup:
         early; time the relay was stopped does not count.
 
         The cleanup needs (almost) no free disk: it deletes in small transactions into a WAL that is
-        checkpointed first (so its space is reused), then gives freed pages back to the file system
-        (``PRAGMA incremental_vacuum``, journals created with ``auto_vacuum=INCREMENTAL``) and
-        truncates the WAL.
+        checkpointed first (so its space is reused), then truncates the WAL; freed pages take new reports
+        (``PRAGMA incremental_vacuum`` gives them back to the file system in a journal made with
+        ``auto_vacuum=INCREMENTAL``; new journals are not, for the SD card's sake).
         """
         with self._lock:
             return self._prune_locked(delivered_up_to, retention, max_bytes, now)

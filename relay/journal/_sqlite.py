@@ -46,9 +46,9 @@ def connect_writer(path: Path, synchronous: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     # Another process (relay quarantine retry, relay requeue) may write at the same moment.
     connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    # Before the first table: a new journal can give freed pages back to the file system
-    # (PRAGMA incremental_vacuum), which a full disk needs. An existing journal keeps its setting.
-    connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    # No auto-vacuum: its pointer-map pages cost ~40 bytes more written per report (4%, measured with
+    # the bench's wear figure), past the SD card's 1 KB budget. After a cleanup the freed pages are
+    # reused by new reports; the file keeps its size (a journal made with INCREMENTAL keeps that).
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
     connection.execute("PRAGMA foreign_keys=OFF")
