@@ -19,14 +19,21 @@ IMEI = "868683020419374"
 
 
 class RelayProcess:
-    def __init__(self, directory: Path, broker: Mosquitto) -> None:
+    """The relay as its own process, so that it can be killed; forwarding to ``broker`` if given."""
+
+    def __init__(self, directory: Path, broker: Mosquitto | None = None) -> None:
         self.port = free_tcp_udp_port()
+        self.data = directory / "data"
         self.config = directory / "relay.toml"
-        self.config.write_text(
-            f'[relay]\nsite = "crash"\ndata_dir = "{directory / "data"}"\n'
-            f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n[journal]\ncommit_interval_ms = 5\n'
+        sink = (
             f'[[sinks]]\nname = "broker"\ntype = "mqtt"\nurl = "{broker.url}"\ntopic_prefix = "relay/crash"\n'
             "retry_min_s = 0.2\nretry_max_s = 1.0\n"
+            if broker is not None
+            else ""
+        )
+        self.config.write_text(
+            f'[relay]\nsite = "crash"\ndata_dir = "{self.data}"\n'
+            f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n[journal]\ncommit_interval_ms = 5\n' + sink
         )
         self.log = directory / "relay.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -47,9 +54,9 @@ class RelayProcess:
         raise AssertionError("relay did not start listening")
 
     def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

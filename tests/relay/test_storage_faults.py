@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import socket
 import sqlite3
 import stat
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +16,9 @@ from drivers import Report
 from relay.cli._main import main as cli
 from relay.journal import Entry, Journal, Quarantined, set_aside_journals
 from tests import devices
-from tests.broker import Mosquitto, Subscriber, free_tcp_udp_port
+from tests.broker import Mosquitto, Subscriber
 from tests.relay.harness import running_relay, wait_until
+from tests.relay.test_crash import RelayProcess
 
 IMEI = "868683020419374"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -203,41 +199,6 @@ async def test_a_page_damaged_while_forwarding_is_skipped_and_later_reports_arri
 
 
 # -- 3. a journal file or WAL deleted under the running relay --------------------------------------------
-
-
-class RelayProcess:
-    """The relay as its own process, store only, so that it can be killed."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_tcp_udp_port()
-        self.data = directory / "data"
-        self.config = directory / "relay.toml"
-        self.config.write_text(
-            f'[relay]\nsite = "faults"\ndata_dir = "{self.data}"\n'
-            f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n[journal]\ncommit_interval_ms = 5\n'
-        )
-        self.log = directory / "relay.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "relay", "run", "--config", str(self.config)], stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                assert self.process.poll() is None, self.log.read_text()
-                time.sleep(0.05)
-        raise AssertionError("relay did not start listening")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 async def send_each(port: int, indexes: range) -> list[int]:
