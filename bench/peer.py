@@ -269,3 +269,42 @@ def limits_messages(journal: Path) -> list[tuple[str, bytes]]:
     from .run import _messages
 
     return _messages(journal, "bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.peer``: only the drain against the bridge, each outage's two sides in one run."""
+    import argparse
+    import json
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="python -m bench.peer", description=main.__doc__)
+    parser.add_argument("--backlog", type=int, default=30_000, help="messages held by each side")
+    parser.add_argument("--outages", default="15,60", help="uplink outages, seconds, comma-separated")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    outages = tuple(float(x) for x in args.outages.split(","))
+    with tempfile.TemporaryDirectory(prefix="relay-peer-") as name:
+        results = peer_drain(Path(name), args.backlog, outages, lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"{'outage':>7} {'side':<8} {'first msg s':>11} {'all s':>8} {'msgs/s':>8} {'dups':>5}")
+    for outage in results["outages"].values():
+        for side in ("relay", "bridge"):
+            f = outage[side]
+            rate = f"{f['flowing_per_s']:8,.0f}" if f["flowing_per_s"] else "       -"
+            print(
+                f"{outage['outage_s']:>6g}s {side:<8} {f['first_message_s']:>11.2f} "
+                f"{f['all_delivered_s']:>8.2f} {rate} {f['duplicates']:>5}"
+            )
+        ours, theirs = outage["relay"], outage["bridge"]
+        if ours["flowing_per_s"] and theirs["flowing_per_s"]:
+            print(
+                f"{'':>8} relay/bridge (same run): flowing rate {ours['flowing_per_s'] / theirs['flowing_per_s']:.0%},"
+                f" all delivered {ours['all_delivered_s'] / theirs['all_delivered_s']:.0%} of the time"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
