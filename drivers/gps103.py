@@ -225,7 +225,13 @@ class Gps103Session(Session):
         self._photo_expected = 0
         return Report(protocol=PROTOCOL, device_id=imei, event="photo", media=image, media_type="image/jpeg")
 
-    def encode(self, command: Command) -> bytes:
+    supported_commands = frozenset({
+        CommandType.CUSTOM, CommandType.POSITION_SINGLE, CommandType.POSITION_PERIODIC,
+        CommandType.POSITION_STOP, CommandType.ENGINE_STOP, CommandType.ENGINE_RESUME,
+        CommandType.ALARM_ARM, CommandType.ALARM_DISARM, CommandType.REQUEST_PHOTO,
+    })  # fmt: skip
+
+    def _encode(self, command: Command) -> bytes:
         code = _command_code(command)
         return f"**,imei:{command.device_id},{code}".encode()
 
@@ -300,17 +306,21 @@ def _command_code(command: Command) -> str:
         case CommandType.POSITION_SINGLE:
             return "B"
         case CommandType.POSITION_PERIODIC:
-            return f"C,{_interval(int(params.get('interval_s', 30)))}"
+            return f"C,{_interval(params['frequency'])}"
         case CommandType.POSITION_STOP:
             return "D"
         case CommandType.ENGINE_STOP:
             return "J"
         case CommandType.ENGINE_RESUME:
             return "K"
-        case CommandType.PHOTO:
+        case CommandType.ALARM_ARM:
+            return "L"
+        case CommandType.ALARM_DISARM:
+            return "M"
+        case CommandType.REQUEST_PHOTO:
             return "160"
         case CommandType.CUSTOM:
-            return str(params["text"])
+            return str(params["data"])
     raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
 
 

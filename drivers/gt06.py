@@ -307,7 +307,7 @@ AZ735_ALARMS: dict[int, str] = {
 COMMAND_TEXTS: dict[CommandType, str] = {
     CommandType.ENGINE_STOP: "Relay,1#",
     CommandType.ENGINE_RESUME: "Relay,0#",
-    CommandType.REBOOT: "RESET#",
+    CommandType.REBOOT_DEVICE: "RESET#",
     CommandType.POSITION_SINGLE: "WHERE#",
 }
 #: The 4-byte "server flag" the device echoes in its 0x15 answer.
@@ -979,7 +979,7 @@ class Gt06Session(Session):
         attributes[attr.RESULT] = text
         if text.startswith("<ICCID:"):
             attributes[attr.ICCID] = text[7:].rstrip(">")
-        return self._report("command_result", attributes, [])
+        return self._report("commandResult", attributes, [])
 
     def _string_info(self, reader: Reader, attributes: dict[str, Any]) -> Report:
         """0x21: server flag, encoding (1 ASCII, 2 UTF-16BE), text. Some firmwares answer WHERE# in it."""
@@ -990,12 +990,12 @@ class Gt06Session(Session):
         attributes[attr.RESULT] = text
         match = _LOCATION_TEXT.search(text)
         if match is None:
-            return self._report("command_result", attributes, [])
+            return self._report("commandResult", attributes, [])
         lat = float(match["lat"]) * (-1 if match["ns"] == "S" else 1)
         lon = float(match["lon"]) * (-1 if match["ew"] == "W" else 1)
         time = datetime.fromisoformat(f"{match['date']}T{match['time']}").replace(tzinfo=UTC)
         return self._report(
-            "command_result",
+            "commandResult",
             attributes,
             [],
             time=time,
@@ -1075,14 +1075,16 @@ class Gt06Session(Session):
             return UpstreamAck.through("the login reply", TRAILER)
         return None
 
-    def encode(self, command: Command) -> bytes:
+    supported_commands = frozenset({*COMMAND_TEXTS, CommandType.POSITION_PERIODIC, CommandType.CUSTOM})
+
+    def _encode(self, command: Command) -> bytes:
         """A 0x80 text command; the serial counts up per session."""
         if command.type in COMMAND_TEXTS:
             text = COMMAND_TEXTS[command.type]
         elif command.type is CommandType.POSITION_PERIODIC:
-            text = f"TIMER,{int(command.params.get('interval_s', 30))}#"
+            text = f"TIMER,{command.params['frequency']}#"
         elif command.type is CommandType.CUSTOM:
-            text = str(command.params["text"])
+            text = str(command.params["data"])
         else:
             raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
         payload = SERVER_FLAG + text.encode("ascii")

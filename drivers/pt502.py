@@ -232,21 +232,26 @@ class Pt502Session(Session):
         )
         return Decoded((report,))
 
-    def encode(self, command: Command) -> bytes:
+    supported_commands = frozenset({
+        CommandType.CUSTOM, CommandType.OUTPUT_CONTROL, CommandType.SET_TIMEZONE,
+        CommandType.ALARM_SPEED, CommandType.REQUEST_PHOTO, CommandType.POSITION_PERIODIC,
+    })  # fmt: skip
+
+    def _encode(self, command: Command) -> bytes:
         params = command.params
         match command.type:
             case CommandType.OUTPUT_CONTROL:
-                body = f"OPC{int(params.get('index', 1))},{1 if params.get('on', True) else 0}"
+                body = f"OPC{params['index']},{params['data']}"
             case CommandType.SET_TIMEZONE:
-                body = f"TMZ{int(params['hours'])}"
+                body = f"TMZ{int(params['timezone'])}"
             case CommandType.ALARM_SPEED:
-                body = f"SPD{int(params['limit_kmh'])}"
-            case CommandType.PHOTO:
+                body = f"SPD{params['speed']}"
+            case CommandType.REQUEST_PHOTO:
                 body = "PHO"
             case CommandType.POSITION_PERIODIC:
-                body = f"PTI{int(params.get('interval_s', 30))}"
+                body = f"PTI{params['frequency']}"
             case CommandType.CUSTOM:
-                body = str(params["text"]).removeprefix("#")
+                body = str(params["data"]).removeprefix("#")
             case _:
                 raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
         return f"#{body}\r\n".encode()

@@ -370,7 +370,7 @@ def test_command_answer_is_a_command_result_with_its_text() -> None:
         "78782d152500000000437574206f666620746865206675656c20737570706c793a2053756363657373210002013b898a0d0a"
     )
     report = Gt06Session().decode(frame, now=NOW).reports[0]
-    assert report.event == "command_result"
+    assert report.event == "commandResult"
     assert report.attributes["result"] == "Cut off the fuel supply: Success!"
 
 
@@ -412,10 +412,10 @@ def test_engine_stop_matches_the_reference_encoding(vector: vectors.Vector) -> N
     ("type_", "params", "text"),
     [
         (CommandType.ENGINE_RESUME, {}, b"Relay,0#"),
-        (CommandType.REBOOT, {}, b"RESET#"),
+        (CommandType.REBOOT_DEVICE, {}, b"RESET#"),
         (CommandType.POSITION_SINGLE, {}, b"WHERE#"),
-        (CommandType.POSITION_PERIODIC, {"interval_s": 60}, b"TIMER,60#"),
-        (CommandType.CUSTOM, {"text": "STATUS#"}, b"STATUS#"),
+        (CommandType.POSITION_PERIODIC, {"frequency": 60}, b"TIMER,60#"),
+        (CommandType.CUSTOM, {"data": "STATUS#"}, b"STATUS#"),
     ],
 )
 def test_commands_are_0x80_text_with_serial_and_crc(type_: CommandType, params: dict, text: bytes) -> None:
@@ -426,14 +426,14 @@ def test_commands_are_0x80_text_with_serial_and_crc(type_: CommandType, params: 
 
 def test_command_serial_counts_up_per_session() -> None:
     session = Gt06Session()
-    command = Command(type=CommandType.REBOOT, device_id="1")
+    command = Command(type=CommandType.REBOOT_DEVICE, device_id="1")
     first, second = session.encode(command), session.encode(command)
     assert int.from_bytes(first[-6:-4], "big") + 1 == int.from_bytes(second[-6:-4], "big")
 
 
 def test_unsupported_command_is_refused() -> None:
     with pytest.raises(DriverError):
-        Gt06Session().encode(Command(type=CommandType.PHOTO, device_id="1"))
+        Gt06Session().encode(Command(type=CommandType.REQUEST_PHOTO, device_id="1"))
 
 
 # -- limits and detection ------------------------------------------------------------------------
