@@ -249,7 +249,8 @@ def test_custom_text_command_matches_the_reference_encoding() -> None:
 
 
 def test_custom_hex_command_matches_the_reference_encoding() -> None:
-    command = Command(type=CommandType.CUSTOM, device_id=IMEI, params={"data": "03030000000185e8", "hex": True})
+    params = {"data": "03030000000185e8", "hex": True}
+    command = Command(type=CommandType.CUSTOM, device_id=IMEI, params=params)
     assert TeltonikaSession().encode(command) == COMMANDS[1].frames()[0]
 
 

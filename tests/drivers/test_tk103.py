@@ -174,7 +174,7 @@ class TestCommands:
 
     def test_interval_out_of_range_is_refused(self) -> None:
         command = Command(type=CommandType.POSITION_PERIODIC, device_id="1", params={"frequency": 70000})
-        with pytest.raises(InvalidCommand, match="frequency 70000 s is outside 1..65535"):
+        with pytest.raises(InvalidCommand, match=r"frequency 70000 s is outside 1\.\.65535"):
             Tk103Session().encode(command)
 
     def test_unknown_command_is_refused(self) -> None:

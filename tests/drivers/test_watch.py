@@ -29,15 +29,18 @@ COMMAND_FRAMES = {
 IMEI = "123456789012345"
 WORK = "WORK,6-9,11-13,13-15,17-19"
 
-#: Our command for each reference encoding (``sos_number``, ``message`` and ``voice_message`` have no
-#: CommandType yet: the encoder takes them by name).
-COMMANDS: list[tuple[Any, dict[str, Any], bytes]] = [
+#: Our command for each reference encoding.
+COMMANDS: list[tuple[CommandType, dict[str, Any], bytes]] = [
     (CommandType.REBOOT_DEVICE, {}, b"[CS*123456789012345*0005*RESET]"),
-    ("sos_number", {"index": 1, "phone": "123456789"}, b"[CS*123456789012345*000e*SOS1,123456789]"),
-    ("message", {"message": "text"}, b"[CS*123456789012345*0018*MESSAGE,0074006500780074]"),
-    ("voice_message", {"data": b"#!AMR\n%s".hex()}, b"[CS*123456789012345*000b*TK,#!AMR\n%s]"),
-    ("voice_message", {"data": b"}[],*".hex()}, b"[CS*123456789012345*000d*TK,}\x01}\x02}\x03}\x04}\x05]"),
-    ("voice_message", {"data": "ff"}, b"[CS*123456789012345*0004*TK,\xff]"),
+    (CommandType.SOS_NUMBER, {"index": 1, "phone": "123456789"}, b"[CS*123456789012345*000e*SOS1,123456789]"),
+    (CommandType.MESSAGE, {"message": "text"}, b"[CS*123456789012345*0018*MESSAGE,0074006500780074]"),
+    (CommandType.VOICE_MESSAGE, {"data": b"#!AMR\n%s".hex()}, b"[CS*123456789012345*000b*TK,#!AMR\n%s]"),
+    (
+        CommandType.VOICE_MESSAGE,
+        {"data": b"}[],*".hex()},
+        b"[CS*123456789012345*000d*TK,}\x01}\x02}\x03}\x04}\x05]",
+    ),
+    (CommandType.VOICE_MESSAGE, {"data": "ff"}, b"[CS*123456789012345*0004*TK,\xff]"),
     (CommandType.CUSTOM, {"data": WORK}, b"[CS*123456789012345*001a*" + WORK.encode() + b"]"),
     (CommandType.SET_TIMEZONE, {"timezone": 1}, b"[CS*123456789012345*0006*LZ,,+1]"),
     (CommandType.SET_TIMEZONE, {"timezone": 1.5}, b"[CS*123456789012345*0008*LZ,,+1.5]"),
@@ -71,7 +74,9 @@ class TestReferenceFramesAndCommands:
         assert unescape(frames[0]) == wanted  # the reference framer hands on unescaped bytes
 
     @pytest.mark.parametrize(("kind", "params", "expected"), COMMANDS, ids=lambda value: str(value)[:30])
-    def test_command_encodings_match_the_reference(self, kind: Any, params: dict, expected: bytes) -> None:
+    def test_command_encodings_match_the_reference(
+        self, kind: CommandType, params: dict, expected: bytes
+    ) -> None:
         assert expected in COMMAND_FRAMES
         assert WatchSession().encode(Command(type=kind, device_id=IMEI, params=params)) == expected
 
