@@ -246,3 +246,27 @@ def check_length(protocol: str, command: Command, what: str, text: str | bytes, 
         raise InvalidCommand(
             protocol, f"{command.type.value}: {what} of {len(text)} characters exceeds {protocol}'s {limit}"
         )
+
+
+def device_password(protocol: str, command: Command, default: str, pattern: str, what: str) -> str:
+    """The SMS password of ``command`` (``devicePassword``), else the family's factory ``default``.
+
+    :raises InvalidCommand: the password does not match ``pattern`` (``what`` says what it must be).
+    """
+    password = str(command.params.get("devicePassword", default))
+    if not re.fullmatch(pattern, password):
+        raise InvalidCommand(protocol, f"{command.type.value}: devicePassword {password!r} is not {what}")
+    return password
+
+
+def whole_hours(protocol: str, command: Command) -> int:
+    """The ``timezone`` of ``command`` in whole hours.
+
+    :raises InvalidCommand: the offset has minutes, which the protocol cannot carry.
+    """
+    hours = command.params["timezone"]
+    if hours % 1:
+        raise InvalidCommand(
+            protocol, f"{command.type.value}: timezone {hours:g} h has minutes; {protocol} takes whole hours"
+        )
+    return int(hours)
