@@ -6,10 +6,19 @@ A driver module registers itself with :func:`register`; the listener never names
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ._commands import normalise
-from ._model import Command, CommandType, InvalidCommand, InvalidDeviceId, Transport, UnsupportedCommand, Via
+from ._model import (
+    Command,
+    CommandType,
+    InvalidCommand,
+    InvalidDeviceId,
+    Transport,
+    UnsupportedCommand,
+    Via,
+    check_device_id,
+)
 from ._session import Match, Session
 
 Sniffer = Callable[[bytes, Transport], Match]
@@ -80,14 +89,15 @@ def check_command(protocol: str, command: Command, *, via: Via = Via.DATA) -> Co
     """
     session_class = _session_class(protocol)
     try:
-        if via is Via.DATA:
-            transports = session_class.transports
-            transport = Transport.TCP if Transport.TCP in transports else min(transports)
-            session_class(transport, device_id=command.device_id).encode(command)
-        else:
-            session_class.encode_sms(command)
+        command = replace(command, device_id=check_device_id(command.device_id))
     except InvalidDeviceId as error:
-        raise InvalidCommand(protocol, str(error)) from None
+        raise InvalidCommand(protocol, f"{command.type.value}: {error}") from None
+    if via is Via.DATA:
+        transports = session_class.transports
+        transport = Transport.TCP if Transport.TCP in transports else min(transports)
+        session_class(transport, device_id=command.device_id).encode(command)
+    else:
+        session_class.encode_sms(command)
     return normalise(protocol, command)
 
 

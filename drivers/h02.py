@@ -17,8 +17,8 @@ positions with ``*HQ,<id>,V4,V1,<yyyyMMddHHmmss>#`` and ``NBR`` cell reports wit
 ``*HQ,<id>,V4,NBR,<yyyyMMddHHmmss>#``, the time taken from ``now``.
 
 Commands are ``*HQ,<id>,<CMD>,<hhmmss>,<args>#``. The encoder has no clock: the ``hhmmss`` field is
-``params["time"]`` when given (a ``hhmmss`` string or a datetime), else ``000000``; devices use it only
-to match their ``V4`` answer to the command.
+the relay's clock of the last bytes decoded (or ``now`` given to ``encode``), else ``000000``; devices
+use it only to match their ``V4`` answer (a ``commandResult`` with the position) to the command.
 """
 
 from __future__ import annotations
@@ -306,6 +306,8 @@ class H02Session(Session):
         CommandType.CUSTOM, CommandType.ENGINE_STOP, CommandType.ENGINE_RESUME,
         CommandType.ALARM_ARM, CommandType.ALARM_DISARM, CommandType.POSITION_PERIODIC,
     })  # fmt: skip
+    #: The device confirms each command with a ``V4,<command>,...`` position.
+    answered_commands = supported_commands
 
     def _encode(self, command: Command) -> bytes:
         params = command.params
@@ -415,10 +417,11 @@ def _text_position(
     altitude = _extras(extras, attributes)
     speed = float(match["speed"]) * KNOTS_TO_KMH
     valid = match["coding"] is not None or match["validity"] == "A"
+    answer = match["response"] is not None
     return Report(
         protocol=PROTOCOL,
         device_id=device_id,
-        event="alarm" if found else "position",
+        event="alarm" if found else "commandResult" if answer else "position",
         time=_text_time(match["date"], match["time"], now),
         valid=valid,
         lat=_coordinate(match["lat"], match["lat_hemisphere"]),

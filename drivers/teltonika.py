@@ -450,6 +450,8 @@ class TeltonikaSession(Session):
         return None
 
     supported_commands = frozenset({*COMMAND_TEXTS, CommandType.CUSTOM})
+    #: The device answers each codec 12 command with a codec 12 response (type 0x06).
+    answered_commands = supported_commands
 
     def _encode(self, command: Command) -> bytes:
         """A codec 12 command. ``custom`` sends ``data`` as ASCII, or as bytes when ``hex`` is set."""

@@ -261,6 +261,8 @@ class WatchSession(Session):
         CommandType.POSITION_PERIODIC, CommandType.SET_TIMEZONE, CommandType.SOS_NUMBER,
         CommandType.MESSAGE, CommandType.VOICE_MESSAGE,
     })  # fmt: skip
+    #: Only a voice message is answered (``TK,1``/``TK,0``); other commands are echoed as messages.
+    answered_commands = frozenset({CommandType.VOICE_MESSAGE})
 
     def _encode(self, command: Command) -> bytes:
         params = command.params

@@ -179,6 +179,7 @@ class TestDecoding:
             b"*TH,2020916012,V4,S20,DONE,130305,050316,A,2212.8745,N,11346.6574,E,14.28,028,220902,F7FFFBFF#"
         )
         report = H02Session().decode(frame, now=NOW).reports[0]
+        assert report.event == "commandResult" and report.lat is not None
         assert report.attributes["result"] == "S20,DONE,130305"
         assert report.time == datetime(2002, 9, 22, 5, 3, 16, tzinfo=UTC)
 
