@@ -5,6 +5,7 @@ subclass and a ``sniff`` function, registered with :func:`register`. Nothing her
 reads a clock or writes a file.
 """
 
+from ._commands import COMMON_PARAMETERS, PARAMETERS, Param
 from ._decode import StreamDecode, decode_stream
 from ._model import (
     KNOTS_TO_KMH,
@@ -15,10 +16,12 @@ from ._model import (
     DriverBug,
     DriverError,
     FramingError,
+    InvalidCommand,
     InvalidDeviceId,
     Report,
     Transport,
     UnsupportedCommand,
+    Via,
     check_device_id,
     format_time,
 )
@@ -29,19 +32,24 @@ from ._registry import (
     Driver,
     NeedMore,
     StreamSniffer,
+    check_command,
     detect,
     drivers,
+    encode_sms,
     get,
     register,
+    supported_commands,
 )
 from ._session import Match, Session, UpstreamAck
 
 __all__ = [
+    "COMMON_PARAMETERS",
     "KNOTS_TO_KMH",
     "MAX_DEVICE_ID",
     "MAX_SKIP_BYTES",
     "MAX_SNIFF_BYTES",
     "NEED_MORE",
+    "PARAMETERS",
     "Command",
     "CommandType",
     "Decoded",
@@ -49,9 +57,11 @@ __all__ = [
     "DriverBug",
     "DriverError",
     "FramingError",
+    "InvalidCommand",
     "InvalidDeviceId",
     "Match",
     "NeedMore",
+    "Param",
     "Report",
     "Session",
     "StreamDecode",
@@ -59,13 +69,17 @@ __all__ = [
     "Transport",
     "UnsupportedCommand",
     "UpstreamAck",
+    "Via",
+    "check_command",
     "check_device_id",
     "decode_stream",
     "detect",
     "drivers",
+    "encode_sms",
     "format_time",
     "get",
     "register",
+    "supported_commands",
 ]
 
 # The bundled drivers register themselves on import, in sniffing priority order (see _builtin).

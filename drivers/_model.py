@@ -225,29 +225,36 @@ class Decoded:
 
 
 class CommandType(enum.StrEnum):
-    """Downlink commands the relay knows how to ask a driver to encode."""
+    """Downlink commands a driver may encode; the values are Traccar's command type names."""
 
     CUSTOM = "custom"
-    REBOOT = "reboot"
-    POSITION_SINGLE = "position_single"
-    POSITION_PERIODIC = "position_periodic"
-    POSITION_STOP = "position_stop"
-    ENGINE_STOP = "engine_stop"
-    ENGINE_RESUME = "engine_resume"
-    PHOTO = "photo"
-    OUTPUT_CONTROL = "output_control"
-    SET_TIMEZONE = "set_timezone"
-    ALARM_SPEED = "alarm_speed"
-    ALARM_ARM = "alarm_arm"
-    ALARM_DISARM = "alarm_disarm"
-    SOS_NUMBER = "sos_number"
+    REBOOT_DEVICE = "rebootDevice"
+    POSITION_SINGLE = "positionSingle"
+    POSITION_PERIODIC = "positionPeriodic"
+    POSITION_STOP = "positionStop"
+    ENGINE_STOP = "engineStop"
+    ENGINE_RESUME = "engineResume"
+    REQUEST_PHOTO = "requestPhoto"
+    OUTPUT_CONTROL = "outputControl"
+    SET_TIMEZONE = "setTimezone"
+    ALARM_SPEED = "alarmSpeed"
+    ALARM_ARM = "alarmArm"
+    ALARM_DISARM = "alarmDisarm"
+    SOS_NUMBER = "sosNumber"
     MESSAGE = "message"
-    VOICE_MESSAGE = "voice_message"
+    VOICE_MESSAGE = "voiceMessage"
+
+
+class Via(enum.StrEnum):
+    """The channel a command goes over: the device's own data session (TCP/UDP), or an SMS."""
+
+    DATA = "data"
+    SMS = "sms"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Command:
-    """A command for one device; ``params`` depend on the type (``interval_s``, ``text``, ``on``…)."""
+    """A command for one device; ``params`` depend on the type (see ``drivers.PARAMETERS``)."""
 
     type: CommandType
     device_id: str
@@ -255,4 +262,9 @@ class Command:
 
 
 class UnsupportedCommand(DriverError):
-    """The protocol has no encoding for this command."""
+    """This protocol, over this channel, has no encoding for this command type."""
+
+
+class InvalidCommand(DriverError):
+    """The command's parameters are wrong (missing, of the wrong type, out of range, too long for the
+    protocol or for one SMS); the message says which and why."""

@@ -6,9 +6,19 @@ A driver module registers itself with :func:`register`; the listener never names
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ._model import Transport
+from ._commands import normalise
+from ._model import (
+    Command,
+    CommandType,
+    InvalidCommand,
+    InvalidDeviceId,
+    Transport,
+    UnsupportedCommand,
+    Via,
+    check_device_id,
+)
 from ._session import Match, Session
 
 Sniffer = Callable[[bytes, Transport], Match]
@@ -52,6 +62,52 @@ def get(name: str) -> Driver:
         return _DRIVERS[name]
     except KeyError:
         raise KeyError(f"unknown protocol {name!r}; known: {', '.join(_DRIVERS)}") from None
+
+
+def _session_class(protocol: str) -> type[Session]:
+    driver = _DRIVERS.get(protocol)
+    if driver is None:
+        raise UnsupportedCommand(protocol, f"unknown protocol {protocol!r}; known: {', '.join(_DRIVERS)}")
+    return driver.session
+
+
+def supported_commands(protocol: str, via: Via = Via.DATA) -> frozenset[CommandType]:
+    """The command types ``protocol`` carries over ``via`` (empty for an unknown protocol)."""
+    driver = _DRIVERS.get(protocol)
+    if driver is None:
+        return frozenset()
+    return driver.session.supported_commands if via is Via.DATA else driver.session.sms_commands
+
+
+def check_command(protocol: str, command: Command, *, via: Via = Via.DATA) -> Command:
+    """``command`` with its parameters normalised (defaults filled, types converted), once it is known
+    that ``protocol`` can carry it over ``via``: it is encoded once, on a fresh session, and the bytes
+    are thrown away. Needs no live session; the relay checks a command when it is submitted.
+
+    :raises UnsupportedCommand: an unknown protocol, or one that cannot carry this type over ``via``.
+    :raises InvalidCommand: wrong parameters or device id, with a reason a person can act on.
+    """
+    session_class = _session_class(protocol)
+    try:
+        command = replace(command, device_id=check_device_id(command.device_id))
+    except InvalidDeviceId as error:
+        raise InvalidCommand(protocol, f"{command.type.value}: {error}") from None
+    if via is Via.DATA:
+        transports = session_class.transports
+        transport = Transport.TCP if Transport.TCP in transports else min(transports)
+        session_class(transport, device_id=command.device_id).encode(command)
+    else:
+        session_class.encode_sms(command)
+    return normalise(protocol, command)
+
+
+def encode_sms(protocol: str, command: Command) -> str:
+    """The SMS text that carries ``command`` to a device of ``protocol`` (see ``Session.encode_sms``).
+
+    :raises UnsupportedCommand: an unknown protocol, or no SMS form for this type.
+    :raises InvalidCommand: wrong parameters, or a text that does not fit one SMS.
+    """
+    return _session_class(protocol).encode_sms(command)
 
 
 class NeedMore:

@@ -25,17 +25,24 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import ClassVar
 
+from ._commands import normalise
 from ._model import (
     Command,
+    CommandType,
     Decoded,
     DriverBug,
     DriverError,
     FramingError,
+    InvalidCommand,
     InvalidDeviceId,
     Transport,
     UnsupportedCommand,
     check_device_id,
 )
+from .sms_pdu import PduError, gsm7_septets
+
+#: The characters of one SMS in the GSM 7-bit alphabet.
+SMS_SEPTETS = 160
 
 
 class Match(enum.Enum):
@@ -105,6 +112,8 @@ class Session(abc.ABC):
         self._ended = False
         #: Why the stream can take no more bytes (it ended, or the protocol closed it); else ``None``.
         self.closed: str | None = None
+        #: The relay's clock at the last bytes decoded (or given to :meth:`encode`); ``None`` before.
+        self.now: datetime | None = None
 
     def receive_data(self, data: bytes) -> None:
         """Append bytes from the stream; ``b""`` marks its end. Never raises: see :meth:`events`."""
@@ -127,6 +136,7 @@ class Session(abc.ABC):
 
         :param now: the relay's clock, UTC (replies with the current time, a missing date).
         """
+        self.now = now
         if self.closed is not None:
             return self._after_close()
         events: list[Decoded | DriverError] = []
@@ -147,6 +157,7 @@ class Session(abc.ABC):
 
     def receive_datagram(self, datagram: bytes, *, now: datetime) -> list[Decoded | DriverError]:
         """What one UDP datagram decoded to (its frames, each its own ``wire``)."""
+        self.now = now
         try:
             frames = self.datagram_frames(datagram)
         except DriverError as error:
@@ -288,12 +299,65 @@ class Session(abc.ABC):
         nothing needs waiting for. The passthrough sink forwards frames upstream by this rule."""
         return None
 
-    def encode(self, command: Command) -> bytes:
-        """The bytes that carry ``command`` to the device.
+    # -- commands ------------------------------------------------------------------------------
 
-        :raises UnsupportedCommand: the protocol cannot express this command.
+    #: Command types this protocol carries over the device's data session.
+    supported_commands: ClassVar[frozenset[CommandType]] = frozenset()
+    #: Command types the device answers over the data session (see :meth:`expects_answer`).
+    answered_commands: ClassVar[frozenset[CommandType]] = frozenset()
+    #: Command types this protocol's devices take by SMS (see :meth:`encode_sms`).
+    sms_commands: ClassVar[frozenset[CommandType]] = frozenset()
+
+    def encode(self, command: Command, *, now: datetime | None = None) -> bytes:
+        """The bytes that carry ``command`` to the device, its parameters checked and normalised
+        first (``drivers.PARAMETERS``).
+
+        :param now: the relay's clock, for protocols that stamp a command with the time (h02); by
+            default the clock of the last bytes decoded (:attr:`now`).
+
+        :raises UnsupportedCommand: the protocol cannot carry this command type on its data channel.
+        :raises InvalidCommand: the parameters are wrong for the type or for this protocol.
         """
-        raise UnsupportedCommand(self.protocol, f"command {command.type.value!r} is not supported")
+        if command.type not in self.supported_commands:
+            raise UnsupportedCommand(self.protocol, _unsupported(command, self.supported_commands, "data"))
+        if now is not None:
+            self.now = now
+        return self._encode(normalise(self.protocol, command))
+
+    def expects_answer(self, command: Command) -> bool:
+        """Whether the device answers ``command`` on the data channel, with a ``commandResult`` report
+        (or, for ``requestPhoto``, the photo itself)."""
+        return command.type in self.answered_commands
+
+    @classmethod
+    def encode_sms(cls, command: Command) -> str:
+        """The text of the SMS that carries ``command``, checked like :meth:`encode` and to fit one
+        SMS (160 GSM characters).
+
+        :raises UnsupportedCommand: this protocol's devices take no such SMS.
+        :raises InvalidCommand: the parameters are wrong, or the text does not fit one SMS.
+        """
+        if command.type not in cls.sms_commands:
+            raise UnsupportedCommand(cls.protocol, _unsupported(command, cls.sms_commands, "SMS"))
+        text = cls._encode_sms(normalise(cls.protocol, command))
+        try:
+            septets = len(gsm7_septets(text))
+        except PduError as error:
+            raise InvalidCommand(cls.protocol, f"{command.type.value}: {error}") from None
+        if septets > SMS_SEPTETS:
+            raise InvalidCommand(
+                cls.protocol, f"{command.type.value}: {septets} characters do not fit one SMS ({SMS_SEPTETS})"
+            )
+        return text
+
+    def _encode(self, command: Command) -> bytes:
+        """The encoding hook: ``command`` is of a supported type, its parameters normalised."""
+        raise UnsupportedCommand(self.protocol, _unsupported(command, frozenset(), "data"))
+
+    @classmethod
+    def _encode_sms(cls, command: Command) -> str:
+        """The SMS hook: ``command`` is of a type in :attr:`sms_commands`, its parameters normalised."""
+        raise UnsupportedCommand(cls.protocol, _unsupported(command, frozenset(), "SMS"))
 
     # -- helpers for framers -------------------------------------------------------------------
 
@@ -302,3 +366,8 @@ class Session(abc.ABC):
         frame = bytes(self._buffer[:end])
         del self._buffer[: end + skip]
         return frame
+
+
+def _unsupported(command: Command, supported: frozenset[CommandType], channel: str) -> str:
+    known = ", ".join(sorted(supported)) or "none"
+    return f"command {command.type.value!r} is not supported over {channel} (supported: {known})"

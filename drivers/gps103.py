@@ -15,12 +15,24 @@ from typing import Any
 
 from . import alarms
 from . import attributes as attr
-from ._model import Command, CommandType, Decoded, DriverError, Report, Transport, UnsupportedCommand
+from ._commands import device_password, whole_hours
+from ._model import (
+    Command,
+    CommandType,
+    Decoded,
+    DriverError,
+    InvalidCommand,
+    Report,
+    Transport,
+    UnsupportedCommand,
+)
 from ._registry import register
 from ._session import Match, Session
 from ._text import knots_to_kmh, nmea_coordinate, optional_float, utc_datetime
 
 PROTOCOL = "gps103"
+#: The factory SMS password of Coban trackers.
+COBAN_PASSWORD = "123456"
 
 _DELIMITERS = b";\r\n*"
 _DELIMITER = re.compile(rb"[;\r\n*]")
@@ -131,6 +143,8 @@ class Gps103Session(Session):
         super().__init__(transport, device_id=device_id)
         self._photo_parts: dict[int, bytes] = {}
         self._photo_expected = 0
+        #: A ``160`` went out on this session and its ``vt`` answer has not come yet.
+        self._photo_requested = False
 
     def _next_frame(self) -> bytes | None:
         buffer = self._buffer
@@ -187,6 +201,17 @@ class Gps103Session(Session):
         if alarms.SOS in report.alarms:
             # Acknowledge the SOS, or the tracker keeps calling and texting its owner.
             replies.append(f"**,imei:{imei},E;".encode())
+        if report.event == "photo_announce" and self._photo_requested:
+            # The answer to our "160"; an announcement the device makes on its own answers nothing.
+            self._photo_requested = False
+            packets = report.attributes[attr.PHOTO_PACKETS]
+            answer = Report(
+                protocol=PROTOCOL,
+                device_id=imei,
+                event="commandResult",
+                attributes={attr.RESULT: f"vt{packets}", attr.PHOTO_PACKETS: packets},
+            )
+            return Decoded((report, answer), tuple(replies), device_id=imei)
         return Decoded((report,), tuple(replies), device_id=imei)
 
     def _decode_fields(self, fields: list[str], body: str, frame: bytes) -> Report | None:
@@ -225,9 +250,55 @@ class Gps103Session(Session):
         self._photo_expected = 0
         return Report(protocol=PROTOCOL, device_id=imei, event="photo", media=image, media_type="image/jpeg")
 
-    def encode(self, command: Command) -> bytes:
+    supported_commands = frozenset({
+        CommandType.CUSTOM, CommandType.POSITION_SINGLE, CommandType.POSITION_PERIODIC,
+        CommandType.POSITION_STOP, CommandType.ENGINE_STOP, CommandType.ENGINE_RESUME,
+        CommandType.ALARM_ARM, CommandType.ALARM_DISARM, CommandType.REQUEST_PHOTO, CommandType.ALARM_SPEED,
+    })  # fmt: skip
+    #: The device answers ``160`` with a ``vt<packets>`` announcement, then the photo; Traccar's
+    #: decoder knows no other answer over TCP.
+    answered_commands = frozenset({CommandType.REQUEST_PHOTO})
+    #: The Coban SMS commands (the GPS103/TK103B manuals; ``relay provision`` sends the same forms).
+    sms_commands = frozenset({
+        CommandType.CUSTOM, CommandType.POSITION_SINGLE, CommandType.POSITION_PERIODIC,
+        CommandType.POSITION_STOP, CommandType.ENGINE_STOP, CommandType.ENGINE_RESUME,
+        CommandType.ALARM_ARM, CommandType.ALARM_DISARM, CommandType.ALARM_SPEED,
+        CommandType.SET_TIMEZONE, CommandType.REBOOT_DEVICE,
+    })  # fmt: skip
+
+    def _encode(self, command: Command) -> bytes:
         code = _command_code(command)
+        if command.type is CommandType.REQUEST_PHOTO:
+            self._photo_requested = True
         return f"**,imei:{command.device_id},{code}".encode()
+
+    @classmethod
+    def _encode_sms(cls, command: Command) -> str:
+        params = command.params
+        if command.type is CommandType.CUSTOM:
+            return str(params["data"])  # the whole text, password included
+        password = device_password(PROTOCOL, command, COBAN_PASSWORD, r"\d{6}", "6 digits")
+        match command.type:
+            case CommandType.POSITION_PERIODIC:
+                every = _sms_interval(params["frequency"])
+                return f"fix{every}{every}***n{password}"  # with the ACC on, with it off, no end
+            case CommandType.SET_TIMEZONE:
+                return f"time zone{password} {whole_hours(PROTOCOL, command)}"
+            case CommandType.ALARM_SPEED:
+                return f"speed{password} {_speed(params['speed'])}"
+        return f"{_SMS_WORDS[command.type]}{password}"
+
+
+#: The Coban SMS command word of each type that takes nothing but the password.
+_SMS_WORDS: dict[CommandType, str] = {
+    CommandType.POSITION_SINGLE: "smslink",  # answers with a map link to the current position
+    CommandType.POSITION_STOP: "nofix",
+    CommandType.ENGINE_STOP: "stop",
+    CommandType.ENGINE_RESUME: "resume",
+    CommandType.ALARM_ARM: "arm",
+    CommandType.ALARM_DISARM: "disarm",
+    CommandType.REBOOT_DEVICE: "reset",
+}
 
 
 def _message(imei: str, keyword: str, fields: list[str], body: str) -> Report:
@@ -300,27 +371,59 @@ def _command_code(command: Command) -> str:
         case CommandType.POSITION_SINGLE:
             return "B"
         case CommandType.POSITION_PERIODIC:
-            return f"C,{_interval(int(params.get('interval_s', 30)))}"
+            return f"C,{_interval(params['frequency'])}"
         case CommandType.POSITION_STOP:
             return "D"
         case CommandType.ENGINE_STOP:
             return "J"
         case CommandType.ENGINE_RESUME:
             return "K"
-        case CommandType.PHOTO:
+        case CommandType.ALARM_ARM:
+            return "L"
+        case CommandType.ALARM_DISARM:
+            return "M"
+        case CommandType.ALARM_SPEED:
+            return f"H,{_speed(params['speed'])}"
+        case CommandType.REQUEST_PHOTO:
             return "160"
         case CommandType.CUSTOM:
-            return str(params["text"])
+            return str(params["data"])
     raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
 
 
 def _interval(seconds: int) -> str:
-    """Coban intervals are two digits and a unit: ``10s``, ``05m``, ``01h``."""
-    if seconds < 100:
-        return f"{max(seconds, 1):02d}s"
-    if seconds < 100 * 60:
-        return f"{seconds // 60:02d}m"
-    return f"{min(seconds // 3600, 99):02d}h"
+    """A GPRS interval, two digits and a unit: ``10s``, ``05m``, ``01h`` (Traccar's encoder).
+
+    :raises InvalidCommand: the interval is not a whole number of one of those units.
+    """
+    return _in_units(seconds, 99, "{:02d}")
+
+
+def _sms_interval(seconds: int) -> str:
+    """An SMS interval, three digits and a unit: ``030s``, ``005m``, ``002h`` (at most 255 each)."""
+    return _in_units(seconds, 255, "{:03d}")
+
+
+def _in_units(seconds: int, most: int, digits: str) -> str:
+    for unit, size in (("s", 1), ("m", 60), ("h", 3600)):
+        if seconds % size == 0 and seconds // size <= most:
+            return digits.format(seconds // size) + unit
+    raise InvalidCommand(
+        PROTOCOL,
+        f"positionPeriodic: frequency {seconds} s is not 1..{most} seconds, minutes or hours, which is"
+        f" what a Coban takes (try {_nearest(seconds, most)} s)",
+    )
+
+
+def _nearest(seconds: int, most: int) -> int:
+    if seconds < most * 60:
+        return round(seconds / 60) * 60
+    return min(round(seconds / 3600), most) * 3600
+
+
+def _speed(kmh: int) -> str:
+    """A Coban speed limit: three digits, km/h."""
+    return f"{kmh:03d}"
 
 
 def _is_digits(value: str, length: int) -> bool:

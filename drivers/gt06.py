@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from . import alarms
 from . import attributes as attr
 from ._binary import Reader, ShortFrame, code_name
+from ._commands import check_length
 from ._crc import crc16_x25
 from ._model import (
     Command,
@@ -33,6 +34,7 @@ from ._model import (
     Decoded,
     DriverError,
     FramingError,
+    InvalidCommand,
     Report,
     Transport,
     UnsupportedCommand,
@@ -307,9 +309,14 @@ AZ735_ALARMS: dict[int, str] = {
 COMMAND_TEXTS: dict[CommandType, str] = {
     CommandType.ENGINE_STOP: "Relay,1#",
     CommandType.ENGINE_RESUME: "Relay,0#",
-    CommandType.REBOOT: "RESET#",
+    CommandType.REBOOT_DEVICE: "RESET#",
     CommandType.POSITION_SINGLE: "WHERE#",
 }
+#: The longest command text: a short frame's length byte counts type, length, flag, text, serial, CRC.
+MAX_COMMAND_TEXT = 255 - (1 + 1 + 4 + 2 + 2)
+#: The Concox ``TIMER`` range, in seconds (upload interval with the ACC on).
+MIN_TIMER_S = 5
+MAX_TIMER_S = 18_000
 #: The 4-byte "server flag" the device echoes in its 0x15 answer.
 SERVER_FLAG = b"\x00\x00\x00\x00"
 
@@ -979,7 +986,7 @@ class Gt06Session(Session):
         attributes[attr.RESULT] = text
         if text.startswith("<ICCID:"):
             attributes[attr.ICCID] = text[7:].rstrip(">")
-        return self._report("command_result", attributes, [])
+        return self._report("commandResult", attributes, [])
 
     def _string_info(self, reader: Reader, attributes: dict[str, Any]) -> Report:
         """0x21: server flag, encoding (1 ASCII, 2 UTF-16BE), text. Some firmwares answer WHERE# in it."""
@@ -990,12 +997,12 @@ class Gt06Session(Session):
         attributes[attr.RESULT] = text
         match = _LOCATION_TEXT.search(text)
         if match is None:
-            return self._report("command_result", attributes, [])
+            return self._report("commandResult", attributes, [])
         lat = float(match["lat"]) * (-1 if match["ns"] == "S" else 1)
         lon = float(match["lon"]) * (-1 if match["ew"] == "W" else 1)
         time = datetime.fromisoformat(f"{match['date']}T{match['time']}").replace(tzinfo=UTC)
         return self._report(
-            "command_result",
+            "commandResult",
             attributes,
             [],
             time=time,
@@ -1075,20 +1082,43 @@ class Gt06Session(Session):
             return UpstreamAck.through("the login reply", TRAILER)
         return None
 
-    def encode(self, command: Command) -> bytes:
+    supported_commands = frozenset({*COMMAND_TEXTS, CommandType.POSITION_PERIODIC, CommandType.CUSTOM})
+    #: A Concox device answers every 0x80 text command with a 0x15 (or 0x21) text.
+    answered_commands = supported_commands
+    #: The same texts are the device's SMS commands (sent from an authorised number).
+    sms_commands = supported_commands
+
+    def _encode(self, command: Command) -> bytes:
         """A 0x80 text command; the serial counts up per session."""
-        if command.type in COMMAND_TEXTS:
-            text = COMMAND_TEXTS[command.type]
-        elif command.type is CommandType.POSITION_PERIODIC:
-            text = f"TIMER,{int(command.params.get('interval_s', 30))}#"
-        elif command.type is CommandType.CUSTOM:
-            text = str(command.params["text"])
-        else:
-            raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
+        text = _command_text(command)
+        check_length(PROTOCOL, command, "the command text", text, MAX_COMMAND_TEXT)
         payload = SERVER_FLAG + text.encode("ascii")
         serial = self._command_serial
         self._command_serial = (serial + 1) & 0xFFFF
         return frame_bytes(PacketType.COMMAND, bytes([len(payload)]) + payload, serial)
+
+    @classmethod
+    def _encode_sms(cls, command: Command) -> str:
+        return _command_text(command)
+
+
+def _command_text(command: Command) -> str:
+    if command.type in COMMAND_TEXTS:
+        return COMMAND_TEXTS[command.type]
+    if command.type is CommandType.POSITION_PERIODIC:
+        seconds = command.params["frequency"]
+        if not MIN_TIMER_S <= seconds <= MAX_TIMER_S:
+            raise InvalidCommand(
+                PROTOCOL,
+                f"positionPeriodic: frequency {seconds} s is outside {MIN_TIMER_S}..{MAX_TIMER_S},"
+                " what a Concox TIMER takes",
+            )
+        return f"TIMER,{seconds}#"
+    if command.type is CommandType.CUSTOM:
+        if command.params["hex"]:
+            raise InvalidCommand(PROTOCOL, "custom: a gt06 command is text (a Concox one, STATUS# say)")
+        return str(command.params["data"])
+    raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
 
 
 def _split(frame: bytes) -> _Packet:

@@ -17,8 +17,8 @@ positions with ``*HQ,<id>,V4,V1,<yyyyMMddHHmmss>#`` and ``NBR`` cell reports wit
 ``*HQ,<id>,V4,NBR,<yyyyMMddHHmmss>#``, the time taken from ``now``.
 
 Commands are ``*HQ,<id>,<CMD>,<hhmmss>,<args>#``. The encoder has no clock: the ``hhmmss`` field is
-``params["time"]`` when given (a ``hhmmss`` string or a datetime), else ``000000``; devices use it only
-to match their ``V4`` answer to the command.
+the relay's clock of the last bytes decoded (or ``now`` given to ``encode``), else ``000000``; devices
+use it only to match their ``V4`` answer (a ``commandResult`` with the position) to the command.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ class H02Session(Session):
             report = Report(
                 protocol=PROTOCOL,
                 device_id=device_id,
-                event="command_result",
+                event="commandResult",
                 attributes={attr.RESULT: result},
             )
         elif kind.startswith("V"):
@@ -302,7 +302,14 @@ class H02Session(Session):
             report = Report(protocol=PROTOCOL, device_id=device_id, event="message", attributes=attributes)
         return Decoded((report,), tuple(reply for reply in replies if reply), device_id=device_id)
 
-    def encode(self, command: Command) -> bytes:
+    supported_commands = frozenset({
+        CommandType.CUSTOM, CommandType.ENGINE_STOP, CommandType.ENGINE_RESUME,
+        CommandType.ALARM_ARM, CommandType.ALARM_DISARM, CommandType.POSITION_PERIODIC,
+    })  # fmt: skip
+    #: The device confirms each command with a ``V4,<command>,...`` position.
+    answered_commands = supported_commands
+
+    def _encode(self, command: Command) -> bytes:
         params = command.params
         match command.type:
             case CommandType.ENGINE_STOP:
@@ -314,28 +321,16 @@ class H02Session(Session):
             case CommandType.ALARM_DISARM:
                 code, args = "SCF", ("1", "1")
             case CommandType.POSITION_PERIODIC:
-                code, args = "S71", ("22", str(int(params.get("interval_s", 30))))
+                code, args = "S71", ("22", str(params["frequency"]))
             case CommandType.CUSTOM:
-                text = str(params["text"])
+                text = str(params["data"])
                 if text.startswith("*"):
                     return text.encode()  # a complete frame, sent as it is
                 return f"*HQ,{command.device_id},{text.removesuffix('#')}#".encode()
             case _:
                 raise UnsupportedCommand(PROTOCOL, f"command {str(command.type)!r} is not supported")
-        time = _command_time(params.get("time"))
+        time = self.now.strftime("%H%M%S") if self.now is not None else "000000"
         return f"*HQ,{command.device_id},{code},{time},{','.join(args)}#".encode()
-
-
-def _command_time(value: Any) -> str:
-    """The ``hhmmss`` of a command: from ``params["time"]`` (a datetime or a string), else ``000000``."""
-    if isinstance(value, datetime):
-        return value.strftime("%H%M%S")
-    if value is None:
-        return "000000"
-    text = str(value)
-    if len(text) != 6 or not text.isdigit():
-        raise UnsupportedCommand(PROTOCOL, f"command time {text!r} is not hhmmss")
-    return text
 
 
 def _time_reply(device_id: str, kind: str, now: datetime) -> bytes:
@@ -422,10 +417,11 @@ def _text_position(
     altitude = _extras(extras, attributes)
     speed = float(match["speed"]) * KNOTS_TO_KMH
     valid = match["coding"] is not None or match["validity"] == "A"
+    answer = match["response"] is not None
     return Report(
         protocol=PROTOCOL,
         device_id=device_id,
-        event="alarm" if found else "position",
+        event="alarm" if found else "commandResult" if answer else "position",
         time=_text_time(match["date"], match["time"], now),
         valid=valid,
         lat=_coordinate(match["lat"], match["lat_hemisphere"]),

@@ -19,12 +19,14 @@ from typing import Any
 
 from . import alarms
 from . import attributes as attr
+from ._commands import device_password, whole_hours
 from ._model import (
     Command,
     CommandType,
     Decoded,
     DriverError,
     FramingError,
+    InvalidCommand,
     Report,
     Transport,
     UnsupportedCommand,
@@ -41,6 +43,8 @@ HEADER_SIZE = 5
 PHOTO_CHUNK = 960
 #: A photo larger than this is refused: the PT-600 takes ~6 KB JPEGs, 256 KB is far past any real one.
 MAX_PHOTO = 256 * 1024
+#: The factory SMS password of Bofan trackers (6 digits).
+BOFAN_PASSWORD = "000000"
 
 #: EVT code to alarm, in Traccar's vocabulary. SPD/LPA come from the PT502 manual's alarm switch list.
 EVENT_ALARMS: dict[str, str] = {
@@ -115,6 +119,8 @@ class Pt502Session(Session):
         super().__init__(transport, device_id=device_id)
         self._photo: bytearray | None = None
         self._photo_size = 0
+        #: A ``#PHO`` went out on this session and its ``$PHO`` answer has not come yet.
+        self._photo_requested = False
 
     @property
     def photo_pending(self) -> bool:
@@ -186,13 +192,20 @@ class Pt502Session(Session):
         self.device_id = report.device_id
         replies: tuple[bytes, ...] = ()
         size = report.attributes.get("photo_size")
+        answer: tuple[Report, ...] = ()
+        if size is not None and self._photo_requested:
+            # The answer to our #PHO (size 0: the camera took none).
+            self._photo_requested = False
+            result = {attr.RESULT: report.attributes[attr.EVENT_CODE], attr.PHOTO_SIZE: size}
+            answer = (Report(protocol=PROTOCOL, device_id=report.device_id, event="commandResult",
+                             attributes=result),)  # fmt: skip
         if size:
             if size > MAX_PHOTO:
                 raise DriverError(PROTOCOL, f"photo of {size} bytes exceeds {MAX_PHOTO}", data=frame)
             self._photo = bytearray()
             self._photo_size = size
             replies = (_chunk_request(0, size),)
-        return Decoded((report,), replies, device_id=report.device_id)
+        return Decoded((report, *answer), replies, device_id=report.device_id)
 
     def _version(self, text: str, frame: bytes) -> Decoded:
         fields = text[4:].split(",")
@@ -232,24 +245,59 @@ class Pt502Session(Session):
         )
         return Decoded((report,))
 
-    def encode(self, command: Command) -> bytes:
-        params = command.params
-        match command.type:
-            case CommandType.OUTPUT_CONTROL:
-                body = f"OPC{int(params.get('index', 1))},{1 if params.get('on', True) else 0}"
-            case CommandType.SET_TIMEZONE:
-                body = f"TMZ{int(params['hours'])}"
-            case CommandType.ALARM_SPEED:
-                body = f"SPD{int(params['limit_kmh'])}"
-            case CommandType.PHOTO:
-                body = "PHO"
-            case CommandType.POSITION_PERIODIC:
-                body = f"PTI{int(params.get('interval_s', 30))}"
-            case CommandType.CUSTOM:
-                body = str(params["text"]).removeprefix("#")
-            case _:
-                raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
+    # Bofan takes the same command codes over GPRS (``#<code>``, Traccar's encoder) and by SMS
+    # (``<password><code>``, the PT502 manual and Plaspy's PT-600 setup). GTI is the GPRS report
+    # interval the PT-600 is provisioned with (``relay provision``); RST reboots, RCP (SMS only)
+    # answers with the current position.
+    supported_commands = frozenset({
+        CommandType.CUSTOM, CommandType.OUTPUT_CONTROL, CommandType.SET_TIMEZONE, CommandType.ALARM_SPEED,
+        CommandType.REQUEST_PHOTO, CommandType.POSITION_PERIODIC, CommandType.REBOOT_DEVICE,
+    })  # fmt: skip
+    #: The device answers ``#PHO`` with a ``$PHO<size>`` line (then the photo flow runs); Traccar's
+    #: decoder knows no other answer over TCP.
+    answered_commands = frozenset({CommandType.REQUEST_PHOTO})
+    sms_commands = frozenset({
+        CommandType.CUSTOM, CommandType.OUTPUT_CONTROL, CommandType.SET_TIMEZONE, CommandType.ALARM_SPEED,
+        CommandType.POSITION_PERIODIC, CommandType.POSITION_SINGLE, CommandType.REBOOT_DEVICE,
+    })  # fmt: skip
+
+    def _encode(self, command: Command) -> bytes:
+        if command.type is CommandType.CUSTOM:
+            body = str(command.params["data"]).removeprefix("#")
+        else:
+            body = _code(command)
+        if command.type is CommandType.REQUEST_PHOTO:
+            self._photo_requested = True
         return f"#{body}\r\n".encode()
+
+    @classmethod
+    def _encode_sms(cls, command: Command) -> str:
+        if command.type is CommandType.CUSTOM:
+            return str(command.params["data"])  # the whole text, password included
+        return device_password(PROTOCOL, command, BOFAN_PASSWORD, r"\d{6}", "6 digits") + _code(command)
+
+
+def _code(command: Command) -> str:
+    """The Bofan command code and its arguments (``OPC1,1``, ``GTI60``...), for GPRS and SMS alike."""
+    params = command.params
+    match command.type:
+        case CommandType.OUTPUT_CONTROL:
+            if params["index"] < 1:
+                raise InvalidCommand(PROTOCOL, "outputControl: index 0: Bofan outputs count from 1")
+            return f"OPC{params['index']},{params['data']}"
+        case CommandType.SET_TIMEZONE:
+            return f"TMZ{whole_hours(PROTOCOL, command)}"
+        case CommandType.ALARM_SPEED:
+            return f"SPD{params['speed']}"
+        case CommandType.REQUEST_PHOTO:
+            return "PHO"
+        case CommandType.POSITION_PERIODIC:
+            return f"GTI{params['frequency']}"
+        case CommandType.POSITION_SINGLE:
+            return "RCP"
+        case CommandType.REBOOT_DEVICE:
+            return "RST"
+    raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
 
 
 def _chunk_request(received: int, size: int) -> bytes:

@@ -110,7 +110,7 @@ def parse_tracker_sms(
 
     Position texts give one report (event ``position``, or ``alarm`` with ``alarms``); texts without a
     fix give a report without a position (``valid`` false, ``lac``/``cid``, last known position as
-    ``last_lat``/``last_lon``). Acknowledgements of SMS commands give event ``command_result`` with
+    ``last_lat``/``last_lon``). Acknowledgements of SMS commands give event ``commandResult`` with
     ``attributes[attr.RESULT]``, and ``check`` status replies event ``status``. Never raises for any text.
     """
     cleaned = text.replace("\r\n", "\n").replace("\r", "\n").strip()
@@ -146,7 +146,7 @@ def _coban(
         return Report(protocol=COBAN, device_id=device_id, event="status", attributes=attributes)
     if len(text) <= _ACK_MAX_LENGTH and "\n" not in text and _ACK.search(text):
         attributes[attr.RESULT] = text
-        return Report(protocol=COBAN, device_id=device_id, event="command_result", attributes=attributes)
+        return Report(protocol=COBAN, device_id=device_id, event="commandResult", attributes=attributes)
     return None
 
 

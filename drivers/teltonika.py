@@ -175,6 +175,15 @@ def _sniff_udp(head: bytes) -> Match:
     return Match.YES if head[UDP_HEADER] in AVL_CODECS else Match.NO
 
 
+#: The fixed texts of codec 12 commands.
+COMMAND_TEXTS: dict[CommandType, str] = {
+    CommandType.ENGINE_STOP: "setdigout 1",
+    CommandType.ENGINE_RESUME: "setdigout 0",
+    CommandType.REBOOT_DEVICE: "cpureset",
+    CommandType.POSITION_SINGLE: "getgps",
+}
+
+
 class TeltonikaSession(Session):
     protocol = PROTOCOL
     transports = frozenset({Transport.TCP, Transport.UDP})
@@ -412,7 +421,7 @@ class TeltonikaSession(Session):
             else:
                 attributes[attr.RESULT_HEX] = payload.hex()
             attributes[attr.MESSAGE_TYPE] = int(message_type)
-            event = "command_result"
+            event = "commandResult"
         return (
             Report(
                 protocol=PROTOCOL, device_id=self.device_id, event=event, time=time, attributes=attributes
@@ -440,20 +449,18 @@ class TeltonikaSession(Session):
             return UpstreamAck.exactly(f"a record count of {records}", 4, refusal)
         return None
 
-    def encode(self, command: Command) -> bytes:
-        """A codec 12 command. ``CUSTOM`` takes ``text`` (sent as ASCII) or ``hex`` (sent as bytes)."""
-        texts = {
-            CommandType.ENGINE_STOP: "setdigout 1",
-            CommandType.ENGINE_RESUME: "setdigout 0",
-            CommandType.REBOOT: "cpureset",
-            CommandType.POSITION_SINGLE: "getgps",
-        }
-        if command.type in texts:
-            payload = texts[command.type].encode("ascii")
-        elif command.type is CommandType.CUSTOM and "hex" in command.params:
-            payload = bytes.fromhex(str(command.params["hex"]))
+    supported_commands = frozenset({*COMMAND_TEXTS, CommandType.CUSTOM})
+    #: The device answers each codec 12 command with a codec 12 response (type 0x06).
+    answered_commands = supported_commands
+
+    def _encode(self, command: Command) -> bytes:
+        """A codec 12 command. ``custom`` sends ``data`` as ASCII, or as bytes when ``hex`` is set."""
+        if command.type in COMMAND_TEXTS:
+            payload = COMMAND_TEXTS[command.type].encode("ascii")
+        elif command.params["hex"]:
+            payload = bytes.fromhex(command.params["data"])
         elif command.type is CommandType.CUSTOM:
-            payload = str(command.params["text"]).encode("ascii")
+            payload = str(command.params["data"]).encode("ascii")
         else:
             raise UnsupportedCommand(PROTOCOL, f"command {command.type.value!r} is not supported")
         return codec12(payload)

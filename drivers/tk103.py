@@ -20,7 +20,16 @@ from typing import Any
 
 from . import alarms
 from . import attributes as attr
-from ._model import Command, CommandType, Decoded, DriverError, Report, Transport, UnsupportedCommand
+from ._model import (
+    Command,
+    CommandType,
+    Decoded,
+    DriverError,
+    InvalidCommand,
+    Report,
+    Transport,
+    UnsupportedCommand,
+)
 from ._registry import register
 from ._session import Match, Session
 from ._text import nmea_coordinate, utc_datetime
@@ -215,7 +224,13 @@ class Tk103Session(Session):
             report = Report(protocol=PROTOCOL, device_id=device_id, event="message", attributes=attributes)
         return Decoded((report,), replies, device_id=device_id)
 
-    def encode(self, command: Command) -> bytes:
+    supported_commands = frozenset({
+        CommandType.CUSTOM, CommandType.ENGINE_STOP, CommandType.ENGINE_RESUME,
+        CommandType.OUTPUT_CONTROL, CommandType.POSITION_SINGLE, CommandType.POSITION_PERIODIC,
+        CommandType.POSITION_STOP, CommandType.REBOOT_DEVICE,
+    })  # fmt: skip
+
+    def _encode(self, command: Command) -> bytes:
         params = command.params
         match command.type:
             case CommandType.ENGINE_STOP:
@@ -223,17 +238,17 @@ class Tk103Session(Session):
             case CommandType.ENGINE_RESUME:
                 body = "AV011"
             case CommandType.OUTPUT_CONTROL:
-                body = f"AV00{1 if params.get('on', True) else 0}"
+                body = f"AV00{params['data']}"
             case CommandType.POSITION_SINGLE:
                 body = "AP00"
             case CommandType.POSITION_PERIODIC:
-                body = f"AR00{_interval(params.get('interval_s', 30))}0000"
+                body = f"AR00{_interval(params['frequency'])}0000"
             case CommandType.POSITION_STOP:
                 body = "AR0000000000"
-            case CommandType.REBOOT:
+            case CommandType.REBOOT_DEVICE:
                 body = "AT00"
             case CommandType.CUSTOM:
-                text = str(params["text"])
+                text = str(params["data"])
                 if text.startswith("("):
                     return text.encode("latin-1")  # a complete frame, sent as it is
                 body = text
@@ -246,7 +261,7 @@ def _interval(seconds: Any) -> str:
     """The ``AR00`` interval: seconds as four hex digits (at most 0xFFFF)."""
     value = int(seconds)
     if not 0 < value <= 0xFFFF:
-        raise UnsupportedCommand(PROTOCOL, f"interval {value} s is outside 1..65535")
+        raise InvalidCommand(PROTOCOL, f"positionPeriodic: frequency {value} s is outside 1..65535")
     return f"{value:04X}"
 
 
@@ -397,7 +412,7 @@ def _command_result(device_id: str, data: str) -> Report:
     return Report(
         protocol=PROTOCOL,
         device_id=device_id,
-        event="command_result",
+        event="commandResult",
         time=_fix_time(fields[0], fields[1], day_first=True) if len(fields) > 2 else None,
         attributes={attr.RESULT: result},
     )

@@ -233,7 +233,7 @@ class WatchSession(Session):
                 report = Report(
                     protocol=PROTOCOL,
                     device_id=device_id,
-                    event="command_result",
+                    event="commandResult",
                     attributes={attr.RESULT: text},
                 )
                 return (report,), None
@@ -256,28 +256,36 @@ class WatchSession(Session):
         self._audio.clear()
         return (_audio(device_id, audio),)
 
-    def encode(self, command: Command) -> bytes:
+    supported_commands = frozenset({
+        CommandType.CUSTOM, CommandType.REBOOT_DEVICE, CommandType.POSITION_SINGLE,
+        CommandType.POSITION_PERIODIC, CommandType.SET_TIMEZONE, CommandType.SOS_NUMBER,
+        CommandType.MESSAGE, CommandType.VOICE_MESSAGE,
+    })  # fmt: skip
+    #: Only a voice message is answered (``TK,1``/``TK,0``); other commands are echoed as messages.
+    answered_commands = frozenset({CommandType.VOICE_MESSAGE})
+
+    def _encode(self, command: Command) -> bytes:
         params = command.params
         prefix = b""
         match command.type:
-            case CommandType.REBOOT:
+            case CommandType.REBOOT_DEVICE:
                 content = "RESET"
             case CommandType.POSITION_SINGLE:
                 content = "CR"
             case CommandType.POSITION_PERIODIC:
-                content = f"UPLOAD,{int(params.get('interval_s', 60))}"
+                content = f"UPLOAD,{params['frequency']}"
             case CommandType.SET_TIMEZONE:
-                content = f"LZ,{params.get('language', '')},{_timezone(params['hours'])}"
+                content = f"LZ,{params.get('language', '')},{_timezone(params['timezone'])}"
             case CommandType.SOS_NUMBER:
-                content = f"SOS{int(params.get('index', 1))},{params['phone']}"
+                content = f"SOS{params['index']},{params['phone']}"
             case CommandType.MESSAGE:
-                content = "MESSAGE," + str(params["text"]).encode("utf-16-be").hex()
+                content = "MESSAGE," + str(params["message"]).encode("utf-16-be").hex()
             case CommandType.VOICE_MESSAGE:
                 prefix, content = b"TK,", ""
-                payload = escape(bytes(params["data"]))
+                payload = escape(bytes.fromhex(params["data"]))
                 return _frame(self.maker, command.device_id, self._index(), prefix + payload)
             case CommandType.CUSTOM:
-                content = str(params["text"])
+                content = str(params["data"])
             case _:
                 raise UnsupportedCommand(PROTOCOL, f"command {str(command.type)!r} is not supported")
         return _frame(self.maker, command.device_id, self._index(), prefix + content.encode())

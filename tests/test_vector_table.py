@@ -97,14 +97,14 @@ def test_command_rows_that_map_to_no_single_type_are_counted_not_mapped(tmp_path
         "gps103.jsonl",
         {**command, "frame": "**,imei:123456789012345,B", "expect": single},
         {**command, "frame": "**,imei:123456789012345,Z", "expect": single},
-        {**command, "frame": "x", "expect": {"command_types_in_test": ["TYPE_ALARM_ARM"]}},
+        {**command, "frame": "x", "expect": {"command_types_in_test": ["TYPE_SET_INDICATOR"]}},
         {**command, "frame": "x", "expect": {"command_types_in_test": ["TYPE_CUSTOM", "TYPE_MESSAGE"]}},
     )
     (row,) = table.vector_table(tmp_path)
     assert (row.commands, row.commands_not_mapped, row.commands_reproduced) == (4, 2, 1)
     ((line, reason),) = row.command_failures
     assert line == 2
-    assert "position_single" in reason
+    assert "positionSingle" in reason
 
 
 def test_an_empty_directory_is_an_error(tmp_path: Path) -> None:

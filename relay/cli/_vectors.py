@@ -12,6 +12,7 @@ Nothing here writes anything; the only I/O is reading the vector files.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from ..errors import RelayError
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 #: The reference vectors kept in a source checkout (absent from an installed wheel).
 REPOSITORY_VECTORS = Path(__file__).resolve().parents[2] / "tests" / "data" / "vectors"
+#: The clock Traccar's encoder tests run at (commands stamped with the time show 01:02:03).
+ENCODER_NOW = datetime(2026, 11, 23, 1, 2, 3, tzinfo=UTC)
 #: The device id Traccar's encoder tests use in every command row.
 COMMAND_DEVICE_ID = "123456789012345"
 
@@ -39,24 +42,12 @@ SPEED_TOLERANCE_KMH = 0.1
 COURSE_TOLERANCE = 0.01
 _KNOTS_TO_KMH = 1.852
 
-#: Traccar command types (``Command.TYPE_*``) that are exactly one of ours.
-TRACCAR_COMMANDS: Mapping[str, CommandType] = {
-    "TYPE_CUSTOM": CommandType.CUSTOM,
-    "TYPE_REBOOT_DEVICE": CommandType.REBOOT,
-    "TYPE_POSITION_SINGLE": CommandType.POSITION_SINGLE,
-    "TYPE_POSITION_PERIODIC": CommandType.POSITION_PERIODIC,
-    "TYPE_POSITION_STOP": CommandType.POSITION_STOP,
-    "TYPE_ENGINE_STOP": CommandType.ENGINE_STOP,
-    "TYPE_ENGINE_RESUME": CommandType.ENGINE_RESUME,
-    "TYPE_REQUEST_PHOTO": CommandType.PHOTO,
-    "TYPE_OUTPUT_CONTROL": CommandType.OUTPUT_CONTROL,
-    "TYPE_SET_TIMEZONE": CommandType.SET_TIMEZONE,
-    "TYPE_ALARM_SPEED": CommandType.ALARM_SPEED,
-}
+#: Traccar command types (``Command.TYPE_*``) that are one of ours: the members are named after them.
+TRACCAR_COMMANDS: Mapping[str, CommandType] = {f"TYPE_{kind.name}": kind for kind in CommandType}
 
 # The rows do not carry the parameters Traccar's encoder tests used, so a small grid of plausible
-# values is tried, under the parameter names the drivers share (``interval_s``, ``index``/``on``,
-# ``hours``, ``limit_kmh``, ``text``). A CUSTOM row's text is searched among the frame's substrings.
+# values is tried, under the drivers' parameter names (``drivers.PARAMETERS``). A CUSTOM row's text is
+# searched among the frame's substrings, and a binary frame's payload is tried as hex.
 _INTERVALS_S = (10, 20, 30, 60, 120, 300, 600, 3600)
 _QUARTER_HOURS = tuple(quarter / 4 for quarter in range(-12 * 4, 14 * 4 + 1))
 _SPEED_LIMITS_KMH = tuple(range(10, 310, 10))
@@ -245,16 +236,24 @@ def command_candidates(kind: CommandType, frame: bytes) -> Iterable[dict[str, An
     """The parameter sets tried to reproduce ``frame`` as a command of type ``kind``."""
     match kind:
         case CommandType.POSITION_PERIODIC:
-            return ({"interval_s": seconds} for seconds in _INTERVALS_S)
+            return ({"frequency": seconds} for seconds in _INTERVALS_S)
         case CommandType.OUTPUT_CONTROL:
-            return ({"index": index, "on": on} for index in _OUTPUTS for on in (True, False))
+            return ({"index": index, "data": on} for index in _OUTPUTS for on in (1, 0))
         case CommandType.SET_TIMEZONE:
-            return ({"hours": hours} for hours in _QUARTER_HOURS)
+            return ({"timezone": hours} for hours in _QUARTER_HOURS)
         case CommandType.ALARM_SPEED:
-            return ({"limit_kmh": limit} for limit in _SPEED_LIMITS_KMH)
+            return ({"speed": limit} for limit in _SPEED_LIMITS_KMH)
         case CommandType.CUSTOM:
-            return ({"text": text} for text in _printable_substrings(frame))
+            texts = ({"data": text} for text in _printable_substrings(frame))
+            return itertools.chain(texts, ({"data": hexes, "hex": True} for hexes in _hex_substrings(frame)))
     return ({},)
+
+
+def _hex_substrings(frame: bytes) -> Iterable[str]:
+    """Every run of whole bytes of a short binary frame, as hex (longest first from each start)."""
+    if len(frame) > _MAX_SUBSTRING_SEARCH:
+        return ()
+    return (frame[start:end].hex() for start in range(len(frame)) for end in range(len(frame), start, -1))
 
 
 def _printable_substrings(frame: bytes) -> list[str]:
@@ -290,7 +289,7 @@ def check_command(row: Mapping[str, Any], kind: CommandType) -> str | None:
     for params in command_candidates(kind, frame):
         command = Command(type=kind, device_id=COMMAND_DEVICE_ID, params=params)
         try:
-            encoded = session.encode(command)
+            encoded = session.encode(command, now=ENCODER_NOW)
         except (DriverError, KeyError, ValueError, TypeError) as error:
             last = f"{type(error).__name__}: {error}"
             continue

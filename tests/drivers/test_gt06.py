@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from drivers import Command, CommandType, DriverError, Match, Transport, detect, gt06
+import drivers
+from drivers import (
+    Command,
+    CommandType,
+    DriverError,
+    InvalidCommand,
+    Match,
+    Transport,
+    UnsupportedCommand,
+    detect,
+    gt06,
+)
 from drivers._crc import crc16_x25
 from drivers.gt06 import Gt06Session, frame_bytes, sniff
 from tests import vectors
@@ -370,7 +382,7 @@ def test_command_answer_is_a_command_result_with_its_text() -> None:
         "78782d152500000000437574206f666620746865206675656c20737570706c793a2053756363657373210002013b898a0d0a"
     )
     report = Gt06Session().decode(frame, now=NOW).reports[0]
-    assert report.event == "command_result"
+    assert report.event == "commandResult"
     assert report.attributes["result"] == "Cut off the fuel supply: Success!"
 
 
@@ -412,10 +424,10 @@ def test_engine_stop_matches_the_reference_encoding(vector: vectors.Vector) -> N
     ("type_", "params", "text"),
     [
         (CommandType.ENGINE_RESUME, {}, b"Relay,0#"),
-        (CommandType.REBOOT, {}, b"RESET#"),
+        (CommandType.REBOOT_DEVICE, {}, b"RESET#"),
         (CommandType.POSITION_SINGLE, {}, b"WHERE#"),
-        (CommandType.POSITION_PERIODIC, {"interval_s": 60}, b"TIMER,60#"),
-        (CommandType.CUSTOM, {"text": "STATUS#"}, b"STATUS#"),
+        (CommandType.POSITION_PERIODIC, {"frequency": 60}, b"TIMER,60#"),
+        (CommandType.CUSTOM, {"data": "STATUS#"}, b"STATUS#"),
     ],
 )
 def test_commands_are_0x80_text_with_serial_and_crc(type_: CommandType, params: dict, text: bytes) -> None:
@@ -426,14 +438,51 @@ def test_commands_are_0x80_text_with_serial_and_crc(type_: CommandType, params: 
 
 def test_command_serial_counts_up_per_session() -> None:
     session = Gt06Session()
-    command = Command(type=CommandType.REBOOT, device_id="1")
+    command = Command(type=CommandType.REBOOT_DEVICE, device_id="1")
     first, second = session.encode(command), session.encode(command)
     assert int.from_bytes(first[-6:-4], "big") + 1 == int.from_bytes(second[-6:-4], "big")
 
 
 def test_unsupported_command_is_refused() -> None:
-    with pytest.raises(DriverError):
-        Gt06Session().encode(Command(type=CommandType.PHOTO, device_id="1"))
+    with pytest.raises(UnsupportedCommand, match="'requestPhoto' is not supported over data"):
+        Gt06Session().encode(Command(type=CommandType.REQUEST_PHOTO, device_id="1"))
+
+
+def test_the_first_timer_command_is_these_bytes() -> None:
+    command = Command(type=CommandType.POSITION_PERIODIC, device_id="1", params={"frequency": 30})
+    body = bytes([0x13, 0x80, 0x0D]) + b"\0\0\0\0" + b"TIMER,30#" + b"\0\0"
+    assert Gt06Session().encode(command) == b"xx" + body + crc16_x25(body).to_bytes(2, "big") + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("type_", "params", "sms"),
+    [
+        (CommandType.ENGINE_STOP, {}, "Relay,1#"),
+        (CommandType.ENGINE_RESUME, {}, "Relay,0#"),
+        (CommandType.REBOOT_DEVICE, {}, "RESET#"),
+        (CommandType.POSITION_SINGLE, {}, "WHERE#"),
+        (CommandType.POSITION_PERIODIC, {"frequency": 60}, "TIMER,60#"),
+        (CommandType.CUSTOM, {"data": "STATUS#"}, "STATUS#"),
+    ],
+)
+def test_the_sms_form_is_the_same_text(type_: CommandType, params: dict, sms: str) -> None:
+    command = Command(type=type_, device_id="1", params=params)
+    assert drivers.encode_sms("gt06", command) == sms
+    assert Gt06Session().expects_answer(command)
+
+
+@pytest.mark.parametrize(
+    ("type_", "params", "reason"),
+    [
+        (CommandType.POSITION_PERIODIC, {"frequency": 3}, "frequency 3 s is outside 5..18000"),
+        (CommandType.CUSTOM, {"data": "A" * 246}, "the command text of 246 characters exceeds gt06's 245"),
+        (CommandType.CUSTOM, {"data": "00ff", "hex": True}, "a gt06 command is text"),
+        (CommandType.CUSTOM, {"data": "RELAY,1#\n"}, "data has character U+000A at 8"),
+    ],
+)
+def test_bad_commands_are_refused_with_the_reason(type_: CommandType, params: dict, reason: str) -> None:
+    with pytest.raises(InvalidCommand, match=re.escape(reason)):
+        drivers.check_command("gt06", Command(type=type_, device_id="1", params=params))
 
 
 # -- limits and detection ------------------------------------------------------------------------

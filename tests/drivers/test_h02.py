@@ -53,16 +53,16 @@ class TestReferenceFramesAndCommands:
     @pytest.mark.parametrize("vector", COMMAND_ROWS, ids=lambda vector: vector.id)
     def test_command_encodings_match_the_reference(self, vector: vectors.Vector) -> None:
         types = {
-            "TYPE_ALARM_ARM": ("alarm_arm", {}),
-            "TYPE_ALARM_DISARM": ("alarm_disarm", {}),
+            "TYPE_ALARM_ARM": (CommandType.ALARM_ARM, {}),
+            "TYPE_ALARM_DISARM": (CommandType.ALARM_DISARM, {}),
             "TYPE_ENGINE_STOP": (CommandType.ENGINE_STOP, {}),
             "TYPE_ENGINE_RESUME": (CommandType.ENGINE_RESUME, {}),
-            "TYPE_POSITION_PERIODIC": (CommandType.POSITION_PERIODIC, {"interval_s": 10}),
+            "TYPE_POSITION_PERIODIC": (CommandType.POSITION_PERIODIC, {"frequency": 10}),
         }
         kind, params = types[vector.row["expect"]["command_types_in_test"][0]]
-        # The reference encoder ran at 01:02:03; the encoder takes the time from the params.
-        command = Command(type=kind, device_id="123456789012345", params={**params, "time": "010203"})  # type: ignore[arg-type]
-        assert H02Session().encode(command) == vector.frames()[0]
+        # The reference encoder ran at 01:02:03.
+        command = Command(type=kind, device_id="123456789012345", params=params)
+        assert H02Session().encode(command, now=NOW.replace(hour=1, minute=2, second=3)) == vector.frames()[0]
 
 
 class TestFraming:
@@ -179,6 +179,7 @@ class TestDecoding:
             b"*TH,2020916012,V4,S20,DONE,130305,050316,A,2212.8745,N,11346.6574,E,14.28,028,220902,F7FFFBFF#"
         )
         report = H02Session().decode(frame, now=NOW).reports[0]
+        assert report.event == "commandResult" and report.lat is not None
         assert report.attributes["result"] == "S20,DONE,130305"
         assert report.time == datetime(2002, 9, 22, 5, 3, 16, tzinfo=UTC)
 
@@ -206,21 +207,21 @@ class TestDecoding:
 
 
 class TestCommands:
-    def test_time_field_comes_from_the_params_or_is_a_placeholder(self) -> None:
+    def test_time_field_is_the_relays_clock_or_a_placeholder(self) -> None:
         session = H02Session()
         stop = Command(type=CommandType.ENGINE_STOP, device_id="4210051415")
         assert session.encode(stop) == b"*HQ,4210051415,S20,000000,1,1#"
-        at = Command(
-            type=CommandType.ENGINE_STOP,
-            device_id="4210051415",
-            params={"time": datetime(2024, 1, 1, 13, 14, 15, tzinfo=UTC)},
+        assert session.encode(stop, now=datetime(2024, 1, 1, 13, 14, 15, tzinfo=UTC)) == (
+            b"*HQ,4210051415,S20,131415,1,1#"
         )
-        assert session.encode(at) == b"*HQ,4210051415,S20,131415,1,1#"
+        session.receive_data(b"*HQ,4210051415,HTBT,87#")
+        session.events(now=datetime(2024, 1, 1, 20, 0, 1, tzinfo=UTC))
+        assert session.encode(stop) == b"*HQ,4210051415,S20,200001,1,1#"
 
     def test_custom_text_is_framed(self) -> None:
-        command = Command(type=CommandType.CUSTOM, device_id="4210051415", params={"text": "S26,000000"})
+        command = Command(type=CommandType.CUSTOM, device_id="4210051415", params={"data": "S26,000000"})
         assert H02Session().encode(command) == b"*HQ,4210051415,S26,000000#"
 
     def test_unknown_command_is_refused(self) -> None:
         with pytest.raises(UnsupportedCommand):
-            H02Session().encode(Command(type=CommandType.PHOTO, device_id="1"))
+            H02Session().encode(Command(type=CommandType.REQUEST_PHOTO, device_id="1"))

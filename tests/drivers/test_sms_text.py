@@ -66,7 +66,7 @@ def test_coban_text_gives_the_reference_report(line: int, row: dict) -> None:
 def test_acknowledgement_is_a_command_result(line: int, row: dict) -> None:
     [report] = _parse(row["text"]) or [None]
     assert report is not None
-    assert report.event == "command_result"
+    assert report.event == "commandResult"
     assert report.attributes["result"] == row["text"]
     assert report.lat is None
 

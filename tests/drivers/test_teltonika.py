@@ -211,7 +211,7 @@ def test_codec12_response_is_a_command_result() -> None:
     frame = codec12(b"DOUT1:1 DOUT2:0", message_type=0x06)
     result = TeltonikaSession().decode(frame, now=NOW)
     assert result.replies == ()
-    assert result.reports[0].event == "command_result"
+    assert result.reports[0].event == "commandResult"
     assert result.reports[0].attributes["result"] == "DOUT1:1 DOUT2:0"
 
 
@@ -244,12 +244,13 @@ def test_udp_ack_echoes_packet_id_and_avl_packet_id() -> None:
 
 
 def test_custom_text_command_matches_the_reference_encoding() -> None:
-    command = Command(type=CommandType.CUSTOM, device_id=IMEI, params={"text": "setdigout 11"})
+    command = Command(type=CommandType.CUSTOM, device_id=IMEI, params={"data": "setdigout 11"})
     assert TeltonikaSession().encode(command) == COMMANDS[0].frames()[0]
 
 
 def test_custom_hex_command_matches_the_reference_encoding() -> None:
-    command = Command(type=CommandType.CUSTOM, device_id=IMEI, params={"hex": "03030000000185e8"})
+    params = {"data": "03030000000185e8", "hex": True}
+    command = Command(type=CommandType.CUSTOM, device_id=IMEI, params=params)
     assert TeltonikaSession().encode(command) == COMMANDS[1].frames()[0]
 
 
@@ -258,7 +259,7 @@ def test_custom_hex_command_matches_the_reference_encoding() -> None:
     [
         (CommandType.ENGINE_STOP, b"setdigout 1"),
         (CommandType.ENGINE_RESUME, b"setdigout 0"),
-        (CommandType.REBOOT, b"cpureset"),
+        (CommandType.REBOOT_DEVICE, b"cpureset"),
         (CommandType.POSITION_SINGLE, b"getgps"),
     ],
 )
@@ -270,7 +271,7 @@ def test_commands_are_codec12_with_crc(type_: CommandType, text: bytes) -> None:
 
 def test_unsupported_command_is_refused() -> None:
     with pytest.raises(DriverError):
-        TeltonikaSession().encode(Command(type=CommandType.PHOTO, device_id=IMEI))
+        TeltonikaSession().encode(Command(type=CommandType.REQUEST_PHOTO, device_id=IMEI))
 
 
 def test_a_datagram_without_avl_records_is_named_by_its_codec_in_the_error() -> None:

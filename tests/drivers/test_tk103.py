@@ -13,6 +13,7 @@ from drivers import (
     CommandType,
     DriverError,
     FramingError,
+    InvalidCommand,
     Match,
     Transport,
     UnsupportedCommand,
@@ -33,15 +34,15 @@ FRAMES = [frame for row in DECODER_ROWS for frame in row.frames()]
 #: Reference command type -> (our command, params); rows in the "[begin]sms2,..." form are Traccar's
 #: alternative (SMS-relay) encoding, not this protocol's frames.
 COMMANDS: dict[str, tuple[CommandType, dict[str, Any]]] = {
-    "TYPE_OUTPUT_CONTROL": (CommandType.OUTPUT_CONTROL, {"on": True}),
+    "TYPE_OUTPUT_CONTROL": (CommandType.OUTPUT_CONTROL, {"data": 1}),
     "TYPE_ENGINE_STOP": (CommandType.ENGINE_STOP, {}),
     "TYPE_POSITION_SINGLE": (CommandType.POSITION_SINGLE, {}),
-    "TYPE_POSITION_PERIODIC": (CommandType.POSITION_PERIODIC, {"interval_s": 60}),
+    "TYPE_POSITION_PERIODIC": (CommandType.POSITION_PERIODIC, {"frequency": 60}),
     "TYPE_POSITION_STOP": (CommandType.POSITION_STOP, {}),
-    "TYPE_REBOOT_DEVICE": (CommandType.REBOOT, {}),
-    "TYPE_CUSTOM": (CommandType.CUSTOM, {"text": "AA00"}),
-    "TYPE_GET_VERSION": (CommandType.CUSTOM, {"text": "AP07"}),
-    "TYPE_SET_ODOMETER": (CommandType.CUSTOM, {"text": "AX01"}),
+    "TYPE_REBOOT_DEVICE": (CommandType.REBOOT_DEVICE, {}),
+    "TYPE_CUSTOM": (CommandType.CUSTOM, {"data": "AA00"}),
+    "TYPE_GET_VERSION": (CommandType.CUSTOM, {"data": "AP07"}),
+    "TYPE_SET_ODOMETER": (CommandType.CUSTOM, {"data": "AX01"}),
 }
 COMMAND_ROWS = [
     row
@@ -172,13 +173,13 @@ class TestCommands:
         assert Tk103Session().encode(command) == b"(123456789012AV011)"
 
     def test_interval_out_of_range_is_refused(self) -> None:
-        command = Command(type=CommandType.POSITION_PERIODIC, device_id="1", params={"interval_s": 70000})
-        with pytest.raises(UnsupportedCommand):
+        command = Command(type=CommandType.POSITION_PERIODIC, device_id="1", params={"frequency": 70000})
+        with pytest.raises(InvalidCommand, match=r"frequency 70000 s is outside 1\.\.65535"):
             Tk103Session().encode(command)
 
     def test_unknown_command_is_refused(self) -> None:
         with pytest.raises(UnsupportedCommand):
-            Tk103Session().encode(Command(type=CommandType.PHOTO, device_id="1"))
+            Tk103Session().encode(Command(type=CommandType.REQUEST_PHOTO, device_id="1"))
 
 
 class TestSniffing:

@@ -29,21 +29,24 @@ COMMAND_FRAMES = {
 IMEI = "123456789012345"
 WORK = "WORK,6-9,11-13,13-15,17-19"
 
-#: Our command for each reference encoding (``sos_number``, ``message`` and ``voice_message`` have no
-#: CommandType yet: the encoder takes them by name).
-COMMANDS: list[tuple[Any, dict[str, Any], bytes]] = [
-    (CommandType.REBOOT, {}, b"[CS*123456789012345*0005*RESET]"),
-    ("sos_number", {"index": 1, "phone": "123456789"}, b"[CS*123456789012345*000e*SOS1,123456789]"),
-    ("message", {"text": "text"}, b"[CS*123456789012345*0018*MESSAGE,0074006500780074]"),
-    ("voice_message", {"data": b"#!AMR\n%s"}, b"[CS*123456789012345*000b*TK,#!AMR\n%s]"),
-    ("voice_message", {"data": b"}[],*"}, b"[CS*123456789012345*000d*TK,}\x01}\x02}\x03}\x04}\x05]"),
-    ("voice_message", {"data": b"\xff"}, b"[CS*123456789012345*0004*TK,\xff]"),
-    (CommandType.CUSTOM, {"text": WORK}, b"[CS*123456789012345*001a*" + WORK.encode() + b"]"),
-    (CommandType.SET_TIMEZONE, {"hours": 1}, b"[CS*123456789012345*0006*LZ,,+1]"),
-    (CommandType.SET_TIMEZONE, {"hours": 1.5}, b"[CS*123456789012345*0008*LZ,,+1.5]"),
-    (CommandType.SET_TIMEZONE, {"hours": -1}, b"[CS*123456789012345*0006*LZ,,-1]"),
-    (CommandType.SET_TIMEZONE, {"hours": -11.5}, b"[CS*123456789012345*0009*LZ,,-11.5]"),
-    (CommandType.SET_TIMEZONE, {"hours": 5.75, "language": "0"}, b"[CS*123456789012345*000a*LZ,0,+5.75]"),
+#: Our command for each reference encoding.
+COMMANDS: list[tuple[CommandType, dict[str, Any], bytes]] = [
+    (CommandType.REBOOT_DEVICE, {}, b"[CS*123456789012345*0005*RESET]"),
+    (CommandType.SOS_NUMBER, {"index": 1, "phone": "123456789"}, b"[CS*123456789012345*000e*SOS1,123456789]"),
+    (CommandType.MESSAGE, {"message": "text"}, b"[CS*123456789012345*0018*MESSAGE,0074006500780074]"),
+    (CommandType.VOICE_MESSAGE, {"data": b"#!AMR\n%s".hex()}, b"[CS*123456789012345*000b*TK,#!AMR\n%s]"),
+    (
+        CommandType.VOICE_MESSAGE,
+        {"data": b"}[],*".hex()},
+        b"[CS*123456789012345*000d*TK,}\x01}\x02}\x03}\x04}\x05]",
+    ),
+    (CommandType.VOICE_MESSAGE, {"data": "ff"}, b"[CS*123456789012345*0004*TK,\xff]"),
+    (CommandType.CUSTOM, {"data": WORK}, b"[CS*123456789012345*001a*" + WORK.encode() + b"]"),
+    (CommandType.SET_TIMEZONE, {"timezone": 1}, b"[CS*123456789012345*0006*LZ,,+1]"),
+    (CommandType.SET_TIMEZONE, {"timezone": 1.5}, b"[CS*123456789012345*0008*LZ,,+1.5]"),
+    (CommandType.SET_TIMEZONE, {"timezone": -1}, b"[CS*123456789012345*0006*LZ,,-1]"),
+    (CommandType.SET_TIMEZONE, {"timezone": -11.5}, b"[CS*123456789012345*0009*LZ,,-11.5]"),
+    (CommandType.SET_TIMEZONE, {"timezone": 5.75, "language": "0"}, b"[CS*123456789012345*000a*LZ,0,+5.75]"),
 ]  # fmt: skip
 
 
@@ -71,7 +74,9 @@ class TestReferenceFramesAndCommands:
         assert unescape(frames[0]) == wanted  # the reference framer hands on unescaped bytes
 
     @pytest.mark.parametrize(("kind", "params", "expected"), COMMANDS, ids=lambda value: str(value)[:30])
-    def test_command_encodings_match_the_reference(self, kind: Any, params: dict, expected: bytes) -> None:
+    def test_command_encodings_match_the_reference(
+        self, kind: CommandType, params: dict, expected: bytes
+    ) -> None:
         assert expected in COMMAND_FRAMES
         assert WatchSession().encode(Command(type=kind, device_id=IMEI, params=params)) == expected
 
@@ -177,7 +182,7 @@ class TestDecoding:
     def test_commands_follow_the_devices_maker_and_index(self) -> None:
         session = WatchSession()
         session.decode(b"[ZJ*014111001350304*0033*0002*LK]", now=NOW)
-        reboot = Command(type=CommandType.REBOOT, device_id="014111001350304")
+        reboot = Command(type=CommandType.REBOOT_DEVICE, device_id="014111001350304")
         assert session.encode(reboot) == b"[ZJ*014111001350304*0001*0005*RESET]"
 
     def test_unknown_command_is_refused(self) -> None:
