@@ -257,8 +257,10 @@ def _status(args: argparse.Namespace) -> int:
     from ..journal import Journal
 
     config = config_from(args)
+    # Without a config, the sinks are the journal's own (each saves its position there).
+    sinks = [sink.name for sink in config.sinks] if args.config else None
     with Journal.open_read_only(config.database) as journal:
-        status = journal.status([sink.name for sink in config.sinks], now=datetime.now(UTC))
+        status = journal.status(sinks, now=datetime.now(UTC))
     from ..journal import set_aside_journals
 
     status["set_aside"] = [str(path) for path in set_aside_journals(config.database)]
@@ -281,11 +283,15 @@ def format_status(status: dict[str, Any]) -> str:
     devices = status["devices"]
     lines.append(f"devices: {len(devices)}")
     if devices:
-        lines.append(f"  {'device':<20} {'protocol':<10} {'via':<6} {'last report':<26} {'age':>10}")
+        lines.append(
+            f"  {'device':<20} {'protocol':<10} {'via':<6} {'last report':<26} {'age':>10} {'event':<14}"
+            " last fix"
+        )
         for device in devices:
             lines.append(
                 f"  {device['device_id']:<20} {device['protocol']:<10} {device['transport']:<6} "
-                f"{device['last_seen']:<26} {_age(device['age_s']):>10}"
+                f"{device['last_seen']:<26} {_age(device['age_s']):>10} {device.get('last_event') or '-':<14}"
+                f" {device.get('last_fix') or '-'}"
             )
     lines.append(f"reports in journal: {status['reports']} (newest seq {status['last_seq']})")
     if not status["sinks"]:

@@ -1,0 +1,76 @@
+"""Each device's live state: what ``relay status`` shows is the device's newest report and fix at once,
+and still after the relay stopped; without a config it shows the sinks the journal knows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+
+from relay.cli import main
+from tests import devices
+from tests.broker import Mosquitto
+from tests.relay.test_crash import RelayProcess
+
+IMEI = "868683020419374"
+
+
+async def login_then_position(port: int, index: int) -> None:
+    with trio.fail_after(20):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(devices.gps103_login(IMEI))
+            assert await stream.receive_some(16) == b"LOAD"
+            await stream.send_all(devices.gps103_position(IMEI, index))
+            assert await stream.receive_some(16) == b"ON"
+
+
+def status(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    capsys.readouterr()
+    assert main(["status", "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+async def test_a_login_then_a_position_is_the_last_report_and_fix_at_once_and_after_sigterm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    relay = RelayProcess(tmp_path)
+    relay.start()
+    try:
+        await login_then_position(relay.port, 7)
+        (device,) = status(capsys, "--config", str(relay.config))["devices"]
+        assert (device["device_id"], device["last_event"], device["last_fix"]) == (IMEI, "position", devices.iso(7))
+        relay.stop()
+    finally:
+        relay.kill()
+    # The row itself, written at shutdown (not only made up from the newest reports by `relay status`).
+    with sqlite3.connect(relay.data / "journal.sqlite3") as db:
+        row = db.execute("SELECT last_event, last_time, last_lat FROM devices WHERE device_id = ?", (IMEI,)).fetchone()
+    assert row[0] == "position" and row[1] == devices.iso(7) and row[2] is not None
+    (device,) = status(capsys, "--config", str(relay.config))["devices"]
+    assert (device["last_event"], device["last_fix"]) == ("position", devices.iso(7))
+    text = capsys.readouterr()
+    assert main(["status", "--config", str(relay.config)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if IMEI in line)
+    assert "position" in line and devices.iso(7) in line
+
+
+async def test_relay_status_without_a_config_shows_the_sinks_of_the_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broker = Mosquitto(tmp_path)  # never started: the reports wait in the journal
+    relay = RelayProcess(tmp_path, broker)
+    relay.start()
+    try:
+        await login_then_position(relay.port, 1)
+        relay.stop()
+    finally:
+        relay.kill()
+    found = status(capsys, "--data-dir", str(relay.data))
+    assert [(sink["sink"], sink["pending"]) for sink in found["sinks"]] == [("broker", 2)]
+    assert main(["status", "--data-dir", str(relay.data)]) == 0
+    out = capsys.readouterr().out
+    assert "sink broker: backlog 2" in out and "store only" not in out
