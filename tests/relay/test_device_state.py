@@ -42,17 +42,22 @@ async def test_a_login_then_a_position_is_the_last_report_and_fix_at_once_and_af
     try:
         await login_then_position(relay.port, 7)
         (device,) = status(capsys, "--config", str(relay.config))["devices"]
-        assert (device["device_id"], device["last_event"], device["last_fix"]) == (IMEI, "position", devices.iso(7))
+        assert (device["device_id"], device["last_event"], device["last_fix"]) == (
+            IMEI,
+            "position",
+            devices.iso(7),
+        )
         relay.stop()
     finally:
         relay.kill()
     # The row itself, written at shutdown (not only made up from the newest reports by `relay status`).
     with sqlite3.connect(relay.data / "journal.sqlite3") as db:
-        row = db.execute("SELECT last_event, last_time, last_lat FROM devices WHERE device_id = ?", (IMEI,)).fetchone()
+        row = db.execute(
+            "SELECT last_event, last_time, last_lat FROM devices WHERE device_id = ?", (IMEI,)
+        ).fetchone()
     assert row[0] == "position" and row[1] == devices.iso(7) and row[2] is not None
     (device,) = status(capsys, "--config", str(relay.config))["devices"]
     assert (device["last_event"], device["last_fix"]) == ("position", devices.iso(7))
-    text = capsys.readouterr()
     assert main(["status", "--config", str(relay.config)]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if IMEI in line)
     assert "position" in line and devices.iso(7) in line
