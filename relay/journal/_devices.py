@@ -86,7 +86,11 @@ COLUMNS = (
     "device_id, protocol, transport, peer, first_seen, last_seen, last_seq, last_event, last_time,"
     " last_lat, last_lon, battery, alarms, online, ignition, login_raw, login_seq"
 )
-UPSERT = f"INSERT OR REPLACE INTO devices ({COLUMNS}) VALUES ({', '.join('?' * 17)})"
+# An update in place (not INSERT OR REPLACE: a delete and an insert, a new rowid, more pages written).
+UPSERT = (
+    f"INSERT INTO devices ({COLUMNS}) VALUES ({', '.join('?' * 17)}) ON CONFLICT(device_id) DO UPDATE SET "
+    + ", ".join(f"{name.strip()} = excluded.{name.strip()}" for name in COLUMNS.split(",")[1:])
+)
 
 
 def _row(state: DeviceState) -> tuple[Any, ...]:

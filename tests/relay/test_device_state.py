@@ -79,3 +79,33 @@ async def test_relay_status_without_a_config_shows_the_sinks_of_the_journal(
     assert main(["status", "--data-dir", str(relay.data)]) == 0
     out = capsys.readouterr().out
     assert "sink broker: backlog 2" in out and "store only" not in out
+
+
+async def test_a_device_silent_past_its_limit_across_a_restart_gets_one_device_offline(
+    tmp_path: Path,
+) -> None:
+    from tests.broker import Subscriber
+
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    registry = f'[[devices]]\nid = "{IMEI}"\nname = "bike 1"\noffline_after_s = 1\n'
+    relay = RelayProcess(tmp_path, broker, extra=registry)
+    subscriber = Subscriber(broker, "relay/crash/#")
+    try:
+        relay.start()
+        await login_then_position(relay.port, 3)
+        events = [report["event"] for report in await subscriber.wait_for(3)]
+        assert events == ["deviceOnline", "login", "position"]
+        relay.stop()  # the silence goes on while the relay is down
+        await trio.sleep(1.5)
+        relay.start()
+        reports = await subscriber.wait_for(4)
+        assert reports[3]["event"] == "deviceOffline" and reports[3]["device_id"] == IMEI
+        relay.stop()
+        relay.start()  # already offline: not published again
+        await trio.sleep(2.5)
+        assert [report["event"] for report in subscriber.reports()].count("deviceOffline") == 1
+    finally:
+        relay.kill()
+        subscriber.close()
+        broker.stop()
