@@ -109,3 +109,41 @@ async def test_a_device_silent_past_its_limit_across_a_restart_gets_one_device_o
         relay.kill()
         subscriber.close()
         broker.stop()
+
+
+async def test_relay_devices_joins_the_registry_and_the_live_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = f'[[devices]]\nid = "{IMEI}"\nname = "bike 1"\n[[devices]]\nid = "4711"\nname = "bike 2"\n'
+    relay = RelayProcess(tmp_path, extra=registry)
+    relay.start()
+    try:
+        await login_then_position(relay.port, 5)
+    finally:
+        relay.stop()
+        relay.kill()
+    capsys.readouterr()
+    assert main(["devices", "show", IMEI, "--json", "--config", str(relay.config)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["registry"]["name"] == "bike 1" and shown["state"]["last_event"] == "position"
+    assert main(["devices", "list", "--config", str(relay.config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("bike 1" in line and devices.iso(5) in line for line in lines)
+    assert any("bike 2" in line and "never seen" in line for line in lines)
+    assert main(["devices", "show", "nope", "--config", str(relay.config)]) == 1
+
+
+def test_check_config_names_duplicate_devices_and_bad_time_zones(tmp_path: Path) -> None:
+    from relay.config import ConfigError, load
+
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        '[[devices]]\nid = "1"\nphone = "+1 555 123"\n[[devices]]\nid = "1"\n'
+        '[[devices]]\nid = "2"\nphone = "+1555123"\ntimezone = "Mars/Olympus"\n'
+    )
+    with pytest.raises(ConfigError) as raised:
+        load(path)
+    found = {(problem.key, problem.found) for problem in raised.value.problems}
+    assert ("devices[1].id", "'1'") in found and ("devices[2].timezone", "'Mars/Olympus'") in found
+    assert ("devices[2].phone", "'+1555123'") in found
+    assert all(problem.file == str(path) for problem in raised.value.problems)
