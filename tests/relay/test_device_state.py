@@ -131,6 +131,10 @@ async def test_relay_devices_joins_the_registry_and_the_live_state(
     assert any("bike 1" in line and devices.iso(5) in line for line in lines)
     assert any("bike 2" in line and "never seen" in line for line in lines)
     assert main(["devices", "show", "nope", "--config", str(relay.config)]) == 1
+    # A technician watching the log sees the tracker arrive and leave, at info level.
+    log = relay.log.read_text()
+    assert f"event=device_recognised device={IMEI} protocol=gps103 transport=tcp" in log
+    assert f"event=device_disconnected device={IMEI}" in log
 
 
 def test_check_config_names_duplicate_devices_and_bad_time_zones(tmp_path: Path) -> None:
