@@ -599,6 +599,61 @@ class SerialSource:
     reopen_delay_s: float = setting(5.0, _number_range(0.1, 3600), "wait before opening a lost port again")
 
 
+def _time_zone(value: Any) -> str | None:
+    expected = 'an IANA time zone name, e.g. "Europe/Berlin" or "UTC"'
+    if not isinstance(value, str) or not value:
+        return expected
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return expected
+    return None
+
+
+def _device_id_check(value: Any) -> str | None:
+    ok = _is_device_id(value)
+    return None if ok else f"a device id of 1 to {MAX_DEVICE_ID} printable ASCII characters without spaces"
+
+
+def _phone(value: Any) -> str | None:
+    ok = isinstance(value, str) and sum(ch.isdigit() for ch in value) >= 3
+    ok = ok and all(ch.isdigit() or ch in "+ -()" for ch in value)
+    return None if ok else 'a phone number, e.g. "+15551234567"'
+
+
+def _tags(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+    return None if ok else 'a list of words, e.g. ["bike", "yard-2"]'
+
+
+def _optional_protocol(value: Any) -> str | None:
+    names = _protocol_names()
+    return None if value in names else "one of " + ", ".join(names)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSettings:
+    """One known tracker (a ``[[devices]]`` table): the registry (:mod:`relay.devices`) is made of them."""
+
+    id: str = setting(check=_device_id_check, doc="the device id the tracker reports (its IMEI, mostly)")
+    name: str = setting("", _STR, "what people call it (a bike number, a plate)")
+    phone: str | None = setting(
+        None, _phone, "its SIM's number: SMS from it are its reports (replaces [modem.senders])"
+    )
+    protocol: str | None = setting(None, _optional_protocol, "the protocol it speaks (informative)")
+    timezone: str | None = setting(
+        None, _time_zone, "the time zone its clock is set to, for protocols that send local time"
+    )
+    offline_after_s: float | None = setting(
+        None,
+        _number_range(0, 30 * 86400),
+        "silence this long makes it offline: deviceOffline (default: [relay] offline_after_s; 0: never)",
+    )
+    tags: tuple[str, ...] = setting((), _tags, "free words to group devices by", convert=tuple)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """Everything the relay needs to run, validated. Its own settings are the ``[relay]`` keys."""
@@ -609,12 +664,18 @@ class Config:
         Path("data"), _STR, "the journal lives here; relative to the config file", convert=Path
     )
     log_level: LogLevel = choice(LogLevel.INFO, "debug | info | warning | error")
+    offline_after_s: float = setting(
+        0.0,
+        _number_range(0, 30 * 86400),
+        "a device silent this long is offline (deviceOffline, then deviceOnline when it is back; 0: off)",
+    )
     listen: ListenSettings = ListenSettings()
     journal: JournalSettings = JournalSettings()
     sinks: tuple[SinkSettings, ...] = ()
     modem: ModemSettings | None = None
     serial: tuple[SerialSource, ...] = ()
     status: StatusSettings = StatusSettings()
+    devices: tuple[DeviceSettings, ...] = ()
 
     @property
     def database(self) -> Path:
@@ -632,7 +693,7 @@ SECTIONS: dict[str, type] = {
     "status": StatusSettings,
 }
 #: The arrays of tables (``[[name]]``); a sink's class is chosen by its ``type``.
-ARRAYS = ("sinks", "serial")
+ARRAYS = ("sinks", "serial", "devices")
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,6 +717,8 @@ def keys() -> Iterator[Key]:
             yield Key(f"sinks.{kind}", item.name, _default(item), item.metadata["doc"])
     for item in _settings(SerialSource):
         yield Key("serial", item.name, _default(item), item.metadata["doc"])
+    for item in _settings(DeviceSettings):
+        yield Key("devices", item.name, _default(item), item.metadata["doc"])
 
 
 def _settings(cls: type) -> list[dataclasses.Field[Any]]:
@@ -818,9 +881,12 @@ def parse(data: Mapping[str, Any], *, source: str = "<defaults>") -> Config:
         if checker.required(f"serial[{index}]", raw, SerialSource) and values.keys() == raw.keys():
             serial.append(SerialSource(**_convert(SerialSource, values)))
 
+    devices = _parse_devices(checker, data.get("devices", []))
+
     if checker.problems:
         raise ConfigError(checker.problems)
     return Config(
+        devices=tuple(devices),
         source=source,
         **_convert(Config, sections["relay"]),
         listen=ListenSettings(**_convert(ListenSettings, sections["listen"])),
@@ -867,6 +933,39 @@ def _parse_sinks(checker: _Checker, raw_sinks: Any, site: str) -> list[SinkSetti
         settings.derive(values, site)
         sinks.append(settings(**values))
     return sinks
+
+
+def _parse_devices(checker: _Checker, raw_devices: Any) -> list[DeviceSettings]:
+    """The ``[[devices]]`` tables; a duplicate id or phone number is an error (naming both)."""
+    devices: list[DeviceSettings] = []
+    if not isinstance(raw_devices, list):
+        checker.problem("devices", "an array of tables ([[devices]])", raw_devices)
+        return devices
+    ids: dict[str, int] = {}
+    phones: dict[str, int] = {}
+    for index, raw in enumerate(raw_devices):
+        prefix = f"devices[{index}]"
+        values = checker.table(prefix, raw, _schema(DeviceSettings))
+        complete = checker.required(prefix, raw, DeviceSettings)
+        device_id = values.get("id")
+        if device_id is not None:
+            if device_id in ids:
+                expected = f"an id no other device has (devices[{ids[device_id]}])"
+                checker.problem(f"{prefix}.id", expected, device_id)
+                continue
+            ids[device_id] = index
+        phone = values.get("phone")
+        if phone is not None:
+            digits = "".join(ch for ch in phone if ch.isdigit())
+            if digits in phones:
+                checker.problem(
+                    f"{prefix}.phone", f"a number no other device has (devices[{phones[digits]}])", phone
+                )
+                continue
+            phones[digits] = index
+        if complete and isinstance(raw, dict) and values.keys() == raw.keys():
+            devices.append(DeviceSettings(**_convert(DeviceSettings, values)))
+    return devices
 
 
 def _credentials_twice(checker: _Checker, prefix: str, values: Mapping[str, Any]) -> bool:

@@ -80,6 +80,19 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.set_defaults(handler=_status)
 
+    devices = commands.add_parser(
+        "devices", help="the registry ([[devices]]) joined with each device's live state"
+    )
+    devices_commands = devices.add_subparsers(title="devices commands", metavar="ACTION", required=True)
+    devices_list = devices_commands.add_parser("list", help="every known or seen device, one line each")
+    devices_show = devices_commands.add_parser("show", help="one device: its registry entry and live state")
+    devices_show.add_argument("id", help="the device id")
+    for sub in (devices_list, devices_show):
+        sub.add_argument("--config", type=Path, help="config file (default: embedded defaults)")
+        sub.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(handler=_devices)
+
     decode = commands.add_parser("decode", help="decode frames with the drivers, print JSON per input")
     decode.add_argument("--protocol", help="auto (the default) or a protocol name; overrides a line's")
     decode.add_argument("--transport", choices=_TRANSPORTS, help="tcp (the default); overrides a line's")
@@ -257,8 +270,10 @@ def _status(args: argparse.Namespace) -> int:
     from ..journal import Journal
 
     config = config_from(args)
+    # Without a config, the sinks are the journal's own (each saves its position there).
+    sinks = [sink.name for sink in config.sinks] if args.config else None
     with Journal.open_read_only(config.database) as journal:
-        status = journal.status([sink.name for sink in config.sinks], now=datetime.now(UTC))
+        status = journal.status(sinks, now=datetime.now(UTC))
     from ..journal import set_aside_journals
 
     status["set_aside"] = [str(path) for path in set_aside_journals(config.database)]
@@ -272,6 +287,45 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _devices(args: argparse.Namespace) -> int:
+    """``relay devices list|show ID``: each registry entry with its live state (from the journal), and the
+    devices seen that the registry does not name; 1 when ``show`` names a device neither knows."""
+    from dataclasses import asdict
+
+    from ..journal import Journal
+
+    config = config_from(args)
+    seen: dict[str, dict[str, Any]] = {}
+    if config.database.exists():
+        with Journal.open_read_only(config.database) as journal:
+            seen = {d["device_id"]: d for d in journal.status([], now=datetime.now(UTC))["devices"]}
+    known = {device.id: device for device in config.devices}
+    joined = [
+        {"id": device_id, "known": device_id in known,
+         "registry": asdict(known[device_id]) if device_id in known else None,
+         "state": seen.get(device_id)}
+        for device_id in [*known, *(d for d in seen if d not in known)]
+    ]  # fmt: skip
+    if getattr(args, "id", None) is not None:
+        joined = [entry for entry in joined if entry["id"] == args.id]
+        if not joined:
+            print(f"error: no device {args.id!r} in the registry or the journal", file=sys.stderr)
+            return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(joined if getattr(args, "id", None) is None else joined[0], indent=2, default=list))
+        return EXIT_OK
+    for entry in joined:
+        registry, state = entry["registry"] or {}, entry["state"] or {}
+        name = registry.get("name") or ("-" if entry["known"] else "(not in the registry)")
+        print(
+            f"{entry['id']:<20} {name:<24}"
+            f" {state.get('protocol') or registry.get('protocol') or '-':<10}"
+            f" {state.get('last_seen') or 'never seen':<26} {state.get('last_event') or '-':<14}"
+            f" {state.get('last_fix') or '-'}"
+        )
+    return EXIT_OK
+
+
 def format_status(status: dict[str, Any]) -> str:
     lines = []
     if status.get("config_error"):
@@ -281,11 +335,15 @@ def format_status(status: dict[str, Any]) -> str:
     devices = status["devices"]
     lines.append(f"devices: {len(devices)}")
     if devices:
-        lines.append(f"  {'device':<20} {'protocol':<10} {'via':<6} {'last report':<26} {'age':>10}")
+        lines.append(
+            f"  {'device':<20} {'protocol':<10} {'via':<6} {'last report':<26} {'age':>10} {'event':<14}"
+            " last fix"
+        )
         for device in devices:
             lines.append(
                 f"  {device['device_id']:<20} {device['protocol']:<10} {device['transport']:<6} "
-                f"{device['last_seen']:<26} {_age(device['age_s']):>10}"
+                f"{device['last_seen']:<26} {_age(device['age_s']):>10} {device.get('last_event') or '-':<14}"
+                f" {device.get('last_fix') or '-'}"
             )
     lines.append(f"reports in journal: {status['reports']} (newest seq {status['last_seq']})")
     if not status["sinks"]:

@@ -18,8 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,10 +32,11 @@ from ..errors import JournalError, JournalFilesChanged
 from ..logs import log_event
 from ._cleanup import Cleanup
 from ._dead_letters import DeadLetters
+from ._devices import ROW_INTERVAL_S, UPSERT, Changes, LiveDevices
 from ._quarantine import QuarantineBudget, QuarantineLimits
 from ._reader import JournalReader
 from ._reads import Reads
-from ._records import CursorUpdate, Entry, Item, Quarantined, Released
+from ._records import CursorUpdate, Entry, Item, Quarantined, Released, Silence
 from ._schema import migrate
 from ._sqlite import (
     connect_reader,
@@ -53,8 +53,8 @@ log = logging.getLogger("relay.journal")
 
 #: The index of reports by device, kept only while a per-device reader needs it.
 DEVICE_INDEX = "idx_reports_device_id_seq"
-#: How stale a known device's "last seen" in the ``devices`` table may get (``relay status``).
-DEVICE_ROW_INTERVAL_S = 10.0
+#: How stale a known device's row in the ``devices`` table may get (``relay status``; memory is exact).
+DEVICE_ROW_INTERVAL_S = ROW_INTERVAL_S
 #: With a commit interval, a group commit goes early once it holds this many items.
 COMMIT_EARLY_ITEMS = 128
 #: The size cap is checked after this many reports were committed, not only by the housekeeping timer.
@@ -96,10 +96,11 @@ class Journal(Reads, DeadLetters, Cleanup):
         self._file_ids = [file_id(file) for file in companions(path)]
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
-        #: When each device's ``devices`` row was last written, least recently seen first (bounded by
-        #: ``max_devices``: random ids from a flood are forgotten, not kept forever).
-        self._device_written: OrderedDict[str, float] = OrderedDict()
         self.max_devices = max_devices
+        #: Each device's live state, exact; its row written on a timer and at close (bounded by
+        #: ``max_devices``: random ids from a flood are forgotten, not kept forever).
+        self.devices = LiveDevices(max_devices)
+        self.devices.load(self._reader)
         #: What the journal counted since start (``/metrics``).
         self.stats = JournalStatistics()
         self.quarantine_budget = QuarantineBudget(quarantine_limits, self._quarantine_usage(), self.stats)
@@ -248,7 +249,16 @@ class Journal(Reads, DeadLetters, Cleanup):
         return JournalReader.open(path)
 
     def close(self) -> None:
+        """Write every device row still behind its state, then close."""
         with self._lock:
+            try:
+                rows = self.devices.pending_rows()
+                if rows:
+                    with transaction(self._db):
+                        self._db.executemany(UPSERT, rows)
+                    self.devices.written_all()
+            except sqlite3.Error as error:  # the reports are stored; only "last seen" lags
+                log_event(log, logging.WARNING, "device_rows_not_written", error=str(error))
             self._reader.close()
             self._db.close()
 
@@ -304,7 +314,14 @@ class Journal(Reads, DeadLetters, Cleanup):
         last_commit = -math.inf
         async with self._receive:
             while True:
-                batch = [await self._receive.receive()]
+                # Pending device rows are written when due even if nothing else comes.
+                first: _Ticket | None = None
+                with trio.move_on_at(self._device_rows_due()):
+                    first = await self._receive.receive()
+                if first is None:
+                    await self._commit([])
+                    continue
+                batch = [first]
                 size = len(batch[0].items)
                 # Commits are spaced by commit_interval_s (fewer fsyncs and page rewrites on an SD
                 # card); under load a batch that is already large enough goes at once.
@@ -325,6 +342,11 @@ class Journal(Reads, DeadLetters, Cleanup):
                     size += len(ticket.items)
                 await self._commit(batch)
                 last_commit = trio.current_time()
+
+    def _device_rows_due(self) -> float:
+        """The trio time the pending device rows are due at (inf: none pending)."""
+        due = self.devices.next_due()
+        return math.inf if due is None else trio.current_time() + max(0.0, due - time.monotonic())
 
     async def _commit(self, batch: list[_Ticket]) -> None:
         items = [item for ticket in batch for item in ticket.items]
@@ -371,8 +393,9 @@ class Journal(Reads, DeadLetters, Cleanup):
         quarantined = [item for item in items if isinstance(item, Quarantined)]
         cursors = [item for item in items if isinstance(item, CursorUpdate)]
         released = [item.quarantine_id for item in items if isinstance(item, Released)]
+        silences = [item for item in items if isinstance(item, Silence)]
         with self._lock:
-            return self._write_locked(entries, quarantined, cursors, released)
+            return self._write_locked(entries, quarantined, cursors, released, silences)
 
     def _write_locked(
         self,
@@ -380,9 +403,13 @@ class Journal(Reads, DeadLetters, Cleanup):
         quarantined: list[Quarantined],
         cursors: list[CursorUpdate],
         released: list[int],
+        silences: Sequence[Silence] = (),
     ) -> tuple[int, int, int]:
         db = self._db
         self.verify_files()
+        entries = self.devices.derive(entries, silences)
+        changes = Changes()
+        ticks = time.monotonic()
         with transaction(db):
             last_seq = self.last_seq
             if entries:
@@ -404,7 +431,9 @@ class Journal(Reads, DeadLetters, Cleanup):
                 ]
                 if media:
                     db.executemany("INSERT INTO media (seq, type, data) VALUES (?, ?, ?)", media)
-                db.executemany(_UPSERT_DEVICE, self._due_device_rows(entries, first_seq))
+                changes = self.devices.changes(entries, first_seq)
+            device_rows, flushed = self.devices.rows_due(changes, ticks)
+            db.executemany(UPSERT, device_rows)
             if quarantined:
                 db.executemany(
                     "INSERT INTO quarantine (received_at, peer, transport, protocol, reason, raw)"
@@ -428,26 +457,10 @@ class Journal(Reads, DeadLetters, Cleanup):
                     "INSERT OR REPLACE INTO cursors (sink, device_id, seq) VALUES (?, ?, ?)",
                     [(update.sink, device, seq) for device, seq in update.devices.items()],
                 )
+        forgotten = self.devices.forgotten
+        self.devices.apply(changes, flushed, ticks)
+        self.stats.devices_forgotten += self.devices.forgotten - forgotten
         return last_seq, len(entries), len(quarantined)
-
-    def _due_device_rows(self, entries: list[Entry], first_seq: int) -> list[tuple[Any, ...]]:
-        """The ``devices`` rows to write now: new devices and new login frames at once, a known
-        device's "last seen" at most every DEVICE_ROW_INTERVAL_S. Rewriting a random page of that
-        table for every commit was most of what the journal wrote to the SD card."""
-        now = time.monotonic()
-        due = []
-        for row in _device_rows(entries, first_seq):
-            device, login_raw = row[0], row[10]
-            written = self._device_written.get(device)
-            if written is not None:
-                self._device_written.move_to_end(device)
-            if login_raw is not None or written is None or now - written >= DEVICE_ROW_INTERVAL_S:
-                self._device_written[device] = now
-                due.append(row)
-        while len(self._device_written) > self.max_devices:
-            self._device_written.popitem(last=False)
-            self.stats.devices_forgotten += 1
-        return due
 
     def insert_salvaged(
         self, rows: Sequence[tuple[Any, ...]], photos: Mapping[int, tuple[str, bytes]]
@@ -544,22 +557,6 @@ class Journal(Reads, DeadLetters, Cleanup):
 
 
 
-_UPSERT_DEVICE = """
-INSERT INTO devices (device_id, protocol, transport, peer, first_seen, last_seen, last_seq, last_time,
-                     last_lat, last_lon, login_raw, login_seq)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT(device_id) DO UPDATE SET
-    protocol = excluded.protocol, transport = excluded.transport, peer = excluded.peer,
-    last_seen = excluded.last_seen, last_seq = excluded.last_seq,
-    last_time = coalesce(excluded.last_time, devices.last_time),
-    last_lat = coalesce(excluded.last_lat, devices.last_lat),
-    last_lon = coalesce(excluded.last_lon, devices.last_lon),
-    login_raw = coalesce(excluded.login_raw, devices.login_raw),
-    login_seq = coalesce(excluded.login_seq, devices.login_seq)
-"""
-
-
-
 def _report_row(entry: Entry) -> tuple[Any, ...]:
     report = entry.report
     document = report.to_json()
@@ -575,31 +572,3 @@ def _report_row(entry: Entry) -> tuple[Any, ...]:
         json.dumps(document, separators=(",", ":"), default=str),
         entry.raw,
     )
-
-
-def _device_rows(entries: Iterable[Entry], first_seq: int) -> list[tuple[Any, ...]]:
-    latest: dict[str, tuple[Any, ...]] = {}
-    logins: dict[str, tuple[bytes, int]] = {}
-    for index, entry in enumerate(entries):
-        report = entry.report
-        if not report.device_id:
-            continue
-        if report.event == "login" and entry.raw is not None:
-            logins[report.device_id] = (entry.raw, first_seq + index)
-        seen = format_time(entry.received_at)
-        login_raw, login_seq = logins.get(report.device_id, (None, None))
-        latest[report.device_id] = (
-            report.device_id,
-            report.protocol,
-            entry.transport,
-            entry.peer,
-            seen,
-            seen,
-            first_seq + index,
-            format_time(report.time) if report.has_position else None,
-            report.lat,
-            report.lon,
-            login_raw,
-            login_seq,
-        )
-    return list(latest.values())

@@ -43,8 +43,9 @@ class JournalReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def status(self, sinks: Sequence[str], *, now: datetime) -> dict[str, Any]:
-        """Devices, sink backlogs (of ``sinks``), quarantine and dead-letter counts, and the size in use.
+    def status(self, sinks: Sequence[str] | None, *, now: datetime) -> dict[str, Any]:
+        """Devices, sink backlogs (of ``sinks``; None: of every sink that saved a position in the
+        journal), quarantine and dead-letter counts, and the size in use.
 
         :raises JournalError: the journal cannot be read.
         """
@@ -72,10 +73,11 @@ class JournalReader:
             raise JournalError(f"cannot read dead letters from {self.path}: {error}") from error
 
 
-def _status(db: sqlite3.Connection, sinks: Sequence[str], now: datetime) -> dict[str, Any]:
+def _status(db: sqlite3.Connection, sinks: Sequence[str] | None, now: datetime) -> dict[str, Any]:
     """Bounded, whatever the journal holds: besides the ``devices`` table and one count per sink, it
-    reads the newest 1000 reports (the ``devices`` rows lag behind them by up to DEVICE_ROW_INTERVAL_S:
-    last report, last fix, battery, recent alarms) and, for the 500 most recently seen devices (the only
+    reads the newest 1000 reports (the ``devices`` rows of a running relay lag behind them by up to
+    DEVICE_ROW_INTERVAL_S, and after a ``kill -9`` stay so: last report, last fix, battery, recent
+    alarms) and, for the 500 most recently seen devices (the only
     ones given ``last_event``, ``alarms``, ``battery`` and ``recent_alarms``), each one's newest report
     by its ``seq``."""
     detailed, window, alarms_kept = 500, 1000, 5
@@ -101,13 +103,21 @@ def _status(db: sqlite3.Connection, sinks: Sequence[str], now: datetime) -> dict
         for alarm in document.get("alarms") or ():
             if len(kept) < alarms_kept:
                 kept.append({"alarm": alarm, "received_at": received_at})
+    columns = {row[1] for row in db.execute("PRAGMA table_info(devices)")}
+    state = (
+        "last_event, battery, alarms, online, ignition"
+        if "online" in columns
+        else "NULL, NULL, NULL, NULL, NULL"
+    )
     devices = []
-    for index, (device_id, protocol, transport, peer, last_seen, last_time, lat, lon, seq) in enumerate(
+    for index, row in enumerate(
         db.execute(
-            "SELECT device_id, protocol, transport, peer, last_seen, last_time, last_lat, last_lon, last_seq"
-            " FROM devices ORDER BY last_seen DESC"
+            "SELECT device_id, protocol, transport, peer, last_seen, last_time, last_lat, last_lon, last_seq,"
+            f" {state} FROM devices ORDER BY last_seen DESC"
         )
     ):
+        device_id, protocol, transport, peer, last_seen, last_time, lat, lon, seq = row[:9]
+        last_event, row_battery, row_alarms, online, ignition = row[9:]
         last_seen = max(last_seen, seen.get(device_id, ""))
         if device_id in fixes and (last_time is None or fixes[device_id][0] >= last_time):
             last_time, lat, lon = fixes[device_id]
@@ -121,19 +131,31 @@ def _status(db: sqlite3.Connection, sinks: Sequence[str], now: datetime) -> dict
             "last_fix": last_time,
             "last_lat": lat,
             "last_lon": lon,
+            "online": None if online is None else bool(online),
+            "ignition": None if ignition is None else bool(ignition),
         }
         if index < detailed:
             document = newest.get(device_id)
-            if document is None and seq is not None:
-                row = db.execute("SELECT payload FROM reports WHERE seq = ?", (seq,)).fetchone()
-                document = json.loads(row[0]) if row else None
-            device["last_event"] = document.get("event") if document else None
+            if document is None and last_event is None and seq is not None:
+                found = db.execute("SELECT payload FROM reports WHERE seq = ?", (seq,)).fetchone()
+                document = json.loads(found[0]) if found else None
+            device["last_event"] = document.get("event") if document else last_event
             device["alarms"] = list(document.get("alarms") or ()) if document else []
-            device["battery"] = battery.get(device_id) or {
-                k: v for k, v in ((document or {}).get("attributes") or {}).items() if k.startswith("battery")
-            }
-            device["recent_alarms"] = recent_alarms.get(device_id, [])
+            device["battery"] = (
+                battery.get(device_id)
+                or (json.loads(row_battery) if row_battery else None)
+                or {
+                    k: v
+                    for k, v in ((document or {}).get("attributes") or {}).items()
+                    if k.startswith("battery")
+                }
+            )
+            device["recent_alarms"] = recent_alarms.get(device_id) or (
+                json.loads(row_alarms) if row_alarms else []
+            )
         devices.append(device)
+    if sinks is None:  # no config said which: the sinks that saved a position in this journal
+        sinks = [name for (name,) in db.execute("SELECT name FROM sinks ORDER BY name")]
     backlog = []
     for name in sinks:
         row = db.execute("SELECT floor_seq FROM sinks WHERE name = ?", (name,)).fetchone()

@@ -1,5 +1,6 @@
 """What the journal stores and gives back: the items a writer submits (:class:`Entry`,
-:class:`Quarantined`, :class:`CursorUpdate`, :class:`Released`) and the :class:`StoredReport` a sink reads."""
+:class:`Quarantined`, :class:`CursorUpdate`, :class:`Released`,
+:class:`Silence`) and the :class:`StoredReport` a sink reads."""
 
 from __future__ import annotations
 
@@ -52,6 +53,16 @@ class CursorUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class Silence:
+    """A device noticed silent past its offline limit, its newest report ``last_seq``: the writer
+    stores its ``deviceOffline`` (and marks it offline) only if nothing came from it since."""
+
+    device_id: str
+    last_seq: int
+    noticed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Released:
     """A quarantine row to delete, in the same transaction as the reports re-decoded from it."""
 
@@ -59,7 +70,7 @@ class Released:
 
 
 #: Anything the journal writes.
-Item = Entry | Quarantined | CursorUpdate | Released
+Item = Entry | Quarantined | CursorUpdate | Released | Silence
 
 
 

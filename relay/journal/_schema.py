@@ -109,6 +109,16 @@ def _dead_letters(db: Database) -> None:
     db["dead_letters"].create_index(["sink", "state"])
 
 
+@_migration("0004_device_state")
+def _device_state(db: Database) -> None:
+    # Each device's live state beside its last report and fix (relay/journal/_devices.py): its last
+    # event, battery levels and alarms (JSON), and whether it is online and its ignition on, which
+    # derived events (deviceOffline, ignitionOn...) are computed from across restarts.
+    columns = {"last_event": str, "battery": str, "alarms": str, "online": int, "ignition": int}
+    for column, kind in columns.items():
+        db["devices"].add_column(column, kind)
+
+
 #: The schema version of a journal this relay made or migrated: one per migration above.
 SCHEMA_VERSION = len(_names)
 

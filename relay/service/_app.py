@@ -13,6 +13,7 @@ import trio
 import drivers
 
 from ..config import Config, PassthroughSinkSettings, redact_url
+from ..devices import Registry
 from ..errors import JournalFilesChanged, RelayError
 from ..journal import Journal, QuarantineLimits
 from ..logs import log_event
@@ -25,6 +26,8 @@ log = logging.getLogger("relay")
 
 #: How often old and oversized data is pruned from the journal.
 HOUSEKEEPING_S = 60.0
+#: How often devices are checked for a silence past their offline limit.
+SILENCE_LOOK_S = 1.0
 #: How often an idle relay checks that its journal files are still there.
 FILE_CHECK_S = 5.0
 
@@ -69,6 +72,8 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
             )
             listener = Listener(config.listen, ingest)
             running = Running(config, journal, listener, 0, cancel_scope=nursery.cancel_scope)
+            running.registry = Registry.from_config(config)
+            journal.devices.offline_after = running.registry.offline_after
             try:
                 running.port = await nursery.start(_listen, running)
             except OSError as error:
@@ -81,6 +86,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                 running.sinks.append(sink)
                 await nursery.start(sink.run)
             nursery.start_soon(_housekeeping, running)
+            nursery.start_soon(_watch_silence, running)
             nursery.start_soon(_watch_sinks, running)
             nursery.start_soon(_watch_files, journal)
             if config.status.listen:
@@ -96,7 +102,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                 from ..sources import ModemStatus, serve_sms
 
                 running.modem_status = ModemStatus(config.modem.port)
-                nursery.start_soon(serve_sms, config.modem, ingest, running.modem_status)
+                nursery.start_soon(serve_sms, config.modem, ingest, running.modem_status, running.registry)
             for source in config.serial:
                 from ..sources import serve_serial
 
@@ -157,6 +163,22 @@ async def _watch_sinks(running: Running) -> None:
         for sink in running.sinks:
             running.look_at_sink(sink, now)
         await trio.sleep(SINK_LOOK_S)
+
+
+async def _watch_silence(running: Running) -> None:
+    """Every SILENCE_LOOK_S, each online device silent past its offline limit gets its deviceOffline
+    (the journal's writer stores it only if nothing came from the device meanwhile)."""
+    while True:
+        await trio.sleep(SILENCE_LOOK_S)
+        silences = list(running.journal.devices.silent(datetime.now(UTC)))
+        if silences:
+            try:
+                await running.journal.append(silences)
+            except RelayError as error:
+                log_event(log, logging.WARNING, "offline_events_not_stored", error=str(error))
+                continue
+            for silence in silences:
+                log_event(log, logging.INFO, "device_silent", device=silence.device_id)
 
 
 async def _housekeeping(running: Running) -> None:

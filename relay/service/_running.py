@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..config import Config
+from ..devices import Registry
 from ..journal import Journal
 from ..sinks import Sink
 from ..sources import Listener
@@ -62,6 +63,8 @@ class Running:
     started_at: float = field(default_factory=time.monotonic)
     #: The modem's state, SIM and signal (``None`` until the SMS source starts, or without a modem).
     modem_status: ModemStatus | None = None
+    #: The known devices (``[[devices]]``): lookups by id and by phone number.
+    registry: Registry = field(default_factory=Registry)
 
     def health(self) -> dict[str, Any]:
         """What /healthz answers: ``{"status": "ok" | "unhealthy", "checks": {...}}``.

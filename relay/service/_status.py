@@ -152,6 +152,23 @@ def _header(request: bytes, name: bytes) -> str:
     return ""
 
 
+def _live_devices(running: Running, devices: list[dict[str, Any]]) -> None:
+    """Each device's fields from the running relay's exact state (its row in the journal may lag by up
+    to DEVICE_ROW_INTERVAL_S), and its registry name."""
+    for device in devices:
+        state = running.journal.devices.get(device["device_id"])
+        if state is not None and state.last_seen >= device["last_seen"]:
+            live = state.to_json()
+            for key in ("last_seen", "last_event", "last_fix", "last_lat", "last_lon", "online", "ignition"):
+                device[key] = live[key]
+            if live["battery"]:
+                device["battery"] = live["battery"]
+            if live["recent_alarms"]:
+                device["recent_alarms"] = live["recent_alarms"]
+        known = running.registry.get(device["device_id"])
+        device["name"] = known.name if known is not None else None
+
+
 async def serve_status(
     running: Running, listen: str, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -160,8 +177,11 @@ async def serve_status(
     token = read_token(running)
     registry = make_registry(running)
     def read_status() -> dict[str, Any]:
+        now = datetime.now(UTC)
         with Journal.open_read_only(running.config.database) as journal:
-            return journal.status([sink.name for sink in running.sinks], now=datetime.now(UTC))
+            status = journal.status([sink.name for sink in running.sinks], now=now)
+        _live_devices(running, status["devices"])
+        return status
 
     reader = running.status_reader = StatusReader(read_status)
     clients = trio.Semaphore(MAX_CLIENTS)

@@ -60,7 +60,8 @@ class Delivery:
         self.drain = Drain(drain)
         start = Start(start)
         floor, cursors = journal.load_cursors(sink)
-        from_now = start is Start.NOW and not journal.has_position(sink)
+        new = not journal.has_position(sink)
+        from_now = start is Start.NOW and new
         if from_now:
             floor = journal.last_seq
         #: Every report with ``seq <= floor`` is delivered.
@@ -79,7 +80,9 @@ class Delivery:
         self._floor_dirty = False
         self._acked_since_flush = 0
         self.rewind()
-        if from_now:  # saved at once: after a restart the sink goes on from here, not from a later "now"
+        # Saved at once: after a restart the sink goes on from here, not from a later "now"; and the
+        # journal knows its sinks (``relay status`` without a config shows their backlogs).
+        if new:
             self._floor_dirty = True
             self.save_now()
         journal.on_append(self._wake)

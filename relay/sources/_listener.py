@@ -210,6 +210,12 @@ class Ingest:
             )
         return Quarantined(raw, reason, transport.value, peer, now, protocol)
 
+    def activity(self, event: str, device: str, **fields: object) -> None:
+        """A tracker's arrival or departure at info level, at most a few per device a minute."""
+        allowed, suppressed = self.limiter.allow(f"activity:{device}")
+        if allowed:
+            log_event(log, logging.INFO, event, device=device, **fields, suppressed=suppressed)
+
     def release(self, session: Session) -> None:
         """Forget what ``session`` holds (its stream ended, broke or went idle)."""
         self.stats.buffered_bytes -= session.held_bytes
@@ -232,6 +238,7 @@ class Ingest:
         stats = self.stats
         held = session.held_bytes
         received = time.monotonic()
+        known = session.device_id
         session.receive_data(data)
         events = session.events(now=self.now())
         if session.held_bytes and stats.buffered_bytes + session.held_bytes - held > self.max_buffered_bytes:
@@ -248,6 +255,9 @@ class Ingest:
         items, replies = self.store(session, events, peer=peer, transport=transport)
         if items:
             await self.journal.append(items)
+        if session.device_id is not None and session.device_id != known:
+            self.activity("device_recognised", session.device_id, protocol=session.protocol,
+                          transport=transport.value, peer=peer)  # fmt: skip
         if replies:
             latency = stats.ack_latency[transport.value]
             for reply in replies:
@@ -399,6 +409,9 @@ class Listener:
                     log_event(log, logging.INFO, "connection_closed", peer=peer, reason=session.closed)
                 return
         finally:
+            if session.device_id is not None:
+                reason = session.closed or ("idle" if idle.cancelled_caught else "stopped")
+                self.ingest.activity("device_disconnected", session.device_id, peer=peer, reason=reason)
             self.ingest.release(session)
             if idle.cancelled_caught:
                 log_event(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from drivers.sms import SmsRejected, message_reports
 
 from ..clock import clock_unsynced, mark_unsynced
+from ..devices import Registry
 from ..journal import Entry, Quarantined
 from ..logs import log_event
 from ._modem import IncomingSms, ModemStatus, serve_modem
@@ -32,10 +33,14 @@ def raw_pdus(sms: IncomingSms) -> bytes:
     return b"\n".join(pdu.hex().encode("ascii") for pdu in sms.pdus)
 
 
-async def serve_sms(settings: ModemSettings, ingest: Ingest, status: ModemStatus) -> None:
+async def serve_sms(
+    settings: ModemSettings, ingest: Ingest, status: ModemStatus, registry: Registry | None = None
+) -> None:
     """Store every message the modem receives (a report, or a quarantine row), through ``ingest``'s
-    journal and clock; the modem deletes a message once that is committed."""
+    journal and clock; the modem deletes a message once that is committed. A sender is a device by
+    its ``phone`` in ``registry`` (or ``[modem.senders]``), whose ``timezone`` reads the text's local time."""
     journal = ingest.journal
+    registry = registry if registry is not None else Registry(senders=dict(settings.senders))
 
     async def on_sms(sms: IncomingSms) -> None:
         now = ingest.now()  # the one clock of every source (tests set it)
@@ -47,7 +52,9 @@ async def serve_sms(settings: ModemSettings, ingest: Ingest, status: ModemStatus
             items = [Quarantined(raw, reason, "sms", peer, now)]
         else:
             try:
-                reports = message_reports(sms.message, senders=settings.senders, now=now)
+                reports = message_reports(
+                    sms.message, senders=registry.senders, now=now, zones=registry.zones(now)
+                )
             except SmsRejected as error:
                 reason = error.reason
                 items = [Quarantined(raw, reason, "sms", peer, now)]

@@ -21,7 +21,11 @@ IMEI = "868683020419374"
 class RelayProcess:
     """The relay as its own process, so that it can be killed; forwarding to ``broker`` if given."""
 
-    def __init__(self, directory: Path, broker: Mosquitto | None = None) -> None:
+    def __init__(
+        self, directory: Path, broker: Mosquitto | None = None, *, relay: str = "", extra: str = ""
+    ) -> None:
+        """``relay``: more ``[relay]`` keys (TOML lines); ``extra``: TOML appended to the config (more
+        sections, ``[[devices]]``)."""
         self.port = free_tcp_udp_port()
         self.data = directory / "data"
         self.config = directory / "relay.toml"
@@ -32,8 +36,10 @@ class RelayProcess:
             else ""
         )
         self.config.write_text(
-            f'[relay]\nsite = "crash"\ndata_dir = "{self.data}"\n'
-            f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n[journal]\ncommit_interval_ms = 5\n' + sink
+            f'[relay]\nsite = "crash"\ndata_dir = "{self.data}"\n{relay}\n'
+            f'[listen]\nhost = "127.0.0.1"\nport = {self.port}\n[journal]\ncommit_interval_ms = 5\n'
+            + sink
+            + extra
         )
         self.log = directory / "relay.log"
         self.process: subprocess.Popen[bytes] | None = None

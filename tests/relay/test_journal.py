@@ -196,7 +196,7 @@ def test_the_budget_survives_a_restart_and_is_freed_by_pruning(tmp_path: Path) -
 def test_forgotten_devices_bound_memory_and_the_devices_table(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path / "j.sqlite3", max_devices=50)
     journal.write_now([entry(f"dev-{n}", n) for n in range(500)])
-    assert len(journal._device_written) == 50 and journal.stats.devices_forgotten == 450
+    assert len(journal.devices) == 50 and journal.stats.devices_forgotten == 450
     removed = journal.prune(delivered_up_to=0, retention=timedelta(days=30), max_bytes=1 << 30, now=NOW)
     assert removed["devices_forgotten"] == 450
     kept = {row[0] for row in journal._reader.execute("SELECT device_id FROM devices")}
