@@ -31,6 +31,7 @@ from drivers import format_time
 from ..errors import JournalError, JournalFilesChanged
 from ..logs import log_event
 from ._cleanup import Cleanup
+from ._commands import CommandChange, Commands, write_changes
 from ._dead_letters import DeadLetters
 from ._devices import ROW_INTERVAL_S, UPSERT, Changes, LiveDevices
 from ._quarantine import QuarantineBudget, QuarantineLimits
@@ -62,9 +63,13 @@ SIZE_CHECK_REPORTS = 2000
 _DEFAULT_LIMITS = QuarantineLimits()
 
 
+#: What a group commit takes: reports and the rest (:data:`Item`), and command rows.
+Writable = Item | CommandChange
+
+
 @dataclass(eq=False)
 class _Ticket:
-    items: Sequence[Item]
+    items: Sequence[Writable]
     done: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
 
@@ -101,6 +106,10 @@ class Journal(Reads, DeadLetters, Cleanup):
         #: ``max_devices``: random ids from a flood are forgotten, not kept forever).
         self.devices = LiveDevices(max_devices)
         self.devices.load(self._reader)
+        #: Every unfinished command (the queue; its rows in ``commands``). Its start-up changes (a
+        #: command sent before a restart failed, rows queued from outside) are written by :meth:`run`.
+        self.commands = Commands()
+        self._command_items = self.commands.load(self._reader, datetime.now(UTC))
         #: What the journal counted since start (``/metrics``).
         self.stats = JournalStatistics()
         self.quarantine_budget = QuarantineBudget(quarantine_limits, self._quarantine_usage(), self.stats)
@@ -268,7 +277,7 @@ class Journal(Reads, DeadLetters, Cleanup):
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def append(self, items: Sequence[Item]) -> None:
+    async def append(self, items: Sequence[Writable]) -> None:
         """Store ``items`` and return once they are committed (fsynced with ``synchronous=FULL``).
 
         Calls are committed in the order they were made.
@@ -277,7 +286,7 @@ class Journal(Reads, DeadLetters, Cleanup):
         """
         await self.wait_committed(await self.submit(items))
 
-    async def submit(self, items: Sequence[Item]) -> _Ticket:
+    async def submit(self, items: Sequence[Writable]) -> _Ticket:
         """Queue ``items`` for the next group commit (in call order) and return a ticket to wait on.
 
         Quarantine rows over their budget (:class:`QuarantineBudget`) are left out, and counted, once.
@@ -289,10 +298,10 @@ class Journal(Reads, DeadLetters, Cleanup):
             await self._send.send(ticket)
         return ticket
 
-    def _within_budget(self, items: Sequence[Item]) -> Sequence[Item]:
+    def _within_budget(self, items: Sequence[Writable]) -> Sequence[Writable]:
         if not any(type(item) is Quarantined for item in items):
             return items
-        kept: list[Item] = []
+        kept: list[Writable] = []
         for item in items:
             if type(item) is Quarantined:
                 admitted = self.quarantine_budget.admit(item)
@@ -312,6 +321,9 @@ class Journal(Reads, DeadLetters, Cleanup):
         """The writer: commit queued tickets in groups, forever."""
         task_status.started()
         last_commit = -math.inf
+        if self._command_items:
+            startup, self._command_items = _Ticket(self._command_items), []
+            await self._commit([startup])
         async with self._receive:
             while True:
                 # Pending device rows are written when due even if nothing else comes.
@@ -388,14 +400,15 @@ class Journal(Reads, DeadLetters, Cleanup):
             for callback in self._listeners:
                 callback()
 
-    def _write(self, items: Sequence[Item]) -> tuple[int, int, int]:
+    def _write(self, items: Sequence[Writable]) -> tuple[int, int, int]:
         entries = [item for item in items if isinstance(item, Entry)]
         quarantined = [item for item in items if isinstance(item, Quarantined)]
         cursors = [item for item in items if isinstance(item, CursorUpdate)]
         released = [item.quarantine_id for item in items if isinstance(item, Released)]
         silences = [item for item in items if isinstance(item, Silence)]
+        commands = [item for item in items if isinstance(item, CommandChange)]
         with self._lock:
-            return self._write_locked(entries, quarantined, cursors, released, silences)
+            return self._write_locked(entries, quarantined, cursors, released, silences, commands)
 
     def _write_locked(
         self,
@@ -404,6 +417,7 @@ class Journal(Reads, DeadLetters, Cleanup):
         cursors: list[CursorUpdate],
         released: list[int],
         silences: Sequence[Silence] = (),
+        commands: Sequence[CommandChange] = (),
     ) -> tuple[int, int, int]:
         db = self._db
         self.verify_files()
@@ -445,6 +459,8 @@ class Journal(Reads, DeadLetters, Cleanup):
                 )
             if released:
                 db.executemany("DELETE FROM quarantine WHERE id = ?", [(id_,) for id_ in released])
+            if commands:
+                write_changes(db, commands)
             now = format_time(datetime.now(UTC))
             for update in cursors:
                 db.execute(
@@ -549,7 +565,7 @@ class Journal(Reads, DeadLetters, Cleanup):
             hint="commits were refused until the journal was reopened; nothing committed was lost",
         )
 
-    def write_now(self, items: Sequence[Item]) -> None:
+    def write_now(self, items: Sequence[Writable]) -> None:
         """Commit ``items`` on the calling thread, bypassing the writer task (shutdown paths, when the
         writer may already be cancelled; maintenance commands). Blocks for one commit."""
         last_seq, _, _ = self._write(self._within_budget(items))
