@@ -110,6 +110,7 @@ class Journal(Reads, DeadLetters, Cleanup):
         #: command sent before a restart failed, rows queued from outside) are written by :meth:`run`.
         self.commands = Commands()
         self._command_items = self.commands.load(self._reader, datetime.now(UTC))
+        self._command_reader: sqlite3.Connection | None = None
         #: What the journal counted since start (``/metrics``).
         self.stats = JournalStatistics()
         self.quarantine_budget = QuarantineBudget(quarantine_limits, self._quarantine_usage(), self.stats)
@@ -270,6 +271,19 @@ class Journal(Reads, DeadLetters, Cleanup):
                 log_event(log, logging.WARNING, "device_rows_not_written", error=str(error))
             self._reader.close()
             self._db.close()
+
+    def command_changes(self, now: datetime) -> list[Writable]:
+        """What changed in the command queue since the last look (to append): rows another process
+        wrote (``relay command``), commands past their expiry or their answer's deadline. One indexed
+        query on a connection of its own: cheap every second."""
+        if self._command_reader is None:
+            self._command_reader = connect_reader(self.path)
+        try:
+            polled: list[Writable] = list(self.commands.poll(self._command_reader, now))
+        except sqlite3.Error as error:
+            log_event(log, logging.WARNING, "commands_not_read", error=str(error))
+            polled = []
+        return polled + self.commands.due(now)
 
     def on_append(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` (in the trio thread) after every commit that added reports."""
@@ -536,6 +550,9 @@ class Journal(Reads, DeadLetters, Cleanup):
                 self.last_commit_error = f"{reason}; cannot reopen: {error}"
                 return
             old_reader.close()
+            if self._command_reader is not None:
+                self._command_reader.close()
+                self._command_reader = None
             old_db.close()  # the last connection: removes the WAL and shared memory at the path
             if not main_kept:
                 if self.path.exists():
