@@ -411,6 +411,9 @@ class MqttSinkSettings(SinkSettings):
     puback_timeout_s: float = setting(
         30.0, _number_range(0.1, 3600), "a publish unacknowledged this long means a stalled broker"
     )
+    commands: bool = setting(
+        True, _BOOL, "take commands for the devices from <topic_prefix>/<device_id>/command"
+    )
 
     @classmethod
     def derive(cls, values: dict[str, Any], site: str) -> None:

@@ -551,7 +551,8 @@ def write_changes(db: sqlite3.Connection, changes: Sequence[CommandChange]) -> N
         command, at = change.command, format_time(change.at)
         answer = json.dumps(change.answer, separators=(",", ":"), default=str) if change.answer else None
         if change.new:
-            _insert(db, command, reported=change.state.value)
+            # Never a failed group commit for a reused id: Journal.queue_command refuses those first.
+            _insert(db, command, reported=change.state.value, or_ignore="OR IGNORE ")
             continue
         final = change.state in FINAL_STATES
         db.execute(
@@ -572,10 +573,12 @@ def write_changes(db: sqlite3.Connection, changes: Sequence[CommandChange]) -> N
         )
 
 
-def _insert(db: sqlite3.Connection, command: QueuedCommand, *, reported: str | None) -> None:
+def _insert(
+    db: sqlite3.Connection, command: QueuedCommand, *, reported: str | None, or_ignore: str = ""
+) -> None:
     db.execute(
-        "INSERT INTO commands (id, device_id, protocol, type, params, via, source, created_at, expires_at,"
-        " state, raw, reported) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT {or_ignore}INTO commands (id, device_id, protocol, type, params, via, source, created_at,"
+        " expires_at, state, raw, reported) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             command.id,
             command.device_id,

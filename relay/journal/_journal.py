@@ -28,10 +28,10 @@ import trio
 
 from drivers import format_time
 
-from ..errors import JournalError, JournalFilesChanged
+from ..errors import CommandRefused, JournalError, JournalFilesChanged
 from ..logs import log_event
 from ._cleanup import Cleanup
-from ._commands import CommandChange, Commands, write_changes
+from ._commands import CommandChange, Commands, QueuedCommand, write_changes
 from ._dead_letters import DeadLetters
 from ._devices import ROW_INTERVAL_S, UPSERT, Changes, LiveDevices
 from ._quarantine import QuarantineBudget, QuarantineLimits
@@ -271,6 +271,19 @@ class Journal(Reads, DeadLetters, Cleanup):
                 log_event(log, logging.WARNING, "device_rows_not_written", error=str(error))
             self._reader.close()
             self._db.close()
+
+    def queue_command(self, command: QueuedCommand) -> list[Writable]:
+        """Queue a command :func:`prepare_command` made; append what this returns to store it.
+
+        :raises CommandRefused: its id was used before (a command id is never reused, so a command
+            delivered twice, as MQTT QoS 1 may, is queued once), or its device has too many waiting.
+        """
+        if self._command_reader is None:
+            self._command_reader = connect_reader(self.path)
+        used = self._command_reader.execute("SELECT 1 FROM commands WHERE id = ?", (command.id,)).fetchone()
+        if used is not None or self.commands.get(command.id) is not None:
+            raise CommandRefused(f"command id {command.id!r} was used already")
+        return list(self.commands.submit(command))
 
     def command_changes(self, now: datetime) -> list[Writable]:
         """What changed in the command queue since the last look (to append): rows another process
