@@ -31,7 +31,14 @@ from drivers import format_time
 from ..errors import CommandRefused, JournalError, JournalFilesChanged
 from ..logs import log_event
 from ._cleanup import Cleanup
-from ._commands import CommandChange, Commands, QueuedCommand, write_changes
+from ._commands import (
+    CommandChange,
+    Commands,
+    QueuedCommand,
+    cancel_command,
+    insert_command,
+    write_changes,
+)
 from ._dead_letters import DeadLetters
 from ._devices import ROW_INTERVAL_S, UPSERT, Changes, LiveDevices
 from ._quarantine import QuarantineBudget, QuarantineLimits
@@ -284,6 +291,23 @@ class Journal(Reads, DeadLetters, Cleanup):
         if used is not None or self.commands.get(command.id) is not None:
             raise CommandRefused(f"command id {command.id!r} was used already")
         return list(self.commands.submit(command))
+
+    def insert_command(self, command: QueuedCommand) -> None:
+        """Queue ``command`` from outside the running relay (``relay command send``): its row only; the
+        running relay (or the next one to start) picks it up, stores its ``queued`` report and sends it.
+
+        :raises CommandRefused: its id is taken.
+        """
+        with self._lock:
+            insert_command(self._db, command)
+
+    def cancel_command(self, command_id: str, now: datetime) -> None:
+        """Cancel a queued command from outside the running relay (``relay command cancel``).
+
+        :raises CommandRefused: no such command, or it is no longer queued.
+        """
+        with self._lock:
+            cancel_command(self._db, command_id, now)
 
     def command_changes(self, now: datetime) -> list[Writable]:
         """What changed in the command queue since the last look (to append): rows another process
