@@ -565,6 +565,9 @@ class StatusSettings:
     #: ``Authorization: Bearer`` or ``?token=``; required when ``listen`` is not a loopback address.
     token: str | None = setting(None, _status_token, "asked of every request but /healthz")
     token_file: str | None = setting(None, _STR, "or a file holding it (read at start)", opens="file")
+    commands: bool = setting(
+        True, _BOOL, "serve /api/devices/<id>/commands (POST queues a command; with a token, only Bearer)"
+    )
     sink_stall_s: float = setting(
         300.0,
         _number_range(0.1, 7 * 86400),

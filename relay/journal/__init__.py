@@ -21,6 +21,7 @@ from ._commands import (
     cancel_command,
     insert_command,
     list_commands,
+    parse_command_json,
     prepare_command,
     refusal_document,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "cancel_command",
     "insert_command",
     "list_commands",
+    "parse_command_json",
     "prepare_command",
     "refusal_document",
     "requeue_dead_letters",

@@ -42,7 +42,7 @@ import drivers
 from drivers import Command, CommandType, DriverError, Report, Via, format_time
 from drivers import attributes as attr
 
-from ..errors import CommandRefused
+from ..errors import CommandRefused, UnknownDevice
 from ._records import RELAY_TRANSPORT, Entry
 
 #: The event of every report about a command (the driver's answer and each change of state).
@@ -203,7 +203,7 @@ def prepare_command(
         raise CommandRefused(f"params must be an object of key=value, found {params!r}")
     protocol = protocol_of(device_id)
     if protocol is None:
-        raise CommandRefused(
+        raise UnknownDevice(
             f"unknown device {device_id!r}: it is not in [[devices]] and has never reported to this relay"
         )
     if channel is Via.SMS and not phone_of(device_id):
@@ -226,6 +226,35 @@ def prepare_command(
         created_at=now,
         expires_at=now + timedelta(seconds=expires),
     )
+
+
+#: The largest command document taken (MQTT payload, HTTP body).
+MAX_COMMAND_BYTES = 16 * 1024
+#: The keys of a command's JSON document.
+COMMAND_KEYS = frozenset({"id", "type", "params", "expires_s", "via"})
+
+
+def parse_command_json(payload: bytes) -> dict[str, Any]:
+    """A command's JSON document (MQTT, HTTP): ``{"id", "type", "params", "expires_s", "via"}``, only
+    ``type`` required; give its fields to :func:`prepare_command`.
+
+    :raises CommandRefused: too large, not JSON, not an object, an unknown key, no type.
+    """
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise CommandRefused(f"a command of {len(payload)} bytes exceeds {MAX_COMMAND_BYTES}")
+    try:
+        fields = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CommandRefused(f"the command is not JSON: {error}") from None
+    if not isinstance(fields, dict):
+        raise CommandRefused('the command must be a JSON object {"type": ..., "params": {...}}')
+    unknown = sorted(set(fields) - COMMAND_KEYS)
+    if unknown:
+        known = ", ".join(sorted(COMMAND_KEYS))
+        raise CommandRefused(f"unknown key {unknown[0]!r} in the command (known: {known})")
+    if "type" not in fields:
+        raise CommandRefused("the command has no type")
+    return fields
 
 
 def command_report(

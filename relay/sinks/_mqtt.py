@@ -55,7 +55,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ..config import MqttSinkSettings
 from ..errors import CommandRefused, JournalError, SinkError
-from ..journal import COMMAND_RESULT, Journal, StoredReport, prepare_command, refusal_document
+from ..journal import (
+    COMMAND_RESULT,
+    Journal,
+    StoredReport,
+    parse_command_json,
+    prepare_command,
+    refusal_document,
+)
 from ..logs import log_event
 from ._base import Sink
 from ._retry import Uplink, backoff_delay, innermost
@@ -68,10 +75,6 @@ CONNECT_TIMEOUT_S = 15.0
 MISC_INTERVAL_S = 1.0
 #: Commands received and not yet queued, at most; more are refused (the sender is flooding).
 COMMANDS_WAITING = 256
-#: The largest command payload taken.
-MAX_COMMAND_BYTES = 16 * 1024
-#: The keys of a command's JSON.
-COMMAND_KEYS = frozenset({"id", "type", "params", "expires_s", "via"})
 
 
 class _Disconnected(Exception):
@@ -363,7 +366,7 @@ class MqttSink(Sink):
             device = self._command_device(topic)
             fields: dict[str, Any] = {}
             try:
-                fields = self._command_fields(payload)
+                fields = parse_command_json(payload)
                 if device is None:
                     raise CommandRefused(f"topic {topic!r} is not <topic_prefix>/<device_id>/command")
                 command = prepare_command(
@@ -388,24 +391,6 @@ class MqttSink(Sink):
                 self._refuse(client, device, fields, f"the relay could not store it: {error}")
             client.ack(mid, qos)
             state.wake_writer()
-
-    @staticmethod
-    def _command_fields(payload: bytes) -> dict[str, Any]:
-        if len(payload) > MAX_COMMAND_BYTES:
-            raise CommandRefused(f"a command of {len(payload)} bytes exceeds {MAX_COMMAND_BYTES}")
-        try:
-            fields = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise CommandRefused(f"the command is not JSON: {error}") from None
-        if not isinstance(fields, dict):
-            raise CommandRefused('the command must be a JSON object {"type": ..., "params": {...}}')
-        unknown = sorted(set(fields) - COMMAND_KEYS)
-        if unknown:
-            known = ", ".join(sorted(COMMAND_KEYS))
-            raise CommandRefused(f"unknown key {unknown[0]!r} in the command (known: {known})")
-        if "type" not in fields:
-            raise CommandRefused("the command has no type")
-        return fields
 
     def _refuse(self, client: paho.Client, device: str | None, fields: dict[str, Any], reason: str) -> None:
         """Publish why a command was refused on its device's result topic (QoS 1, not retained)."""
