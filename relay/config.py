@@ -657,6 +657,11 @@ class DeviceSettings:
         _number_range(0, 30 * 86400),
         "silence this long makes it offline: deviceOffline (default: [relay] offline_after_s; 0: never)",
     )
+    sms_after_s: float | None = setting(
+        None,
+        _number_range(0, 30 * 86400),
+        "a command queued this long for it goes by SMS to its phone instead (default: never)",
+    )
     tags: tuple[str, ...] = setting((), _tags, "free words to group devices by", convert=tuple)
 
 

@@ -207,7 +207,10 @@ def prepare_command(
             f"unknown device {device_id!r}: it is not in [[devices]] and has never reported to this relay"
         )
     if channel is Via.SMS and not phone_of(device_id):
-        raise CommandRefused(f"device {device_id!r} has no phone number ([[devices]] phone) for via=sms")
+        raise CommandRefused(
+            f"device {device_id!r} cannot take SMS: it has no phone number ([[devices]] phone)"
+            " or the relay has no [modem]"
+        )
     try:
         checked = drivers.check_command(
             protocol, Command(type=command_type, device_id=device_id, params=dict(params)), via=channel
@@ -409,10 +412,10 @@ class Commands:
     # -- delivering ----------------------------------------------------------------------------
 
     def next_for(
-        self, device_id: str, now: datetime, via: Via = Via.DATA
+        self, device_id: str, now: datetime, via: Via | None = Via.DATA
     ) -> tuple[QueuedCommand | None, list[Any]]:
-        """The device's next command to send over ``via`` now (``None``: nothing, or one in flight),
-        with the changes of the commands that expired on the way (never handed out)."""
+        """The device's next command to send over ``via`` (``None``: whichever) now (``None``: nothing,
+        or one in flight), with the changes of the commands that expired on the way (never handed out)."""
         items: list[CommandChange | Entry] = []
         queue = self._pending.get(device_id)
         while queue:
@@ -423,7 +426,7 @@ class Commands:
                 items += self._finish(head, CommandState.EXPIRED, now, error="expired before it was sent")
                 queue = self._pending.get(device_id)
                 continue
-            return (head if head.via is via else None), items
+            return (head if via is None or head.via is via else None), items
         return None, items
 
     def sent(self, command: QueuedCommand, now: datetime, *, answered: bool) -> list[CommandChange | Entry]:
@@ -585,12 +588,13 @@ def write_changes(db: sqlite3.Connection, changes: Sequence[CommandChange]) -> N
             continue
         final = change.state in FINAL_STATES
         db.execute(
-            "UPDATE commands SET state = ?, reported = ?, answer = coalesce(?, answer),"
+            "UPDATE commands SET state = ?, reported = ?, via = ?, answer = coalesce(?, answer),"
             " error = coalesce(?, error), sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,"
             " finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
             (
                 change.state.value,
                 change.state.value,
+                command.via.value,
                 answer,
                 change.error,
                 change.state.value,

@@ -77,7 +77,8 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
             running.registry = Registry.from_config(config)
             journal.devices.offline_after = running.registry.offline_after
             journal.commands.protocol_of = partial(device_protocol, running.registry, journal)
-            journal.commands.phone_of = partial(device_phone, running.registry)
+            if config.modem is not None:  # without a modem no device takes SMS
+                journal.commands.phone_of = partial(device_phone, running.registry)
             try:
                 running.port = await nursery.start(_listen, running)
             except OSError as error:
@@ -104,10 +105,14 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                         f"cannot serve status on {config.status.listen}: {error.strerror or error}"
                     ) from error
             if config.modem is not None:
-                from ..sources import ModemStatus, serve_sms
+                from ..sources import ModemStatus, Outbox, send_sms_commands, serve_sms
 
                 running.modem_status = ModemStatus(config.modem.port)
-                nursery.start_soon(serve_sms, config.modem, ingest, running.modem_status, running.registry)
+                outbox = Outbox()
+                nursery.start_soon(
+                    serve_sms, config.modem, ingest, running.modem_status, running.registry, outbox
+                )
+                nursery.start_soon(send_sms_commands, journal, outbox, running.registry)
             for source in config.serial:
                 from ..sources import serve_serial
 
