@@ -22,6 +22,7 @@ from ._commands import (
     insert_command,
     list_commands,
     parse_command_json,
+    passthrough_command,
     prepare_command,
     refusal_document,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "insert_command",
     "list_commands",
     "parse_command_json",
+    "passthrough_command",
     "prepare_command",
     "refusal_document",
     "requeue_dead_letters",

@@ -260,6 +260,29 @@ def parse_command_json(payload: bytes) -> dict[str, Any]:
     return fields
 
 
+#: How long bytes a platform sent down for a device wait for it.
+PASSTHROUGH_EXPIRES_S = 3600
+
+
+def passthrough_command(
+    device_id: str, protocol: str, raw: bytes, *, source: str, now: datetime
+) -> QueuedCommand:
+    """Bytes an upstream platform sent down a device's session, to go to the device as they are (a
+    ``custom`` command whose ``raw`` bytes bypass the driver's encoding)."""
+    return QueuedCommand(
+        id=new_id(),
+        device_id=device_id,
+        protocol=protocol,
+        type=CommandType.CUSTOM,
+        params={"data": raw.hex(), "hex": True},
+        via=Via.DATA,
+        source=source,
+        created_at=now,
+        expires_at=now + timedelta(seconds=PASSTHROUGH_EXPIRES_S),
+        raw=raw,
+    )
+
+
 def command_report(
     command: QueuedCommand,
     state: CommandState,
