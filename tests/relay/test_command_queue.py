@@ -165,3 +165,18 @@ async def test_rows_from_another_process_are_picked_up_and_a_sent_one_fails_on_r
     assert rows["cli-2"]["state"] == "cancelled"
     assert len(journal.commands) == 0
     journal.close()
+
+
+async def test_finished_commands_go_after_the_retention(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    queue = journal.commands
+    old = command(id="old", now=NOW - timedelta(days=40), expires_s=10)
+    async with writing(journal):
+        await journal.append(queue.submit(old) + queue.due(NOW - timedelta(days=39)))  # expired then
+        await journal.append(queue.submit(command(id="waiting")))
+    removed = journal.prune(
+        delivered_up_to=0, retention=timedelta(days=30), max_bytes=1 << 30, now=NOW
+    )
+    assert removed["commands"] == 1
+    assert [row["id"] for row in list_commands(journal._reader)] == ["waiting"]
+    journal.close()
