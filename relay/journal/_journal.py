@@ -278,6 +278,9 @@ class Journal(Reads, DeadLetters, Cleanup):
             except sqlite3.Error as error:  # the reports are stored; only "last seen" lags
                 log_event(log, logging.WARNING, "device_rows_not_written", error=str(error))
             self._reader.close()
+            if self._command_reader is not None:
+                self._command_reader.close()
+                self._command_reader = None
             self._db.close()
 
     def queue_command(self, command: QueuedCommand) -> list[Writable]:
