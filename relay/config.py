@@ -422,6 +422,9 @@ class MqttSinkSettings(SinkSettings):
     puback_timeout_s: float = setting(
         30.0, _number_range(0.1, 3600), "a publish unacknowledged this long means a stalled broker"
     )
+    commands: bool = setting(
+        True, _BOOL, "take commands for the devices from <topic_prefix>/<device_id>/command"
+    )
 
     @classmethod
     def derive(cls, values: dict[str, Any], site: str) -> None:
@@ -573,6 +576,9 @@ class StatusSettings:
     #: ``Authorization: Bearer`` or ``?token=``; required when ``listen`` is not a loopback address.
     token: str | None = setting(None, _status_token, "asked of every request but /healthz")
     token_file: str | None = setting(None, _STR, "or a file holding it (read at start)", opens="file")
+    commands: bool = setting(
+        True, _BOOL, "serve /api/devices/<id>/commands (POST queues a command; with a token, only Bearer)"
+    )
     sink_stall_s: float = setting(
         300.0,
         _number_range(0.1, 7 * 86400),
@@ -669,6 +675,11 @@ class DeviceSettings:
         None,
         _number_range(0, 30 * 86400),
         "silence this long makes it offline: deviceOffline (default: [relay] offline_after_s; 0: never)",
+    )
+    sms_after_s: float | None = setting(
+        None,
+        _number_range(0, 30 * 86400),
+        "a command queued this long for it goes by SMS to its phone instead (default: never)",
     )
     tags: tuple[str, ...] = setting((), _tags, "free words to group devices by", convert=tuple)
     calibration: tuple[calibration.Calibration, ...] = setting(

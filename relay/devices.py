@@ -84,6 +84,11 @@ class Registry:
             return device.offline_after_s
         return self.default_offline_after_s
 
+    def sms_after(self, device_id: str) -> float | None:
+        """Seconds a command may wait for the device's data session before it goes by SMS (None: never)."""
+        device = self._by_id.get(device_id)
+        return device.sms_after_s if device is not None else None
+
     def utc_offset(self, device_id: str, at: datetime) -> timedelta | None:
         """The UTC offset of the device's ``timezone`` at ``at`` (None: not known)."""
         device = self._by_id.get(device_id)

@@ -47,3 +47,13 @@ class SinkError(RelayError):
     def __init__(self, sink: str, message: str) -> None:
         self.sink = sink
         super().__init__(f"sink {sink!r}: {message}")
+
+
+class CommandRefused(RelayError):
+    """A command cannot be queued (unknown device, type or parameters the device's protocol cannot
+    carry, a bad id or expiry) or changed (unknown id, already final); the message says why, for the
+    channel it came in on."""
+
+
+class UnknownDevice(CommandRefused):
+    """A command for a device the relay does not know (not in ``[[devices]]``, never seen)."""

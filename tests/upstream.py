@@ -38,6 +38,8 @@ class UpstreamSession:
     reports: list[Report] = field(default_factory=list)
     #: Every byte received, as received (a TCP stream, or the datagram).
     raw: bytearray = field(default_factory=bytearray)
+    #: The TCP connection, for a test to send commands down it as a platform does.
+    stream: trio.SocketStream | None = None
 
 
 class Upstream:
@@ -81,7 +83,7 @@ class Upstream:
     async def _tcp(self, stream: trio.SocketStream) -> None:
         host, port = stream.socket.getpeername()[:2]
         peer = f"{host}:{port}"
-        record = UpstreamSession("tcp", peer)
+        record = UpstreamSession("tcp", peer, stream=stream)
         self.sessions.append(record)
         session: drivers.Session | None = None
         head = b""

@@ -13,6 +13,7 @@ from typing import Any
 from .. import __version__
 from ..config import Config
 from ..errors import ConfigError, RelayError
+from ._commands import add_parser as add_command_parser
 from ._common import EXPORT_FORMATS, config_from
 from ._progress import Progress
 
@@ -92,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--data-dir", type=Path, help="override [relay] data_dir")
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(handler=_devices)
+
+    add_command_parser(commands)
 
     decode = commands.add_parser("decode", help="decode frames with the drivers, print JSON per input")
     decode.add_argument("--protocol", help="auto (the default) or a protocol name; overrides a line's")

@@ -155,6 +155,13 @@ class Cleanup:
             removed["quarantine"] = self._db.execute(
                 "DELETE FROM quarantine WHERE received_at < ? AND id <= ?", (cutoff, guard_quarantine)
             ).rowcount
+            # Finished commands go after the retention too (their commandResult reports are reports).
+            finished = self._db.execute(
+                "DELETE FROM commands WHERE finished_at IS NOT NULL AND finished_at < ? AND reported = state",
+                (cutoff,),
+            ).rowcount
+            if finished:
+                removed["commands"] = finished
             self._save_expiry_marks()
         if removed["quarantine"]:
             self.quarantine_budget.reset(self._quarantine_usage())

@@ -24,7 +24,7 @@ from typing import Any
 from drivers import Report, format_time
 from drivers import attributes as attr
 
-from ._records import FRAME_EVENT, Entry, Silence
+from ._records import FRAME_EVENT, RELAY_TRANSPORT, Entry, Silence
 
 #: How stale a device's row in the ``devices`` table may get (the memory is always exact).
 ROW_INTERVAL_S = 10.0
@@ -185,8 +185,8 @@ class LiveDevices:
         last = db.execute("SELECT coalesce(max(seq), 0) FROM reports").fetchone()[0]
         for seq, device_id, protocol, transport, peer, received_at, event, payload in db.execute(
             "SELECT seq, device_id, protocol, transport, peer, received_at, event, payload FROM reports"
-            " WHERE seq > ? AND device_id IS NOT NULL ORDER BY seq",
-            (last - recent_reports,),
+            " WHERE seq > ? AND device_id IS NOT NULL AND transport != ? ORDER BY seq",
+            (last - recent_reports, RELAY_TRANSPORT),
         ):
             state = self._states.get(device_id)
             if state is not None and seq <= state.last_seq:
@@ -234,7 +234,7 @@ class LiveDevices:
             )
         for entry in entries:
             report, device = entry.report, entry.report.device_id
-            if device is None or report.event in DERIVED_EVENTS:
+            if device is None or report.event in DERIVED_EVENTS or entry.transport == RELAY_TRANSPORT:
                 out.append(entry)
                 continue
             state = self._states.get(device)
@@ -267,7 +267,7 @@ class LiveDevices:
         changes = Changes()
         for index, entry in enumerate(entries):
             report, device = entry.report, entry.report.device_id
-            if not device:
+            if not device or entry.transport == RELAY_TRANSPORT:
                 continue
             state = changes.states.get(device) or self._states.get(device)
             seq, seen = first_seq + index, format_time(entry.received_at)

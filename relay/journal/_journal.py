@@ -29,9 +29,17 @@ import trio
 
 from drivers import format_time
 
-from ..errors import JournalError, JournalFilesChanged
+from ..errors import CommandRefused, JournalError, JournalFilesChanged
 from ..logs import log_event
 from ._cleanup import Cleanup
+from ._commands import (
+    CommandChange,
+    Commands,
+    QueuedCommand,
+    cancel_command,
+    insert_command,
+    write_changes,
+)
 from ._dead_letters import DeadLetters
 from ._devices import ROW_INTERVAL_S, UPSERT, Changes, LiveDevices
 from ._quarantine import QuarantineBudget, QuarantineLimits
@@ -63,9 +71,13 @@ SIZE_CHECK_REPORTS = 2000
 _DEFAULT_LIMITS = QuarantineLimits()
 
 
+#: What a group commit takes: reports and the rest (:data:`Item`), and command rows.
+Writable = Item | CommandChange
+
+
 @dataclass(eq=False)
 class _Ticket:
-    items: Sequence[Item]
+    items: Sequence[Writable]
     done: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
 
@@ -102,6 +114,11 @@ class Journal(Reads, DeadLetters, Cleanup):
         #: ``max_devices``: random ids from a flood are forgotten, not kept forever).
         self.devices = LiveDevices(max_devices)
         self.devices.load(self._reader)
+        #: Every unfinished command (the queue; its rows in ``commands``). Its start-up changes (a
+        #: command sent before a restart failed, rows queued from outside) are written by :meth:`run`.
+        self.commands = Commands()
+        self._command_items = self.commands.load(self._reader, datetime.now(UTC))
+        self._command_reader: sqlite3.Connection | None = None
         #: What the journal counted since start (``/metrics``).
         self.stats = JournalStatistics()
         self.quarantine_budget = QuarantineBudget(quarantine_limits, self._quarantine_usage(), self.stats)
@@ -261,7 +278,53 @@ class Journal(Reads, DeadLetters, Cleanup):
             except sqlite3.Error as error:  # the reports are stored; only "last seen" lags
                 log_event(log, logging.WARNING, "device_rows_not_written", error=str(error))
             self._reader.close()
+            if self._command_reader is not None:
+                self._command_reader.close()
+                self._command_reader = None
             self._db.close()
+
+    def queue_command(self, command: QueuedCommand) -> list[Writable]:
+        """Queue a command :func:`prepare_command` made; append what this returns to store it.
+
+        :raises CommandRefused: its id was used before (a command id is never reused, so a command
+            delivered twice, as MQTT QoS 1 may, is queued once), or its device has too many waiting.
+        """
+        if self._command_reader is None:
+            self._command_reader = connect_reader(self.path)
+        used = self._command_reader.execute("SELECT 1 FROM commands WHERE id = ?", (command.id,)).fetchone()
+        if used is not None or self.commands.get(command.id) is not None:
+            raise CommandRefused(f"command id {command.id!r} was used already")
+        return list(self.commands.submit(command))
+
+    def insert_command(self, command: QueuedCommand) -> None:
+        """Queue ``command`` from outside the running relay (``relay command send``): its row only; the
+        running relay (or the next one to start) picks it up, stores its ``queued`` report and sends it.
+
+        :raises CommandRefused: its id is taken.
+        """
+        with self._lock:
+            insert_command(self._db, command)
+
+    def cancel_command(self, command_id: str, now: datetime) -> None:
+        """Cancel a queued command from outside the running relay (``relay command cancel``).
+
+        :raises CommandRefused: no such command, or it is no longer queued.
+        """
+        with self._lock:
+            cancel_command(self._db, command_id, now)
+
+    def command_changes(self, now: datetime) -> list[Writable]:
+        """What changed in the command queue since the last look (to append): rows another process
+        wrote (``relay command``), commands past their expiry or their answer's deadline. One indexed
+        query on a connection of its own: cheap every second."""
+        if self._command_reader is None:
+            self._command_reader = connect_reader(self.path)
+        try:
+            polled: list[Writable] = list(self.commands.poll(self._command_reader, now))
+        except sqlite3.Error as error:
+            log_event(log, logging.WARNING, "commands_not_read", error=str(error))
+            polled = []
+        return polled + self.commands.due(now)
 
     def on_append(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` (in the trio thread) after every commit that added reports."""
@@ -269,7 +332,7 @@ class Journal(Reads, DeadLetters, Cleanup):
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def append(self, items: Sequence[Item]) -> None:
+    async def append(self, items: Sequence[Writable]) -> None:
         """Store ``items`` and return once they are committed (fsynced with ``synchronous=FULL``).
 
         Calls are committed in the order they were made.
@@ -278,7 +341,7 @@ class Journal(Reads, DeadLetters, Cleanup):
         """
         await self.wait_committed(await self.submit(items))
 
-    async def submit(self, items: Sequence[Item]) -> _Ticket:
+    async def submit(self, items: Sequence[Writable]) -> _Ticket:
         """Queue ``items`` for the next group commit (in call order) and return a ticket to wait on.
 
         Quarantine rows over their budget (:class:`QuarantineBudget`) are left out, and counted, once.
@@ -290,10 +353,10 @@ class Journal(Reads, DeadLetters, Cleanup):
             await self._send.send(ticket)
         return ticket
 
-    def _within_budget(self, items: Sequence[Item]) -> Sequence[Item]:
+    def _within_budget(self, items: Sequence[Writable]) -> Sequence[Writable]:
         if not any(type(item) is Quarantined for item in items):
             return items
-        kept: list[Item] = []
+        kept: list[Writable] = []
         for item in items:
             if type(item) is Quarantined:
                 admitted = self.quarantine_budget.admit(item)
@@ -313,6 +376,9 @@ class Journal(Reads, DeadLetters, Cleanup):
         """The writer: commit queued tickets in groups, forever."""
         task_status.started()
         last_commit = -math.inf
+        if self._command_items:
+            startup, self._command_items = _Ticket(self._command_items), []
+            await self._commit([startup])
         async with self._receive:
             while True:
                 # Pending device rows are written when due even if nothing else comes.
@@ -390,14 +456,15 @@ class Journal(Reads, DeadLetters, Cleanup):
             for callback in self._listeners:
                 callback()
 
-    def _write(self, items: Sequence[Item]) -> tuple[int, int, int]:
+    def _write(self, items: Sequence[Writable]) -> tuple[int, int, int]:
         entries = [item for item in items if isinstance(item, Entry)]
         quarantined = [item for item in items if isinstance(item, Quarantined)]
         cursors = [item for item in items if isinstance(item, CursorUpdate)]
         released = [item.quarantine_id for item in items if isinstance(item, Released)]
         silences = [item for item in items if isinstance(item, Silence)]
+        commands = [item for item in items if isinstance(item, CommandChange)]
         with self._lock:
-            return self._write_locked(entries, quarantined, cursors, released, silences)
+            return self._write_locked(entries, quarantined, cursors, released, silences, commands)
 
     def _write_locked(
         self,
@@ -406,6 +473,7 @@ class Journal(Reads, DeadLetters, Cleanup):
         cursors: list[CursorUpdate],
         released: list[int],
         silences: Sequence[Silence] = (),
+        commands: Sequence[CommandChange] = (),
     ) -> tuple[int, int, int]:
         db = self._db
         self.verify_files()
@@ -447,6 +515,8 @@ class Journal(Reads, DeadLetters, Cleanup):
                 )
             if released:
                 db.executemany("DELETE FROM quarantine WHERE id = ?", [(id_,) for id_ in released])
+            if commands:
+                write_changes(db, commands)
             now = format_time(datetime.now(UTC))
             for update in cursors:
                 db.execute(
@@ -522,6 +592,9 @@ class Journal(Reads, DeadLetters, Cleanup):
                 self.last_commit_error = f"{reason}; cannot reopen: {error}"
                 return
             old_reader.close()
+            if self._command_reader is not None:
+                self._command_reader.close()
+                self._command_reader = None
             old_db.close()  # the last connection: removes the WAL and shared memory at the path
             if not main_kept:
                 if self.path.exists():
@@ -551,7 +624,7 @@ class Journal(Reads, DeadLetters, Cleanup):
             hint="commits were refused until the journal was reopened; nothing committed was lost",
         )
 
-    def write_now(self, items: Sequence[Item]) -> None:
+    def write_now(self, items: Sequence[Writable]) -> None:
         """Commit ``items`` on the calling thread, bypassing the writer task (shutdown paths, when the
         writer may already be cancelled; maintenance commands). Blocks for one commit. A full disk
         is noted as the writer notes it, so the cleanup runs next."""

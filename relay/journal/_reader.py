@@ -54,6 +54,18 @@ class JournalReader:
         except sqlite3.Error as error:
             raise JournalError(f"cannot read journal {self.path}: {error}") from error
 
+    def commands(self, *, device_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest commands (of ``device_id``), newest first: state, times, answer, error.
+
+        :raises JournalError: the journal cannot be read (or has no command table yet).
+        """
+        from ._commands import list_commands
+
+        try:
+            return list_commands(self._db, device_id=device_id, limit=limit)
+        except sqlite3.Error as error:
+            raise JournalError(f"cannot read commands from {self.path}: {error}") from error
+
     def dead_letters(self, *, sink: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Dead letters (of ``sink``, or all), newest first, without their bodies' bytes (``bytes``: their
         length).

@@ -26,6 +26,10 @@ class Entry:
     received_at: datetime
 
 
+#: The transport of a report the relay made itself about a command (a change of state): not a sign of
+#: the device's life, so it changes nothing of the device's live state.
+RELAY_TRANSPORT = "relay"
+
 #: The event of a stored frame that decoded to no report (a photo chunk, a keep-alive): kept, with a
 #: passthrough sink, so the upstream receives the device's stream byte for byte; other sinks skip it.
 FRAME_EVENT = "frame"
@@ -69,7 +73,7 @@ class Released:
     quarantine_id: int
 
 
-#: Anything the journal writes.
+#: Anything the journal writes (besides a command's row, ``_commands.CommandChange``).
 Item = Entry | Quarantined | CursorUpdate | Released | Silence
 
 

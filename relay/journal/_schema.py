@@ -2,7 +2,8 @@
 
 Tables: ``reports`` (the normalized report, its raw frame, a monotonic ``seq``), ``media`` (photos),
 ``quarantine`` (bytes no driver could use, with peer and reason), ``devices`` (last seen),
-``sinks``/``cursors`` (each sink's delivered position, per device), ``dead_letters`` and ``meta``.
+``sinks``/``cursors`` (each sink's delivered position, per device), ``dead_letters``, ``commands``
+(the command queue) and ``meta``.
 ``PRAGMA user_version`` holds the schema version: the number of migrations (:data:`SCHEMA_VERSION`).
 """
 
@@ -117,6 +118,37 @@ def _device_state(db: Database) -> None:
     columns = {"last_event": str, "battery": str, "alarms": str, "online": int, "ignition": int}
     for column, kind in columns.items():
         db["devices"].add_column(column, kind)
+
+
+@_migration("0005_commands")
+def _commands(db: Database) -> None:
+    # The command queue (relay/journal/_commands.py): one row per command, its state and the time of
+    # each change (created, sent, finished); every change is also a commandResult report. ``reported``
+    # is the state the relay last stored a report of: rows another process wrote (relay command send,
+    # cancel) differ until the running relay picks them up, found through the partial index.
+    db.execute(
+        """CREATE TABLE commands (
+            number INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            device_id TEXT NOT NULL,
+            protocol TEXT,
+            type TEXT NOT NULL,
+            params TEXT NOT NULL,
+            via TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            state TEXT NOT NULL,
+            raw BLOB,
+            answer TEXT,
+            error TEXT,
+            sent_at TEXT,
+            finished_at TEXT,
+            reported TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX idx_commands_device ON commands (device_id, number)")
+    db.execute("CREATE INDEX idx_commands_unreported ON commands (number) WHERE reported IS NOT state")
 
 
 #: The schema version of a journal this relay made or migrated: one per migration above.

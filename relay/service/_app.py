@@ -30,6 +30,8 @@ HOUSEKEEPING_S = 60.0
 SILENCE_LOOK_S = 1.0
 #: How often an idle relay checks that its journal files are still there.
 FILE_CHECK_S = 5.0
+#: How often the command queue is looked at: rows from ``relay command``, expiries, answer deadlines.
+COMMAND_LOOK_S = 1.0
 
 
 def open_journal(config: Config) -> Journal:
@@ -75,6 +77,9 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
             running.registry = Registry.from_config(config)
             ingest.registry = running.registry
             journal.devices.offline_after = running.registry.offline_after
+            journal.commands.protocol_of = partial(device_protocol, running.registry, journal)
+            if config.modem is not None:  # without a modem no device takes SMS
+                journal.commands.phone_of = partial(device_phone, running.registry)
             try:
                 running.port = await nursery.start(_listen, running)
             except OSError as error:
@@ -90,6 +95,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
             nursery.start_soon(_watch_silence, running)
             nursery.start_soon(_watch_sinks, running)
             nursery.start_soon(_watch_files, journal)
+            nursery.start_soon(_watch_commands, journal)
             if config.status.listen:
                 from ._status import serve_status
 
@@ -100,10 +106,14 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                         f"cannot serve status on {config.status.listen}: {error.strerror or error}"
                     ) from error
             if config.modem is not None:
-                from ..sources import ModemStatus, serve_sms
+                from ..sources import ModemStatus, Outbox, send_sms_commands, serve_sms
 
                 running.modem_status = ModemStatus(config.modem.port)
-                nursery.start_soon(serve_sms, config.modem, ingest, running.modem_status, running.registry)
+                outbox = Outbox()
+                nursery.start_soon(
+                    serve_sms, config.modem, ingest, running.modem_status, running.registry, outbox
+                )
+                nursery.start_soon(send_sms_commands, journal, outbox, running.registry)
             for source in config.serial:
                 from ..sources import serve_serial
 
@@ -204,6 +214,32 @@ async def _housekeeping(running: Running) -> None:
             continue
         if any(removed.values()):
             log_event(log, logging.INFO, "journal_pruned", **removed)
+
+
+def device_protocol(registry: Registry, journal: Journal, device_id: str) -> str | None:
+    """The protocol a device speaks: as it last reported, else as ``[[devices]]`` says."""
+    state = journal.devices.get(device_id)
+    if state is not None:
+        return state.protocol
+    known = registry.get(device_id)
+    return known.protocol if known is not None else None
+
+
+def device_phone(registry: Registry, device_id: str) -> str | None:
+    known = registry.get(device_id)
+    return known.phone if known is not None else None
+
+
+async def _watch_commands(journal: Journal) -> None:
+    """Every COMMAND_LOOK_S, store what changed in the command queue (:meth:`Journal.command_changes`)."""
+    while True:
+        await trio.sleep(COMMAND_LOOK_S)
+        items = journal.command_changes(datetime.now(UTC))
+        if items:
+            try:
+                await journal.append(items)
+            except RelayError as error:
+                log_event(log, logging.WARNING, "command_changes_not_stored", error=str(error))
 
 
 async def _watch_files(journal: Journal) -> None:

@@ -12,10 +12,14 @@ With ``[status] token`` (or ``token_file``), every request but ``/healthz`` must
 ``/healthz`` stays open for load balancers and says nothing private. A non-loopback ``listen``
 without a token is refused by the config check.
 
-Only GET and HEAD; requests are small and bounded; one request per connection. The endpoint never
-competes with the journal's commits: at most :data:`MAX_CLIENTS` requests are served at once (more get
-``503``), and the journal is read for ``/status`` at most once per :data:`._reader.STATUS_MAX_AGE_S`, on a
-connection and a worker thread of its own, every request in between sharing that read.
+With ``[status] commands`` (the default), ``GET``/``POST /api/devices/<id>/commands`` is the command API
+(:mod:`._api`); a ``POST`` with a token set must carry it as ``Authorization: Bearer``.
+
+Only GET and HEAD (and that POST); requests are small and bounded; one request per connection. The
+endpoint never competes with the journal's commits: at most :data:`MAX_CLIENTS` requests are served at
+once (more get ``503``), and the journal is read for ``/status`` at most once per
+:data:`._reader.STATUS_MAX_AGE_S`, on a connection and a worker thread of its own, every request in
+between sharing that read.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ..config import parse_listen
 from ..errors import RelayError
 from ..journal import Journal
 from ..logs import log_event
+from ._api import API_PATH, MAX_BODY, commands_api
 from ._page import live, render
 from ._reader import StatusReader
 
@@ -108,19 +113,27 @@ async def answer(
     *,
     token: str | None = None,
     authorization: str = "",
+    body: bytes = b"",
 ) -> bytes:
     """The response bytes for one request (``accept``, ``authorization``: its headers; ``token``: the
-    one every request but /healthz must present, when set)."""
+    one every request but /healthz must present, when set; ``body``: a POST's)."""
     head_only = method == "HEAD"
-    if method not in ("GET", "HEAD"):
-        return _response("405 Method Not Allowed", b"only GET and HEAD\n", "text/plain", head_only)
     path, _, query = target.partition("?")
+    api = API_PATH.fullmatch(path) if running.config.status.commands else None
+    if method not in ("GET", "HEAD") and not (method == "POST" and api):
+        allowed = "GET, HEAD and POST" if api else "GET and HEAD"
+        return _response("405 Method Not Allowed", f"only {allowed}\n".encode(), "text/plain", head_only)
     if token is not None and path != "/healthz":
-        presented = _presented_token(query, authorization)
+        # A command must come with the header: a ?token= link must not be able to stop an engine.
+        presented = _presented_token("" if method == "POST" else query, authorization)
         if presented is None or not hmac.compare_digest(presented.encode(), token.encode()):
             body = b"a token is needed: open /?token=<the [status] token>, or send Authorization: Bearer\n"
             challenge = 'WWW-Authenticate: Bearer realm="relay"\r\n'
             return _response("401 Unauthorized", body, "text/plain", head_only, challenge)
+    if api:
+        status, document = await commands_api(running, method, api.group(1), body)
+        content = json.dumps(document, indent=2).encode() + b"\n"
+        return _response(status, content, "application/json", head_only)
     if path == "/healthz":
         health = running.health()
         code = "200 OK" if health["status"] == "ok" else "503 Service Unavailable"
@@ -213,11 +226,26 @@ async def serve_status(
             if len(parts) != 3 or not parts[2].startswith("HTTP/"):
                 await stream.send_all(_response("400 Bad Request", b"bad request\n", "text/plain", False))
                 return
-            accept, authorization = _header(request, b"accept"), _header(request, b"authorization")
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = _header(head, b"content-length")
+            if length:
+                if not length.isdigit() or int(length) > MAX_BODY:
+                    too_large = f"a body of at most {MAX_BODY} bytes\n".encode()
+                    await stream.send_all(_response("413 Content Too Large", too_large, "text/plain", False))
+                    return
+                with trio.move_on_after(REQUEST_TIMEOUT_S):
+                    while len(body) < int(length):
+                        data = await stream.receive_some(4096)
+                        if not data:
+                            break
+                        body += data
+                body = body[: int(length)]
+            accept, authorization = _header(head, b"accept"), _header(head, b"authorization")
             method, target = parts[0], parts[1]
             response = await answer(
-                running, registry, reader, method, target, accept, token=token, authorization=authorization
-            )
+                running, registry, reader, method, target, accept, token=token, authorization=authorization,
+                body=body,
+            )  # fmt: skip
             await stream.send_all(response)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass

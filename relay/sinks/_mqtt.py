@@ -24,26 +24,45 @@ Topics (``<prefix>`` = the sink's ``topic_prefix``):
 - ``<prefix>/<device_id>/position``: reports with a position;
 - ``<prefix>/<device_id>/event``: reports without one (login, heartbeat, status, alarms without fix);
 - ``<prefix>/<device_id>/photo``: reports carrying a photo (JPEG base64 in ``media.base64``);
+- ``<prefix>/<device_id>/command/result``: each change of a command's state (``commandResult``
+  reports), and the refusal of a bad command;
 - ``<prefix>/status``: ``online`` / ``offline``, retained; ``offline`` is also the last will.
+
+Commands come in on ``<prefix>/<device_id>/command`` (subscribed at QoS 1 on the same connection, with
+``commands = true``): a JSON object ``{"id", "type", "params", "expires_s", "via"}`` (only ``type`` is
+required). Each is checked and queued in the journal before its PUBACK goes (manual acks), so a
+command the broker was told is taken is durable; a bad one (not JSON, an unknown device, type or key,
+wrong parameters, an id used before) gets its reason on ``<prefix>/<device_id>/command/result`` and
+never stops the sink.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import socket
 import ssl
 import time
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import paho.mqtt.client as paho
 import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ..config import MqttSinkSettings
-from ..errors import SinkError
-from ..journal import Journal, StoredReport
+from ..errors import CommandRefused, JournalError, SinkError
+from ..journal import (
+    COMMAND_RESULT,
+    Journal,
+    StoredReport,
+    parse_command_json,
+    prepare_command,
+    refusal_document,
+)
 from ..logs import log_event
 from ._base import Sink
 from ._retry import Uplink, backoff_delay, innermost
@@ -54,6 +73,8 @@ log = logging.getLogger("relay.mqtt")
 CONNECT_TIMEOUT_S = 15.0
 #: paho's housekeeping (keepalive PINGREQ, retries) cadence.
 MISC_INTERVAL_S = 1.0
+#: Commands received and not yet queued, at most; more are refused (the sender is flooding).
+COMMANDS_WAITING = 256
 
 
 class _Disconnected(Exception):
@@ -77,6 +98,8 @@ def topic_segment(device_id: str | None) -> str:
 
 def topic_for(prefix: str, report: StoredReport) -> str:
     device = topic_segment(report.device_id)
+    if report.event == COMMAND_RESULT:
+        return f"{prefix}/{device}/command/result"
     kind = "photo" if report.media is not None else "position" if report.has_position else "event"
     return f"{prefix}/{device}/{kind}"
 
@@ -106,6 +129,10 @@ class MqttSink(Sink):
         self._reports_published = 0
         self._reports_acked = 0
         self._status_acked = False
+        #: Commands taken from the broker and refused (bad input), since start.
+        self.commands_refused = 0
+        self.commands_queued = 0
+        self._incoming: trio.MemorySendChannel[tuple[int, int, str, bytes]] | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -152,6 +179,7 @@ class MqttSink(Sink):
     async def _connection(self) -> None:
         settings = self.settings
         self._unreachable = False
+        self._incoming = None
         self._mids = {}
         self._reports_published = self._reports_acked = 0
         self._status_acked = False
@@ -160,6 +188,7 @@ class MqttSink(Sink):
             client_id=settings.client_id,
             clean_session=True,
             reconnect_on_failure=False,
+            manual_ack=True,
         )
         client.max_inflight_messages_set(settings.inflight)
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
@@ -179,6 +208,7 @@ class MqttSink(Sink):
         client.on_connect = state.connected
         client.on_disconnect = state.disconnected
         client.on_publish = lambda _c, _u, mid, _rc, _p: self._acknowledged(mid)
+        client.on_message = lambda _c, _u, message: self._command_received(client, message)
 
         try:
             await trio.to_thread.run_sync(client.connect, settings.host, settings.port, settings.keepalive_s)
@@ -206,6 +236,11 @@ class MqttSink(Sink):
                 self.last_error = None
                 online = client.publish(self.status_topic, "online", qos=1, retain=True)
                 self._mids[online.mid] = (None, time.monotonic())
+                if settings.commands:
+                    send, receive = trio.open_memory_channel[tuple[int, int, str, bytes]](COMMANDS_WAITING)
+                    self._incoming = send
+                    nursery.start_soon(self._take_commands, client, state, receive)
+                    client.subscribe(f"{settings.topic_prefix}/+/command", qos=1)
                 state.wake_writer()
                 log_event(
                     log,
@@ -300,6 +335,70 @@ class MqttSink(Sink):
                 await trio.lowlevel.checkpoint()
                 continue
             await self.delivery.wait_for_work()
+
+    # -- commands in ----------------------------------------------------------------------------
+
+    def _command_received(self, client: paho.Client, message: paho.MQTTMessage) -> None:
+        """paho's on_message (in the trio thread, inside loop_read): hand the command to
+        :meth:`_take_commands`, which acknowledges it once queued."""
+        item = (message.mid, message.qos, message.topic, bytes(message.payload))
+        incoming = self._incoming
+        try:
+            if incoming is None:
+                raise trio.WouldBlock
+            incoming.send_nowait(item)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            device = self._command_device(message.topic)
+            self._refuse(client, device, {}, f"{COMMANDS_WAITING} commands are waiting to be queued already")
+            client.ack(message.mid, message.qos)
+
+    def _command_device(self, topic: str) -> str | None:
+        prefix = self.settings.topic_prefix + "/"
+        if not topic.startswith(prefix) or not topic.endswith("/command"):
+            return None
+        return unquote(topic[len(prefix) : -len("/command")])
+
+    async def _take_commands(
+        self, client: paho.Client, state: _ConnectionState, receive: trio.MemoryReceiveChannel
+    ) -> None:
+        """Check and queue each command received, then acknowledge it (PUBACK); refuse bad ones."""
+        async for mid, qos, topic, payload in receive:
+            device = self._command_device(topic)
+            fields: dict[str, Any] = {}
+            try:
+                fields = parse_command_json(payload)
+                if device is None:
+                    raise CommandRefused(f"topic {topic!r} is not <topic_prefix>/<device_id>/command")
+                command = prepare_command(
+                    device_id=device,
+                    type=fields.get("type"),
+                    params=fields.get("params"),
+                    via=fields.get("via", "data"),
+                    expires_s=fields.get("expires_s"),
+                    id=fields.get("id"),
+                    source=f"mqtt:{self.name}",
+                    now=datetime.now(UTC),
+                    protocol_of=self.journal.commands.protocol_of,
+                    phone_of=self.journal.commands.phone_of,
+                )
+                await self.journal.append(self.journal.queue_command(command))
+                self.commands_queued += 1
+                log_event(log, logging.INFO, "command_queued", sink=self.name, device=device, id=command.id,
+                          type=command.type.value, source=command.source)  # fmt: skip
+            except CommandRefused as error:
+                self._refuse(client, device, fields, str(error))
+            except JournalError as error:
+                self._refuse(client, device, fields, f"the relay could not store it: {error}")
+            client.ack(mid, qos)
+            state.wake_writer()
+
+    def _refuse(self, client: paho.Client, device: str | None, fields: dict[str, Any], reason: str) -> None:
+        """Publish why a command was refused on its device's result topic (QoS 1, not retained)."""
+        self.commands_refused += 1
+        log_event(log, logging.WARNING, "command_refused", sink=self.name, device=device, reason=reason)
+        topic = f"{self.settings.topic_prefix}/{topic_segment(device)}/command/result"
+        document = refusal_document(device, fields, reason)
+        client.publish(topic, json.dumps(document, separators=(",", ":")), qos=1)
 
     def _acknowledged(self, mid: int) -> None:
         published = self._mids.pop(mid, None)

@@ -19,7 +19,11 @@ upstream session over the device's own transport (TCP for TCP and HTTP devices, 
   again after a backoff. Other TCP frames count as delivered once the upstream host has acknowledged
   their bytes at the TCP level (the socket's unacknowledged send queue is empty);
 - reports from SMS or a serial line have no upstream form and are acknowledged without sending, as are
-  protocols left out by ``protocols``.
+  protocols left out by ``protocols``;
+- what the upstream sends down a session that is not an answer to the frames sent (the answers are
+  known: the relay's own driver decodes the same frames, and what it would reply is taken out) is a
+  command from the platform: those bytes go to the device byte for byte, queued in the journal like any
+  command (``custom`` with the raw bytes), at once on its live connection, else at its next one.
 
 A stuck device never holds the others back: each device reads its own reports and keeps its own
 cursor. The sink's floor (everything at or below it delivered) is the lowest position of the devices
@@ -35,6 +39,7 @@ import logging
 import socket
 import struct
 import termios
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -44,8 +49,8 @@ import drivers
 from drivers import DriverError, Transport, UpstreamAck
 
 from ..config import PassthroughSinkSettings
-from ..errors import SinkError
-from ..journal import Journal, StoredReport
+from ..errors import CommandRefused, JournalError, SinkError
+from ..journal import Journal, StoredReport, passthrough_command
 from ..logs import log_event
 from ._base import Sink
 from ._delivery import CURSOR_FLUSH_S
@@ -61,6 +66,8 @@ SEND_QUEUE_POLL_S = 0.005
 UDP_TRIES = 3
 #: Largest reply kept while waiting for an acknowledgement.
 MAX_REPLY_BUFFER = 65536
+#: Replies the upstream may still owe, per session, kept to tell them from commands.
+MAX_EXPECTED_REPLIES = 64
 #: Transports whose frames can be replayed upstream, and the socket type used.
 UPSTREAM_TRANSPORT = {"tcp": "tcp", "http": "tcp", "udp": "udp"}
 _TIOCOUTQ = getattr(termios, "TIOCOUTQ", 0x5411)
@@ -118,6 +125,15 @@ class _Session:
         self.closed = False
         self.close_reason = ""
         self.frames_sent = 0
+        #: The protocol of the frames sent, and a session of its driver that decodes them too: what it
+        #: replies is what the upstream's answers look like (:meth:`sweep`).
+        self.protocol: str | None = None
+        self._shadow: drivers.Session | None = None
+        self.expected: deque[bytes] = deque(maxlen=MAX_EXPECTED_REPLIES)
+        #: While set, an answer is awaited (:meth:`answer`): the buffer is not swept.
+        self.awaiting = False
+        #: Bytes the upstream sent that answer nothing: commands for the device.
+        self.downlink = bytearray()
 
     @classmethod
     async def open(cls, kind: str, host: str, port: int, timeout: float) -> _Session:
@@ -168,6 +184,7 @@ class _Session:
                     assert self.udp is not None
                     data = await self.udp.recv(65536)
                 self.buffer = (self.buffer + data)[-MAX_REPLY_BUFFER:]
+                self.sweep()
                 self.received.set()
                 self.received = trio.Event()
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
@@ -183,6 +200,44 @@ class _Session:
         if self.closed:
             raise UpstreamError(self.close_reason or "upstream session closed")
 
+    def sent_frame(self, protocol: str, frame: bytes) -> None:
+        """Note the replies ``frame`` asks for (what the relay's driver answers to it)."""
+        if self._shadow is None or self.protocol != protocol:
+            try:
+                driver = drivers.get(protocol)
+            except KeyError:
+                return
+            self.protocol = protocol
+            self._shadow = driver.new_session(Transport.TCP if self.kind == "tcp" else Transport.UDP)
+        shadow = self._shadow
+        if self.kind == "tcp":
+            shadow.receive_data(frame)
+            events = shadow.events(now=datetime.now(UTC))
+        else:
+            events = shadow.receive_datagram(frame, now=datetime.now(UTC))
+        for event in events:
+            self.expected.extend(reply for reply in event.replies if reply)
+
+    def sweep(self) -> None:
+        """Take the upstream's answers to our frames off the buffer; what answers nothing is a command
+        for the device (:attr:`downlink`). Not while an answer is awaited: that reads the buffer."""
+        if self.awaiting:
+            return
+        buffer, expected = self.buffer, self.expected
+        while buffer:
+            match = next((reply for reply in expected if buffer.startswith(reply)), None)
+            if match is not None:
+                buffer = buffer[len(match) :]
+                expected.remove(match)
+                continue
+            if any(reply.startswith(buffer) for reply in expected):
+                break  # an answer, not all of it arrived yet
+            found = [at for reply in expected if (at := buffer.find(reply)) > 0]
+            cut = min(found) if found else len(buffer)
+            self.downlink += buffer[:cut]
+            buffer = buffer[cut:]
+        self.buffer = buffer
+
     async def send(self, frame: bytes) -> None:
         self.check_open()
         try:
@@ -196,19 +251,27 @@ class _Session:
         self.frames_sent += 1
 
     async def answer(self, expect: UpstreamAck, timeout: float) -> bytes:
-        """Wait for the reply ``expect`` describes (buffer cleared by the caller before sending)."""
-        with trio.move_on_after(timeout):
-            while True:
-                size = expect.length(self.buffer)
-                if size:
-                    answer, self.buffer = self.buffer[:size], self.buffer[size:]
-                    problem = expect.refusal(answer)
-                    if problem:
-                        raise UpstreamError(problem)
-                    return answer
-                self.check_open()
-                await self.received.wait()
-        raise UpstreamError(f"no answer from upstream within {timeout:g} s (waiting for {expect.what})")
+        """Wait for the reply ``expect`` describes (buffer cleared by the caller before sending, and
+        :attr:`awaiting` set)."""
+        self.awaiting = True
+        try:
+            with trio.move_on_after(timeout):
+                while True:
+                    size = expect.length(self.buffer)
+                    if size:
+                        answer, self.buffer = self.buffer[:size], self.buffer[size:]
+                        if answer in self.expected:
+                            self.expected.remove(answer)
+                        problem = expect.refusal(answer)
+                        if problem:
+                            raise UpstreamError(problem)
+                        return answer
+                    self.check_open()
+                    await self.received.wait()
+            raise UpstreamError(f"no answer from upstream within {timeout:g} s (waiting for {expect.what})")
+        finally:
+            self.awaiting = False
+            self.sweep()
 
     async def drained(self, timeout: float) -> None:
         """Return once the upstream host has acknowledged every byte written (TCP)."""
@@ -247,6 +310,8 @@ class PassthroughSink(Sink):
         self.open_sessions = 0
         self.logins_replayed = 0
         self.failures = 0
+        #: Commands the upstream sent down the devices' sessions, queued for them.
+        self.commands_down = 0
 
     def backlog(self) -> int:
         self._update_floor()
@@ -405,9 +470,11 @@ class PassthroughSink(Sink):
                 await self._send(session, report.protocol, report.transport, report.raw)
                 unconfirmed.append(report.seq)
             await self._confirm(device, session, unconfirmed)
+            await self._forward(device, session)
             reports = self._read(device, device.position)
             if not reports:
                 if not await self._idle(device, session):
+                    await self._forward(device, session)
                     return False
                 reports = self._read(device, device.position)
 
@@ -439,8 +506,11 @@ class PassthroughSink(Sink):
     ) -> None:
         expect = expected_reply(protocol, transport, raw, login=login)
         tries = UDP_TRIES if session.kind == "udp" and expect is not None else 1
+        session.sent_frame(protocol, raw)  # the replies it asks for, to tell them from commands
         for attempt in range(1, tries + 1):
             if expect is not None:
+                session.sweep()  # what came before is an answer to earlier frames, or a command
+                session.awaiting = True  # the answer must not be swept before answer() reads it
                 session.buffer = b""
             await session.send(raw)  # byte for byte, as the device sent it
             self.stats.published += 1
@@ -461,6 +531,25 @@ class PassthroughSink(Sink):
             self._acknowledge(device, seq)
         unconfirmed.clear()
 
+    async def _forward(self, device: _Device, session: _Session) -> None:
+        """Queue what the upstream sent down that answers nothing: a command, for the device as it is."""
+        if not session.downlink or device.key is None or session.protocol is None:
+            return
+        raw = bytes(session.downlink)
+        session.downlink.clear()
+        command = passthrough_command(
+            device.key, session.protocol, raw, source=f"passthrough:{self.name}", now=datetime.now(UTC)
+        )
+        try:
+            await self.journal.append(self.journal.queue_command(command))
+        except (CommandRefused, JournalError) as error:
+            log_event(log, logging.WARNING, "upstream_command_dropped", sink=self.name, device=device.key,
+                      bytes=len(raw), reason=str(error))  # fmt: skip
+            return
+        self.commands_down += 1
+        log_event(log, logging.INFO, "upstream_command", sink=self.name, device=device.key, id=command.id,
+                  bytes=len(raw))  # fmt: skip
+
     def _acknowledge(self, device: _Device, seq: int) -> None:
         device.position = max(device.position, seq)
         self.delivery.acknowledge_device(device.key or "", seq)
@@ -469,6 +558,7 @@ class PassthroughSink(Sink):
         """Wait for more of this device's reports; False when the session should end (idle, closed)."""
         with trio.move_on_after(self.settings.idle_timeout_s):
             while not device.pending:
+                await self._forward(device, session)
                 if session.closed:
                     return False
                 device.wanted = trio.Event()

@@ -5,10 +5,10 @@ Imports: :mod:`relay.journal`, the base modules and ``drivers``; never a sink or
 """
 
 from ._listener import Ingest, Listener
-from ._modem import Modem, ModemStatus, send_sms
+from ._modem import Modem, ModemStatus, Outbox, send_sms
 from ._provision import DEFAULT_WAIT_S, Outcome, bofan_steps, coban_steps, provision
 from ._serial import serve_serial
-from ._sms import serve_sms
+from ._sms import send_sms_commands, serve_sms
 
 __all__ = [
     "DEFAULT_WAIT_S",
@@ -16,11 +16,13 @@ __all__ = [
     "Listener",
     "Modem",
     "ModemStatus",
+    "Outbox",
     "Outcome",
     "bofan_steps",
     "coban_steps",
     "provision",
     "send_sms",
+    "send_sms_commands",
     "serve_serial",
     "serve_sms",
 ]

@@ -3,6 +3,13 @@
 Every source (TCP connection, UDP peer, serial line) goes through :class:`Ingest`: frames are decoded
 by the driver, reports are committed to the journal, and only then are the driver's replies sent.
 Bad frames are quarantined with their peer and reason; they never disturb another device.
+
+Commands go down the same sessions (the queue is ``journal.commands``): a stream whose device is
+known gets its device's commands as soon as its first identified frame is answered (the login), at
+once while it lives, one at a time and in order; a UDP device gets them at the address its last
+datagram came from while that is fresh (:data:`UDP_FRESH_S`), right after that datagram's reply. A
+command is marked sent once its bytes were written; the driver's ``commandResult`` acknowledges it
+(:meth:`Ingest.store`), and one its protocol never answers is acknowledged when written.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from ..clock import clock_unsynced, mark_unsynced
 from ..config import ListenSettings, UnknownDevices
 from ..devices import Registry
 from ..errors import JournalError
-from ..journal import FRAME_EVENT, Entry, Journal, Quarantined
+from ..journal import COMMAND_RESULT, FRAME_EVENT, CommandChange, Entry, Journal, Quarantined, QueuedCommand
 from ..logs import RateLimiter, log_event
 from ..statistics import counter, gauge, labelled
 
@@ -55,6 +62,34 @@ QUARANTINE_HEAD = 4096
 UDP_BURST = 256
 #: Datagrams whose replies may wait for their commit at once (beyond that, receiving waits).
 UDP_ANSWER_QUEUE = 10_000
+#: A UDP device's last address takes its commands for this long after its last datagram (NAT
+#: mappings of mobile networks last a minute or more).
+UDP_FRESH_S = 60.0
+#: How long a closing connection waits for its in-flight command's failure to be stored.
+CLOSE_STORE_S = 2.0
+
+
+class _Link:
+    """A live stream of a known device: where its commands go. ``send`` serialises writes (replies
+    and commands share the stream)."""
+
+    def __init__(
+        self, session: Session, stream_send: Callable[[bytes], Awaitable[object]], peer: str
+    ) -> None:
+        self.session = session
+        self.peer = peer
+        self._stream_send = stream_send
+        self._lock = trio.Lock()
+        #: Set when the device's login was answered: commands may go.
+        self.ready = trio.Event()
+        #: Set when the queue has news for the device.
+        self.wake = trio.Event()
+        #: The command this link wrote and waits on the answer of.
+        self.sent: QueuedCommand | None = None
+
+    async def send(self, data: bytes) -> None:
+        async with self._lock:
+            await self._stream_send(data)
 
 
 @dataclass
@@ -154,11 +189,13 @@ class Ingest:
 
     def store(
         self, session: Session, events: Iterable[Decoded | DriverError], *, peer: str, transport: Transport
-    ) -> tuple[list[Entry | Quarantined], list[bytes]]:
+    ) -> tuple[list[Entry | Quarantined | CommandChange], list[bytes]]:
         """What to store for a session's ``events`` (reports, and bad input to quarantine) and the
         replies to send, in stream order, once it is stored: the one place every source's decoded
-        bytes become journal entries. A report's ``raw`` is its frame's exact wire bytes."""
-        items: list[Entry | Quarantined] = []
+        bytes become journal entries. A report's ``raw`` is its frame's exact wire bytes. A
+        ``commandResult`` answers its device's command in flight: the report names the command and
+        its ``acknowledged`` state, stored with it."""
+        items: list[Entry | Quarantined | CommandChange] = []
         replies: list[bytes] = []
         now = self.now()
         unsynced = clock_unsynced(now)
@@ -208,6 +245,9 @@ class Ingest:
                 report = registry.calibrate(report)
                 if unsynced:
                     report = mark_unsynced(report)
+                if report.event == COMMAND_RESULT:
+                    report, changes = self.journal.commands.answered(report, now)
+                    items.extend(changes)
                 items.append(Entry(report, event.wire if index == 0 else None, transport.value, peer, now))
                 stats.reports += 1
                 stats.reports_by_protocol[protocol] += 1
@@ -306,6 +346,14 @@ class Listener:
         self.stats = ingest.stats
         self._per_ip: defaultdict[str, int] = defaultdict(int)
         self._udp_sessions: OrderedDict[tuple[str, int], Session] = OrderedDict()
+        #: Each known device's live stream (the newest, when it has several).
+        self.links: dict[str, _Link] = {}
+        #: Each UDP device's last address, its session and when it last sent (monotonic), oldest first.
+        self._udp_devices: OrderedDict[str, tuple[tuple[str, int], Session, float]] = OrderedDict()
+        self._udp_sock: socket.socket | None = None
+        self._udp_wanted: set[str] = set()
+        self._udp_wake = trio.Event()
+        ingest.journal.commands.listeners.append(self._command_ready)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on TCP and UDP; ``task_status.started(port)`` once both are bound.
@@ -422,23 +470,39 @@ class Listener:
             driver, head, eof = get_driver(protocol), b"", False
         session = driver.new_session(transport)
         log_event(log, logging.DEBUG, "stream_recognised", peer=peer, protocol=driver.name)
-        feed = partial(self.ingest.feed, session, peer=peer, transport=transport, send=stream.send_all)
+        link = _Link(session, stream.send_all, peer)
+        feed = partial(self.ingest.feed, session, peer=peer, transport=transport, send=link.send)
         # One scope for the connection, its deadline moved around each read: cheaper than a new
         # timeout scope per read, and the wait for a commit is never cut short by it.
+        idle = trio.CancelScope()
+        failure: BaseException | None = None
         try:
-            with trio.CancelScope() as idle:
-                # A stream whose protocol is given starts with nothing read: no b"" (the end) to feed.
-                going_on = (not head or await feed(head)) and (not eof or await feed(b""))
-                while going_on:
-                    if idle_timeout is not None:
-                        idle.deadline = trio.current_time() + idle_timeout
-                    data = await stream.receive_some(READ_SIZE)
-                    idle.deadline = math.inf
-                    going_on = await feed(data)
-                if session.closed != "the stream ended":
-                    log_event(log, logging.INFO, "connection_closed", peer=peer, reason=session.closed)
-                return
+            # The device's commands go down the stream from a task beside the reads; what breaks the
+            # stream leaves the nursery as it is (no group), for the caller.
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._deliver, link)
+                try:
+                    with idle:
+                        # A stream whose protocol is given starts with nothing read: no b"" to feed.
+                        going_on = (not head or await feed(head)) and (not eof or await feed(b""))
+                        self._linked(link)
+                        while going_on:
+                            if idle_timeout is not None:
+                                idle.deadline = trio.current_time() + idle_timeout
+                            data = await stream.receive_some(READ_SIZE)
+                            idle.deadline = math.inf
+                            going_on = await feed(data)
+                            self._linked(link)
+                        if session.closed != "the stream ended":
+                            reason = session.closed
+                            log_event(log, logging.INFO, "connection_closed", peer=peer, reason=reason)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, JournalError) as error:
+                    failure = error
+                nursery.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
         finally:
+            await self._unlink(link)
             if session.device_id is not None:
                 reason = session.closed or ("idle" if idle.cancelled_caught else "stopped")
                 self.ingest.activity("device_disconnected", session.device_id, peer=peer, reason=reason)
@@ -452,6 +516,128 @@ class Listener:
                     device=session.device_id,
                     idle_s=idle_timeout,
                 )
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _command_ready(self, device_id: str) -> None:
+        """The queue has news for ``device_id``: wake its stream, or the UDP sender."""
+        link = self.links.get(device_id)
+        if link is not None:
+            link.wake.set()
+        elif device_id in self._udp_devices:
+            self._udp_wanted.add(device_id)
+            self._udp_wake.set()
+
+    def _linked(self, link: _Link) -> None:
+        """After a feed: once the stream's device is known (its login answered), it takes commands."""
+        device = link.session.device_id
+        if device is None or link.ready.is_set():
+            return
+        self.links[device] = link
+        link.ready.set()
+
+    async def _unlink(self, link: _Link) -> None:
+        device = link.session.device_id
+        if device is not None and self.links.get(device) is link:
+            del self.links[device]
+        command = link.sent
+        if command is not None:
+            commands = self.ingest.journal.commands
+            reason = "the connection closed before the device answered"
+            items = commands.failed(command, self.ingest.now(), reason)
+            if items:
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_STORE_S):
+                    await self._store_commands(items)
+        if device is not None and device in self.ingest.journal.commands.devices():
+            self._command_ready(device)  # a UDP address may take over
+
+    async def _store_commands(self, items: list[Any]) -> bool:
+        if not items:
+            return True
+        try:
+            await self.ingest.journal.append(items)
+        except JournalError as error:
+            log_event(log, logging.ERROR, "command_state_not_stored", error=str(error))
+            return False
+        return True
+
+    async def _deliver(self, link: _Link) -> None:
+        """Send the device's commands down its stream, one at a time, in order, while it lives."""
+        await link.ready.wait()
+        session = link.session
+        device = session.device_id
+        assert device is not None
+        commands = self.ingest.journal.commands
+        while True:
+            link.wake = trio.Event()
+            now = self.ingest.now()
+            command, expired = commands.next_for(device, now)
+            await self._store_commands(expired)
+            if command is None:
+                await link.wake.wait()
+                continue
+            try:
+                items = await self._send_command(command, session, link.send, link.peer)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return  # never written: it stays queued for the next connection; the reads notice
+            if command.state.value == "sent":
+                link.sent = command
+            await self._store_commands(items)
+
+    async def _send_command(
+        self, command: QueuedCommand, session: Session, send: Callable[[bytes], Awaitable[object]], peer: str
+    ) -> list[Any]:
+        """Encode ``command`` with the device's session, write it, and return the changes to store."""
+        commands = self.ingest.journal.commands
+        now = self.ingest.now()
+        try:
+            data = command.raw if command.raw is not None else session.encode(command.command, now=now)
+        except DriverError as error:
+            return commands.failed(command, now, error.reason)
+        except Exception as error:  # a driver bug costs this command, never the connection
+            log.error("driver_bug", exc_info=error, extra={"fields": {"protocol": session.protocol}})
+            return commands.failed(command, now, f"driver bug: {error!r}")
+        await send(data)
+        answered = command.raw is None and session.expects_answer(command.command)
+        log_event(log, logging.INFO, "command_sent", device=command.device_id, id=command.id,
+                  type=command.type.value, source=command.source, peer=peer, bytes=len(data))  # fmt: skip
+        return commands.sent(command, self.ingest.now(), answered=answered)
+
+    async def _deliver_udp(self) -> None:
+        """Send queued commands to UDP devices at their last address, while it is fresh."""
+        commands = self.ingest.journal.commands
+        while True:
+            await self._udp_wake.wait()
+            self._udp_wake = trio.Event()
+            wanted, self._udp_wanted = self._udp_wanted, set()
+            sock = self._udp_sock
+            for device in wanted:
+                known = self._udp_devices.get(device)
+                if known is None or sock is None or device in self.links:
+                    continue
+                address, session, seen = known
+                if time.monotonic() - seen > UDP_FRESH_S:
+                    continue  # the next datagram brings it back
+                command, expired = commands.next_for(device, self.ingest.now())
+                await self._store_commands(expired)
+                if command is None:
+                    continue
+
+                async def send(
+                    data: bytes, sock: socket.socket = sock, address: tuple[str, int] = address
+                ) -> None:
+                    while True:
+                        try:
+                            sock.sendto(data, address)
+                            return
+                        except BlockingIOError:
+                            await trio.lowlevel.wait_writable(sock)
+
+                try:
+                    items = await self._send_command(command, session, send, f"{address[0]}:{address[1]}")
+                except OSError as error:
+                    items = commands.failed(command, self.ingest.now(), f"UDP send failed: {error}")
+                await self._store_commands(items)
 
     async def _sniff(
         self, stream: trio.abc.Stream, peer: str, transport: Transport
@@ -502,11 +688,13 @@ class Listener:
         order), and one answering task sends the replies as their commits land, also in order.
         """
         send_answer, receive_answers = trio.open_memory_channel[
-            tuple[Any, list[bytes], tuple[str, int], float]
+            tuple[Any, list[bytes], tuple[str, int], float, str | None]
         ](UDP_ANSWER_QUEUE)
         try:
+            self._udp_sock = sock
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._answer_datagrams, sock, receive_answers)
+                nursery.start_soon(self._deliver_udp)
                 while True:
                     await trio.lowlevel.wait_readable(sock)
                     for _ in range(UDP_BURST):
@@ -552,12 +740,18 @@ class Listener:
         events = session.receive_datagram(data, now=self.ingest.now())
         items, answers = self.ingest.store(session, events, peer=peer, transport=Transport.UDP)
         ticket = await self.ingest.journal.submit(items) if items else None
+        device = session.device_id
+        if device is not None:
+            self._udp_devices[device] = (key, session, time.monotonic())
+            self._udp_devices.move_to_end(device)
+            while len(self._udp_devices) > self.settings.max_udp_peers:
+                self._udp_devices.popitem(last=False)
         if answers or ticket is not None:
-            await answer.send((ticket, answers, address, received))
+            await answer.send((ticket, answers, address, received, device))
 
     async def _answer_datagrams(self, sock: socket.socket, answers: trio.MemoryReceiveChannel) -> None:
         latency = self.stats.ack_latency[Transport.UDP.value]
-        async for ticket, replies, address, received in answers:
+        async for ticket, replies, address, received, device in answers:
             if ticket is not None:
                 try:
                     await self.ingest.journal.wait_committed(ticket)
@@ -582,3 +776,5 @@ class Listener:
                     latency.observe(time.monotonic() - received)
                 except OSError as error:
                     log_event(log, logging.DEBUG, "udp_send_error", error=str(error))
+            if device is not None and device in self.ingest.journal.commands.devices():
+                self._command_ready(device)  # its commands go right after the reply

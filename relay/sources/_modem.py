@@ -25,7 +25,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -741,12 +741,82 @@ def parse_cpms_usage(line: str) -> tuple[int, int] | None:
 OnSms = Callable[[IncomingSms], Awaitable[None]]
 
 
+@dataclass(eq=False)
+class _Outgoing:
+    to: str
+    text: str
+    done: trio.Event = field(default_factory=trio.Event)
+    references: list[int] = field(default_factory=list)
+    error: str | None = None
+    abandoned: bool = False
+
+
+class Outbox:
+    """SMS the running relay sends through the modem task it already runs (the port is that task's,
+    so nothing else may open it): :meth:`send` waits until the modem sent it or refused it. Between
+    two unsolicited messages the task sends what is waiting, so sending never interleaves with reading."""
+
+    def __init__(self) -> None:
+        self._waiting: deque[_Outgoing] = deque()
+        self._idle: trio.CancelScope | None = None
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    async def send(self, to: str, text: str, *, timeout_s: float = 120.0) -> list[int]:
+        """Send ``text`` to ``to``; the message references.
+
+        :raises ModemError: the modem refused it, or did not send it within ``timeout_s`` (it is down).
+        """
+        outgoing = _Outgoing(to, text)
+        self._waiting.append(outgoing)
+        if self._idle is not None:
+            self._idle.cancel()
+        with trio.move_on_after(timeout_s):
+            await outgoing.done.wait()
+        if not outgoing.done.is_set():
+            outgoing.abandoned = True
+            raise ModemError(f"the modem did not send the SMS to {to} within {timeout_s:g} s")
+        if outgoing.error is not None:
+            raise ModemError(outgoing.error)
+        return outgoing.references
+
+    async def wait_urc(self, modem: Modem, timeout: float) -> Urc | None:
+        """The modem's next URC, or ``None`` at ``timeout`` or as soon as an SMS is waiting."""
+        if self._waiting:
+            return None
+        with trio.CancelScope() as scope:
+            self._idle = scope
+            try:
+                return await modem.wait_urc(timeout)
+            finally:
+                self._idle = None
+        return None
+
+    async def flush(self, modem: Modem) -> None:
+        """Send every waiting SMS (in the modem task, between URCs)."""
+        while self._waiting:
+            outgoing = self._waiting.popleft()
+            if outgoing.abandoned:
+                continue
+            try:
+                outgoing.references = await modem.send_text(outgoing.to, outgoing.text)
+            except AtError as error:
+                outgoing.error = f"the modem refused the SMS to {outgoing.to}: {error}"
+            except ModemError as error:  # the modem went away: it is reopened, the SMS is not retried
+                outgoing.error = f"the SMS to {outgoing.to} was not sent: {error}"
+                outgoing.done.set()
+                raise
+            outgoing.done.set()
+
+
 async def serve_modem(
     settings: ModemSettings,
     on_sms: OnSms,
     *,
     poll_interval_s: float = 60.0,
     status: ModemStatus | None = None,
+    outbox: Outbox | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Take SMS from the modem forever; never returns.
@@ -758,7 +828,7 @@ async def serve_modem(
     error is logged, and it is offered again on the next scan. Status reports and stored outgoing
     messages are deleted without a call. Every ``poll_interval_s`` the modem is asked for its storage
     use, which doubles as a health check (a silent modem is reopened) and finds messages whose
-    ``+CMTI`` was lost.
+    ``+CMTI`` was lost. What ``outbox`` holds is sent between two messages (commands by SMS).
 
     Error handling: a timeout, an AT error during set-up, a vanished device (or a bug here, logged
     with its traceback) closes the port, waits ``reopen_delay_s`` and starts again with a full
@@ -769,6 +839,7 @@ async def serve_modem(
     """
     task_status.started()
     status = status or ModemStatus(settings.port)
+    outbox = Outbox() if outbox is None else outbox  # an empty one is falsy
     concat_timeout_s = float(getattr(settings, "concat_timeout_s", 600.0))
     while True:
         reassembler = Reassembler(timeout_s=concat_timeout_s)
@@ -783,7 +854,7 @@ async def serve_modem(
             continue
         try:
             async with modem:
-                await _serve_open_modem(modem, on_sms, reassembler, poll_interval_s, status)
+                await _serve_open_modem(modem, on_sms, reassembler, poll_interval_s, status, outbox)
         except ModemError as error:
             status.state, status.error, status.sim = "down", str(error), modem.sim
             log.warning("%s; reopening in %s s", error, settings.reopen_delay_s)
@@ -795,7 +866,12 @@ async def serve_modem(
 
 
 async def _serve_open_modem(
-    modem: Modem, on_sms: OnSms, reassembler: Reassembler, poll_interval_s: float, status: ModemStatus
+    modem: Modem,
+    on_sms: OnSms,
+    reassembler: Reassembler,
+    poll_interval_s: float,
+    status: ModemStatus,
+    outbox: Outbox,
 ) -> None:
     await modem.initialise()
     status.state, status.error, status.sim, status.signal = "ready", None, modem.sim, modem.signal
@@ -809,9 +885,12 @@ async def _serve_open_modem(
                 message.sender,
             )
             await _hand_over(modem, on_sms, message)
+        await outbox.flush(modem)
         deadline = min(next_poll, reassembler.next_deadline() or next_poll)
-        urc = await modem.wait_urc(max(deadline - trio.current_time(), 0))
+        urc = await outbox.wait_urc(modem, max(deadline - trio.current_time(), 0))
         if urc is None:
+            if len(outbox):
+                continue
             if trio.current_time() >= next_poll:
                 usage = await modem.storage_usage()
                 status.signal = await modem.read_signal()

@@ -5,20 +5,39 @@ with ``transport = "sms"``; anything else (unknown sender, unknown text, a broke
 came) goes to the quarantine table with the raw PDUs, so a later driver fix can re-decode it. Either
 way the rows are committed before :func:`relay.modem.serve_modem` deletes the message from the modem;
 a failed commit leaves the message on the modem for the next scan.
+
+Commands go out by SMS through the same modem task (:class:`~._modem.Outbox`), so the relay never
+has to stop for it: a command with ``via = "sms"``, or one that waited longer than its device's
+``sms_after_s`` for the data session, is sent as its protocol's SMS text to the device's ``phone``
+(:func:`send_sms_commands`). A Coban (gps103) device answers by SMS ("... ok"): that answer
+acknowledges the command, as its ``commandResult`` over data would; other protocols' SMS commands are
+acknowledged once the modem sent them.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+import trio
+
+import drivers
+from drivers import DriverError, Via
 from drivers.sms import SmsRejected, message_reports
+from drivers.sms_text import COBAN
 
 from ..clock import clock_unsynced, mark_unsynced
 from ..devices import Registry
-from ..journal import Entry, Quarantined
+from ..errors import RelayError
+from ..journal import COMMAND_RESULT, CommandChange, Entry, Journal, Quarantined, QueuedCommand
 from ..logs import log_event
-from ._modem import IncomingSms, ModemStatus, serve_modem
+from ._modem import IncomingSms, ModemError, ModemStatus, Outbox, serve_modem
+
+#: How often the queue is looked at for commands that waited past their device's ``sms_after_s``.
+SMS_LOOK_S = 1.0
+#: Protocols whose devices answer an SMS command by SMS in a form the drivers decode.
+SMS_ANSWERED = frozenset({COBAN})
 
 if TYPE_CHECKING:
     from ..config import ModemSettings
@@ -34,7 +53,11 @@ def raw_pdus(sms: IncomingSms) -> bytes:
 
 
 async def serve_sms(
-    settings: ModemSettings, ingest: Ingest, status: ModemStatus, registry: Registry | None = None
+    settings: ModemSettings,
+    ingest: Ingest,
+    status: ModemStatus,
+    registry: Registry | None = None,
+    outbox: Outbox | None = None,
 ) -> None:
     """Store every message the modem receives (a report, or a quarantine row), through ``ingest``'s
     journal and clock; the modem deletes a message once that is committed. A sender is a device by
@@ -46,7 +69,7 @@ async def serve_sms(
         now = ingest.now()  # the one clock of every source (tests set it)
         peer = f"sms:{sms.sender or 'unknown'}"
         raw = raw_pdus(sms)
-        items: list[Entry | Quarantined]
+        items: list[Entry | Quarantined | CommandChange]
         if sms.message is None:
             reason = f"undecodable SMS: {sms.error}"
             items = [Quarantined(raw, reason, "sms", peer, now)]
@@ -68,14 +91,79 @@ async def serve_sms(
                 if clock_unsynced(now):
                     reports = [mark_unsynced(report) for report in reports]
                 if not reason:
-                    items = [
-                        Entry(report, raw if index == 0 else None, "sms", peer, now)
-                        for index, report in enumerate(reports)
-                    ]
+                    items = []
+                    for index, report in enumerate(reports):
+                        if report.event == COMMAND_RESULT:  # an answer to the command in flight, if any
+                            report, changes = journal.commands.answered(report, now)
+                            items.extend(changes)
+                        items.append(Entry(report, raw if index == 0 else None, "sms", peer, now))
         await journal.append(items)
         if reason:
             log_event(log, logging.WARNING, "sms_quarantined", sender=sms.sender, reason=reason)
         else:
             log_event(log, logging.INFO, "sms_report", sender=sms.sender, reports=len(items))
 
-    await serve_modem(settings, on_sms, status=status)
+    await serve_modem(settings, on_sms, status=status, outbox=outbox)
+
+
+def _due_by_sms(journal: Journal, registry: Registry, device: str, now: datetime) -> tuple[Any, list[Any]]:
+    """The device's next command to send by SMS now: one that asks for it, or one over data that has
+    waited past the device's ``sms_after_s`` and has an SMS form (it switches to SMS)."""
+    command, expired = journal.commands.next_for(device, now, via=None)
+    if command is None or command.via is Via.SMS:
+        return command, expired
+    limit = registry.sms_after(device)
+    if limit is None or now - command.created_at < timedelta(seconds=limit) or command.raw is not None:
+        return None, expired
+    protocol = command.protocol or ""
+    if command.type not in drivers.supported_commands(protocol, Via.SMS):
+        return None, expired
+    command.via = Via.SMS
+    log_event(log, logging.INFO, "command_by_sms", device=device, id=command.id, waited_s=limit)
+    return command, expired
+
+
+async def _send_one(journal: Journal, outbox: Outbox, command: QueuedCommand, phone: str) -> list[Any]:
+    commands = journal.commands
+    try:
+        text = drivers.encode_sms(command.protocol or "", command.command)
+    except DriverError as error:
+        return commands.failed(command, journal_now(), error.reason)
+    try:
+        await outbox.send(phone, text)
+    except ModemError as error:
+        return commands.failed(command, journal_now(), str(error))
+    log_event(log, logging.INFO, "command_sent", device=command.device_id, id=command.id,
+              type=command.type.value, source=command.source, via="sms", to=phone)  # fmt: skip
+    return commands.sent(command, journal_now(), answered=command.protocol in SMS_ANSWERED)
+
+
+def journal_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def send_sms_commands(journal: Journal, outbox: Outbox, registry: Registry) -> None:
+    """Send the commands due by SMS (see the module), one at a time, forever; woken by the queue."""
+    commands = journal.commands
+    woken = trio.Event()
+
+    def wake(_device: str) -> None:
+        woken.set()
+
+    commands.listeners.append(wake)
+    while True:
+        with trio.move_on_after(SMS_LOOK_S):
+            await woken.wait()
+        woken = trio.Event()
+        for device in commands.devices():
+            known = registry.get(device)
+            if known is None or not known.phone:
+                continue
+            command, items = _due_by_sms(journal, registry, device, journal_now())
+            if command is not None:
+                items = items + await _send_one(journal, outbox, command, known.phone)
+            if items:
+                try:
+                    await journal.append(items)
+                except RelayError as error:
+                    log_event(log, logging.ERROR, "command_state_not_stored", error=str(error))
