@@ -33,7 +33,9 @@ def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\trelay\n")
     (root / "etc/shadow").write_text("root:*:19000:0:99999:7:::\nrelay:!:19000::::::\n")
     (root / "etc/default").mkdir(parents=True)
-    (root / "etc/default/raspi-firmware").write_text('ROOTPART=LABEL=RELAYROOT\nCONSOLES="tty0 ttyS1,115200"\n')
+    (root / "etc/default/raspi-firmware").write_text(
+        'ROOTPART=LABEL=RELAYROOT\nCONSOLES="tty0 ttyS1,115200"\n'
+    )
     hw = tmp_path / "hw"
     (hw / "proc").mkdir(parents=True)
     (hw / "proc/cpuinfo").write_text("processor\t: 0\nHardware\t: BCM2835\nSerial\t\t: 10000000a1b2c3d4\n")
@@ -262,7 +264,9 @@ def test_ntp_unattended_upgrades_and_the_uart_switch(gateway):
 
 def test_the_firewall_opens_ssh_the_relay_ports_and_the_extras(gateway):
     bc, boot, root, data = gateway
-    (boot / "relay.toml").write_text(relay_toml(data) + '\n[status]\nlisten = "0.0.0.0:8080"\ntoken = "t0ken-t0ken-t0ken-t0ken"\n')
+    (boot / "relay.toml").write_text(
+        relay_toml(data) + '\n[status]\nlisten = "0.0.0.0:8080"\ntoken = "t0ken-t0ken-t0ken-t0ken"\n'
+    )
     (boot / "system.toml").write_text("[firewall]\nallow_tcp = [502]\nallow_udp = [5020]\n")
     bc.main()
     assert bc.errors == []
@@ -304,7 +308,7 @@ def test_secrets_move_off_the_card_at_first_use_and_stay_usable(gateway):
 
 
 def test_the_status_file_on_the_boot_partition_says_what_was_rejected(gateway):
-    bc, boot, root, data = gateway
+    bc, boot, _root, data = gateway
     (boot / "relay.toml").write_text(relay_toml(data))
     bc.main()
     (boot / "relay.toml").write_text(relay_toml(data, **{"port = 8888": 'port = "eighty"'}))
