@@ -82,6 +82,12 @@ SPO2_PCT = _define("spo2_pct", "%", "the wearer's blood oxygen saturation")
 STEPS = _define("steps", "", "pedometer count")
 TUMBLES = _define("tumbles", "", "the watch's roll-over count (3G watch protocol)")
 TURNOVERS = _define("turnovers", "", "the watch's turn-over count (H02 LINK)")
+CALIBRATION_CLAMPED = _define(
+    "calibration_clamped",
+    "",
+    "calibrated attributes (a list of names) whose raw value was outside the device's table: the value"
+    " given is the table's end",
+)
 CARD = _define("card", "", "a driver card or RFID number read by the device")
 
 # -- fix quality ---------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ The ``[relay]`` keys are the :class:`Config`'s own settings; each sink type is o
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import os
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from drivers import MAX_DEVICE_ID, InvalidDeviceId, check_device_id
 
+from . import calibration
 from .errors import ConfigError, ConfigProblem
 
 DEFAULT_PORT = 8888
@@ -83,6 +86,14 @@ class LogLevel(StrEnum):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
+
+
+class UnknownDevices(StrEnum):
+    """What the relay does with a device the registry does not list."""
+
+    ACCEPT = "accept"
+    QUARANTINE = "quarantine"
+    REJECT = "reject"
 
 
 class Synchronous(StrEnum):
@@ -633,6 +644,14 @@ def _optional_protocol(value: Any) -> str | None:
     return None if value in names else "one of " + ", ".join(names)
 
 
+def _calibration(value: Any) -> str | None:
+    return calibration.parse(value)[1]
+
+
+def _calibrations(value: Any) -> tuple[calibration.Calibration, ...]:
+    return calibration.parse(value)[0]
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceSettings:
     """One known tracker (a ``[[devices]]`` table): the registry (:mod:`relay.devices`) is made of them."""
@@ -652,6 +671,12 @@ class DeviceSettings:
         "silence this long makes it offline: deviceOffline (default: [relay] offline_after_s; 0: never)",
     )
     tags: tuple[str, ...] = setting((), _tags, "free words to group devices by", convert=tuple)
+    calibration: tuple[calibration.Calibration, ...] = setting(
+        (),
+        _calibration,
+        "sensor tables: {input = raw attribute, output = calibrated attribute, points = [[raw, value], ...]}",
+        convert=_calibrations,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -668,6 +693,14 @@ class Config:
         0.0,
         _number_range(0, 30 * 86400),
         "a device silent this long is offline (deviceOffline, then deviceOnline when it is back; 0: off)",
+    )
+    unknown_devices: UnknownDevices = choice(
+        UnknownDevices.ACCEPT,
+        "a device not in the registry: accept (store and answer), quarantine (keep its bytes, answer"
+        " nothing) or reject (close its connection)",
+    )
+    devices_file: str = setting(
+        "", _STR, "more [[devices]] in a TOML or CSV file (relative to this file), reloaded on SIGHUP"
     )
     listen: ListenSettings = ListenSettings()
     journal: JournalSettings = JournalSettings()
@@ -935,8 +968,11 @@ def _parse_sinks(checker: _Checker, raw_sinks: Any, site: str) -> list[SinkSetti
     return sinks
 
 
-def _parse_devices(checker: _Checker, raw_devices: Any) -> list[DeviceSettings]:
-    """The ``[[devices]]`` tables; a duplicate id or phone number is an error (naming both)."""
+def _parse_devices(
+    checker: _Checker, raw_devices: Any, label: Callable[[int], str] = "devices[{}]".format
+) -> list[DeviceSettings]:
+    """The ``[[devices]]`` tables (each named by ``label(index)`` in errors); a duplicate id or phone
+    number is an error (naming both)."""
     devices: list[DeviceSettings] = []
     if not isinstance(raw_devices, list):
         checker.problem("devices", "an array of tables ([[devices]])", raw_devices)
@@ -944,13 +980,13 @@ def _parse_devices(checker: _Checker, raw_devices: Any) -> list[DeviceSettings]:
     ids: dict[str, int] = {}
     phones: dict[str, int] = {}
     for index, raw in enumerate(raw_devices):
-        prefix = f"devices[{index}]"
+        prefix = label(index)
         values = checker.table(prefix, raw, _schema(DeviceSettings))
         complete = checker.required(prefix, raw, DeviceSettings)
         device_id = values.get("id")
         if device_id is not None:
             if device_id in ids:
-                expected = f"an id no other device has (devices[{ids[device_id]}])"
+                expected = f"an id no other device has ({label(ids[device_id])})"
                 checker.problem(f"{prefix}.id", expected, device_id)
                 continue
             ids[device_id] = index
@@ -959,7 +995,7 @@ def _parse_devices(checker: _Checker, raw_devices: Any) -> list[DeviceSettings]:
             digits = "".join(ch for ch in phone if ch.isdigit())
             if digits in phones:
                 checker.problem(
-                    f"{prefix}.phone", f"a number no other device has (devices[{phones[digits]}])", phone
+                    f"{prefix}.phone", f"a number no other device has ({label(phones[digits])})", phone
                 )
                 continue
             phones[digits] = index
@@ -1089,7 +1125,87 @@ def _load(path: Path, data: Mapping[str, Any]) -> Config:
     if not config.data_dir.is_absolute():
         # Relative paths are relative to the config file, so a config works from any cwd.
         config = _replace_data_dir(config, (path.parent / config.data_dir).resolve())
+    if config.devices_file:
+        file = path.parent / config.devices_file
+        more = load_devices(file)
+        problems = []
+        ids = {device.id for device in config.devices}
+        phones = {_digits(device.phone) for device in config.devices if device.phone}
+        for device in more:
+            twice = f"not also in {path.name}'s [[devices]]"
+            if device.id in ids:
+                problems.append(ConfigProblem(str(file), f"device {device.id}", f"an id {twice}", device.id))
+            elif device.phone and _digits(device.phone) in phones:
+                where = f"device {device.id}.phone"
+                problems.append(ConfigProblem(str(file), where, f"a number {twice}", device.phone))
+        if problems:
+            raise ConfigError(problems)
+        config = dataclasses.replace(config, devices=config.devices + more, devices_file=str(file.resolve()))
     return config
+
+
+def _digits(phone: str | None) -> str:
+    return "".join(ch for ch in phone or "" if ch.isdigit())
+
+
+#: The columns a devices CSV file may have (calibration tables need the TOML form).
+CSV_COLUMNS = ("id", "name", "phone", "protocol", "timezone", "offline_after_s", "tags")
+
+
+def load_devices(path: Path) -> tuple[DeviceSettings, ...]:
+    """The devices of a devices file: ``[[devices]]`` tables in a ``.toml`` file, or a ``.csv`` file
+    with a header row of :data:`CSV_COLUMNS` (``tags`` separated by spaces; an empty cell is the
+    key's default). A byte-order mark (as Excel writes) is accepted.
+
+    :raises ConfigError: unreadable, or any device in it invalid (named by its table or CSV line).
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        problem = ConfigProblem(str(path), "", "a readable UTF-8 devices file", str(error))
+        raise ConfigError([problem]) from None
+    checker = _Checker(str(path))
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        unknown = [name for name in reader.fieldnames or () if name not in CSV_COLUMNS]
+        if unknown or "id" not in (reader.fieldnames or ()):
+            expected = "a header row of " + ", ".join(CSV_COLUMNS) + " (id required)"
+            header = repr(",".join(reader.fieldnames or ()))
+            raise ConfigError([ConfigProblem(str(path), "line 1", expected, header)])
+        rows = [_csv_device(row) for row in reader]
+        devices = _parse_devices(checker, rows, lambda index: f"line {index + 2}")
+    elif path.suffix.lower() == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError([ConfigProblem(str(path), "", "valid TOML", str(error))]) from None
+        for key in data:
+            if key != "devices":
+                checker.problem(key, "only [[devices]] tables", UNKNOWN_SECTION)
+        devices = _parse_devices(checker, data.get("devices", []))
+    else:
+        raise ConfigError([ConfigProblem(str(path), "", "a .toml or .csv devices file", repr(path.suffix))])
+    if checker.problems:
+        raise ConfigError(checker.problems)
+    return tuple(devices)
+
+
+def _csv_device(row: Mapping[str, str | None]) -> dict[str, Any]:
+    device: dict[str, Any] = {}
+    for key, value in row.items():
+        if key is None or value is None or not value.strip():
+            continue  # an empty cell is the default; extra cells past the header are csv's None key
+        value = value.strip()
+        if key == "tags":
+            device[key] = value.replace(";", " ").split()
+        elif key == "offline_after_s":
+            try:
+                device[key] = float(value)
+            except ValueError:
+                device[key] = value  # the check says what is wrong
+        else:
+            device[key] = value
+    return device
 
 
 def defaults() -> Config:

@@ -73,6 +73,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
             listener = Listener(config.listen, ingest)
             running = Running(config, journal, listener, 0, cancel_scope=nursery.cancel_scope)
             running.registry = Registry.from_config(config)
+            ingest.registry = running.registry
             journal.devices.offline_after = running.registry.offline_after
             try:
                 running.port = await nursery.start(_listen, running)
@@ -229,6 +230,30 @@ async def _watchdog(interval: float) -> None:
         await trio.sleep(interval / 2)
 
 
+def reload_devices(running: Running) -> None:
+    """SIGHUP: read the config file (and its devices file) again and take its registry and
+    unknown-device policy; anything else that changed waits for a restart. A file with errors
+    changes nothing: the error is logged, the devices in use stay."""
+    from pathlib import Path
+
+    from ..config import load
+    from ..errors import ConfigError
+
+    source = running.config.source
+    if source == "<defaults>":
+        log_event(log, logging.WARNING, "reload_skipped", reason="running on the embedded defaults")
+        return
+    try:
+        config = load(Path(source))
+    except ConfigError as error:
+        log_event(log, logging.ERROR, "reload_failed", config=source, error=str(error),
+                  kept=f"{len(running.registry)} devices")  # fmt: skip
+        return
+    running.registry.update(Registry.from_config(config))
+    log_event(log, logging.INFO, "devices_reloaded", config=source, devices=len(running.registry),
+              unknown_devices=config.unknown_devices.value)  # fmt: skip
+
+
 class StartupFailed(RelayError):
     """The relay did not start; why is logged already (``event=startup_failed``)."""
 
@@ -254,8 +279,11 @@ async def main(config: Config) -> None:
             cause = _first_error(error)
             log_startup_failed(str(cause) or type(cause).__name__, cause)
             raise StartupFailed(str(cause)) from error
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    reload_devices(running)
+                    continue
                 log_event(log, logging.INFO, "stopping", signal=signal.Signals(signum).name)
                 sdnotify.notify("STOPPING=1")
                 running.cancel_scope.cancel()

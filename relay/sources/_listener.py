@@ -38,7 +38,8 @@ from drivers import get as get_driver
 
 from ..buckets import ACK_LATENCY_BOUNDS_S, Buckets
 from ..clock import clock_unsynced, mark_unsynced
-from ..config import ListenSettings
+from ..config import ListenSettings, UnknownDevices
+from ..devices import Registry
 from ..errors import JournalError
 from ..journal import FRAME_EVENT, Entry, Journal, Quarantined
 from ..logs import RateLimiter, log_event
@@ -83,6 +84,14 @@ class Statistics:
     buffer_overflows: int = counter(
         "Connections closed because partial frames of all connections exceeded their budget.",
         metric="relay_buffer_overflows",
+    )
+    unknown_devices: defaultdict[str, int] = labelled(
+        "counter",
+        "Frames of devices the registry does not list, refused by [relay] unknown_devices"
+        " (quarantine: kept there, unanswered; reject: not stored, the connection closed).",
+        ("policy",),
+        metric="relay_unknown_device_frames",
+        factory=lambda: defaultdict(int),
     )
     udp_peers_forgotten: int = counter(
         "UDP peers whose session state was forgotten to stay within [listen] max_udp_peers.",
@@ -131,6 +140,8 @@ class Ingest:
         keep_every_frame: bool = False,
     ) -> None:
         self.journal = journal
+        #: The known devices and the unknown-device policy; calibrates sensors (set by the service).
+        self.registry = Registry()
         #: Store frames that decode to no report too (a passthrough sink replays every frame).
         self.keep_every_frame = keep_every_frame
         self.stats = Statistics()
@@ -162,9 +173,21 @@ class Ingest:
         stats = self.stats
         protocol = session.protocol
         counted = (protocol, transport.value)
+        registry = self.registry
         for event in events:
             stats.frames += 1
             stats.frames_by_protocol[counted] += 1
+            if not isinstance(event, DriverError):
+                device = event.reports[0].device_id if event.reports else session.device_id
+                if (policy := registry.refusal(device)) is not None:
+                    stats.unknown_devices[policy.value] += 1
+                    self.unknown_device(device or "", policy, peer=peer, transport=transport)
+                    if policy is UnknownDevices.REJECT:
+                        session.abandon(f"unknown device {device} ([relay] unknown_devices = reject)")
+                        break
+                    reason = f"unknown device {device} ([relay] unknown_devices = quarantine)"
+                    items.append(Quarantined(event.wire, reason, transport.value, peer, now, protocol))
+                    continue
             replies.extend(event.replies)
             if isinstance(event, DriverError):
                 if isinstance(event, DriverBug):
@@ -182,6 +205,7 @@ class Ingest:
             if not reports and self.keep_every_frame:
                 reports = (Report(protocol=protocol, device_id=session.device_id, event=FRAME_EVENT),)
             for index, report in enumerate(reports):
+                report = registry.calibrate(report)
                 if unsynced:
                     report = mark_unsynced(report)
                 items.append(Entry(report, event.wire if index == 0 else None, transport.value, peer, now))
@@ -209,6 +233,12 @@ class Ingest:
                 suppressed=suppressed,
             )
         return Quarantined(raw, reason, transport.value, peer, now, protocol)
+
+    def unknown_device(self, device: str, policy: UnknownDevices, *, peer: str, transport: Transport) -> None:
+        allowed, suppressed = self.limiter.allow(f"unknown:{device}")
+        if allowed:
+            log_event(log, logging.WARNING, "unknown_device", device=device, policy=policy.value, peer=peer,
+                      transport=transport.value, suppressed=suppressed)  # fmt: skip
 
     def activity(self, event: str, device: str, **fields: object) -> None:
         """A tracker's arrival or departure at info level, at most a few per device a minute."""

@@ -60,12 +60,18 @@ async def serve_sms(
                 items = [Quarantined(raw, reason, "sms", peer, now)]
             else:
                 reason = ""
+                device = reports[0].device_id if reports else None
+                if registry.refusal(device) is not None:  # no connection to close: kept, unanswered
+                    reason = f"unknown device {device} ([relay] unknown_devices = {registry.unknown_devices})"
+                    items = [Quarantined(raw, reason, "sms", peer, now)]
+                reports = [registry.calibrate(report) for report in reports]
                 if clock_unsynced(now):
                     reports = [mark_unsynced(report) for report in reports]
-                items = [
-                    Entry(report, raw if index == 0 else None, "sms", peer, now)
-                    for index, report in enumerate(reports)
-                ]
+                if not reason:
+                    items = [
+                        Entry(report, raw if index == 0 else None, "sms", peer, now)
+                        for index, report in enumerate(reports)
+                    ]
         await journal.append(items)
         if reason:
             log_event(log, logging.WARNING, "sms_quarantined", sender=sms.sender, reason=reason)
