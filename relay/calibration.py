@@ -38,7 +38,7 @@ class Calibration:
             return points[0][1], raw < points[0][0]
         if raw >= points[-1][0]:
             return points[-1][1], raw > points[-1][0]
-        index = bisect.bisect_right([point[0] for point in points], raw)
+        index = bisect.bisect_right(points, (raw, math.inf))  # the first point past raw
         (x0, y0), (x1, y1) = points[index - 1], points[index]
         return y0 + (y1 - y0) * (raw - x0) / (x1 - x0), False
 

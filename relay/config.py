@@ -1003,7 +1003,7 @@ def _parse_devices(
             ids[device_id] = index
         phone = values.get("phone")
         if phone is not None:
-            digits = "".join(ch for ch in phone if ch.isdigit())
+            digits = _digits(phone)
             if digits in phones:
                 checker.problem(
                     f"{prefix}.phone", f"a number no other device has ({label(phones[digits])})", phone

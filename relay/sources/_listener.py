@@ -219,10 +219,10 @@ class Ingest:
                 if (policy := registry.refusal(device)) is not None:
                     stats.unknown_devices[policy.value] += 1
                     self.unknown_device(device or "", policy, peer=peer, transport=transport)
+                    reason = f"unknown device {device} ([relay] unknown_devices = {policy.value})"
                     if policy is UnknownDevices.REJECT:
-                        session.abandon(f"unknown device {device} ([relay] unknown_devices = reject)")
+                        session.abandon(reason)
                         break
-                    reason = f"unknown device {device} ([relay] unknown_devices = quarantine)"
                     items.append(Quarantined(event.wire, reason, transport.value, peer, now, protocol))
                     continue
             replies.extend(event.replies)

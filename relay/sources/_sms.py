@@ -87,10 +87,10 @@ async def serve_sms(
                 if registry.refusal(device) is not None:  # no connection to close: kept, unanswered
                     reason = f"unknown device {device} ([relay] unknown_devices = {registry.unknown_devices})"
                     items = [Quarantined(raw, reason, "sms", peer, now)]
-                reports = [registry.calibrate(report) for report in reports]
-                if clock_unsynced(now):
-                    reports = [mark_unsynced(report) for report in reports]
-                if not reason:
+                else:
+                    reports = [registry.calibrate(report) for report in reports]
+                    if clock_unsynced(now):
+                        reports = [mark_unsynced(report) for report in reports]
                     items = []
                     for index, report in enumerate(reports):
                         if report.event == COMMAND_RESULT:  # an answer to the command in flight, if any
