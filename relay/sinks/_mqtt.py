@@ -75,6 +75,9 @@ CONNECT_TIMEOUT_S = 15.0
 MISC_INTERVAL_S = 1.0
 #: Commands received and not yet queued, at most; more are refused (the sender is flooding).
 COMMANDS_WAITING = 256
+#: On a stop, how long the PUBACKs of the reports in flight are waited for (then they are sent again
+#: at the next start: at least once).
+DRAIN_S = 2.0
 
 
 class _Disconnected(Exception):
@@ -254,8 +257,29 @@ class MqttSink(Sink):
                 nursery.start_soon(self._puback_watchdog)
                 await self._pump(client, state)
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(2):
-                await self._goodbye(client, sock, state)
+            self._incoming = None  # nothing takes commands any more
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(DRAIN_S):
+                    await self._drain(client, sock, state)
+                with trio.move_on_after(2):
+                    await self._goodbye(client, sock, state)
+
+    async def _drain(self, client: paho.Client, sock: socket.socket, state: _ConnectionState) -> None:
+        """On a stop, wait (DRAIN_S at most) for the PUBACKs of the reports in flight: their cursor is
+        then saved, and the next start does not send them again."""
+        if not self.connected:
+            return
+        pending = getattr(sock, "pending", lambda: 0)
+        while not state.closed and any(seq is not None for seq, _ in self._mids.values()):
+            if client.want_write():
+                await trio.lowlevel.wait_writable(sock)
+                code = client.loop_write()
+            else:
+                if not pending():
+                    await trio.lowlevel.wait_readable(sock)
+                code = client.loop_read()
+            if code != paho.MQTT_ERR_SUCCESS:
+                return
 
     async def _goodbye(self, client: paho.Client, sock: socket.socket, state: _ConnectionState) -> None:
         """On a clean stop, say ``offline`` ourselves: a clean DISCONNECT suppresses the last will."""
@@ -345,11 +369,15 @@ class MqttSink(Sink):
         incoming = self._incoming
         try:
             if incoming is None:
-                raise trio.WouldBlock
+                raise trio.ClosedResourceError
             incoming.send_nowait(item)
-        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        except trio.WouldBlock:
             device = self._command_device(message.topic)
             self._refuse(client, device, {}, f"{COMMANDS_WAITING} commands are waiting to be queued already")
+            client.ack(message.mid, message.qos)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            device = self._command_device(message.topic)
+            self._refuse(client, device, {}, "the relay is stopping: send the command again once it is back")
             client.ack(message.mid, message.qos)
 
     def _command_device(self, topic: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -123,3 +124,58 @@ async def test_acknowledged_reports_survive_sigkill_with_and_without_a_broker(tm
     # No report published twice beyond the in-flight window of the crash.
     ids = [report["id"] for report in subscriber.reports()]
     assert len(ids) - len(set(ids)) <= 2 * 50  # the window in flight + one window not yet saved
+
+
+async def _slow_answers(listener: trio.SocketListener, broker_port: int, delay: float) -> None:
+    """A proxy to the broker that hands the broker's answers (PUBACKs) back ``delay`` s late."""
+
+    async def forward(source: trio.SocketStream, target: trio.SocketStream, late: bool) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            async for data in source:
+                if late:
+                    await trio.sleep(delay)
+                await target.send_all(data)
+        await target.aclose()
+
+    async def one(client: trio.SocketStream) -> None:
+        broker = await trio.open_tcp_stream("127.0.0.1", broker_port)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(forward, client, broker, False)
+            nursery.start_soon(forward, broker, client, True)
+
+    await trio.serve_listeners(one, [listener])
+
+
+async def test_a_clean_stop_waits_for_the_brokers_acknowledgements(tmp_path: Path) -> None:
+    """SIGTERM while PUBACKs are on their way: the relay waits for them, saves its cursor, and the
+    next start sends nothing again (a report sent twice is what a kill -9 may cost, not a stop)."""
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    proxy_port = listener.socket.getsockname()[1]
+    sink = (
+        f'[[sinks]]\nname = "broker"\ntype = "mqtt"\nurl = "mqtt://127.0.0.1:{proxy_port}"\n'
+        'topic_prefix = "relay/crash"\nretry_min_s = 0.2\nretry_max_s = 1.0\n'
+    )
+    relay = RelayProcess(tmp_path, extra=sink)
+    subscriber = Subscriber(broker, "relay/crash/#")
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_slow_answers, listener, broker.port, 0.7)
+            await trio.to_thread.run_sync(relay.start)
+            stream = await trio.open_tcp_stream("127.0.0.1", relay.port)
+            await stream.send_all(devices.gps103_login(IMEI))
+            await stream.receive_some()
+            await stream.send_all(devices.gps103_position(IMEI, 1))
+            await subscriber.wait_for(2)  # on the broker; the PUBACKs are still on their way
+            await stream.aclose()
+            await trio.to_thread.run_sync(relay.stop)
+            await trio.to_thread.run_sync(relay.start)
+            await trio.sleep(3)
+            events = [report["event"] for report in subscriber.reports()]
+            assert events == ["login", "position"]
+            nursery.cancel_scope.cancel()
+    finally:
+        relay.kill()
+        subscriber.close()
+        broker.stop()
