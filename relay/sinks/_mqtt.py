@@ -205,6 +205,10 @@ class MqttSink(Sink):
         sock = state.sock
         if sock is None:
             raise SinkError(self.name, "paho opened no socket")
+        # Batches are corked into full segments (_send_more); Nagle would hold back each batch's
+        # last, partial one until the broker acknowledged the one before: a round trip per batch.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         state.in_trio = True
         try:
             async with trio.open_nursery() as nursery:
