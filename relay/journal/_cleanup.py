@@ -189,6 +189,7 @@ class Cleanup:
         if full:
             self._checkpoint("TRUNCATE")
             self.restore_reserve()
+            self.full_at_bytes = None
         if removed["dropped_undelivered"]:
             log_event(
                 log,

@@ -301,7 +301,8 @@ class LiveDevices:
             value = report.attributes.get(attr.IGNITION)
             if isinstance(value, bool):
                 updates["ignition"] = value
-            if event == "login" and entry.raw is not None:
+            if event == "login" and entry.raw is not None and entry.raw != state.login_raw:
+                # Only a new login frame is urgent: most devices send the same one at every connect.
                 updates.update(login_raw=entry.raw, login_seq=seq)
                 changes.urgent.add(device)
             changes.states[device] = replace(state, **updates)

@@ -11,6 +11,7 @@ The Journal class is put together from its parts: :mod:`._reads` (what sinks rea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -369,7 +370,8 @@ class Journal(Reads, DeadLetters, Cleanup):
         self.stats.commit_time.observe(time.monotonic() - started)
         self.stats.commits += 1
         self.last_commit_error = None
-        self.full_at_bytes = None
+        # full_at_bytes stays until the cleanup has run: a small commit that still fits must not
+        # turn the full-disk cleanup into an ordinary one that frees nothing.
         if (
             self.size_cap_bytes is not None
             and self.stats.committed_reports + reports - self._size_checked_at >= SIZE_CHECK_REPORTS
@@ -551,8 +553,17 @@ class Journal(Reads, DeadLetters, Cleanup):
 
     def write_now(self, items: Sequence[Item]) -> None:
         """Commit ``items`` on the calling thread, bypassing the writer task (shutdown paths, when the
-        writer may already be cancelled; maintenance commands). Blocks for one commit."""
-        last_seq, _, _ = self._write(self._within_budget(items))
+        writer may already be cancelled; maintenance commands). Blocks for one commit. A full disk
+        is noted as the writer notes it, so the cleanup runs next."""
+        try:
+            last_seq, _, _ = self._write(self._within_budget(items))
+        except sqlite3.Error as error:
+            if is_disk_full(error):
+                self.full_at_bytes = self.file_bytes()
+                with contextlib.suppress(RuntimeError):  # outside trio (shutdown): nobody to wake
+                    trio.lowlevel.current_task()
+                    self.cleanup_wanted.set()
+            raise
         self.last_seq = max(self.last_seq, last_seq)
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import trio
 
+from drivers import Report
 from relay.cli import main
+from relay.journal import Entry
+from relay.journal._devices import LiveDevices
 from tests import devices
 from tests.broker import Mosquitto
 from tests.relay.test_crash import RelayProcess
@@ -151,3 +155,22 @@ def test_check_config_names_duplicate_devices_and_bad_time_zones(tmp_path: Path)
     assert ("devices[1].id", "'1'") in found and ("devices[2].timezone", "'Mars/Olympus'") in found
     assert ("devices[2].phone", "'+1555123'") in found
     assert all(problem.file == str(path) for problem in raised.value.problems)
+
+
+def test_only_a_new_login_frame_is_written_at_once() -> None:
+    """A device that sends the same login at every connect does not rewrite its row each time (SD
+    wear); a changed login frame (what a passthrough upstream replays) is written in its commit."""
+    live = LiveDevices()
+    now = datetime.now(UTC)
+
+    def login(raw: bytes, seq: int) -> list[tuple]:
+        entry = Entry(Report(protocol="gps103", device_id=IMEI, event="login"), raw, "tcp", "p", now)
+        changes = live.changes([entry], seq)
+        rows, flushed = live.rows_due(changes, 1000.0 + seq)
+        live.apply(changes, flushed, 1000.0 + seq)
+        return rows
+
+    assert len(login(b"##,imei:1,A;", 1)) == 1  # new device: written at once (and a first flush)
+    assert login(b"##,imei:1,A;", 2) == []  # the same frame again: only in the 10 s flush
+    assert [row[15] for row in login(b"##,imei:1,B;", 3)] == [b"##,imei:1,B;"]
+    assert live.get(IMEI).login_raw == b"##,imei:1,B;"
