@@ -204,3 +204,69 @@ async def test_http_delivers_within_a_second_of_a_refusing_proxy_accepting_again
         delivered = trio.current_time() - accepted
         nursery.cancel_scope.cancel()
     assert delivered < 1.0, f"delivered {delivered:.2f} s after the proxy accepted"
+
+
+async def test_relay_status_shows_the_uplink_windows_of_a_stopped_relay_and_a_restart_keeps_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two windows (before and after a broker outage), each with what it delivered, are in ``relay
+    status`` after the relay stopped, and in ``/status`` of the next run."""
+    import json
+    import urllib.request
+
+    from relay.cli import main
+    from tests.relay.test_crash import RelayProcess
+
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    status_port = free_port()
+    relay = RelayProcess(tmp_path, broker, extra=f'[status]\nlisten = "127.0.0.1:{status_port}"\n')
+    subscriber = Subscriber(broker, "relay/crash/#")
+
+    async def send(first: int, count: int) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", relay.port)
+        for index in range(first, first + count):
+            await stream.send_all(devices.gps103_position(IMEI, index))
+            await stream.receive_some()
+        await stream.aclose()
+
+    try:
+        await trio.to_thread.run_sync(relay.start)
+        await send(0, 3)
+        await subscriber.wait_for(3)
+        await trio.sleep(1.5)  # the sink watch looks once a second
+        broker.stop()
+        await send(3, 2)  # stored while the uplink is down
+        await trio.sleep(2.5)
+        broker.start()
+        await subscriber.wait_for(5)
+        await trio.sleep(1.5)
+        await trio.to_thread.run_sync(relay.stop)
+
+        capsys.readouterr()
+        assert main(["status", "--json", "--config", str(relay.config)]) == 0
+        (sink,) = json.loads(capsys.readouterr().out)["sinks"]
+        assert sink["connected"] is False and sink["disconnected_since"]
+        windows = sink["uplink_windows"]
+        assert [w["drained"] for w in windows] == [3, 2] and not any(w["open"] for w in windows)
+        assert windows[0]["came_up"] <= windows[1]["came_up"] and windows[0]["lasted_s"] >= 1
+        assert main(["status", "--config", str(relay.config)]) == 0
+        text = capsys.readouterr().out
+        assert "uplink windows in the last 24 h: 2, 5 reports delivered" in text
+        assert "uplink: disconnected since" in text
+
+        await trio.to_thread.run_sync(relay.start)
+        await trio.sleep(2.5)
+
+        def fetch() -> dict:
+            with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status", timeout=5) as answer:
+                return json.loads(answer.read())
+
+        (live,) = (await trio.to_thread.run_sync(fetch))["sinks"]
+        assert live["connected"] is True and live["connected_since"]
+        assert [w["drained"] for w in live["uplink_windows"]] == [3, 2, 0]
+        assert live["uplink_windows"][-1]["open"]
+    finally:
+        relay.kill()
+        subscriber.close()
+        broker.stop()
