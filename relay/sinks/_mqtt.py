@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import socket
 import ssl
 import time
@@ -152,7 +153,7 @@ class MqttSink(Sink):
         self._packet_id = 0
         #: A PINGREQ was sent and its PINGRESP has not come yet.
         self._ping_unanswered = False
-        self.delivery.wake_on_part()
+        # (no wake_on_part: a publish is cheap, and a window refilled at every read keeps data flowing)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -227,6 +228,7 @@ class MqttSink(Sink):
                     self._incoming = send
                     nursery.start_soon(self._take_commands, receive)
                     self._write(wire.subscribe(self._next_id(), f"{settings.topic_prefix}/+/command"))
+                    self._mids[self._packet_id] = (_OTHER, time.monotonic())  # until its SUBACK
                 log_event(
                     log,
                     logging.INFO,
@@ -240,8 +242,9 @@ class MqttSink(Sink):
                 await self._pump()
         finally:
             self._incoming = None  # nothing takes commands any more
+            stopping = trio.current_effective_deadline() == -math.inf  # cancelled: the relay stops
             with trio.CancelScope(shield=True):
-                with trio.move_on_after(DRAIN_S):
+                if stopping:
                     await self._drain(stream, reader)
                 with trio.move_on_after(2):
                     await self._goodbye(stream)
@@ -358,6 +361,7 @@ class MqttSink(Sink):
             elif kind is wire.PingResp:
                 self._ping_unanswered = False
             elif kind is wire.SubAck:
+                self._mids.pop(packet.packet_id, None)  # type: ignore[union-attr]
                 if b"\x80" in packet.codes:  # type: ignore[union-attr]
                     log_event(log, logging.WARNING, "mqtt_commands_refused", sink=self.name,
                               reason="the broker refused the subscription to the command topic")  # fmt: skip

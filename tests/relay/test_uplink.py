@@ -217,11 +217,11 @@ async def test_relay_status_shows_the_uplink_windows_of_a_stopped_relay_and_a_re
     from relay.cli import main
     from tests.relay.test_crash import RelayProcess
 
-    broker = Mosquitto(tmp_path)
+    broker = Mosquitto(tmp_path, persistence=True)  # the subscriber's session outlives the outage
     broker.start()
     status_port = free_port()
     relay = RelayProcess(tmp_path, broker, extra=f'[status]\nlisten = "127.0.0.1:{status_port}"\n')
-    subscriber = Subscriber(broker, "relay/crash/#")
+    subscriber = Subscriber(broker, "relay/crash/#", persistent=True)
 
     async def send(first: int, count: int) -> None:
         stream = await trio.open_tcp_stream("127.0.0.1", relay.port)
@@ -235,6 +235,7 @@ async def test_relay_status_shows_the_uplink_windows_of_a_stopped_relay_and_a_re
         await send(0, 3)
         await subscriber.wait_for(3)
         await trio.sleep(1.5)  # the sink watch looks once a second
+        await trio.to_thread.run_sync(broker.wait_saved)
         broker.stop()
         await send(3, 2)  # stored while the uplink is down
         await trio.sleep(2.5)
