@@ -153,6 +153,8 @@ class MqttSink(Sink):
         self._packet_id = 0
         #: A PINGREQ was sent and its PINGRESP has not come yet.
         self._ping_unanswered = False
+        #: When the connection last wrote (trio time): the keepalive counts from it.
+        self._written_at = 0.0
         # (no wake_on_part: a publish is cheap, and a window refilled at every read keeps data flowing)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -208,6 +210,7 @@ class MqttSink(Sink):
         self._out = bytearray()
         self._out_ready = trio.Event()
         self._ping_unanswered = False
+        self._written_at = trio.current_time()
         self._reports_published = self._reports_acked = 0
         self._status_acked = False
         stream, sock = await self._open()
@@ -332,6 +335,7 @@ class MqttSink(Sink):
             data, self._out = self._out, bytearray()
             self._out_ready = trio.Event()
             await stream.send_all(data)
+            self._written_at = trio.current_time()
 
     async def _reader(
         self, stream: trio.abc.Stream, sock: trio.socket.SocketType, reader: wire.PacketReader
@@ -369,14 +373,18 @@ class MqttSink(Sink):
                 raise wire.WireError(f"an unexpected {kind.__name__} from the broker")
 
     async def _pinger(self) -> None:
-        """A PINGREQ every keepalive; a broker that has not answered the last one by then is gone."""
+        """A PINGREQ when nothing was written for a keepalive (a metered link pays for no more); a
+        broker that has not answered it a keepalive later is gone."""
         keepalive = self.settings.keepalive_s
         while True:
-            await trio.sleep(keepalive)
+            await trio.sleep_until(self._written_at + keepalive)
+            if trio.current_time() < self._written_at + keepalive:
+                continue  # written meanwhile
             if self._ping_unanswered:
                 raise _Disconnected(f"keepalive failed (no PINGRESP within {keepalive} s)")
             self._ping_unanswered = True
             self._write(wire.PINGREQ_PACKET)
+            self._written_at = trio.current_time()  # its answer is due a keepalive from now
 
     async def _drain(self, stream: trio.abc.Stream, reader: wire.PacketReader) -> None:
         """On a stop, wait (DRAIN_S at most) for the PUBACKs of the reports in flight: their cursor is
