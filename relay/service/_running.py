@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -65,6 +66,8 @@ class Running:
     modem_status: ModemStatus | None = None
     #: The known devices (``[[devices]]``): lookups by id and by phone number.
     registry: Registry = field(default_factory=Registry)
+    #: Where ``relay sms send``/``provision`` reach the modem task (``None``: no modem, or not served).
+    control_socket: Path | None = None
 
     def health(self) -> dict[str, Any]:
         """What /healthz answers: ``{"status": "ok" | "unhealthy", "checks": {...}}``.

@@ -1,0 +1,128 @@
+"""``relay sms send`` and ``relay provision`` while a relay holds the modem (the pty emulator): they go
+through the relay's control socket and its modem task, the texts leave exactly, the tracker's replies
+reach the command, and TCP trackers keep being answered. A dead modem is a clear error, never a hang;
+with no relay (or a dead one's socket left behind) the commands open the port themselves."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from tests.modem_emulator import ModemEmulator
+from tests.relay.harness import running_relay, wait_until
+from tests.relay.test_provision import COBAN_ACKS, TRACKER
+
+BN407 = "868683020419374"
+LOGIN = f"##,imei:{BN407},A;".encode()
+
+
+def modem_settings(emulator: ModemEmulator) -> dict:
+    return {"port": str(emulator.link), "command_timeout_s": 0.5, "reopen_delay_s": 0.1}
+
+
+async def relay_cli(*args: str) -> tuple[int, str, str, float]:
+    started = time.monotonic()
+    result = await trio.run_process(
+        [sys.executable, "-m", "relay", *args], capture_stdout=True, capture_stderr=True, check=False
+    )
+    took = time.monotonic() - started
+    return result.returncode, result.stdout.decode(), result.stderr.decode(), took
+
+
+async def keep_answering(port: int, answered: list[float]) -> None:
+    """A BN-407 on TCP sending a heartbeat every 0.2 s; each answer (``ON``) within 2 s is counted."""
+    async with await trio.open_tcp_stream("127.0.0.1", port) as device:
+        await device.send_all(LOGIN)
+        assert await device.receive_some(100) == b"LOAD"
+        while True:
+            await device.send_all(f"{BN407};".encode())
+            with trio.fail_after(2):
+                assert await device.receive_some(100) == b"ON"
+            answered.append(trio.current_time())
+            await trio.sleep(0.2)
+
+
+async def test_sms_send_and_provision_go_through_the_running_relays_modem(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    emulator = ModemEmulator(link=tmp_path / "ttyUSB2", replies=COBAN_ACKS)
+    await nursery.start(emulator.run)
+    data = tmp_path / "relay"
+    async with running_relay(data, modem=modem_settings(emulator)) as relay:
+        assert relay.control_socket == data / "control.sock"
+        await wait_until(lambda: "AT+CMGL=4" in emulator.commands, what="the modem's first scan")
+        answered: list[float] = []
+        async with trio.open_nursery() as device:
+            device.start_soon(keep_answering, relay.port, answered)
+
+            code, out, err, _ = await relay_cli("sms", "send", "--data-dir", str(data), "--to", TRACKER, "hi")
+            assert code == 0, err
+            assert out.strip() == f"sent to {TRACKER} by the running relay's modem (1 part(s))"
+            assert [(s.destination, s.text) for s in emulator.sent] == [(TRACKER, "hi")]
+
+            before = len(answered)
+            code, out, err, _ = await relay_cli(
+                "provision", "coban", "--data-dir", str(data), "--to", TRACKER, "--server", "203.0.113.7",
+                "--apn", "internet.globe.com.ph", "--wait", "10", "--modem", str(emulator.link),
+            )  # fmt: skip
+            assert code == 0, out + err
+            assert f"through the running relay's modem {emulator.link}" in out
+            assert out.count("-> acknowledged") == len(COBAN_ACKS)
+            assert out.strip().endswith(f"{TRACKER}: 8 acknowledged of 8 steps")
+            assert [s.text for s in emulator.sent] == ["hi", *COBAN_ACKS]
+            assert len(answered) - before >= 3  # the trackers were answered all along
+            device.cancel_scope.cancel()
+        # The replies were shown, then deleted from the modem; none was kept as quarantine.
+        await wait_until(lambda: emulator.stored() == {}, 5, "the replies deleted")
+        assert relay.journal.stats.quarantined == 0
+
+
+async def test_a_dead_modem_under_the_relay_is_a_clear_error(tmp_path: Path, nursery: trio.Nursery) -> None:
+    emulator = ModemEmulator(link=tmp_path / "ttyUSB2")
+    await nursery.start(emulator.run)
+    data = tmp_path / "relay"
+    async with running_relay(data, modem=modem_settings(emulator)) as relay:
+        await wait_until(lambda: "AT+CMGL=4" in emulator.commands, what="the modem's first scan")
+        emulator.silent = True  # it stops answering: the send times out
+        code, _, err, took = await relay_cli(
+            "sms", "send", "--data-dir", str(data), "--to", TRACKER, "x", "--deadline", "8"
+        )
+        assert code == 1
+        # Refused by the modem task, or by the relay once it saw the modem down: the reason either way.
+        assert err.startswith("error: not sent: "), err
+        assert f"the SMS to {TRACKER} was not sent" in err or "is down" in err, err
+        assert took < 12  # the prompt timeout (5 s), not the deadline
+
+        await emulator.unplug()  # the device is gone: the relay says so at once
+        assert relay.modem_status is not None
+        await wait_until(lambda: relay.modem_status.state == "down", 10, "the modem down")
+        code, _, err, took = await relay_cli(
+            "provision", "bofan", "--data-dir", str(data), "--to", TRACKER, "--server", "203.0.113.7",
+            "--apn", "internet",
+        )  # fmt: skip
+        assert code == 1
+        assert f"cannot provision through the running relay: the relay's modem {emulator.link} is down" in err
+        assert took < 15
+        assert not [s for s in emulator.sent if s.text == "x"]
+
+
+async def test_without_a_running_relay_the_command_takes_the_port(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    emulator = ModemEmulator(link=tmp_path / "modem")
+    await nursery.start(emulator.run)
+    data = tmp_path / "relay"
+    data.mkdir()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # a relay killed left its socket
+    stale.bind(str(data / "control.sock"))
+    stale.close()
+    code, out, err, _ = await relay_cli(
+        "sms", "send", "--data-dir", str(data), "--to", TRACKER, "--modem", str(emulator.link), "direct"
+    )
+    assert code == 0, err
+    assert out.strip() == f"sent to {TRACKER}"
+    assert [s.text for s in emulator.sent] == ["direct"]
