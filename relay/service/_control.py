@@ -29,13 +29,16 @@ import logging
 import math
 import os
 import socket
+from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..logs import log_event
+from ..statistics import labelled
 
 if TYPE_CHECKING:
     from ..sources import Outbox, ReplyTaps
@@ -62,6 +65,20 @@ PROVISION_FIELDS = frozenset(
 
 def socket_path(data_dir: Path) -> Path:
     return data_dir / SOCKET_NAME
+
+
+@dataclass(slots=True)
+class ControlStats:
+    """What ``/metrics`` shows of the control socket."""
+
+    sms: defaultdict[tuple[str, str], int] = labelled(
+        "counter",
+        "SMS that relay sms send and relay provision handed the running relay's modem, by op"
+        " (sms_send, provision) and result (sent, failed).",
+        ("op", "result"),
+        metric="relay_cli_sms",
+        factory=lambda: defaultdict(int),
+    )
 
 
 class Refused(Exception):
@@ -120,6 +137,7 @@ class _Handler:
         self.running = running
         self.outbox = outbox
         self.taps = taps
+        self.stats = running.control_stats
 
     @property
     def port(self) -> str:
@@ -168,7 +186,9 @@ class _Handler:
             if status is not None and status.state == "down":
                 reason += f" (the relay's modem {self.port} is down: {status.error or 'no answer'})"
             log_event(log, logging.WARNING, "sms_not_sent", to=to, source="cli", error=reason)
+            self.stats.sms[("sms_send", "failed")] += 1
             raise Refused(reason) from None
+        self.stats.sms[("sms_send", "sent")] += 1
         log_event(log, logging.INFO, "sms_sent", to=to, source="cli", parts=len(references))
         await _write(stream, {"sent": True, "parts": len(references)})
 
@@ -210,6 +230,8 @@ class _Handler:
                 nursery.cancel_scope.cancel()
         finally:
             self.taps.close(to)
+            for result in results:
+                self.stats.sms[("provision", "failed" if result.outcome is Outcome.NOT_SENT else "sent")] += 1
 
 
 async def _watch_client(stream: trio.SocketStream, scope: trio.CancelScope) -> None:

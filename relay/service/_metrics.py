@@ -78,6 +78,8 @@ class RelayCollector(Collector):
         yield from _rendered([(running.listener.stats, (), ())], prefix="relay_")
         yield from _rendered([(running.journal.stats, (), ())], prefix="relay_journal_")
         yield from self._commands()
+        if running.config.modem is not None:
+            yield from _rendered([(running.control_stats, (), ())], prefix="relay_cli_")
         yield from self._sinks(health["checks"]["sinks"])
 
     def _commands(self) -> Iterator[Metric]:

@@ -14,6 +14,7 @@ from ..devices import Registry
 from ..journal import Journal
 from ..sinks import Sink
 from ..sources import Listener
+from ._control import ControlStats
 
 if TYPE_CHECKING:
     from ..sources import ModemStatus
@@ -68,6 +69,7 @@ class Running:
     registry: Registry = field(default_factory=Registry)
     #: Where ``relay sms send``/``provision`` reach the modem task (``None``: no modem, or not served).
     control_socket: Path | None = None
+    control_stats: ControlStats = field(default_factory=ControlStats)
 
     def health(self) -> dict[str, Any]:
         """What /healthz answers: ``{"status": "ok" | "unhealthy", "checks": {...}}``.

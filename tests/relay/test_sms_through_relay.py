@@ -15,6 +15,7 @@ import trio
 from tests.modem_emulator import ModemEmulator
 from tests.relay.harness import running_relay, wait_until
 from tests.relay.test_provision import COBAN_ACKS, TRACKER
+from tests.relay.test_status_http import metrics, sample
 
 BN407 = "868683020419374"
 LOGIN = f"##,imei:{BN407},A;".encode()
@@ -52,8 +53,9 @@ async def test_sms_send_and_provision_go_through_the_running_relays_modem(
     emulator = ModemEmulator(link=tmp_path / "ttyUSB2", replies=COBAN_ACKS)
     await nursery.start(emulator.run)
     data = tmp_path / "relay"
-    async with running_relay(data, modem=modem_settings(emulator)) as relay:
-        assert relay.control_socket == data / "control.sock"
+    status = {"listen": "127.0.0.1:0"}
+    async with running_relay(data, modem=modem_settings(emulator), status=status) as relay:
+        assert relay.control_socket == data / "control.sock" and relay.status_port
         await wait_until(lambda: "AT+CMGL=4" in emulator.commands, what="the modem's first scan")
         answered: list[float] = []
         async with trio.open_nursery() as device:
@@ -76,6 +78,9 @@ async def test_sms_send_and_provision_go_through_the_running_relays_modem(
             assert [s.text for s in emulator.sent] == ["hi", *COBAN_ACKS]
             assert len(answered) - before >= 3  # the trackers were answered all along
             device.cancel_scope.cancel()
+        families = await metrics(relay.status_port)
+        assert sample(families, "relay_cli_sms_total", op="sms_send", result="sent") == 1
+        assert sample(families, "relay_cli_sms_total", op="provision", result="sent") == 8
         # The replies were shown, then deleted from the modem; none was kept as quarantine.
         await wait_until(lambda: emulator.stored() == {}, 5, "the replies deleted")
         assert relay.journal.stats.quarantined == 0
@@ -126,3 +131,4 @@ async def test_without_a_running_relay_the_command_takes_the_port(
     assert code == 0, err
     assert out.strip() == f"sent to {TRACKER}"
     assert [s.text for s in emulator.sent] == ["direct"]
+
