@@ -144,6 +144,13 @@ class _Handler:
         modem = self.running.config.modem
         return modem.port if modem is not None else "?"
 
+    def _down(self) -> str | None:
+        """Why the relay's modem cannot send now (``None``: it can, or it is still opening)."""
+        status = self.running.modem_status
+        if status is not None and status.state == "down":
+            return f"the relay's modem {self.port} is down: {status.error or 'no answer'}"
+        return None
+
     async def serve(self, stream: trio.SocketStream) -> None:
         async with stream:
             try:
@@ -165,9 +172,8 @@ class _Handler:
         if wanted is not None and os.path.realpath(str(wanted)) != os.path.realpath(self.port):
             await _write(stream, {"other_modem": self.port})
             return
-        status = self.running.modem_status
-        if status is not None and status.state == "down":
-            raise Refused(f"the relay's modem {self.port} is down: {status.error or 'no answer'}")
+        if (reason := self._down()) is not None:
+            raise Refused(reason)
         timeout_s = _number(request, "timeout_s", 60.0, MAX_TIMEOUT_S)
         to = _text(request, "to", 32)
         if op == "sms_send":
@@ -182,9 +188,8 @@ class _Handler:
             references = await self.outbox.send(to, text, timeout_s=timeout_s)
         except ModemError as error:
             reason = str(error)
-            status = self.running.modem_status
-            if status is not None and status.state == "down":
-                reason += f" (the relay's modem {self.port} is down: {status.error or 'no answer'})"
+            if (down := self._down()) is not None:
+                reason += f" ({down})"
             log_event(log, logging.WARNING, "sms_not_sent", to=to, source="cli", error=reason)
             self.stats.sms[("sms_send", "failed")] += 1
             raise Refused(reason) from None
@@ -209,7 +214,7 @@ class _Handler:
         except ModemError as error:
             raise Refused(str(error)) from None
         log_event(log, logging.INFO, "provisioning", to=to, family=request.get("family"), source="cli")
-        link = OutboxLink(self.outbox, replies, send_timeout_s=timeout_s)
+        link = OutboxLink(self.outbox, replies, send_timeout_s=timeout_s, down=self._down)
         send_lines, lines = trio.open_memory_channel[str](math.inf)
         results: list[Any] = []
 

@@ -209,19 +209,30 @@ class SmsLink(Protocol):
 
 class OutboxLink:
     """Provisioning through the running relay's modem task: steps go out through ``outbox`` (each
-    given ``send_timeout_s`` to leave), replies come on ``replies`` (see :class:`ReplyTaps`)."""
+    given ``send_timeout_s`` to leave), replies come on ``replies`` (see :class:`ReplyTaps`).
+    ``down()`` says why the modem cannot send now (``None``: it can): a step is then not sent at once,
+    instead of after its timeout."""
 
     def __init__(
-        self, outbox: Outbox, replies: trio.MemoryReceiveChannel[str], *, send_timeout_s: float = 60.0
+        self,
+        outbox: Outbox,
+        replies: trio.MemoryReceiveChannel[str],
+        *,
+        send_timeout_s: float = 60.0,
+        down: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.outbox = outbox
         self.replies = replies
         self.send_timeout_s = send_timeout_s
+        self.down = down
 
     async def start(self) -> None:
         await trio.lowlevel.checkpoint()
 
     async def send_text(self, to: str, text: str) -> object:
+        reason = self.down()
+        if reason is not None:
+            raise ModemError(reason)
         return await self.outbox.send(to, text, timeout_s=self.send_timeout_s)
 
     async def next_replies(self) -> list[str]:

@@ -6,6 +6,7 @@ with no relay (or a dead one's socket left behind) the commands open the port th
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -132,3 +133,29 @@ async def test_without_a_running_relay_the_command_takes_the_port(
     assert out.strip() == f"sent to {TRACKER}"
     assert [s.text for s in emulator.sent] == ["direct"]
 
+
+
+async def test_a_provisioning_left_by_its_command_stops(tmp_path: Path, nursery: trio.Nursery) -> None:
+    emulator = ModemEmulator(link=tmp_path / "ttyUSB2")  # the tracker never answers
+    await nursery.start(emulator.run)
+    data = tmp_path / "relay"
+    async with running_relay(data, modem=modem_settings(emulator)):
+        await wait_until(lambda: "AT+CMGL=4" in emulator.commands, what="the modem's first scan")
+        command = [sys.executable, "-m", "relay", "provision", "bofan", "--data-dir", str(data), "--to"]
+        command += [TRACKER, "--server", "203.0.113.7", "--apn", "internet", "--wait", "30"]
+        quiet = subprocess.DEVNULL
+        process = await trio.lowlevel.open_process(command, stdout=quiet, stderr=quiet)
+        await wait_until(lambda: emulator.sent, 20, "the first step sent")
+        process.kill()  # Ctrl-C, a closed ssh session
+        await process.wait()
+        await trio.sleep(1.0)
+        assert [s.text for s in emulator.sent] == ["000000APNinternet"]  # no step after it
+        # The number is free again: a new provisioning of it is taken.
+        emulator.replies = {"000000APNinternet": ["APN ok"], "000000SVR203.0.113.7,8888": ["SVR ok"],
+                            "000000GTI30": ["GTI ok"]}  # fmt: skip
+        code, out, err, _ = await relay_cli(
+            "provision", "bofan", "--data-dir", str(data), "--to", TRACKER, "--server", "203.0.113.7",
+            "--apn", "internet", "--wait", "10",
+        )  # fmt: skip
+        assert code == 0, out + err
+        assert out.strip().endswith(f"{TRACKER}: 3 acknowledged of 3 steps")
