@@ -159,3 +159,45 @@ async def test_a_provisioning_left_by_its_command_stops(tmp_path: Path, nursery:
         )  # fmt: skip
         assert code == 0, out + err
         assert out.strip().endswith(f"{TRACKER}: 3 acknowledged of 3 steps")
+
+
+async def test_a_relay_process_holding_the_modem_sends_for_the_cli(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """The relay as the service runs it (``relay run --config``), the commands with its config: through
+    the relay while it runs; on the port itself once it stopped (and removed its socket)."""
+    from tests.relay.test_crash import RelayProcess
+
+    emulator = ModemEmulator(link=tmp_path / "ttyUSB2", replies={"000000APNinternet": ["APN ok"]})
+    await nursery.start(emulator.run)
+    modem = f'[modem]\nport = "{emulator.link}"\ncommand_timeout_s = 0.5\nreopen_delay_s = 0.1\n'
+    relay = RelayProcess(tmp_path, extra=modem)
+    await trio.to_thread.run_sync(relay.start)
+    try:
+        await wait_until(lambda: "AT+CMGL=4" in emulator.commands, what="the modem's first scan")
+        answered: list[float] = []
+        async with trio.open_nursery() as device:
+            device.start_soon(keep_answering, relay.port, answered)
+            config = str(relay.config)
+            code, out, err, _ = await relay_cli("sms", "send", "--config", config, "--to", TRACKER, "hello")
+            assert code == 0, err + relay.log.read_text()
+            assert "by the running relay's modem" in out
+            code, out, err, _ = await relay_cli(
+                "provision", "bofan", "--config", config, "--to", TRACKER, "--server", "203.0.113.7",
+                "--apn", "internet", "--wait", "1",
+            )  # fmt: skip
+            assert code == 1  # SVR and GTI get no reply from this tracker
+            assert "'APN ok' -> acknowledged" in out and out.count("no reply in time (1 s)") == 2
+            assert answered
+            device.cancel_scope.cancel()
+        assert [s.text for s in emulator.sent] == [
+            "hello", "000000APNinternet", "000000SVR203.0.113.7,8888", "000000GTI30"
+        ]
+    finally:
+        await trio.to_thread.run_sync(relay.stop)
+    assert not (relay.data / "control.sock").exists()
+    config = str(relay.config)
+    code, out, err, _ = await relay_cli("sms", "send", "--config", config, "--to", TRACKER, "again")
+    assert code == 0, err
+    assert out.strip() == f"sent to {TRACKER}"
+    assert emulator.sent[-1].text == "again"
