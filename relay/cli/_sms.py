@@ -34,6 +34,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 #: How long an SMS may wait for a running relay's modem to send it.
 DEADLINE_S = 60.0
+#: The longest ``--deadline`` (what the relay takes, :data:`relay.service._control.MAX_TIMEOUT_S`).
+MAX_DEADLINE_S = 600.0
 #: Time the running relay gets to answer beyond the deadlines it was given.
 ANSWER_MARGIN_S = 10.0
 
@@ -122,6 +124,8 @@ def _named_modem(args: argparse.Namespace) -> tuple[Path, str | None]:
     from ..service._control import socket_path
     from ._common import config_from
 
+    if not 0 < args.deadline <= MAX_DEADLINE_S:
+        raise RelayError(f"--deadline {args.deadline:g} is not in (0, {MAX_DEADLINE_S:g}] seconds")
     config = config_from(args)
     port = args.modem or (config.modem.port if config.modem is not None else None)
     return socket_path(config.data_dir), port
@@ -155,7 +159,12 @@ def through_relay(
         try:
             client.sendall(json.dumps(request).encode() + b"\n")
             for line in reader:
-                answer = json.loads(line)
+                try:
+                    answer = json.loads(line)
+                except ValueError:
+                    raise RelayError(f"the running relay answered with no JSON: {line!r}") from None
+                if not isinstance(answer, dict):
+                    raise RelayError(f"the running relay answered {answer!r}, not an object")
                 if "line" in answer:
                     out(str(answer["line"]))
                     continue
