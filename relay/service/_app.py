@@ -115,7 +115,9 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                     serve_sms, config.modem, ingest, running.modem_status, running.registry, outbox, taps
                 )
                 nursery.start_soon(send_sms_commands, journal, outbox, running.registry)
-                running.control_socket = await nursery.start(serve_control, running, outbox, taps)
+                running.control_socket = await nursery.start(
+                    serve_control, config, running.modem_status, outbox, taps, running.control_stats
+                )
             for source in config.serial:
                 from ..sources import serve_serial
 

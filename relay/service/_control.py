@@ -41,8 +41,8 @@ from ..logs import log_event
 from ..statistics import labelled
 
 if TYPE_CHECKING:
-    from ..sources import Outbox, ReplyTaps
-    from ._running import Running
+    from ..config import Config
+    from ..sources import ModemStatus, Outbox, ReplyTaps
 
 log = logging.getLogger("relay.control")
 
@@ -86,15 +86,19 @@ class Refused(Exception):
 
 
 async def serve_control(
-    running: Running,
+    config: Config,
+    modem_status: ModemStatus,
     outbox: Outbox,
     taps: ReplyTaps,
+    stats: ControlStats,
     *,
     task_status: trio.TaskStatus[Path | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the control socket until cancelled; ``task_status.started(path)`` once it listens
-    (``None``: it cannot, which is logged: the commands then try the port themselves and fail clearly)."""
-    path = socket_path(running.config.data_dir)
+    """Serve the control socket of the relay running ``config`` until cancelled: SMS go through
+    ``outbox`` while ``modem_status`` is not down, provisioning replies come through ``taps``.
+    ``task_status.started(path)`` once it listens (``None``: it cannot, which is logged: the commands
+    then try the port themselves and fail clearly)."""
+    path = socket_path(config.data_dir)
     try:
         sock = await _bind(path)
     except OSError as error:
@@ -104,7 +108,7 @@ async def serve_control(
         return
     try:
         listener = trio.SocketListener(sock)
-        handler = _Handler(running, outbox, taps)
+        handler = _Handler(config, modem_status, outbox, taps, stats)
         async with trio.open_nursery() as nursery:
             task_status.started(path)
             nursery.start_soon(trio.serve_listeners, handler.serve, [listener])
@@ -133,21 +137,19 @@ async def _bind(path: Path) -> trio.socket.SocketType:
 
 
 class _Handler:
-    def __init__(self, running: Running, outbox: Outbox, taps: ReplyTaps) -> None:
-        self.running = running
+    def __init__(
+        self, config: Config, status: ModemStatus, outbox: Outbox, taps: ReplyTaps, stats: ControlStats
+    ) -> None:
+        self.port = config.modem.port if config.modem is not None else "?"
+        self.status = status
         self.outbox = outbox
         self.taps = taps
-        self.stats = running.control_stats
-
-    @property
-    def port(self) -> str:
-        modem = self.running.config.modem
-        return modem.port if modem is not None else "?"
+        self.stats = stats
 
     def _down(self) -> str | None:
         """Why the relay's modem cannot send now (``None``: it can, or it is still opening)."""
-        status = self.running.modem_status
-        if status is not None and status.state == "down":
+        status = self.status
+        if status.state == "down":
             return f"the relay's modem {self.port} is down: {status.error or 'no answer'}"
         return None
 
