@@ -51,6 +51,8 @@ SOCKET_NAME = "control.sock"
 #: The longest request taken, and the time a client gets to send it.
 MAX_REQUEST = 16 * 1024
 REQUEST_TIMEOUT_S = 5.0
+#: Clients served at once; more are refused ("busy").
+MAX_CLIENTS = 8
 #: Bounds on what a client may ask for.
 MAX_TIMEOUT_S = 600.0
 MAX_WAIT_S = 24 * 3600.0
@@ -145,6 +147,7 @@ class _Handler:
         self.outbox = outbox
         self.taps = taps
         self.stats = stats
+        self.clients = 0
 
     def _down(self) -> str | None:
         """Why the relay's modem cannot send now (``None``: it can, or it is still opening)."""
@@ -155,7 +158,10 @@ class _Handler:
 
     async def serve(self, stream: trio.SocketStream) -> None:
         async with stream:
+            self.clients += 1
             try:
+                if self.clients > MAX_CLIENTS:
+                    raise Refused(f"busy: {MAX_CLIENTS} commands are using the relay's modem already")
                 request = await _read_request(stream)
                 await self._answer(stream, request)
             except Refused as error:
@@ -165,6 +171,8 @@ class _Handler:
                 log_event(log, logging.INFO, "control_client_gone")
             except Exception:  # a bug here must not take the relay down with it
                 log.exception("control socket: unexpected error")
+            finally:
+                self.clients -= 1
 
     async def _answer(self, stream: trio.SocketStream, request: dict[str, Any]) -> None:
         op = request.get("op")

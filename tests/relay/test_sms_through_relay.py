@@ -5,6 +5,7 @@ with no relay (or a dead one's socket left behind) the commands open the port th
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -201,3 +202,39 @@ async def test_a_relay_process_holding_the_modem_sends_for_the_cli(
     assert code == 0, err
     assert out.strip() == f"sent to {TRACKER}"
     assert emulator.sent[-1].text == "again"
+
+
+async def ask(path: Path, request: bytes) -> dict:
+    stream = await trio.open_unix_socket(str(path))
+    async with stream:
+        await stream.send_all(request)
+        answer = b""
+        with trio.fail_after(10):
+            while not answer.endswith(b"\n"):
+                answer += await stream.receive_some(4096)
+    return json.loads(answer)
+
+
+async def test_bad_requests_on_the_control_socket_get_their_reason(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    emulator = ModemEmulator(link=tmp_path / "ttyUSB2")
+    await nursery.start(emulator.run)
+    data = tmp_path / "relay"
+    async with running_relay(data, modem=modem_settings(emulator)) as relay:
+        path = relay.control_socket
+        assert path is not None and oct(path.stat().st_mode & 0o777) == "0o600"
+        assert "not JSON" in (await ask(path, b"{nope\n"))["error"]
+        assert "unknown op 'reboot'" in (await ask(path, b'{"op": "reboot"}\n'))["error"]
+        empty = {"op": "sms_send", "to": TRACKER, "text": ""}
+        assert "text '' is not a text" in (await ask(path, json.dumps(empty).encode() + b"\n"))["error"]
+        family = {"op": "provision", "to": TRACKER, "family": "tk103", "server": "h", "port": 1, "apn": "a"}
+        assert "unknown tracker family" in (await ask(path, json.dumps(family).encode() + b"\n"))["error"]
+        other = {"op": "sms_send", "to": TRACKER, "text": "x", "modem": str(tmp_path / "ttyUSB9")}
+        assert await ask(path, json.dumps(other).encode() + b"\n") == {"other_modem": str(emulator.link)}
+        # The CLI naming another modem uses that one itself (here: none there, a clear error).
+        code, _, err, _ = await relay_cli(
+            "sms", "send", "--data-dir", str(data), "--modem", str(tmp_path / "ttyUSB9"), "--to", TRACKER, "x"
+        )
+        assert code == 1 and "cannot open modem port" in err
+        assert not emulator.sent
