@@ -42,7 +42,9 @@ async def test_commands_are_counted_and_the_queue_shown(tmp_path: Path) -> None:
                      ("send", BN407, "positionSingle", "--id", "c2"), ("cancel", "c2")):  # fmt: skip
             done = await trio.to_thread.run_sync(lambda args=args: relay_cli(tmp_path, "command", *args))
             assert done.returncode == 0, done.stderr
-        await wait_until(lambda: relay.journal.commands.get("c1") is not None, 5, "the CLI's command taken")
+        changes = relay.journal.commands.stats.changes
+        await wait_until(lambda: changes[("cancelled", "cli", "data")] == 1, 10, "the CLI's rows taken")
+        assert relay.journal.commands.get("c1") is not None
         await trio.sleep(1.1)  # the oldest waits more than a second
 
         found = await metrics(port)
