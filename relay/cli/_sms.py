@@ -131,6 +131,31 @@ def _named_modem(args: argparse.Namespace) -> tuple[Path, str | None]:
     return socket_path(config.data_dir), port
 
 
+class Unreachable(RelayError):
+    """A relay may run, but this user cannot reach its control socket (its data directory is private)."""
+
+
+def direct(hint: str | None, run: Callable[[], int]) -> int:
+    """Run the command on the port itself; when that fails and a relay may hold the port (``hint``),
+    the error says so."""
+    try:
+        return run()
+    except RelayError as error:
+        if hint:
+            raise RelayError(f"{error} ({hint})") from None
+        raise
+
+
+def _try_relay(
+    path: Path, request: dict[str, Any], **kwargs: Any
+) -> tuple[dict[str, Any] | None, str | None]:
+    """:func:`through_relay`, with a socket this user may not reach taken as no relay, and said why."""
+    try:
+        return through_relay(path, request, **kwargs), None
+    except Unreachable as error:
+        return None, str(error)
+
+
 def through_relay(
     path: Path, request: dict[str, Any], *, timeout_s: float, out: Callable[[str], None] = print
 ) -> dict[str, Any] | None:
@@ -138,7 +163,8 @@ def through_relay(
     progress lines go to ``out``; its final answer. ``None``: no relay answers there, or it holds
     another modem (take the port directly).
 
-    :raises RelayError: the relay cannot be reached although it listens, or went silent.
+    :raises Unreachable: this user may not connect to the socket.
+    :raises RelayError: the relay went silent, or closed the connection.
     """
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with client:
@@ -148,8 +174,9 @@ def through_relay(
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
             return None  # no relay (or one that died and left its socket)
         except PermissionError as error:
-            raise RelayError(
-                f"cannot reach the running relay at {path}: {error.strerror} (run as the relay's user)"
+            raise Unreachable(
+                f"a running relay's control socket {path} cannot be reached: {error.strerror};"
+                " run this as the relay's user"
             ) from None
         except OSError as error:
             if len(os.fsencode(path)) > 107:
@@ -181,16 +208,19 @@ def through_relay(
 def _send(args: argparse.Namespace) -> int:
     path, port = _named_modem(args)
     request = {"op": "sms_send", "to": args.to, "text": args.text, "timeout_s": args.deadline, "modem": port}
-    answer = through_relay(path, request, timeout_s=args.deadline + ANSWER_MARGIN_S)
+    answer, hint = _try_relay(path, request, timeout_s=args.deadline + ANSWER_MARGIN_S)
     if answer is not None:
         if "error" in answer:
             raise RelayError(f"not sent: {answer['error']}")
         print(f"sent to {args.to} by the running relay's modem ({answer.get('parts')} part(s))")
         return EXIT_OK
-    settings = modem_settings(args)
-    trio.run(send_sms, settings, args.to, args.text)
-    print(f"sent to {args.to}")
-    return EXIT_OK
+
+    def send() -> int:
+        trio.run(send_sms, modem_settings(args), args.to, args.text)
+        print(f"sent to {args.to}")
+        return EXIT_OK
+
+    return direct(hint, send)
 
 
 @dataclass
@@ -261,14 +291,18 @@ def _provision(args: argparse.Namespace) -> int:
     asked = {"op": "provision", "family": request.family, "to": request.to, **request.fields(),
              "wait_s": request.wait_s, "timeout_s": args.deadline, "modem": port}  # fmt: skip
     # A silent relay is given one step's deadlines (the SMS to leave, the reply) and a margin.
-    answer = through_relay(path, asked, timeout_s=args.deadline + request.wait_s + ANSWER_MARGIN_S, out=out)
+    silence_s = args.deadline + request.wait_s + ANSWER_MARGIN_S
+    answer, hint = _try_relay(path, asked, timeout_s=silence_s, out=out)
     if answer is not None:
         if "error" in answer:
             raise RelayError(f"cannot provision through the running relay: {answer['error']}")
         return int(answer.get("exit", EXIT_FAILURE))
-    settings = modem_settings(args)
-    try:
-        return trio.run(run_provision, settings, request, out)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+
+    def run() -> int:
+        try:
+            return trio.run(run_provision, modem_settings(args), request, out)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+
+    return direct(hint, run)
