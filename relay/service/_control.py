@@ -122,8 +122,10 @@ async def serve_control(
 async def _bind(path: Path) -> trio.socket.SocketType:
     if len(os.fsencode(path)) > MAX_PATH:
         raise OSError(f"the path is longer than {MAX_PATH} bytes")
-    if path.is_socket():  # left by a relay that did not stop cleanly
-        path.unlink()
+    if path.is_socket():
+        if _answers(path):
+            raise OSError("another relay serves it (two relays on one data directory?)")
+        path.unlink()  # left by a relay that did not stop cleanly
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         old = os.umask(0o177)
@@ -136,6 +138,18 @@ async def _bind(path: Path) -> trio.socket.SocketType:
         sock.close()
         raise
     return sock
+
+
+def _answers(path: Path) -> bool:
+    """Whether something listens on the Unix socket ``path`` (a local connect answers at once)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(os.fspath(path))
+        except OSError:
+            return False
+    return True
 
 
 class _Handler:

@@ -238,3 +238,20 @@ async def test_bad_requests_on_the_control_socket_get_their_reason(
         )
         assert code == 1 and "cannot open modem port" in err
         assert not emulator.sent
+
+
+
+async def test_a_second_relay_on_the_same_data_directory_leaves_the_first_ones_socket(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    emulator = ModemEmulator(link=tmp_path / "ttyUSB2")
+    await nursery.start(emulator.run)
+    data = tmp_path / "relay"
+    async with running_relay(data, modem=modem_settings(emulator)) as first:
+        assert first.control_socket is not None
+        other = {"port": str(tmp_path / "ttyUSB9"), "command_timeout_s": 0.5, "reopen_delay_s": 0.1}
+        async with running_relay(data, modem=other) as second:
+            assert second.control_socket is None  # logged: control_socket_off
+            answer = await ask(first.control_socket, b'{"op": "nope"}\n')
+            assert answer == {"error": "unknown op 'nope' (sms_send or provision)"}
+        assert await ask(first.control_socket, b'{"op": "nope"}\n') == answer  # still there once it stopped
