@@ -259,8 +259,8 @@ class _Handler:
                 nursery.cancel_scope.cancel()
         finally:
             self.taps.close(to)
-            for result in results:
-                self.stats.sms[("provision", "failed" if result.outcome is Outcome.NOT_SENT else "sent")] += 1
+            self.stats.sms[("provision", "sent")] += link.sent
+            self.stats.sms[("provision", "failed")] += link.failed
 
 
 async def _watch_client(stream: trio.SocketStream, scope: trio.CancelScope) -> None:

@@ -225,15 +225,23 @@ class OutboxLink:
         self.replies = replies
         self.send_timeout_s = send_timeout_s
         self.down = down
+        #: SMS sent and not sent so far.
+        self.sent = self.failed = 0
 
     async def start(self) -> None:
         await trio.lowlevel.checkpoint()
 
     async def send_text(self, to: str, text: str) -> object:
         reason = self.down()
-        if reason is not None:
-            raise ModemError(reason)
-        return await self.outbox.send(to, text, timeout_s=self.send_timeout_s)
+        try:
+            if reason is not None:
+                raise ModemError(reason)
+            references = await self.outbox.send(to, text, timeout_s=self.send_timeout_s)
+        except ModemError:
+            self.failed += 1
+            raise
+        self.sent += 1
+        return references
 
     async def next_replies(self) -> list[str]:
         texts = [await self.replies.receive()]
