@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,17 +25,64 @@ if TYPE_CHECKING:
 SINK_LOOK_S = 1.0
 
 
+#: How long the uplink windows are kept (``/status``: the last 24 hours).
+UPLINK_WINDOWS_S = 86_400.0
+
+
 class SinkWatch:
     """How long a sink has been stuck: reports to deliver and none delivered between two looks, or
-    disconnected with an error. Any delivery (or an empty backlog while connected) ends a stall."""
+    disconnected with an error. Any delivery (or an empty backlog while connected) ends a stall.
+
+    Also the sink's uplink, as seen at each look: connected or not since when (wall clock), and its
+    windows of the last 24 hours (when it came up, how long it stayed, how many reports it drained).
+    Known to a look's precision (SINK_LOOK_S), and since this start only."""
 
     def __init__(self) -> None:
         self.acknowledged = -1
         self.stuck_since: float | None = None
+        self.connected: bool | None = None
+        #: ``time.time()`` when the sink was last seen connecting or disconnecting.
+        self.since: float | None = None
+        #: ``[came_up, lasted_s (None while open), acknowledged when it came up, drained]``, oldest first.
+        self.windows: list[list[Any]] = []
+
+    def _watch_uplink(self, sink: Sink, acknowledged: int) -> None:
+        connected, wall = bool(sink.connected), time.time()
+        window = self.windows[-1] if self.windows and self.windows[-1][1] is None else None
+        if window is not None:
+            window[3] = acknowledged - window[2]
+        if connected == self.connected:
+            return
+        self.connected, self.since = connected, wall
+        if connected:
+            # Counted from the last look, when it was not connected yet: nothing was delivered since.
+            start = max(self.acknowledged, 0)
+            self.windows.append([wall, None, start, acknowledged - start])
+        elif window is not None:
+            window[1] = wall - window[0]
+        kept_from = wall - UPLINK_WINDOWS_S
+        while self.windows and self.windows[0][1] is not None and self.windows[0][0] < kept_from:
+            del self.windows[0]
+
+    def uplink(self) -> dict[str, Any]:
+        """``connected_since`` / ``disconnected_since`` (ISO 8601 UTC) and ``uplink_windows``."""
+        now = time.time()
+        windows = [
+            {
+                "came_up": _iso(came_up),
+                "lasted_s": round(now - came_up if lasted is None else lasted, 1),
+                "open": lasted is None,
+                "drained": drained,
+            }
+            for came_up, lasted, _start, drained in self.windows
+        ]
+        key = "connected_since" if self.connected else "disconnected_since"
+        return {key: _iso(self.since) if self.since is not None else None, "uplink_windows": windows}
 
     def look(self, sink: Sink, now: float) -> float:
         """Look at ``sink`` at monotonic time ``now``; seconds it has been stuck (0.0: it is not)."""
         acknowledged = sink.acknowledged
+        self._watch_uplink(sink, acknowledged)
         progressed, self.acknowledged = acknowledged != self.acknowledged, acknowledged
         down = not sink.connected and sink.last_error is not None
         if down or (sink.backlog() > 0 and not progressed):
@@ -43,6 +91,10 @@ class SinkWatch:
             return now - self.stuck_since
         self.stuck_since = None
         return 0.0
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -123,6 +175,10 @@ class Running:
             else:
                 check["reason"] = f"no delivery for {stalled:.0f} s with {pending} pending"
         return check
+
+    def uplink(self, sink: Sink) -> dict[str, Any]:
+        """``sink``'s uplink: connected or disconnected since when, its windows (:class:`SinkWatch`)."""
+        return self.sink_watches.setdefault(sink.name, SinkWatch()).uplink()
 
     def look_at_sink(self, sink: Sink, now: float) -> float:
         """Seconds ``sink`` has been stuck, as of monotonic ``now`` (see :class:`SinkWatch`)."""

@@ -128,3 +128,79 @@ async def test_a_tls_failure_keeps_its_backoff(tmp_path: Path) -> None:
             await trio.sleep(3)
         nursery.cancel_scope.cancel()
     assert connections <= 2, f"{connections} connections in 3 s: the backoff was cut short"
+
+
+#: Probing twice a second: the sink is back within a second of the proxy accepting, handshake included.
+FAST_PROBE = {"probe_interval_s": 0.5}
+
+
+async def _pipe(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+    try:
+        while data := await source.receive_some(65536):
+            await sink.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+async def proxy_accepting(nursery: trio.Nursery, port: int, target: int) -> None:
+    """From now on, a TCP proxy on ``port`` (refused until now: nothing listened) forwards to ``target``."""
+    listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+
+    async def forward(client: trio.SocketStream) -> None:
+        async with client:
+            upstream = await trio.open_tcp_stream("127.0.0.1", target)
+            async with upstream, trio.open_nursery() as pipes:
+                pipes.start_soon(_pipe, client, upstream)
+                await _pipe(upstream, client)
+                pipes.cancel_scope.cancel()
+
+    nursery.start_soon(trio.serve_listeners, forward, listeners)
+
+
+@pytest.mark.slow
+async def test_mqtt_delivers_within_a_second_of_a_refusing_proxy_accepting_again(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    port = free_port()  # closed: every connect is refused, as by a dead uplink
+    mqtt = {
+        "name": "broker", "type": "mqtt", "url": f"mqtt://127.0.0.1:{port}", "topic_prefix": "relay/x",
+        **LONG_BACKOFF, **FAST_PROBE,
+    }  # fmt: skip
+    subscriber = Subscriber(broker, "relay/x/+/position")
+    try:
+        async with trio.open_nursery() as nursery, running_relay(tmp_path, sinks=[mqtt]) as relay:
+            sink = relay.sinks[0]
+            assert await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 1)], replies=1)
+            await wait_until(lambda: sink.last_error is not None, what="the connection refused")
+            await trio.sleep(3)  # the sink is now in a backoff of 30 s or more
+            await proxy_accepting(nursery, port, broker.port)
+            accepted = trio.current_time()
+            await wait_until(lambda: sink.connected, timeout=10, what="the sink back")
+            connected = trio.current_time() - accepted
+            await subscriber.wait_for(1, timeout=10)
+            delivered = trio.current_time() - accepted
+            nursery.cancel_scope.cancel()
+    finally:
+        subscriber.close()
+    assert connected < 1.0 and delivered < 1.0, f"connected {connected:.2f} s, delivered {delivered:.2f} s"
+
+
+@pytest.mark.slow
+async def test_http_delivers_within_a_second_of_a_refusing_proxy_accepting_again(tmp_path: Path) -> None:
+    server = RecordingServer()
+    port = free_port()
+    sink = {
+        "name": "central", "type": "http", "url": f"http://127.0.0.1:{port}/", "batch_max_age_s": 0.05,
+        **LONG_BACKOFF, **FAST_PROBE,
+    }  # fmt: skip
+    async with trio.open_nursery() as nursery, running_relay(tmp_path, sinks=[sink]) as relay:
+        await server.start(nursery)
+        assert await devices.tcp_exchange(relay.port, [devices.gps103_position(IMEI, 1)], replies=1)
+        await wait_until(lambda: relay.sinks[0].last_error is not None, what="the connection refused")
+        await trio.sleep(3)
+        await proxy_accepting(nursery, port, server.port)
+        accepted = trio.current_time()
+        await wait_until(lambda: server.accepted, timeout=10, what="the batch delivered")
+        delivered = trio.current_time() - accepted
+        nursery.cancel_scope.cancel()
+    assert delivered < 1.0, f"delivered {delivered:.2f} s after the proxy accepted"
