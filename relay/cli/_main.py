@@ -356,6 +356,12 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"sink {sink['sink']}: backlog {sink['pending']}{oldest}")
         lines += _uplink_lines(sink)
     lines.append(f"quarantine: {status['quarantine']}")
+    commands = status.get("commands")
+    if commands is not None:
+        oldest = f", the oldest {_age(commands['oldest_age_s'])} old" if commands["queued"] else ""
+        lines.append(
+            f"commands: {commands['queued']} queued{oldest}, {commands['sent']} sent awaiting an answer"
+        )
     return "\n".join(lines)
 
 

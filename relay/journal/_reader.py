@@ -216,6 +216,7 @@ def _status(db: sqlite3.Connection, sinks: Sequence[str] | None, now: datetime) 
         db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_count", "freelist_count", "page_size")
     )
     return {
+        "commands": _commands_status(db, now),
         "devices": devices,
         "reports": count,
         "last_seq": last_seq,
@@ -224,6 +225,20 @@ def _status(db: sqlite3.Connection, sinks: Sequence[str] | None, now: datetime) 
         "dead_letters": dead_letters,
         "size_bytes": (pages - free) * page_size,
     }
+
+
+def _commands_status(db: sqlite3.Connection, now: datetime) -> dict[str, Any] | None:
+    """Commands waiting to be sent (``queued``, with the oldest's creation and age) and sent ones
+    waiting for their answer (``sent``); ``None`` for a journal from before commands. The table holds
+    finished commands only for the journal's retention, so the count stays small."""
+    try:
+        queued, oldest, sent = db.execute(
+            "SELECT coalesce(sum(state = 'queued'), 0), min(CASE WHEN state = 'queued' THEN created_at END),"
+            " coalesce(sum(state = 'sent'), 0) FROM commands WHERE state IN ('queued', 'sent')"
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return {"queued": queued, "sent": sent, "oldest_queued_at": oldest, "oldest_age_s": _age(oldest, now)}
 
 
 def _age(stamp: str | None, now: datetime) -> float | None:

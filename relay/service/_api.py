@@ -65,8 +65,10 @@ async def commands_api(running: Running, method: str, device: str, body: bytes) 
         document = command.to_json()  # as queued: the device may have it before the commit returns
         await journal.append(items)
     except UnknownDevice as error:
+        journal.commands.refused("http")
         return "404 Not Found", {"error": str(error)}
     except CommandRefused as error:
+        journal.commands.refused("http")
         log_event(log, logging.WARNING, "command_refused", source="http", device=device_id, reason=str(error))
         return "400 Bad Request", {"error": str(error)}
     except RelayError as error:  # the journal could not store it

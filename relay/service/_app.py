@@ -110,14 +110,18 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                         f"cannot serve status on {config.status.listen}: {error.strerror or error}"
                     ) from error
             if config.modem is not None:
-                from ..sources import ModemStatus, Outbox, send_sms_commands, serve_sms
+                from ..sources import ModemStatus, Outbox, ReplyTaps, send_sms_commands, serve_sms
+                from ._control import serve_control
 
                 running.modem_status = ModemStatus(config.modem.port)
-                outbox = Outbox()
+                outbox, taps = Outbox(), ReplyTaps()
                 nursery.start_soon(
-                    serve_sms, config.modem, ingest, running.modem_status, running.registry, outbox
+                    serve_sms, config.modem, ingest, running.modem_status, running.registry, outbox, taps
                 )
                 nursery.start_soon(send_sms_commands, journal, outbox, running.registry)
+                running.control_socket = await nursery.start(
+                    serve_control, config, running.modem_status, outbox, taps, running.control_stats
+                )
             for source in config.serial:
                 from ..sources import serve_serial
 

@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -15,6 +16,7 @@ from ..devices import Registry
 from ..journal import Journal, MetaValue
 from ..sinks import Sink
 from ..sources import Listener
+from ._control import ControlStats
 
 if TYPE_CHECKING:
     from ..sources import ModemStatus
@@ -170,6 +172,9 @@ class Running:
     modem_status: ModemStatus | None = None
     #: The known devices (``[[devices]]``): lookups by id and by phone number.
     registry: Registry = field(default_factory=Registry)
+    #: Where ``relay sms send``/``provision`` reach the modem task (``None``: no modem, or not served).
+    control_socket: Path | None = None
+    control_stats: ControlStats = field(default_factory=ControlStats)
 
     def health(self) -> dict[str, Any]:
         """What /healthz answers: ``{"status": "ok" | "unhealthy", "checks": {...}}``.

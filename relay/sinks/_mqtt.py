@@ -532,6 +532,7 @@ class MqttSink(Sink):
     def _refuse(self, device: str | None, fields: dict[str, Any], reason: str) -> None:
         """Publish why a command was refused on its device's result topic (QoS 1, not retained)."""
         self.commands_refused += 1
+        self.journal.commands.refused("mqtt")
         log_event(log, logging.WARNING, "command_refused", sink=self.name, device=device, reason=reason)
         topic = f"{self.settings.topic_prefix}/{topic_segment(device)}/command/result"
         document = json.dumps(refusal_document(device, fields, reason), separators=(",", ":")).encode()
