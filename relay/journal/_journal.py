@@ -29,7 +29,7 @@ import trio
 
 from drivers import format_time
 
-from ..errors import CommandRefused, JournalError, JournalFilesChanged
+from ..errors import CommandIdUsed, JournalError, JournalFilesChanged
 from ..logs import log_event
 from ._cleanup import Cleanup
 from ._commands import (
@@ -293,7 +293,7 @@ class Journal(Reads, DeadLetters, Cleanup):
             self._command_reader = connect_reader(self.path)
         used = self._command_reader.execute("SELECT 1 FROM commands WHERE id = ?", (command.id,)).fetchone()
         if used is not None or self.commands.get(command.id) is not None:
-            raise CommandRefused(f"command id {command.id!r} was used already")
+            raise CommandIdUsed(f"command id {command.id!r} was used already")
         return list(self.commands.submit(command))
 
     def insert_command(self, command: QueuedCommand) -> None:

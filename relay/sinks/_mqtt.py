@@ -7,8 +7,8 @@ backlog drains at the pace of the broker's PUBACKs rather than of a client libra
 Delivery (:mod:`relay.sinks._delivery`): reports are published in ``seq`` order with at most ``inflight``
 awaiting their PUBACK; a report counts as delivered only once acknowledged. After a disconnect or a
 crash the sink resumes from its durable position, so a report may be published twice (at least
-once; receivers drop duplicates by ``id``), never lost. Every connection is a clean session,
-so nothing of an old one lingers.
+once; receivers drop duplicates by ``id``), never lost. Reports never rely on the broker's session: the
+journal is the queue.
 
 A broker that stops acknowledging is given ``puback_timeout_s``: when the oldest publish has waited
 that long the connection is dropped and its window sent again on the next one. The reconnect
@@ -29,10 +29,12 @@ Topics (``<prefix>`` = the sink's ``topic_prefix``):
 
 Commands come in on ``<prefix>/<device_id>/command`` (subscribed at QoS 1 on the same connection, with
 ``commands = true``): a JSON object ``{"id", "type", "params", "expires_s", "via"}`` (only ``type`` is
-required). Each is checked and queued in the journal before its PUBACK goes (manual acks), so a
-command the broker was told is taken is durable; a bad one (not JSON, an unknown device, type or key,
-wrong parameters, an id used before) gets its reason on ``<prefix>/<device_id>/command/result`` and
-never stops the sink.
+required). Each is checked and queued in the journal before its PUBACK goes, so a command the
+broker was told is taken is durable. With commands on, the session is persistent (no clean session,
+the fixed ``client_id``): commands published while the relay is away or disconnected wait in the
+broker's queue for it, and a command the relay took but had not acknowledged comes again. A bad one
+(not JSON, an unknown device, type or key, wrong parameters, an id used before) gets its reason on
+``<prefix>/<device_id>/command/result`` and never stops the sink.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from urllib.parse import unquote
 import trio
 
 from ..config import MqttSinkSettings
-from ..errors import CommandRefused, JournalError, SinkError
+from ..errors import CommandIdUsed, CommandRefused, JournalError, SinkError
 from ..journal import (
     COMMAND_RESULT,
     Journal,
@@ -215,6 +217,9 @@ class MqttSink(Sink):
         self._status_acked = False
         stream, sock = await self._open()
         reader = wire.PacketReader()
+        receive: trio.MemoryReceiveChannel[wire.Message] | None = None
+        if settings.commands:  # before the CONNACK: the broker's kept commands may come with it
+            self._incoming, receive = trio.open_memory_channel[wire.Message](COMMANDS_WAITING)
         try:
             await self._handshake(stream, reader)
             self.connected = True
@@ -226,9 +231,7 @@ class MqttSink(Sink):
                 nursery.start_soon(self._writer, stream)
                 nursery.start_soon(self._reader, stream, sock, reader)
                 nursery.start_soon(self._pinger)
-                if settings.commands:
-                    send, receive = trio.open_memory_channel[wire.Message](COMMANDS_WAITING)
-                    self._incoming = send
+                if receive is not None:
                     nursery.start_soon(self._take_commands, receive)
                     self._write(wire.subscribe(self._next_id(), f"{settings.topic_prefix}/+/command"))
                     self._mids[self._packet_id] = (_OTHER, time.monotonic())  # until its SUBACK
@@ -286,7 +289,7 @@ class MqttSink(Sink):
         return tls, tcp.socket
 
     async def _handshake(self, stream: trio.abc.Stream, reader: wire.PacketReader) -> None:
-        """CONNECT (clean session, ``offline`` as the retained last will), and its CONNACK.
+        """CONNECT (``offline`` as the retained last will), and its CONNACK.
 
         :raises SinkError: the broker refused the connection; :raises trio.TooSlowError: no answer.
         """
@@ -297,6 +300,9 @@ class MqttSink(Sink):
             username=settings.username,
             password=settings.password if settings.username is not None else None,
             will=(self.status_topic, b"offline"),
+            # Taking commands, the session lasts: the broker keeps the ones sent while the relay is
+            # away (its QoS 1 queue) and hands them over when it is back.
+            clean_session=not settings.commands,
         )
         with trio.fail_after(CONNECT_TIMEOUT_S):
             await stream.send_all(packet)
@@ -523,6 +529,12 @@ class MqttSink(Sink):
                 self.commands_queued += 1
                 log_event(log, logging.INFO, "command_queued", sink=self.name, device=device, id=command.id,
                           type=command.type.value, source=command.source)  # fmt: skip
+            except CommandIdUsed as error:
+                if message.dup:  # taken before, its PUBACK lost with the connection: taken once
+                    log_event(log, logging.INFO, "command_duplicate", sink=self.name, device=device,
+                              id=fields.get("id"))  # fmt: skip
+                else:
+                    self._refuse(device, fields, str(error))
             except CommandRefused as error:
                 self._refuse(device, fields, str(error))
             except JournalError as error:

@@ -58,9 +58,11 @@ def connect(
     username: str | None = None,
     password: str | None = None,
     will: tuple[str, bytes] | None = None,
+    clean_session: bool = True,
 ) -> bytes:
-    """CONNECT with a clean session; ``will``: (topic, payload) at QoS 1, retained."""
-    flags = 0x02
+    """CONNECT; ``will``: (topic, payload) at QoS 1, retained. Without ``clean_session`` the broker
+    keeps the client's subscriptions, and its QoS 1 messages for them, while it is away."""
+    flags = 0x02 if clean_session else 0
     payload = _string(client_id.encode())
     if will is not None:
         flags |= 0x04 | 0x08 | 0x20  # will, QoS 1, retained
@@ -119,6 +121,8 @@ class Message:
     qos: int
     packet_id: int | None
     retain: bool
+    #: The broker sends it again (it went before without its PUBACK coming back).
+    dup: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,5 +216,5 @@ def _packet(first: int, body: bytes) -> Packet:
         except UnicodeDecodeError:
             raise WireError("a PUBLISH whose topic is not UTF-8") from None
         packet_id = int.from_bytes(body[at - 2 : at], "big") if qos else None
-        return Message(topic, body[at:], qos, packet_id, bool(flags & 1))
+        return Message(topic, body[at:], qos, packet_id, bool(flags & 1), bool(flags & 8))
     raise WireError(f"an unexpected packet (type {kind}, {len(body)} bytes)")

@@ -102,6 +102,27 @@ async def test_an_offline_bn407_gets_a_published_command_after_a_relay_restart(
         subscriber.close()
 
 
+async def test_a_command_published_while_the_relay_is_down_is_taken_when_it_is_back(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """The sink's session is persistent: the broker keeps the QoS 1 commands that come while the
+    relay is stopped (or its uplink is down) and hands them over at its next connection."""
+    subscriber = Subscriber(broker, f"{PREFIX}/#")
+    try:
+        async with running_relay(tmp_path, broker.url, devices=DEVICES) as relay:
+            await subscribed(relay)  # the broker now knows the relay's session and subscription
+        command = {"id": "while-away", "type": "positionPeriodic", "params": {"frequency": 30}}
+        await trio.to_thread.run_sync(publish, broker, f"{PREFIX}/{BN407}/command", command)
+        async with running_relay(tmp_path, broker.url, devices=DEVICES) as relay:
+            await wait_until(lambda: states(subscriber, "while-away") == ["queued"], 10, "queued published")
+            async with await trio.open_tcp_stream("127.0.0.1", relay.port) as device:
+                await device.send_all(LOGIN)
+                expected = b"LOAD" + f"**,imei:{BN407},C,30s".encode()
+                assert await receive_exactly(device, expected) == expected
+    finally:
+        subscriber.close()
+
+
 async def test_bad_commands_get_their_error_on_the_result_topic_and_the_sink_goes_on(
     tmp_path: Path, broker: Mosquitto
 ) -> None:

@@ -54,6 +54,8 @@ def test_the_reader_cuts_packets_wherever_the_stream_is_split() -> None:
         assert reader.feed(stream[:cut]) + reader.feed(stream[cut:]) == expected
     reader = wire.PacketReader()
     assert [p for byte in stream for p in reader.feed(bytes([byte]))] == expected
+    again = wire.PacketReader().feed(b"\x3a\x07\x00\x01t\x00\x05{}")  # DUP, QoS 1, id 5
+    assert again == [wire.Message("t", b"{}", 1, 5, False, dup=True)]
 
 
 @pytest.mark.parametrize(
