@@ -385,6 +385,26 @@ class Commands:
             (c.created_at for c in self._by_id.values() if c.state is CommandState.QUEUED), default=None
         )
 
+    def prepare(self, device_id: Any, fields: dict[str, Any], *, source: str, now: datetime) -> QueuedCommand:
+        """:func:`prepare_command` from a submitted JSON object (``{"id", "type", "params",
+        "expires_s", "via"}``, as :func:`parse_command_json` gives it), with what the relay knows of
+        the device.
+
+        :raises CommandRefused: the reason, for the person who sent it.
+        """
+        return prepare_command(
+            device_id=device_id,
+            type=fields.get("type"),
+            params=fields.get("params"),
+            via=fields.get("via", "data"),
+            expires_s=fields.get("expires_s"),
+            id=fields.get("id"),
+            source=source,
+            now=now,
+            protocol_of=self.protocol_of,
+            phone_of=self.phone_of,
+        )
+
     def refused(self, source: str) -> None:
         """Count a command refused on its way in (the channel answers the reason)."""
         self.stats.refused[way_in(source)] += 1

@@ -59,7 +59,6 @@ from ..journal import (
     Journal,
     StoredReport,
     parse_command_json,
-    prepare_command,
     refusal_document,
 )
 from ..logs import log_event
@@ -513,18 +512,8 @@ class MqttSink(Sink):
                 fields = parse_command_json(payload)
                 if device is None:
                     raise CommandRefused(f"topic {topic!r} is not <topic_prefix>/<device_id>/command")
-                command = prepare_command(
-                    device_id=device,
-                    type=fields.get("type"),
-                    params=fields.get("params"),
-                    via=fields.get("via", "data"),
-                    expires_s=fields.get("expires_s"),
-                    id=fields.get("id"),
-                    source=f"mqtt:{self.name}",
-                    now=datetime.now(UTC),
-                    protocol_of=self.journal.commands.protocol_of,
-                    phone_of=self.journal.commands.phone_of,
-                )
+                source, now = f"mqtt:{self.name}", datetime.now(UTC)
+                command = self.journal.commands.prepare(device, fields, source=source, now=now)
                 await self.journal.append(self.journal.queue_command(command))
                 self.commands_queued += 1
                 log_event(log, logging.INFO, "command_queued", sink=self.name, device=device, id=command.id,

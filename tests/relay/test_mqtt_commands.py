@@ -13,7 +13,7 @@ import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.broker import Mosquitto, Subscriber
-from tests.relay.harness import running_relay, wait_until
+from tests.relay.harness import receive_exactly, running_relay, wait_until
 
 BN407 = "868683020419374"
 PREFIX = "relay/test-site"
@@ -45,17 +45,6 @@ def states(subscriber: Subscriber, command_id: str) -> list[str]:
         if result["attributes"]["command_id"] == command_id and state not in seen:
             seen.append(state)  # at least once: a state may come twice
     return seen
-
-
-async def receive_exactly(stream: trio.SocketStream, expected: bytes, timeout: float = 5) -> bytes:
-    data = b""
-    with trio.move_on_after(timeout):
-        while len(data) < len(expected):
-            chunk = await stream.receive_some(4096)
-            if not chunk:
-                break
-            data += chunk
-    return data
 
 
 async def subscribed(relay: Any) -> None:
