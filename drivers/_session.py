@@ -200,7 +200,8 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     def _next_frame(self) -> bytes | None:
-        """Cut one frame off the front of ``self._buffer``, or return ``None`` for "need more"."""
+        """Cut one frame off the front of ``self._buffer``, or return ``None`` for "need more"
+        (always, and changing nothing, when the buffer is empty: :meth:`_frames` then skips it)."""
 
     @abc.abstractmethod
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:
@@ -219,6 +220,8 @@ class Session(abc.ABC):
         wire = self._wire
         next_frame = self._next_frame
         while True:
+            if not buffer and not wire:
+                return  # what every framer returns for nothing, without asking it
             frame = next_frame()
             if frame is None:
                 # Noise a framer skipped stays in the wire copy until a frame is cut: it counts too.
@@ -376,8 +379,13 @@ class Session(abc.ABC):
 
     def _cut(self, end: int, skip: int = 0) -> bytes:
         """Remove ``buffer[:end + skip]`` and return ``buffer[:end]``."""
-        frame = bytes(self._buffer[:end])
-        del self._buffer[: end + skip]
+        buffer = self._buffer
+        if end == len(buffer):  # the usual read: one whole frame
+            frame = bytes(buffer)
+            buffer.clear()
+            return frame
+        frame = bytes(buffer[:end])
+        del buffer[: end + skip]
         return frame
 
 
