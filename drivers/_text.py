@@ -78,5 +78,22 @@ def utc_datetime(ddmmyy: str, hhmmss: str) -> datetime:
     )
 
 
+def utc_datetime_matched(ddmmyy: str, hhmmss: str) -> datetime:
+    """:func:`utc_datetime` of values a regex already matched as six ASCII digits each (``hhmmss``
+    at least six): the same time, or the same error, without checking them again.
+
+    :raises ValueError: not a valid date or time.
+    """
+    return datetime(
+        2000 + int(ddmmyy[4:6]),
+        int(ddmmyy[2:4]),
+        int(ddmmyy[0:2]),
+        int(hhmmss[0:2]),
+        int(hhmmss[2:4]),
+        int(hhmmss[4:6]),
+        tzinfo=UTC,
+    )
+
+
 def printable(data: bytes) -> bool:
     return all(32 <= b < 127 or b in (9, 10, 13) for b in data)
