@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from ._model import KNOTS_TO_KMH
+
+_PLAIN = re.compile(r"\d*\d\d\.\d+", re.ASCII)
 
 
 def nmea_coordinate(value: str, hemisphere: str) -> float:
@@ -12,6 +15,12 @@ def nmea_coordinate(value: str, hemisphere: str) -> float:
 
     :raises ValueError: not a coordinate.
     """
+    if _PLAIN.fullmatch(value):  # the usual form: no sign, no space, ASCII digits
+        dot = value.find(".")
+        minutes = float(value[dot - 2 :])
+        if minutes < 60:
+            result = (int(value[: dot - 2]) if dot > 2 else 0) + minutes / 60
+            return -result if hemisphere.upper() in ("S", "W") else result
     value = value.strip()
     negative = value.startswith("-")
     if negative:
