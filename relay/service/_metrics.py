@@ -106,6 +106,21 @@ class RelayCollector(Collector):
             labels,
             [(key, checks.get(sink.name, {}).get("stalled_s", 0.0)) for sink, key in sinks],
         )
+        watches = {sink.name: self.running.sink_watches.get(sink.name) for sink, _ in sinks}
+        yield _family(
+            GaugeMetricFamily,
+            "relay_sink_state_since_timestamp_seconds",
+            "Unix time the sink last connected or disconnected (0: not seen yet).",
+            labels,
+            [(key, (watch.since or 0.0) if (watch := watches[sink.name]) else 0.0) for sink, key in sinks],
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "relay_sink_uplink_windows",
+            "The sink's connected windows in the last 24 hours (since start).",
+            labels,
+            [(key, len(watch.windows) if (watch := watches[sink.name]) else 0) for sink, key in sinks],
+        )
         yield from _rendered([(sink.stats, labels, key) for sink, key in sinks], prefix="relay_sink_")
 
 

@@ -65,6 +65,7 @@ def live(running: Running) -> dict[str, Any]:
                 "connected": sink.connected,
                 "last_error": sink.last_error,
                 "pending": sink.backlog(),
+                **running.uplink(sink),
             }
             for sink in running.sinks
         },
