@@ -545,113 +545,36 @@ def _ok(passed: bool) -> str:
 def table(results: dict[str, Any]) -> str:
     """The figures, each beside its limit, as a Markdown table."""
     rows: list[tuple[str, str, str, str, str, str]] = []
-    ing = results["ingest"]
-    rows.append(
-        (
-            f"ingest, reports/s committed ({ing['devices_tcp']} TCP + {ing['devices_udp']} UDP devices)",
-            _n(ing["reports_per_s"]),
-            f"raw sqlite3 {_n(ing['raw_sqlite_rows_per_s'])}",
-            f"{ing['ratio']:.1%}",
-            ">= 20,000 and >= 50%",
-            _ok(
-                ing["reports_per_s"] >= TARGETS["ingest_reports_per_s"]
-                and ing["ratio"] >= TARGETS["ingest_ratio"]
-            ),
-        )
-    )
-    rows.append(
-        (
-            "ingest, ack latency p50 / p99 ms",
-            f"{_n(ing['ack_p50_ms'], 1)} / {_n(ing['ack_p99_ms'], 1)}",
-            "",
-            "",
-            "p99 < 50",
-            _ok(ing["ack_p99_ms"] < TARGETS["ack_p99_ms"]),
-        )
-    )
-    rows.append(
-        (
-            "  of which TCP / UDP: ack p99 ms (UDP reports, resends)",
-            f"{_n(ing['tcp_ack_p99_ms'], 1)} / {_n(ing['udp_ack_p99_ms'], 1)}",
-            f"({ing['udp_reports']:,} UDP reports, {ing['udp_retries']:,} resent)",
-            "",
-            "",
-            "",
-        )
-    )
-    rows.append(
-        (
-            "ingest, CPU cores: relay / load generator",
-            f"{ing['relay_cpu_cores']:.2f} / {ing['load_cpu_cores']:.2f}",
-            "1 core each (pinned)",
-            "",
-            "",
-            "",
-        )
-    )
-    fl = results["floor"]
-    rows.append(
-        (
-            f"ingest, gps103 reports/s committed ({fl['devices']} TCP devices)",
-            _n(fl["relay"]["reports_per_s"]),
-            f"trio floor {_n(fl['floor']['reports_per_s'])}",
-            f"{fl['ratio']:.1%}",
-            "",
-            "",
-        )
-    )
-    rows.append(
-        (
-            "  the same: ack p99 ms, CPU cores",
-            f"{_n(fl['relay']['ack_p99_ms'], 1)}, {fl['relay']['cpu_cores']:.2f}",
-            f"floor {_n(fl['floor']['ack_p99_ms'], 1)}, {fl['floor']['cpu_cores']:.2f}",
-            "",
-            "",
-            "",
-        )
-    )
-    li = results["light"]
-    rows.append(
-        (
-            f"light load, ack p50 / p99 ms ({li['devices']} TCP devices every "
-            f"{li['interval_s'] * 1000:g} ms, open loop: {_n(li['reports_per_s'])} reports/s)",
-            f"{_n(li['ack_p50_ms'], 1)} / {_n(li['ack_p99_ms'], 1)}",
-            "",
-            "",
-            "",
-            "",
-        )
-    )
-    rows.append(
-        (
-            "light load, fsync+fdatasync per s; bytes written per report",
-            f"{_n(li['fsyncs_per_s'], 1)}; {_n(li['bytes_per_report'])}",
-            "",
-            "",
-            "",
-            "",
-        )
-    )
-    dr = results["drain"]
-    rows.append(
-        (
-            f"drain, reports/s to mosquitto QoS 1 ({dr['reports']:,} backlog)",
-            _n(dr["reports_per_s"]),
-            f"bare paho {_n(dr['bare_paho_per_s'])}",
-            f"{dr['ratio']:.1%}",
-            ">= 80%",
-            _ok(dr["ratio"] >= TARGETS["drain_ratio"]),
-        )
-    )
-    pe = results["peer"]
-    for outage in pe["outages"].values():
-        ours, theirs = outage["relay"], outage["bridge"]
+    if "ingest" in results:
+        ing = results["ingest"]
         rows.append(
             (
-                f"drain after a {outage['outage_s']:g} s outage ({pe['backlog']:,} backlog): "
-                "uplink up → all delivered, s",
-                _n(ours["all_delivered_s"], 2),
-                f"mosquitto bridge {_n(theirs['all_delivered_s'], 2)}",
+                f"ingest, reports/s committed ({ing['devices_tcp']} TCP + {ing['devices_udp']} UDP devices)",
+                _n(ing["reports_per_s"]),
+                f"raw sqlite3 {_n(ing['raw_sqlite_rows_per_s'])}",
+                f"{ing['ratio']:.1%}",
+                ">= 20,000 and >= 50%",
+                _ok(
+                    ing["reports_per_s"] >= TARGETS["ingest_reports_per_s"]
+                    and ing["ratio"] >= TARGETS["ingest_ratio"]
+                ),
+            )
+        )
+        rows.append(
+            (
+                "ingest, ack latency p50 / p99 ms",
+                f"{_n(ing['ack_p50_ms'], 1)} / {_n(ing['ack_p99_ms'], 1)}",
+                "",
+                "",
+                "p99 < 50",
+                _ok(ing["ack_p99_ms"] < TARGETS["ack_p99_ms"]),
+            )
+        )
+        rows.append(
+            (
+                "  of which TCP / UDP: ack p99 ms (UDP reports, resends)",
+                f"{_n(ing['tcp_ack_p99_ms'], 1)} / {_n(ing['udp_ack_p99_ms'], 1)}",
+                f"({ing['udp_reports']:,} UDP reports, {ing['udp_retries']:,} resent)",
                 "",
                 "",
                 "",
@@ -659,9 +582,44 @@ def table(results: dict[str, Any]) -> str:
         )
         rows.append(
             (
-                "  the same: first message after the uplink returned, s",
-                _n(ours["first_message_s"], 2),
-                f"mosquitto bridge {_n(theirs['first_message_s'], 2)}",
+                "ingest, CPU cores: relay / load generator",
+                f"{ing['relay_cpu_cores']:.2f} / {ing['load_cpu_cores']:.2f}",
+                "1 core each (pinned)",
+                "",
+                "",
+                "",
+            )
+        )
+    if "floor" in results:
+        fl = results["floor"]
+        rows.append(
+            (
+                f"ingest, gps103 reports/s committed ({fl['devices']} TCP devices)",
+                _n(fl["relay"]["reports_per_s"]),
+                f"trio floor {_n(fl['floor']['reports_per_s'])}",
+                f"{fl['ratio']:.1%}",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  the same: ack p99 ms, CPU cores",
+                f"{_n(fl['relay']['ack_p99_ms'], 1)}, {fl['relay']['cpu_cores']:.2f}",
+                f"floor {_n(fl['floor']['ack_p99_ms'], 1)}, {fl['floor']['cpu_cores']:.2f}",
+                "",
+                "",
+                "",
+            )
+        )
+    if "light" in results:
+        li = results["light"]
+        rows.append(
+            (
+                f"light load, ack p50 / p99 ms ({li['devices']} TCP devices every "
+                f"{li['interval_s'] * 1000:g} ms, open loop: {_n(li['reports_per_s'])} reports/s)",
+                f"{_n(li['ack_p50_ms'], 1)} / {_n(li['ack_p99_ms'], 1)}",
+                "",
                 "",
                 "",
                 "",
@@ -669,91 +627,142 @@ def table(results: dict[str, Any]) -> str:
         )
         rows.append(
             (
-                "  the same: flowing rate, messages/s",
-                _n(ours["flowing_per_s"]),
-                f"mosquitto bridge {_n(theirs['flowing_per_s'])}",
-                f"{ours['flowing_per_s'] / theirs['flowing_per_s']:.1%}"
-                if ours["flowing_per_s"] and theirs["flowing_per_s"]
-                else "",
+                "light load, fsync+fdatasync per s; bytes written per report",
+                f"{_n(li['fsyncs_per_s'], 1)}; {_n(li['bytes_per_report'])}",
+                "",
+                "",
                 "",
                 "",
             )
         )
-    mem = results["memory"]
-    rows.append(
-        ("memory, RSS idle MB", _n(mem["rss_idle_mb"], 1), "", "", "<= 60", _ok(mem["rss_idle_mb"] <= 60))
-    )
-    rows.append(
-        (
-            f"memory, RSS with {mem['connections']:,} idle TCP connections MB",
-            _n(mem["rss_connections_mb"], 1),
-            "",
-            "",
-            "<= 150",
-            _ok(mem["rss_connections_mb"] <= TARGETS["rss_connections_mb"]),
-        )
-    )
-    rows.append(("memory, bytes per connection", _n(mem["bytes_per_connection"]), "", "", "", ""))
-    wr = results["wear"]
-    rows.append(
-        (
-            f"SD wear, bytes written per report at {_n(wr['reports_per_s'])} reports/s",
-            _n(wr["bytes_per_report"]),
-            "",
-            "",
-            "<= 1,024",
-            _ok(wr["bytes_per_report"] <= TARGETS["bytes_per_report"]),
-        )
-    )
-    rows.append(("SD wear, fsync+fdatasync per s", _n(wr["fsyncs_per_s"], 1), "", "", "", ""))
-    dec = results["decode"]
-    if "skipped" in dec:
-        rows.append(("decode", dec["skipped"], "", "", "", ""))
-    for protocol, figures in dec.items():
-        if protocol == "skipped":
-            continue
-        text = protocol in decode.TEXT_PROTOCOLS
+    if "drain" in results:
+        dr = results["drain"]
         rows.append(
             (
-                f"decode {protocol}, frames/s ({figures['vectors']} vectors)",
-                _n(figures["frames_per_s"]),
-                "",
-                "",
-                ">= 100,000" if text else "",
-                _ok(figures["frames_per_s"] >= TARGETS["text_decode_frames_per_s"]) if text else "",
+                f"drain, reports/s to mosquitto QoS 1 ({dr['reports']:,} backlog)",
+                _n(dr["reports_per_s"]),
+                f"bare paho {_n(dr['bare_paho_per_s'])}",
+                f"{dr['ratio']:.1%}",
+                ">= 80%",
+                _ok(dr["ratio"] >= TARGETS["drain_ratio"]),
             )
         )
-    for protocol, figures in dec.items():
-        if protocol == "skipped" or "floor" not in figures:
-            continue
-        floor = figures["floor"]
-        text = protocol in decode.TEXT_PROTOCOLS
-        fast = protocol in FAST_TEXT_PROTOCOLS
-        passed = floor["ratio"] >= TARGETS["decode_floor_ratio"] and (
-            not fast or floor["driver_per_s"] >= TARGETS["text_decode_frames_per_s"]
+    if "peer" in results:
+        pe = results["peer"]
+        for outage in pe["outages"].values():
+            ours, theirs = outage["relay"], outage["bridge"]
+            rows.append(
+                (
+                    f"drain after a {outage['outage_s']:g} s outage ({pe['backlog']:,} backlog): "
+                    "uplink up → all delivered, s",
+                    _n(ours["all_delivered_s"], 2),
+                    f"mosquitto bridge {_n(theirs['all_delivered_s'], 2)}",
+                    "",
+                    "",
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    "  the same: first message after the uplink returned, s",
+                    _n(ours["first_message_s"], 2),
+                    f"mosquitto bridge {_n(theirs['first_message_s'], 2)}",
+                    "",
+                    "",
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    "  the same: flowing rate, messages/s",
+                    _n(ours["flowing_per_s"]),
+                    f"mosquitto bridge {_n(theirs['flowing_per_s'])}",
+                    f"{ours['flowing_per_s'] / theirs['flowing_per_s']:.1%}"
+                    if ours["flowing_per_s"] and theirs["flowing_per_s"]
+                    else "",
+                    "",
+                    "",
+                )
+            )
+    if "memory" in results:
+        mem = results["memory"]
+        rows.append(
+            ("memory, RSS idle MB", _n(mem["rss_idle_mb"], 1), "", "", "<= 60", _ok(mem["rss_idle_mb"] <= 60))
         )
         rows.append(
             (
-                f"decode {protocol} vs its {'regex' if text else 'struct'} floor, frames/s"
-                f" ({floor['vectors']} of {floor['usable']} vectors)",
-                _n(floor["driver_per_s"]),
-                f"floor {_n(floor['floor_per_s'])}",
-                f"{floor['ratio']:.1%}",
-                (">= 70%" + (" and >= 100,000" if fast else "")) if text else "",
-                _ok(passed) if text else "",
+                f"memory, RSS with {mem['connections']:,} idle TCP connections MB",
+                _n(mem["rss_connections_mb"], 1),
+                "",
+                "",
+                "<= 150",
+                _ok(mem["rss_connections_mb"] <= TARGETS["rss_connections_mb"]),
             )
         )
-    st = results["startup"]
-    rows.append(
-        (
-            f"start-up to listening, s (median of {st['runs']})",
-            _n(st["median_s"], 2),
-            "",
-            "",
-            "< 1",
-            _ok(st["median_s"] < TARGETS["startup_s"]),
+        rows.append(("memory, bytes per connection", _n(mem["bytes_per_connection"]), "", "", "", ""))
+    if "wear" in results:
+        wr = results["wear"]
+        rows.append(
+            (
+                f"SD wear, bytes written per report at {_n(wr['reports_per_s'])} reports/s",
+                _n(wr["bytes_per_report"]),
+                "",
+                "",
+                "<= 1,024",
+                _ok(wr["bytes_per_report"] <= TARGETS["bytes_per_report"]),
+            )
         )
-    )
+        rows.append(("SD wear, fsync+fdatasync per s", _n(wr["fsyncs_per_s"], 1), "", "", "", ""))
+    if "decode" in results:
+        dec = results["decode"]
+        if "skipped" in dec:
+            rows.append(("decode", dec["skipped"], "", "", "", ""))
+        for protocol, figures in dec.items():
+            if protocol == "skipped":
+                continue
+            text = protocol in decode.TEXT_PROTOCOLS
+            rows.append(
+                (
+                    f"decode {protocol}, frames/s ({figures['vectors']} vectors)",
+                    _n(figures["frames_per_s"]),
+                    "",
+                    "",
+                    ">= 100,000" if text else "",
+                    _ok(figures["frames_per_s"] >= TARGETS["text_decode_frames_per_s"]) if text else "",
+                )
+            )
+        for protocol, figures in dec.items():
+            if protocol == "skipped" or "floor" not in figures:
+                continue
+            floor = figures["floor"]
+            text = protocol in decode.TEXT_PROTOCOLS
+            fast = protocol in FAST_TEXT_PROTOCOLS
+            passed = floor["ratio"] >= TARGETS["decode_floor_ratio"] and (
+                not fast or floor["driver_per_s"] >= TARGETS["text_decode_frames_per_s"]
+            )
+            rows.append(
+                (
+                    f"decode {protocol} vs its {'regex' if text else 'struct'} floor, frames/s"
+                    f" ({floor['vectors']} of {floor['usable']} vectors)",
+                    _n(floor["driver_per_s"]),
+                    f"floor {_n(floor['floor_per_s'])}",
+                    f"{floor['ratio']:.1%}",
+                    (">= 70%" + (" and >= 100,000" if fast else "")) if text else "",
+                    _ok(passed) if text else "",
+                )
+            )
+    if "startup" in results:
+        st = results["startup"]
+        rows.append(
+            (
+                f"start-up to listening, s (median of {st['runs']})",
+                _n(st["median_s"], 2),
+                "",
+                "",
+                "< 1",
+                _ok(st["median_s"] < TARGETS["startup_s"]),
+            )
+        )
     header = ("figure", "relay", "limit (same run)", "ratio", "target", "")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = [
@@ -777,21 +786,34 @@ def environment() -> dict[str, Any]:
     }
 
 
-def run(profile: Profile, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Every measurement; the result as ``--json`` prints it."""
+#: The measurements, in the order they run (``--only`` picks some of them).
+MEASUREMENTS: tuple[str, ...] = (
+    "startup", "decode", "memory", "ingest", "floor", "light", "wear", "drain", "peer"
+)  # fmt: skip
+
+
+def run(
+    profile: Profile, say: Callable[[str], None] = lambda _: None, only: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """Every measurement (or those named in ``only``); the result as ``--json`` prints it."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as name:
         work = Path(name)
         results: dict[str, Any] = {"profile": asdict(profile), "environment": environment()}
-        results["startup"] = startup(work, profile, say)
-        results["decode"] = decoding(profile, say)
-        results["memory"] = memory(work, profile, say)
-        results["ingest"] = ingest(work, profile, say)
-        results["floor"] = floor_ingest(work, profile, say)
-        results["light"] = light(work, profile, say)
-        results["wear"] = wear(work, profile, say)
-        results["drain"] = drain(work, profile, say)
-        results["peer"] = peer.peer_drain(work, profile.peer_backlog, profile.outages_s, say)
+        steps: dict[str, Callable[[], dict[str, Any]]] = {
+            "startup": lambda: startup(work, profile, say),
+            "decode": lambda: decoding(profile, say),
+            "memory": lambda: memory(work, profile, say),
+            "ingest": lambda: ingest(work, profile, say),
+            "floor": lambda: floor_ingest(work, profile, say),
+            "light": lambda: light(work, profile, say),
+            "wear": lambda: wear(work, profile, say),
+            "drain": lambda: drain(work, profile, say),
+            "peer": lambda: peer.peer_drain(work, profile.peer_backlog, profile.outages_s, say),
+        }
+        for step in MEASUREMENTS:
+            if only is None or step in only:
+                results[step] = steps[step]()
     results["bench_seconds"] = time.monotonic() - started
     results["environment"]["load_average_after"] = os.getloadavg()
     return results
@@ -808,14 +830,26 @@ def main(argv: list[str] | None = None) -> int:
         help="uplink outages for the drain against a mosquitto bridge, seconds, comma-separated"
         " (default 15,60; --quick: 5)",
     )
+    parser.add_argument(
+        "--only",
+        help=f"run only these measurements, comma-separated ({', '.join(MEASUREMENTS)}): the table then has"
+        " only their rows",
+    )
     args = parser.parse_args(argv)
+    only = None
+    if args.only:
+        only = frozenset(name.strip() for name in args.only.split(","))
+        if unknown := only - set(MEASUREMENTS):
+            parser.error(
+                f"unknown measurement(s) {', '.join(sorted(unknown))}; known: {', '.join(MEASUREMENTS)}"
+            )
     if os.cpu_count() is None or os.cpu_count() < 2:
         print("the bench needs 2 cores (relay on one, load on the other)", file=sys.stderr)
         return 1
     profile = Profile.quick() if args.quick else Profile.full()
     if args.outages:
         profile = replace(profile, outages_s=tuple(float(x) for x in args.outages.split(",")))
-    results = run(profile, say=lambda message: print(message, file=sys.stderr, flush=True))
+    results = run(profile, say=lambda message: print(message, file=sys.stderr, flush=True), only=only)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -825,6 +859,7 @@ def main(argv: list[str] | None = None) -> int:
             f"SQLite {results['environment']['sqlite']}, load average (1/5/15 min) before "
             f"{', '.join(f'{x:.2f}' for x in results['environment']['load_average'])}, after "
             f"{', '.join(f'{x:.2f}' for x in results['environment']['load_average_after'])}; "
-            f"bench took {results['bench_seconds']:.0f} s ({profile.name})."
+            f"bench took {results['bench_seconds']:.0f} s ({profile.name}"
+            f"{', only ' + ', '.join(name for name in MEASUREMENTS if name in only) if only else ''})."
         )
     return 0

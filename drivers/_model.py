@@ -122,9 +122,23 @@ _RANGES = (
     ("speed_kmh", 0.0, 2000.0),
     ("course_deg", 0.0, 360.0),
 )
+_fullmatch_id = _DEVICE_ID.fullmatch
+_set = object.__setattr__
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+def _out_of_range(
+    lat: float | None, lon: float | None, speed: float | None, course: float | None
+) -> ValueError:
+    """The error for the first number of a report outside its range (or of a lone lat/lon)."""
+    if (lat is None) != (lon is None):
+        return ValueError("lat and lon come together or not at all")
+    for (name, low, high), value in zip(_RANGES, (lat, lon, speed, course), strict=True):
+        if value is not None and not low <= value <= high:
+            return ValueError(f"{name} {value!r} outside {low}..{high}")
+    raise AssertionError("no number out of range")
+
+
+@dataclass(frozen=True, init=False)
 class Report:
     """One normalized message from a device.
 
@@ -132,6 +146,10 @@ class Report:
     photo chunk) have ``lat``/``lon`` of ``None`` and say what they were in ``event``.
     Construction validates ranges and the device id (:func:`check_device_id`, raising
     :class:`InvalidDeviceId`), so a report that exists is a plausible report.
+
+    The fields may be given by keyword (the usual way) or, on a driver's hot path, by position in
+    the order below. Construction is one function (validation included, no per-field
+    ``object.__setattr__``): it runs for every frame, so it costs about a microsecond.
     """
 
     protocol: str
@@ -151,20 +169,64 @@ class Report:
     media: bytes | None = None
     media_type: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.device_id is not None and not _DEVICE_ID.fullmatch(self.device_id):
-            object.__setattr__(self, "device_id", check_device_id(self.device_id))
-        if self.time is not None and self.time.tzinfo is not UTC:
-            object.__setattr__(self, "time", _utc(self.time))
-        if (self.lat is None) != (self.lon is None):
-            raise ValueError("lat and lon come together or not at all")
+    def __init__(
+        self,
+        protocol: str,
+        device_id: str | None,
+        event: str = "position",
+        time: datetime | None = None,
+        valid: bool | None = None,
+        lat: float | None = None,
+        lon: float | None = None,
+        altitude_m: float | None = None,
+        speed_kmh: float | None = None,
+        course_deg: float | None = None,
+        satellites: int | None = None,
+        alarms: tuple[str, ...] = (),
+        driver_id: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        media: bytes | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        if device_id is not None and not _fullmatch_id(device_id):
+            device_id = check_device_id(device_id)
+        if time is not None and time.tzinfo is not UTC:
+            time = _utc(time)
         # NaN fails every comparison, so "not low <= value <= high" rejects it too.
-        for name, low, high in _RANGES:
-            value = getattr(self, name)
-            if value is not None and not low <= value <= high:
-                raise ValueError(f"{name} {value!r} outside {low}..{high}")
-        if isinstance(self.alarms, list):
-            object.__setattr__(self, "alarms", tuple(self.alarms))
+        if lat is None:
+            if lon is not None:
+                raise _out_of_range(lat, lon, speed_kmh, course_deg)
+        elif lon is None or not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            raise _out_of_range(lat, lon, speed_kmh, course_deg)
+        if (speed_kmh is not None and not 0.0 <= speed_kmh <= 2000.0) or (
+            course_deg is not None and not 0.0 <= course_deg <= 360.0
+        ):
+            raise _out_of_range(lat, lon, speed_kmh, course_deg)
+        if alarms.__class__ is list:
+            alarms = tuple(alarms)
+        # One dict for all the fields: the frozen class's own __setattr__ refuses each of them.
+        _set(
+            self,
+            "__dict__",
+            {
+                "protocol": protocol,
+                "device_id": device_id,
+                "event": event,
+                "time": time,
+                "valid": valid,
+                "lat": lat,
+                "lon": lon,
+                "altitude_m": altitude_m,
+                "speed_kmh": speed_kmh,
+                "course_deg": course_deg,
+                "satellites": satellites,
+                "alarms": alarms,
+                "driver_id": driver_id,
+                "attributes": {} if attributes is None else attributes,
+                "media": media,
+                "media_type": media_type,
+            },
+        )
 
     @property
     def has_position(self) -> bool:

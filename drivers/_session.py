@@ -23,6 +23,7 @@ import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from operator import itemgetter
 from typing import ClassVar
 
 from ._commands import normalise
@@ -54,6 +55,9 @@ class Match(enum.Enum):
     NO = "no"
     #: Too few bytes to tell; ask again with more.
     MORE = "more"
+
+
+_first = itemgetter(0)
 
 
 def _accepted(_answer: bytes) -> str | None:
@@ -188,8 +192,7 @@ class Session(abc.ABC):
         :raises FramingError: the buffer holds an incomplete frame larger than :attr:`max_frame`,
             or bytes that can never start a frame. The offending bytes stay in the buffer.
         """
-        for frame, _wire in self._frames():
-            yield frame
+        return map(_first, self._frames())  # lazy, as the generator it wraps: one frame cut per step
 
     def datagram_frames(self, datagram: bytes) -> list[bytes]:
         """The frames of one UDP datagram. By default the datagram is one frame."""
@@ -197,7 +200,8 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     def _next_frame(self) -> bytes | None:
-        """Cut one frame off the front of ``self._buffer``, or return ``None`` for "need more"."""
+        """Cut one frame off the front of ``self._buffer``, or return ``None`` for "need more"
+        (always, and changing nothing, when the buffer is empty: :meth:`_frames` then skips it)."""
 
     @abc.abstractmethod
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:
@@ -212,21 +216,30 @@ class Session(abc.ABC):
     # -- the one loop every caller shares -------------------------------------------------------
 
     def _frames(self) -> Iterator[tuple[bytes, bytes]]:
+        buffer = self._buffer
+        wire = self._wire
+        next_frame = self._next_frame
         while True:
-            frame = self._next_frame()
+            if not buffer and not wire:
+                return  # what every framer returns for nothing, without asking it
+            frame = next_frame()
             if frame is None:
                 # Noise a framer skipped stays in the wire copy until a frame is cut: it counts too.
-                if len(self._buffer) > self.max_frame or len(self._wire) > 2 * self.max_frame:
+                if len(buffer) > self.max_frame or len(wire) > 2 * self.max_frame:
                     raise FramingError(
                         self.protocol,
-                        f"no complete frame in {len(self._wire)} bytes (limit {self.max_frame})",
-                        data=bytes(self._wire[:64]),
+                        f"no complete frame in {len(wire)} bytes (limit {self.max_frame})",
+                        data=bytes(wire[:64]),
                     )
                 return
-            consumed = len(self._wire) - len(self._buffer)
-            wire = bytes(self._wire[:consumed])
-            del self._wire[:consumed]
-            yield frame, wire
+            if not buffer:  # the usual read: whole frames, nothing after the last
+                frame_wire = bytes(wire)
+                wire.clear()
+            else:
+                consumed = len(wire) - len(buffer)
+                frame_wire = bytes(wire[:consumed])
+                del wire[:consumed]
+            yield frame, frame_wire
 
     def _decode_event(self, frame: bytes, wire: bytes, now: datetime) -> Decoded | DriverError:
         try:
@@ -248,11 +261,14 @@ class Session(abc.ABC):
             bug.wire = wire
             return bug
         device_id = self.device_id
-        if device_id and any(report.device_id is None for report in decoded.reports):
-            decoded.reports = tuple(
-                replace(report, device_id=device_id) if report.device_id is None else report
-                for report in decoded.reports
-            )
+        if device_id:
+            for report in decoded.reports:
+                if report.device_id is None:
+                    decoded.reports = tuple(
+                        replace(report, device_id=device_id) if report.device_id is None else report
+                        for report in decoded.reports
+                    )
+                    break
         decoded.wire = wire
         if decoded.close:
             self.closed = "the protocol closed the stream"
@@ -363,8 +379,13 @@ class Session(abc.ABC):
 
     def _cut(self, end: int, skip: int = 0) -> bytes:
         """Remove ``buffer[:end + skip]`` and return ``buffer[:end]``."""
-        frame = bytes(self._buffer[:end])
-        del self._buffer[: end + skip]
+        buffer = self._buffer
+        if end == len(buffer):  # the usual read: one whole frame
+            frame = bytes(buffer)
+            buffer.clear()
+            return frame
+        frame = bytes(buffer[:end])
+        del buffer[: end + skip]
         return frame
 
 

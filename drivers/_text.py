@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from ._model import KNOTS_TO_KMH
+
+_PLAIN = re.compile(r"\d*\d\d\.\d+", re.ASCII)
 
 
 def nmea_coordinate(value: str, hemisphere: str) -> float:
@@ -12,6 +15,12 @@ def nmea_coordinate(value: str, hemisphere: str) -> float:
 
     :raises ValueError: not a coordinate.
     """
+    if _PLAIN.fullmatch(value):  # the usual form: no sign, no space, ASCII digits
+        dot = value.find(".")
+        minutes = float(value[dot - 2 :])
+        if minutes < 60:
+            result = (int(value[: dot - 2]) if dot > 2 else 0) + minutes / 60
+            return -result if hemisphere.upper() in ("S", "W") else result
     value = value.strip()
     negative = value.startswith("-")
     if negative:
@@ -29,6 +38,24 @@ def nmea_coordinate(value: str, hemisphere: str) -> float:
     if negative or hemisphere.upper() in ("S", "W"):
         result = -result
     return result
+
+
+def nmea_matched(value: str, hemisphere: str) -> float:
+    """:func:`nmea_coordinate` of a ``value`` a regex already matched as ``\\d*\\d\\d\\.\\d+`` (ASCII
+    digits) and a hemisphere of one letter: the same number, or the same error, for less work.
+
+    :raises ValueError: minutes of 60 or more.
+    """
+    dot = value.find(".")
+    degrees = int(value[: dot - 2]) if dot > 2 else 0
+    minutes = float(value[dot - 2 :])
+    if minutes >= 60:
+        raise ValueError(f"minutes {minutes} out of range in {value!r}")
+    result = degrees + minutes / 60
+    return -result if hemisphere in _NEGATIVE else result
+
+
+_NEGATIVE = frozenset({"S", "W", "s", "w"})
 
 
 def optional_float(value: str) -> float | None:
@@ -49,6 +76,23 @@ def utc_datetime(ddmmyy: str, hhmmss: str) -> datetime:
     """
     if len(ddmmyy) != 6 or not ddmmyy.isdigit() or len(hhmmss) < 6 or not hhmmss[:6].isdigit():
         raise ValueError(f"bad date/time {ddmmyy!r} {hhmmss!r}")
+    return datetime(
+        2000 + int(ddmmyy[4:6]),
+        int(ddmmyy[2:4]),
+        int(ddmmyy[0:2]),
+        int(hhmmss[0:2]),
+        int(hhmmss[2:4]),
+        int(hhmmss[4:6]),
+        tzinfo=UTC,
+    )
+
+
+def utc_datetime_matched(ddmmyy: str, hhmmss: str) -> datetime:
+    """:func:`utc_datetime` of values a regex already matched as six ASCII digits each (``hhmmss``
+    at least six): the same time, or the same error, without checking them again.
+
+    :raises ValueError: not a valid date or time.
+    """
     return datetime(
         2000 + int(ddmmyy[4:6]),
         int(ddmmyy[2:4]),

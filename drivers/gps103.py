@@ -17,6 +17,7 @@ from . import alarms
 from . import attributes as attr
 from ._commands import device_password, whole_hours
 from ._model import (
+    KNOTS_TO_KMH,
     Command,
     CommandType,
     Decoded,
@@ -34,8 +35,10 @@ PROTOCOL = "gps103"
 #: The factory SMS password of Coban trackers.
 COBAN_PASSWORD = "123456"
 
+#: One frame at the front of the buffer: delimiters before it, the frame, every delimiter after it.
+_FRAME = re.compile(rb"[;\r\n*]*+([^;\r\n*]++)[;\r\n*]++")
+_LEADING = re.compile(rb"[;\r\n*]++")
 _DELIMITERS = b";\r\n*"
-_DELIMITER = re.compile(rb"[;\r\n*]")
 _IMEI = re.compile(rb"\d{15}")
 #: A data message with a GPS fix, from its fifth field (``F``) on. Each field is checked by the
 #: converter that reads it.
@@ -63,6 +66,22 @@ _FIX = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+#: The common data message, whole, as the framer cuts it: ``[<imei>]imei:<imei>,<keyword>,<local
+#: yymmddhhmm[ss]>,<rfid>,F,<utc hhmmss[.sss]>,A|V,ddmm.mmmm,[N|S],dddmm.mmmm,[E|W][,knots[,course
+#: [,altitude[,columns]]]]``, every number well formed. :func:`_fast_message` decodes it as
+#: :func:`_message` does; anything else (and any value :func:`_fast_message` doubts) takes the
+#: general path.
+_FAST = re.compile(
+    rb"(\d{15})?imei:(\d+),([^,]*),(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?,([^,]*),F,(\d\d)(\d\d)(\d\d)(?:\.\d*)?,([AV]),"
+    rb"(\d*)(\d\d\.\d+),([NS]?),(\d*)(\d\d\.\d+),([EW]?)"
+    rb"(?:,(\d+(?:\.\d+)?)?(?:,(\d+(?:\.\d+)?)?(?:,(-?\d+(?:\.\d+)?)?(?:,([ -~]*[!-:<-~])?)?)?)?)?"
+)
+#: What :func:`_keyword` made of the keywords seen (it is pure), for the fast path; bounded, as a
+#: device may put anything there.
+_KEYWORD_CACHE: dict[str, tuple[tuple[str, ...], dict[str, Any], str]] = {}
+_KEYWORD_CACHE_SIZE = 256
+#: Keywords that are no alarm and no attribute (see :func:`_keyword`).
+_PLAIN_KEYWORDS = frozenset({"", "tracker", "001"})
 # Traccar's rule: a message holding "imei:" and at most 30 characters long is a login.
 _LOGIN_MAX_LENGTH = 30
 
@@ -148,21 +167,19 @@ class Gps103Session(Session):
 
     def _next_frame(self) -> bytes | None:
         buffer = self._buffer
-        start = 0
-        while start < len(buffer) and buffer[start] in _DELIMITERS:
-            start += 1
-        if start:
-            del buffer[:start]
-        found = _DELIMITER.search(buffer)
+        found = _FRAME.match(buffer)
         if found is None:
+            if buffer and buffer[0] in _DELIMITERS and (leading := _LEADING.match(buffer)) is not None:
+                del buffer[: leading.end()]
             return None
         # Every delimiter byte that follows goes with this frame (";\r\n" is one terminator).
-        index = end = found.start()
-        while end < len(buffer) and buffer[end] in _DELIMITERS:
-            end += 1
-        return self._cut(index, end - index)
+        frame = bytes(buffer[found.start(1) : found.end(1)])
+        del buffer[: found.end()]
+        return frame
 
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:
+        if (found := _FAST.fullmatch(frame)) is not None and (decoded := _fast_message(found)) is not None:
+            return decoded
         try:
             text = frame.decode("ascii").strip().rstrip(";")
         except UnicodeDecodeError:
@@ -363,6 +380,77 @@ def _message(imei: str, keyword: str, fields: list[str], body: str) -> Report:
         driver_id=driver_id,
         attributes=attributes,
     )
+
+
+def _fast_message(found: re.Match[bytes]) -> Decoded | None:
+    """The :class:`Decoded` of a :data:`_FAST` match, exactly as :meth:`Gps103Session.decode` makes it
+    on its general path, or ``None`` where that path must decide (a keyword with a meaning of its
+    own, a value out of range: the general path raises or falls back as it always has)."""
+    (heartbeat, imei, keyword, yy, mo, dd, hh, mi, own_seconds, rfid, uh, um, us, validity,
+     la, lam, lah, lo, lom, loh, knots, course, altitude, columns) = found.groups()  # fmt: skip
+    frame = found.string
+    if len(frame) <= _LOGIN_MAX_LENGTH or not frame.isascii():
+        return None
+    keyword_text = keyword.decode("ascii")
+    if keyword_text in _PLAIN_KEYWORDS:
+        report_alarms: tuple[str, ...] = ()
+        attributes: dict[str, Any] = {}
+        event = "position"
+    elif keyword_text in ("OBD", "vr") or keyword_text.startswith("vt"):
+        return None
+    elif (known := _KEYWORD_CACHE.get(keyword_text)) is not None:
+        report_alarms, known_attributes, event = known
+        attributes = dict(known_attributes)
+    else:
+        report_alarms, attributes, event = _keyword(keyword_text)
+        if len(_KEYWORD_CACHE) < _KEYWORD_CACHE_SIZE:
+            _KEYWORD_CACHE[keyword_text] = (report_alarms, dict(attributes), event)
+    seconds = int(us)
+    lat_minutes = float(lam)
+    lon_minutes = float(lom)
+    if seconds > 59 or lat_minutes >= 60 or lon_minutes >= 60:
+        return None
+    if own_seconds is not None and int(own_seconds) > 59:
+        return None
+    hour = int(hh)
+    minute = int(mi)
+    offset = hour * 60 + minute - (int(uh) * 60 + int(um))
+    if offset > 12 * 60:
+        offset -= 24 * 60
+    elif offset < -12 * 60:
+        offset += 24 * 60
+    latitude = (int(la) if la else 0) + lat_minutes / 60
+    longitude = (int(lo) if lo else 0) + lon_minutes / 60
+    if columns is not None:
+        _protocol18(columns.decode("ascii").split(","), attributes)
+    device_id = imei.decode("ascii")
+    try:
+        local = datetime(2000 + int(yy), int(mo), int(dd), hour, minute, seconds, tzinfo=UTC)
+        report = Report(
+            PROTOCOL,
+            device_id,
+            event,
+            local - timedelta(minutes=offset) if offset else local,
+            validity == b"A",
+            -latitude if lah == b"S" else latitude,
+            -longitude if loh == b"W" else longitude,
+            float(altitude) if altitude else None,
+            float(knots) * KNOTS_TO_KMH if knots else 0.0,
+            float(course) if course else 0.0,
+            None,
+            report_alarms,
+            rfid.decode("ascii") if keyword_text == "rfid" and rfid else None,
+            attributes,
+        )
+    except ValueError:  # a date that is none, a number out of range
+        return None
+    if heartbeat is None and not report_alarms:
+        return Decoded((report,), (), device_id)
+    # "<imei>imei:<imei>,..." is a heartbeat too; an SOS is acknowledged (see decode).
+    replies = (b"ON",) if heartbeat is not None else ()
+    if alarms.SOS in report_alarms:
+        replies += (f"**,imei:{device_id},E;".encode(),)
+    return Decoded((report,), replies, device_id)
 
 
 def _command_code(command: Command) -> str:

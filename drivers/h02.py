@@ -43,7 +43,7 @@ from ._model import (
 )
 from ._registry import register
 from ._session import Match, Session
-from ._text import nmea_coordinate, utc_datetime
+from ._text import nmea_coordinate, nmea_matched, utc_datetime, utc_datetime_matched
 
 PROTOCOL = "h02"
 
@@ -77,6 +77,14 @@ IGNITION_BIT = 10
 
 _PT502_HEADER = re.compile(rb"\$[A-Z]{3}[A-Z0-9-]*,")
 _HEX8 = re.compile(r"[0-9A-Fa-f]{8}")
+#: Bytes ``str.strip`` removes from a latin-1 text (a frame ending in one takes the general path).
+_TRAILING_SPACE = frozenset(bytes([byte]) for byte in range(256) if chr(byte).isspace())
+#: ``type`` groups of a :data:`_POSITION` match that the general path decodes otherwise (or whose
+#: match may differ from the general path's: V4, an answer, may match as a type too). ``None``: V4.
+_NOT_POSITIONS = frozenset({None, "V0", "V3", "V4", "VP1"})
+_TEXT_HEAD = re.compile(rb"\*[0-9A-Za-z]{2},")
+#: A coordinate as most devices send it (``ddmm.mmmm``), read by :func:`nmea_matched`.
+_PLAIN_COORDINATE = re.compile(r"\d*\d\d\.\d+", re.ASCII)
 
 # One field per line; the three coordinate forms (ddmm.mmmm, dddmmmmmm, -dd-mm.mmmm) are told apart
 # by _coordinate, the regex only takes the characters.
@@ -98,6 +106,8 @@ _POSITION = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+#: The fast path's regex (:meth:`H02Session.decode`): the general path's own, by another name.
+_FAST = _POSITION
 
 
 # -- sniffing and layout -----------------------------------------------------------------------
@@ -174,6 +184,8 @@ def _binary_start(data: bytes | bytearray) -> Match:
 
 def _text_start(data: bytes | bytearray) -> Match:
     """``*`` + two letters or digits + ``,``."""
+    if len(data) >= 4:
+        return Match.YES if _TEXT_HEAD.match(data) else Match.NO
     for index, byte in enumerate(data[1:4], start=1):
         if index < 3 and not (chr(byte).isascii() and chr(byte).isalnum()):
             return Match.NO
@@ -247,6 +259,22 @@ class H02Session(Session):
         return BINARY_FRAME
 
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:
+        # The common frame, "*XX,<id>,V1|V2|...,<position layout>#": one match (the general path's
+        # own), without the split into fields (strip, which the general path does first, would change
+        # nothing: the frame starts with "*" and ends in no white space).
+        if frame[:1] == b"*" and frame[-1:] not in _TRAILING_SPACE:
+            text = frame.decode("latin-1")
+            match = _FAST.fullmatch(text)
+            if match is not None and (kind := match["type"]) not in _NOT_POSITIONS:
+                identity = match["id"]
+                device_id = identity or self.device_id or None
+                try:
+                    report = _position_report(match, device_id, now)
+                except ValueError:
+                    pass  # the general path says why
+                else:
+                    reply = _time_reply(identity, "V1", now) if kind == "V1" and identity else b""
+                    return Decoded((report,), (reply,) if reply else (), device_id)
         start = frame.lstrip(b"\r\n\x00 ")[:1]
         try:
             if start in (b"$", b"X"):
@@ -336,7 +364,11 @@ class H02Session(Session):
 def _time_reply(device_id: str, kind: str, now: datetime) -> bytes:
     if not device_id:
         return b""
-    return f"*HQ,{device_id},V4,{kind},{now.strftime('%Y%m%d%H%M%S')}#".encode()
+    if now.year >= 1000:  # strftime's %Y pads no smaller year to four digits
+        stamp = f"{now.year}{now.month:02d}{now.day:02d}{now.hour:02d}{now.minute:02d}{now.second:02d}"
+    else:
+        stamp = now.strftime("%Y%m%d%H%M%S")
+    return f"*HQ,{device_id},V4,{kind},{stamp}#".encode()
 
 
 # -- text messages -----------------------------------------------------------------------------
@@ -354,6 +386,11 @@ def _status_alarms(status: int) -> tuple[str, ...]:
 def _coordinate(value: str, hemisphere: str) -> float:
     """``ddmm.mmmm`` (any number of degree digits), ``dddmmmmmm`` (minutes without the dot, four
     decimals) or ``-dd-mm.mmmm``; the sign comes from the hemisphere letter alone."""
+    if _PLAIN_COORDINATE.fullmatch(value):  # the usual form
+        result = nmea_matched(value, "N")
+        if result > 180:
+            raise ValueError(f"coordinate {value!r} out of range")
+        return -result if hemisphere in ("S", "W") else result
     value = value.strip()
     if value.startswith("-") and value.count("-") == 2:
         degrees, minutes = value[1:].split("-")
@@ -375,8 +412,8 @@ def _text_time(date: str | None, hhmmss: str | None, now: datetime) -> datetime:
     if not date and not hhmmss:
         return now
     hhmmss = hhmmss or "000000"
-    if date:
-        return utc_datetime(date, hhmmss)
+    if date:  # both six digits (the regex)
+        return utc_datetime_matched(date, hhmmss)
     today = utc_datetime(now.strftime("%d%m%y"), hhmmss)
     return today - timedelta(days=1) if today - now > timedelta(hours=12) else today
 
@@ -396,13 +433,23 @@ def _text_position(
                 attributes={attr.TYPE: fields[2], attr.DATA: ",".join(fields[3:])},
             )
         raise DriverError(PROTOCOL, f"{fields[2]} message does not have the position layout", data=frame)
+    return _position_report(match, device_id, now)
+
+
+def _position_report(match: re.Match[str], device_id: str | None, now: datetime) -> Report:
+    """The report of a :data:`_POSITION` match."""
+    (response, battery, tail_text, speed_text, coding, validity, course, date, hhmmss,
+     lat, lat_h, lon, lon_h) = match.group(
+        "response", "battery", "tail", "speed", "coding", "validity", "course", "date", "time",
+        "lat", "lat_hemisphere", "lon", "lon_hemisphere",
+    )  # fmt: skip
     attributes: dict[str, Any] = {}
     found: tuple[str, ...] = ()
-    if match["response"] is not None:
-        attributes[attr.RESULT] = match["response"]
-    if match["battery"]:
-        attributes[attr.BATTERY_RAW] = int(match["battery"])
-    tail = match["tail"][1:].split(",") if match["tail"] else []
+    if response is not None:
+        attributes[attr.RESULT] = response
+    if battery:
+        attributes[attr.BATTERY_RAW] = int(battery)
+    tail = tail_text[1:].split(",") if tail_text else []
     if tail and _HEX8.fullmatch(tail[0]):
         status, extras = tail[0], tail[1:]
     elif len(tail) > 3 and _HEX8.fullmatch(tail[3]):
@@ -412,26 +459,37 @@ def _text_position(
     else:
         status, extras = None, tail
     if status is not None:
-        found, status_attributes = _status(status)
-        attributes.update(status_attributes)
-    altitude = _extras(extras, attributes)
-    speed = float(match["speed"]) * KNOTS_TO_KMH
-    valid = match["coding"] is not None or match["validity"] == "A"
-    answer = match["response"] is not None
+        if (known := _STATUS_CACHE.get(status)) is None:
+            known = _status(status)
+            if len(_STATUS_CACHE) < _STATUS_CACHE_SIZE:
+                _STATUS_CACHE[status] = known
+        found = known[0]
+        attributes.update(known[1])
+    altitude = _extras(extras, attributes) if extras else None
+    speed = float(speed_text) * KNOTS_TO_KMH
+    valid = coding is not None or validity == "A"
+    answer = response is not None
     return Report(
-        protocol=PROTOCOL,
-        device_id=device_id,
-        event="alarm" if found else "commandResult" if answer else "position",
-        time=_text_time(match["date"], match["time"], now),
-        valid=valid,
-        lat=_coordinate(match["lat"], match["lat_hemisphere"]),
-        lon=_coordinate(match["lon"], match["lon_hemisphere"]),
-        altitude_m=altitude,
-        speed_kmh=speed,
-        course_deg=float(match["course"]) if match["course"] else 0.0,
-        alarms=found,
-        attributes=attributes,
+        PROTOCOL,
+        device_id,
+        "alarm" if found else "commandResult" if answer else "position",
+        _text_time(date, hhmmss, now),
+        valid,
+        _coordinate(lat, lat_h),
+        _coordinate(lon, lon_h),
+        altitude,
+        speed,
+        float(course) if course else 0.0,
+        None,
+        found,
+        None,
+        attributes,
     )
+
+
+#: What :func:`_status` made of the status words seen (it is pure); bounded.
+_STATUS_CACHE: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {}
+_STATUS_CACHE_SIZE = 256
 
 
 def _extras(extras: list[str], attributes: dict[str, Any]) -> float | None:

@@ -271,8 +271,23 @@ def _head_end(buffer: bytes | bytearray) -> int | None:
     return lf + 2
 
 
+#: The last head parsed and what it parsed to: the framer parses each head to find where its
+#: request ends, then decode parses the same bytes again. One tuple, replaced whole.
+_last_head: tuple[bytes, _Head] | None = None
+
+
 def _parse_head(head: bytes) -> _Head:
     """The request line and headers. :raises _Reject: (always fatal) the head is not HTTP/1.x."""
+    global _last_head
+    last = _last_head
+    if last is not None and last[0] == head:
+        return last[1]
+    parsed = _parse_head_text(head)
+    _last_head = (bytes(head), parsed)
+    return parsed
+
+
+def _parse_head_text(head: bytes) -> _Head:
     lines = head.decode("latin-1").split("\n")
     lines = [line.removesuffix("\r") for line in lines]
     while lines and not lines[-1]:

@@ -69,6 +69,7 @@ _TYPE_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 _CAPITALS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 #: The longest type field the sniffer waits for (``FUS`` + a 15-digit IMEI fits with room).
 _MAX_TYPE = 32
+_LINE_END = re.compile(rb"[\r\n]+")
 _PHD = re.compile(rb"\$PHD(\d{1,7}),(\d{1,5}),")
 _PHO = re.compile(r"PHO(\d+)(?:-\d+)?")
 #: A position line after its ``$``: eleven fields, then the ``/``-separated extras. Each field is
@@ -158,15 +159,12 @@ class Pt502Session(Session):
                 if len(buffer) < end:
                     return None
                 return self._cut(end)
-            for index, byte in enumerate(buffer):
-                if byte in b"\r\n":
-                    # The line end (CR, LF, CR CR, CRLF) goes with its line: the stored wire bytes of
-                    # one frame then end with its own terminator.
-                    end = index + 1
-                    while end < len(buffer) and buffer[end] in b"\r\n":
-                        end += 1
-                    return self._cut(index, end - index)
-            return None
+            # The line end (CR, LF, CR CR, CRLF) goes with its line: the stored wire bytes of one
+            # frame then end with its own terminator.
+            line_end = _LINE_END.search(buffer)
+            if line_end is None:
+                return None
+            return self._cut(line_end.start(), line_end.end() - line_end.start())
 
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:
         if frame.startswith(HEADER):

@@ -16,6 +16,7 @@ codec | N | records | N`` (no CRC), answered ``00 05 | packet id | 01 | AVL pack
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,7 +54,6 @@ AVL_CRC = 4
 UDP_HEADER = 8 + IMEI_LENGTH
 
 
-
 class Codec(enum.IntEnum):
     """The codec byte that opens an AVL or text packet."""
 
@@ -73,8 +73,6 @@ class MessageType(enum.IntEnum):
     COMMAND = 0x05
     RESPONSE = 0x06
     CAMERA = 0x0D
-
-
 
 
 AVL_CODECS = frozenset({Codec.CODEC_7, Codec.CODEC_8, Codec.CODEC_8E, Codec.CODEC_16})
@@ -302,30 +300,40 @@ class TeltonikaSession(Session):
 
     def _record(self, reader: Reader, codec: int) -> Report:
         """One codec 8 / 8E / 16 record."""
-        time = datetime.fromtimestamp(reader.uint(8) / 1000, UTC)
-        priority = reader.uint(1)
-        lon = _signed(reader.uint(4), 4) / COORDINATE_SCALE
-        lat = _signed(reader.uint(4), 4) / COORDINATE_SCALE
-        altitude = _signed(reader.uint(2), 2)
-        course = reader.uint(2)
-        satellites = reader.uint(1)
-        speed = reader.uint(2)
-        wide = codec in (Codec.CODEC_8E, Codec.CODEC_16)
-        event_id = reader.uint(2 if wide else 1)
-        if codec == Codec.CODEC_16:
-            reader.uint(1)  # generation type
-        reader.uint(2 if codec == Codec.CODEC_8E else 1)  # total IO count
-        values: dict[int, tuple[int, int] | bytes] = {}
-        for size in (1, 2, 4, 8):
-            for _ in range(reader.uint(2 if codec == Codec.CODEC_8E else 1)):
-                io_id = reader.uint(2 if wide else 1)
-                values[io_id] = (
-                    (reader.uint(size), size) if size != 8 or io_id != IBUTTON_ID else reader.take(8)
-                )
-        if codec == Codec.CODEC_8E:
-            for _ in range(reader.uint(2)):
-                io_id = reader.uint(2)
-                values[io_id] = reader.take(reader.uint(2))
+        fast = _read_record(reader.data, reader.pos, codec) if codec != Codec.CODEC_16 else None
+        if fast is not None:
+            millis, priority, lon_raw, lat_raw, altitude, course, satellites, speed, event_id, values, end = (
+                fast
+            )
+            reader.pos = end
+            time = datetime.fromtimestamp(millis / 1000, UTC)
+            lon = lon_raw / COORDINATE_SCALE
+            lat = lat_raw / COORDINATE_SCALE
+        else:  # codec 16, or a record that runs past the data: the reader says where
+            time = datetime.fromtimestamp(reader.uint(8) / 1000, UTC)
+            priority = reader.uint(1)
+            lon = _signed(reader.uint(4), 4) / COORDINATE_SCALE
+            lat = _signed(reader.uint(4), 4) / COORDINATE_SCALE
+            altitude = _signed(reader.uint(2), 2)
+            course = reader.uint(2)
+            satellites = reader.uint(1)
+            speed = reader.uint(2)
+            wide = codec in (Codec.CODEC_8E, Codec.CODEC_16)
+            event_id = reader.uint(2 if wide else 1)
+            if codec == Codec.CODEC_16:
+                reader.uint(1)  # generation type
+            reader.uint(2 if codec == Codec.CODEC_8E else 1)  # total IO count
+            values = {}
+            for size in (1, 2, 4, 8):
+                for _ in range(reader.uint(2 if codec == Codec.CODEC_8E else 1)):
+                    io_id = reader.uint(2 if wide else 1)
+                    values[io_id] = (
+                        (reader.uint(size), size) if size != 8 or io_id != IBUTTON_ID else reader.take(8)
+                    )
+            if codec == Codec.CODEC_8E:
+                for _ in range(reader.uint(2)):
+                    io_id = reader.uint(2)
+                    values[io_id] = reader.take(reader.uint(2))
         attributes: dict[str, Any] = {attr.PRIORITY: priority, attr.EVENT_IO: event_id}
         found: list[str] = []
         if priority == PRIORITY_PANIC:
@@ -470,6 +478,59 @@ def codec12(payload: bytes, message_type: int = MessageType.COMMAND) -> bytes:
     """``00000000 | length | 0C 01 <type> | size(4) | payload | 01 | CRC(4)``."""
     data = bytes([Codec.CODEC_12, 1, message_type]) + len(payload).to_bytes(4, "big") + payload + b"\x01"
     return AVL_PREAMBLE + len(data).to_bytes(4, "big") + data + crc16_ibm(data).to_bytes(4, "big")
+
+
+#: A record's fixed head: time (ms), priority, lon, lat, altitude, angle, satellites, speed.
+_RECORD_HEAD = struct.Struct(">QBiihHBH")
+_U16 = struct.Struct(">H")
+
+
+def _read_record(data: bytes, pos: int, codec: int) -> tuple[Any, ...] | None:
+    """A codec 8 / 8E record at ``pos`` read in one pass over ``data``: the head's numbers, the event
+    id, the IO values (as :meth:`TeltonikaSession._record` keeps them) and where the record ends; or
+    ``None`` when it runs past the data (the general reads then raise, saying where)."""
+    end = len(data)
+    if pos + _RECORD_HEAD.size > end:
+        return None
+    head = _RECORD_HEAD.unpack_from(data, pos)
+    pos += _RECORD_HEAD.size
+    extended = codec == Codec.CODEC_8E
+    width = 2 if extended else 1  # of the counts and the ids
+    if pos + 2 * width > end:
+        return None
+    event_id = _U16.unpack_from(data, pos)[0] if extended else data[pos]
+    pos += 2 * width  # the event id and the total count
+    values: dict[int, tuple[int, int] | bytes] = {}
+    for size in (1, 2, 4, 8):
+        if pos + width > end:
+            return None
+        count = _U16.unpack_from(data, pos)[0] if extended else data[pos]
+        pos += width
+        step = width + size
+        if pos + count * step > end:
+            return None
+        for _ in range(count):
+            io_id = _U16.unpack_from(data, pos)[0] if extended else data[pos]
+            if size == 8 and io_id == IBUTTON_ID:
+                values[io_id] = data[pos + width : pos + step]
+            else:
+                values[io_id] = (int.from_bytes(data[pos + width : pos + step], "big"), size)
+            pos += step
+    if extended:
+        if pos + 2 > end:
+            return None
+        count = _U16.unpack_from(data, pos)[0]
+        pos += 2
+        for _ in range(count):
+            if pos + 4 > end:
+                return None
+            io_id, length = _U16.unpack_from(data, pos)[0], _U16.unpack_from(data, pos + 2)[0]
+            pos += 4
+            if pos + length > end:
+                return None
+            values[io_id] = data[pos : pos + length]
+            pos += length
+    return (*head, event_id, values, pos)
 
 
 def _signed(value: int, size: int) -> int:

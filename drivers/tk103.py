@@ -15,7 +15,7 @@ The device waits for ``(<id>AP01HSO)`` after its ``BP00`` handshake and ``(<id>A
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from . import alarms
@@ -32,7 +32,7 @@ from ._model import (
 )
 from ._registry import register
 from ._session import Match, Session
-from ._text import nmea_coordinate, utc_datetime
+from ._text import nmea_coordinate, nmea_matched, utc_datetime
 
 PROTOCOL = "tk103"
 
@@ -100,8 +100,7 @@ _HEADER = re.compile(
 )
 
 # The classic packed position, one field per line (Traccar's Tk103ProtocolDecoder pattern, restated).
-_CLASSIC = re.compile(
-    r"""
+_CLASSIC_PATTERN = r"""
     (?P<prefix>.*?)                               # type data: an IMEI (BP05), an alarm digit (BO01)
     (?P<date>\d{6}),?                             # yymmdd
     (?P<validity>[AV]),?
@@ -123,9 +122,17 @@ _CLASSIC = re.compile(
     )?
     (?P<rest>.*?)
     (?P<temperature>[+-]\d{3}\.\d)?
-    """,
+    """
+_CLASSIC = re.compile(_CLASSIC_PATTERN, re.VERBOSE | re.DOTALL)
+#: A whole classic frame, ``(<12-character id><type><classic position>)``: the common frame, decoded
+#: in one match (:meth:`Tk103Session.decode`); its groups are those :data:`_CLASSIC` gives the same
+#: frame's data on the general path.
+_FAST = re.compile(
+    r"\( (?P<id>[0-9A-Za-z]{12}) (?P<type>[A-Z]{2}[0-9][0-9A-Z])" + _CLASSIC_PATTERN + r"\)",
     re.VERBOSE | re.DOTALL,
 )
+#: Types whose data is no classic position (see :meth:`Tk103Session._decode_body`).
+_NOT_POSITIONS = frozenset({"BP00", "ZC20", "ZC03", "BZ00", "BV00"})
 
 
 def sniff(head: bytes, transport: Transport) -> Match:
@@ -174,7 +181,21 @@ class Tk103Session(Session):
         return None
 
     def decode(self, frame: bytes, *, now: datetime) -> Decoded:
-        text = frame.decode("latin-1").strip()
+        text = frame.decode("latin-1")
+        # The common frame in one match. No comma in its first 21 characters: the comma layout
+        # (_COMMA, tried first by the general path) cannot match it.
+        if (found := _FAST.fullmatch(text)) is not None and frame.find(b",", 1, 22) < 0:
+            kind = found["type"]
+            if kind not in _NOT_POSITIONS:
+                device_id = found["id"]
+                try:
+                    report = _classic_report(device_id, kind, found)
+                except ValueError:
+                    pass  # the general path says why
+                else:
+                    replies = (f"({device_id}AP05)".encode("latin-1"),) if kind == "BP05" else ()
+                    return Decoded((report,), replies, device_id)
+        text = text.strip()
         if not text.startswith("("):
             raise DriverError(PROTOCOL, "frame does not start with '('", data=frame)
         body = text[1:].removesuffix(")")
@@ -303,48 +324,80 @@ def _classic_position(device_id: str, kind: str, data: str) -> Report | None:
     match = _CLASSIC.fullmatch(data)
     if match is None:
         return None
-    found, attributes = _alarms_of(kind, match["prefix"])
+    return _classic_report(device_id, kind, match)
+
+
+#: What :func:`_alarms_of` made of the (type, prefix) pairs seen (it is pure); bounded, as the prefix
+#: is whatever the device sends.
+_ALARMS_CACHE: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, Any]]] = {}
+_ALARMS_CACHE_SIZE = 256
+
+
+def _classic_report(device_id: str, kind: str, match: re.Match[str]) -> Report:
+    """The report of a classic position (a :data:`_CLASSIC` or :data:`_FAST` match)."""
+    (prefix, date, hhmmss, validity, lat_text, lat_hemisphere, lon_text, lon_hemisphere, speed,
+     course6, course2, course_decimal, charge, temperature, rest) = match.group(
+        "prefix", "date", "time", "validity", "lat", "lat_hemisphere", "lon", "lon_hemisphere", "speed",
+        "course6", "course2", "course", "charge", "temperature", "rest",
+    )  # fmt: skip
+    if (known := _ALARMS_CACHE.get((kind, prefix))) is None:
+        known = _alarms_of(kind, prefix)
+        if len(_ALARMS_CACHE) < _ALARMS_CACHE_SIZE:
+            _ALARMS_CACHE[kind, prefix] = known
+    found, attributes = known[0], dict(known[1])
     attributes[attr.TYPE] = kind
-    if kind == "BP05" and match["prefix"].isdigit():
-        attributes[attr.IMEI] = match["prefix"]
-    if match["charge"] is not None:
-        attributes[attr.CHARGE] = match["charge"] == "0"  # 0 = on external power, charging
-        attributes[attr.IGNITION] = match["ignition"] == "1"
-        io1 = int(match["io1"], 16)
+    if kind == "BP05" and prefix.isdigit():
+        attributes[attr.IMEI] = prefix
+    if charge is not None:
+        ignition, io1, io2, io3, fuel, odometer = match.group(
+            "ignition", "io1", "io2", "io3", "fuel", "odometer"
+        )
+        attributes[attr.CHARGE] = charge == "0"  # 0 = on external power, charging
+        attributes[attr.IGNITION] = ignition == "1"
+        io1 = int(io1, 16)
         attributes[attr.INPUT] = io1 & 0x01
         attributes[attr.PANIC] = bool(io1 & 0x02)
         attributes[attr.OUTPUT] = (io1 >> 2) & 0x01
-        attributes["io2"] = int(match["io2"], 16)
-        attributes["io3"] = int(match["io3"], 16)
-        attributes[attr.FUEL_RAW] = int(match["fuel"], 16)
-        attributes[attr.ODOMETER_M] = int(match["odometer"], 16)
-    if match["temperature"]:
-        attributes[attr.TEMPERATURE_C] = float(match["temperature"])
-    if match["rest"].strip(", "):
-        attributes[attr.EXTRA] = match["rest"].strip(", ")
-    course = match["course6"] or match["course2"] or match["course"]
-    time = _fix_time(match["date"], match["time"], day_first=False)
-    lat = nmea_coordinate(match["lat"], match["lat_hemisphere"])
-    lon = nmea_coordinate(match["lon"], match["lon_hemisphere"])
+        attributes["io2"] = int(io2, 16)
+        attributes["io3"] = int(io3, 16)
+        attributes[attr.FUEL_RAW] = int(fuel, 16)
+        attributes[attr.ODOMETER_M] = int(odometer, 16)
+    if temperature:
+        attributes[attr.TEMPERATURE_C] = float(temperature)
+    if rest and (extra := rest.strip(", ")):
+        attributes[attr.EXTRA] = extra
+    course = course6 or course2 or course_decimal
+    try:  # the date and time are six digits each (the regex): _fix_time, without its checks
+        time: datetime | None = datetime(
+            2000 + int(date[0:2]), int(date[2:4]), int(date[4:6]),
+            int(hhmmss[0:2]), int(hhmmss[2:4]), int(hhmmss[4:6]), tzinfo=UTC,
+        )  # fmt: skip
+    except ValueError:
+        time = None
+    lat = nmea_matched(lat_text, lat_hemisphere)
+    lon = nmea_matched(lon_text, lon_hemisphere)
     if time is None:
-        attributes[attr.DEVICE_TIME] = f"{match['date']},{match['time']}"
+        attributes[attr.DEVICE_TIME] = f"{date},{hhmmss}"
         if lat == lon == 0:
             # A tracker that never had a fix: no date, zeros for a position. Nothing to place on a map.
             return Report(
                 protocol=PROTOCOL, device_id=device_id, event="status", alarms=found, attributes=attributes
             )
     return Report(
-        protocol=PROTOCOL,
-        device_id=device_id,
-        event=_event(kind, found),
-        time=time,
-        valid=match["validity"] == "A",
-        lat=lat,
-        lon=lon,
-        speed_kmh=float(match["speed"].strip() or 0),
-        course_deg=float(course.strip() or 0) if course else 0.0,
-        alarms=found,
-        attributes=attributes,
+        PROTOCOL,
+        device_id,
+        _event(kind, found),
+        time,
+        validity == "A",
+        lat,
+        lon,
+        None,
+        float(speed.strip() or 0),
+        float(course.strip() or 0) if course else 0.0,
+        None,
+        found,
+        None,
+        attributes,
     )
 
 

@@ -62,6 +62,8 @@ MOTION_BIT = 4
 #: Health content types (compared case-insensitively).
 HEALTH_TYPES = frozenset({"pulse", "heart", "blood", "bphrt", "btemp2", "temp", "oxygen"})
 
+#: The bytes the framer's scan stops at: brackets and the escape.
+_SPECIAL = re.compile(rb"[\[\]}]")
 _HEADER = re.compile(
     rb"""
     \[
@@ -170,6 +172,14 @@ class WatchSession(Session):
                     self._scan = None
                     return self._cut(close + 1)
         while offset < end:
+            # Plain bytes only count: jump to the next bracket or escape (a C-speed search).
+            special = _SPECIAL.search(buffer, offset)
+            if special is None:
+                seen += end - offset
+                offset = end
+                break
+            seen += special.start() - offset
+            offset = special.start()
             byte = buffer[offset]
             if byte == ESCAPE and offset + 1 < end and buffer[offset + 1] in UNESCAPE:
                 offset += 2
@@ -335,6 +345,10 @@ def _coordinate(value: str, hemisphere: str) -> float:
     return -abs(result) if hemisphere in ("S", "W") else result
 
 
+#: The alarms of the status words seen (bounded).
+_STATUS_ALARMS_CACHE: dict[int, tuple[str, ...]] = {}
+
+
 def _position(device_id: str, kind: str, text: str) -> Report:
     """``ddmmyy,hhmmss,A|V,lat,N|S,lon,E|W,speed,course,altitude,satellites,rssi,battery,steps,
     tumbles,status,<cells>,<wifi>[,accuracy]``."""
@@ -342,7 +356,11 @@ def _position(device_id: str, kind: str, text: str) -> Report:
     if len(f) < 16:
         raise ValueError(f"position has {len(f)} fields, expected at least 16")
     status = int(f[15], 16)
-    found = list(dict.fromkeys(name for bit, name in STATUS_ALARMS if status >> bit & 1))
+    if (known := _STATUS_ALARMS_CACHE.get(status)) is None:
+        known = tuple(dict.fromkeys(name for bit, name in STATUS_ALARMS if status >> bit & 1))
+        if len(_STATUS_ALARMS_CACHE) < 256:
+            _STATUS_ALARMS_CACHE[status] = known
+    found = list(known)
     if kind.startswith("AL") and not found:
         found.append(alarms.GENERAL)
     attributes: dict[str, Any] = {attr.TYPE: kind, attr.STATUS: status}
