@@ -478,6 +478,12 @@ class MqttSink(Sink):
     def _command_received(self, message: wire.Message) -> None:
         """A PUBLISH from the broker: handed to :meth:`_take_commands`, which acknowledges it once
         queued; refused at once when too many wait or the sink stops."""
+        if message.oversized:
+            limit = wire.MAX_PACKET
+            self._refuse(self._command_device(message.topic), {},
+                         f"a command of {message.oversized} bytes (at most {limit} are taken)")  # fmt: skip
+            self._ack(message)
+            return
         incoming = self._incoming
         try:
             if incoming is None:
@@ -528,6 +534,9 @@ class MqttSink(Sink):
                 self._refuse(device, fields, str(error))
             except JournalError as error:
                 self._refuse(device, fields, f"the relay could not store it: {error}")
+            except Exception as error:  # a bug costs this command, never the sink: the broker would
+                log.error("command_bug", exc_info=error)  # hand the same one over again, forever
+                self._refuse(device, fields, f"relay bug: {error!r}")
             self._ack(message)
 
     def _refuse(self, device: str | None, fields: dict[str, Any], reason: str) -> None:

@@ -123,6 +123,8 @@ class Message:
     retain: bool
     #: The broker sends it again (it went before without its PUBACK coming back).
     dup: bool = False
+    #: A PUBLISH larger than the reader takes: its size; its payload was skipped (``b""``).
+    oversized: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +147,15 @@ class PacketReader:
     def __init__(self, max_packet: int = MAX_PACKET) -> None:
         self._buffer = bytearray()
         self._max = max_packet
+        #: Bytes of an oversized PUBLISH still to skip.
+        self._skip = 0
 
     def feed(self, data: bytes) -> list[Packet]:
         """The packets ``data`` completes, in order.
+
+        A PUBLISH larger than ``max_packet`` comes as a :class:`Message` with ``oversized`` set and no
+        payload (skipped as it streams by, never held): a broker keeps a message it could not deliver
+        and sends it again, so refusing the connection over one would wedge it for good.
 
         :raises WireError: a packet is malformed, of a kind a broker does not send, or too large.
         """
@@ -156,7 +164,12 @@ class PacketReader:
         packets: list[Packet] = []
         start = 0
         end = len(buffer)
-        while end - start >= 2:
+        while end - start >= 2 or (self._skip and end > start):
+            if self._skip:
+                skipped = min(self._skip, end - start)
+                self._skip -= skipped
+                start += skipped
+                continue
             first = buffer[start]
             # PUBACK is nearly all a drain reads: its fixed 4 bytes are cut without the general path.
             if first == 0x40 and buffer[start + 1] == 2:
@@ -182,13 +195,35 @@ class PacketReader:
             if size < 0:
                 break
             if size > self._max:
-                raise WireError(f"a packet of {size} bytes (at most {self._max} are taken)")
+                if first >> 4 != PUBLISH:
+                    raise WireError(f"a packet of {size} bytes (at most {self._max} are taken)")
+                head = _publish_head(first, buffer, at, end, size)
+                if head is None:
+                    break  # its topic and packet id are not all here yet
+                message, used = head
+                packets.append(message)
+                self._skip = size - used
+                start = at + used
+                continue
             if end - at < size:
                 break
             packets.append(_packet(first, bytes(buffer[at : at + size])))
             start = at + size
         del buffer[:start]
         return packets
+
+
+def _publish_head(first: int, buffer: bytearray, at: int, end: int, size: int) -> tuple[Message, int] | None:
+    """An oversized PUBLISH's topic and packet id (the payload left out), and the bytes they took;
+    None until they are all in ``buffer[at:end]``."""
+    if end - at < 2:
+        return None
+    used = 2 + int.from_bytes(buffer[at : at + 2], "big") + (2 if first & 0x06 else 0)
+    if end - at < used:
+        return None
+    head = _packet(first, bytes(buffer[at : at + used]))
+    assert isinstance(head, Message)
+    return Message(head.topic, b"", head.qos, head.packet_id, head.retain, head.dup, size), used
 
 
 def _packet(first: int, body: bytes) -> Packet:
@@ -211,10 +246,8 @@ def _packet(first: int, body: bytes) -> Packet:
             at += 2
         if len(body) < at:
             raise WireError("a PUBLISH shorter than its topic")
-        try:
-            topic = body[2 : 2 + size].decode()
-        except UnicodeDecodeError:
-            raise WireError("a PUBLISH whose topic is not UTF-8") from None
+        # A broker checks topics are UTF-8; should one not be, it is refused as a command, not here.
+        topic = body[2 : 2 + size].decode(errors="replace")
         packet_id = int.from_bytes(body[at - 2 : at], "big") if qos else None
         return Message(topic, body[at:], qos, packet_id, bool(flags & 1), bool(flags & 8))
     raise WireError(f"an unexpected packet (type {kind}, {len(body)} bytes)")

@@ -62,13 +62,29 @@ def test_the_reader_cuts_packets_wherever_the_stream_is_split() -> None:
     ("data", "reason"),
     [
         (b"\x30\xff\xff\xff\xff\x01", "longer than 4 bytes"),
-        (b"\x30\x80\x80\x80\x01", "at most"),  # 2 MiB: more than a broker sends a client
         (b"\x10\x00", "unexpected packet"),  # a CONNECT from the broker
         (b"\x36\x03\x00\x01a", "malformed PUBLISH"),  # QoS 3
         (b"\x32\x04\x00\x09ab", "shorter than its topic"),
-        (b"\x30\x04\x00\x02\xff\xfe", "not UTF-8"),
+        (b"\xa0\x80\x80\x80\x01", "at most"),  # an oversized packet that is not a PUBLISH
     ],
 )
 def test_the_reader_refuses_what_is_not_mqtt(data: bytes, reason: str) -> None:
     with pytest.raises(wire.WireError, match=reason):
         wire.PacketReader().feed(data)
+
+
+def test_an_oversized_publish_is_skipped_as_it_streams_and_the_next_packets_come_through() -> None:
+    """A broker keeps a message it could not deliver and sends it again: refusing the connection over
+    one too large would wedge the sink, so its head comes alone, its payload is never held."""
+    payload = b"x" * 5000
+    body = b"\x00\x03a/b\x00\x07" + payload
+    big = b"\x32" + wire._length(len(body)) + body
+    stream = big + b"\x40\x02\x00\x01" + b"\x30\x04\x00\x02\xff\xfe"  # then a PUBACK, a bad topic
+    reader = wire.PacketReader(max_packet=1000)
+    packets = [p for at in range(0, len(stream), 700) for p in reader.feed(stream[at : at + 700])]
+    assert packets == [
+        wire.Message("a/b", b"", 1, 7, False, oversized=len(body)),
+        wire.PubAck(1),
+        wire.Message("\ufffd\ufffd", b"", 0, None, False),  # refused as a command, not as MQTT
+    ]
+    assert len(reader._buffer) == 0
