@@ -33,7 +33,7 @@ import json
 import secrets
 import sqlite3
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,6 +95,8 @@ class QueuedCommand:
     sent_at: datetime | None = None
     #: When a sent command stops waiting for its answer.
     answer_due: datetime | None = None
+    #: Its row is committed: only then may it go (a command the device ran must be in the journal).
+    stored: bool = True
 
     @property
     def command(self) -> Command:
@@ -473,7 +475,8 @@ class Commands:
     # -- submitting, cancelling ----------------------------------------------------------------
 
     def submit(self, command: QueuedCommand) -> list[CommandChange | Entry]:
-        """Queue a command :func:`prepare_command` made; announced at once.
+        """Queue a command :func:`prepare_command` made; it may go, and is announced, once the items
+        returned are committed (:meth:`stored`).
 
         :raises CommandRefused: its id is taken, or its device has too many commands waiting.
         """
@@ -483,10 +486,23 @@ class Commands:
             raise CommandRefused(
                 f"device {command.device_id!r} has {MAX_PENDING_PER_DEVICE} commands waiting already"
             )
+        command.stored = False
         self._add(command)
-        items = self._change(command, CommandState.QUEUED, command.created_at, new=True)
-        self._announce(command.device_id)
-        return items
+        return self._change(command, CommandState.QUEUED, command.created_at, new=True)
+
+    def stored(self, changes: Iterable[CommandChange]) -> None:
+        """The journal committed ``changes``: the commands they queued may go now."""
+        for change in changes:
+            if change.new and not change.command.stored:
+                change.command.stored = True
+                self._announce(change.command.device_id)
+
+    def not_stored(self, changes: Iterable[CommandChange]) -> None:
+        """The commit of ``changes`` failed: the commands they queued were never taken (their sender
+        was told so) and leave the queue."""
+        for change in changes:
+            if change.new and not change.command.stored and change.command.state is CommandState.QUEUED:
+                self._remove(change.command)
 
     def cancel(self, command_id: str, now: datetime) -> list[CommandChange | Entry]:
         """:raises CommandRefused: no such unfinished command, or it was sent already."""
@@ -508,7 +524,7 @@ class Commands:
         queue = self._pending.get(device_id)
         while queue:
             head = queue[0]
-            if head.state is CommandState.SENT:
+            if head.state is CommandState.SENT or not head.stored:
                 return None, items
             if head.expired(now):
                 items += self._finish(head, CommandState.EXPIRED, now, error="expired before it was sent")

@@ -421,10 +421,12 @@ class Journal(Reads, DeadLetters, Cleanup):
 
     async def _commit(self, batch: list[_Ticket]) -> None:
         items = [item for ticket in batch for item in ticket.items]
+        queued = [item for item in items if type(item) is CommandChange and item.new]
         started = time.monotonic()
         try:
             last_seq, reports, quarantined = await trio.to_thread.run_sync(self._write, items)
         except (sqlite3.Error, JournalFilesChanged) as error:
+            self.commands.not_stored(queued)
             self.stats.commit_failures += 1
             self.last_commit_error = str(error)
             log_event(log, logging.ERROR, "journal_commit_failed", error=str(error), items=len(items))
@@ -437,6 +439,7 @@ class Journal(Reads, DeadLetters, Cleanup):
                 self.full_at_bytes = self.file_bytes()
                 self.cleanup_wanted.set()
             return
+        self.commands.stored(queued)
         self.stats.commit_time.observe(time.monotonic() - started)
         self.stats.commits += 1
         self.last_commit_error = None
@@ -637,15 +640,18 @@ class Journal(Reads, DeadLetters, Cleanup):
         """Commit ``items`` on the calling thread, bypassing the writer task (shutdown paths, when the
         writer may already be cancelled; maintenance commands). Blocks for one commit. A full disk
         is noted as the writer notes it, so the cleanup runs next."""
+        queued = [item for item in items if type(item) is CommandChange and item.new]
         try:
             last_seq, _, _ = self._write(self._within_budget(items))
         except sqlite3.Error as error:
+            self.commands.not_stored(queued)
             if is_disk_full(error):
                 self.full_at_bytes = self.file_bytes()
                 with contextlib.suppress(RuntimeError):  # outside trio (shutdown): nobody to wake
                     trio.lowlevel.current_task()
                     self.cleanup_wanted.set()
             raise
+        self.commands.stored(queued)
         self.last_seq = max(self.last_seq, last_seq)
 
 

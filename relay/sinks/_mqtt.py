@@ -40,6 +40,7 @@ broker's queue for it, and a command the relay took but had not acknowledged com
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -156,13 +157,15 @@ class MqttSink(Sink):
         self._ping_unanswered = False
         #: When the connection last wrote (trio time): the keepalive counts from it.
         self._written_at = 0.0
+        #: The writer is inside a send (a stop there may leave a packet half sent).
+        self._writing = False
         # (no wake_on_part: a publish is cheap, and a window refilled at every read keeps data flowing)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
             try:
-                await self._connection()
+                await self._connection_or_stop()
             except Exception as raised:
                 error = innermost(raised)
                 self.last_error = str(error) or type(error).__name__
@@ -194,6 +197,19 @@ class MqttSink(Sink):
             else:  # the broker answered and misbehaved: the backoff alone
                 await trio.sleep(delay)
 
+    async def _connection_or_stop(self) -> None:
+        """:meth:`_connection`; when the relay stops just as the connection fails, the stop wins (a
+        group of both would otherwise escape the sink as an error)."""
+        try:
+            await self._connection()
+        except BaseExceptionGroup as group:
+            if isinstance(group, Exception):
+                raise
+            cancelled, _failure = group.split(trio.Cancelled)
+            if cancelled is None:
+                raise
+            raise cancelled from None
+
     def _connection_was_good(self) -> bool:
         """Whether the last connection proved the broker takes reports: one was acknowledged, or,
         with none to send, the online status was. Being accepted (CONNACK) is not enough."""
@@ -211,6 +227,7 @@ class MqttSink(Sink):
         self._out = bytearray()
         self._out_ready = trio.Event()
         self._ping_unanswered = False
+        self._writing = False
         self._written_at = trio.current_time()
         self._reports_published = self._reports_acked = 0
         self._status_acked = False
@@ -249,10 +266,13 @@ class MqttSink(Sink):
             self._incoming = None  # nothing takes commands any more
             stopping = trio.current_effective_deadline() == -math.inf  # cancelled: the relay stops
             with trio.CancelScope(shield=True):
-                if stopping:
-                    await self._drain(stream, reader)
-                with trio.move_on_after(2):
-                    await self._goodbye(stream)
+                if self._writing:  # a packet half sent: more bytes would be read as its rest
+                    await trio.aclose_forcefully(stream)  # the last will says offline
+                else:
+                    if stopping:
+                        await self._drain(stream, reader)
+                    with trio.move_on_after(2):
+                        await self._goodbye(stream)
 
     async def _open(self) -> tuple[trio.abc.Stream, trio.socket.SocketType]:
         """The connection (TLS handshake done, with ``mqtts://``) and its TCP socket, within
@@ -339,7 +359,9 @@ class MqttSink(Sink):
             await self._out_ready.wait()
             data, self._out = self._out, bytearray()
             self._out_ready = trio.Event()
+            self._writing = True  # cut short here, a packet may be half sent: nothing may follow it
             await stream.send_all(data)
+            self._writing = False
             self._written_at = trio.current_time()
 
     async def _reader(
@@ -476,27 +498,20 @@ class MqttSink(Sink):
     # -- commands in ----------------------------------------------------------------------------
 
     def _command_received(self, message: wire.Message) -> None:
-        """A PUBLISH from the broker: handed to :meth:`_take_commands`, which acknowledges it once
-        queued; refused at once when too many wait or the sink stops."""
-        if message.oversized:
-            limit = wire.MAX_PACKET
-            self._refuse(self._command_device(message.topic), {},
-                         f"a command of {message.oversized} bytes (at most {limit} are taken)")  # fmt: skip
-            self._ack(message)
-            return
+        """A PUBLISH from the broker: handed to :meth:`_take_commands`, which acknowledges each in the
+        order they came, once queued or refused. While the sink stops it is left unacknowledged: the
+        broker hands it over again at the next connection (the session is persistent)."""
         incoming = self._incoming
+        if incoming is None:
+            return
         try:
-            if incoming is None:
-                raise trio.ClosedResourceError
             incoming.send_nowait(message)
-        except trio.WouldBlock:
+        except trio.WouldBlock:  # more than a broker's in-flight window: the sender floods
             device = self._command_device(message.topic)
             self._refuse(device, {}, f"{COMMANDS_WAITING} commands are waiting to be queued already")
             self._ack(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            device = self._command_device(message.topic)
-            self._refuse(device, {}, "the relay is stopping: send the command again once it is back")
-            self._ack(message)
+            pass
 
     def _ack(self, message: wire.Message) -> None:
         if message.packet_id is not None:
@@ -511,33 +526,60 @@ class MqttSink(Sink):
     async def _take_commands(self, receive: trio.MemoryReceiveChannel[wire.Message]) -> None:
         """Check and queue each command received, then acknowledge it (PUBACK); refuse bad ones."""
         async for message in receive:
-            topic, payload = message.topic, message.payload
-            device = self._command_device(topic)
-            fields: dict[str, Any] = {}
+            refusal = await self._queue_command(message)
+            if refusal is not None:
+                self._refuse(self._command_device(message.topic), *refusal)
+            self._ack(message)
+
+    async def _queue_command(self, message: wire.Message) -> tuple[dict[str, Any], str] | None:
+        """Queue ``message``'s command; what to refuse it with (its fields and the reason), if not."""
+        topic, payload = message.topic, message.payload
+        device = self._command_device(topic)
+        fields: dict[str, Any] = {}
+        if message.oversized:
+            return fields, f"a command of {message.oversized} bytes (at most {wire.MAX_PACKET} are taken)"
+        if message.retain:
+            return fields, (
+                "a retained command would run again at every connection: clear it (an empty retained"
+                " message on its topic) and publish it without retain"
+            )
+        try:
+            fields = parse_command_json(payload)
+            if device is None:
+                raise CommandRefused(f"topic {topic!r} is not <topic_prefix>/<device_id>/command")
+            derived = fields.get("id") is None and message.packet_id is not None
+            if derived:
+                # The same delivery again (DUP, its PUBACK lost) must not be queued twice: an id
+                # of the topic, payload and packet id makes it the same command.
+                digest = hashlib.sha256(b"%s\0%s\0%d" % (topic.encode(), payload, message.packet_id))
+                fields["id"] = "m" + digest.hexdigest()[:15]
+            source, now = f"mqtt:{self.name}", datetime.now(UTC)
+            commands = self.journal.commands
             try:
-                fields = parse_command_json(payload)
-                if device is None:
-                    raise CommandRefused(f"topic {topic!r} is not <topic_prefix>/<device_id>/command")
-                source, now = f"mqtt:{self.name}", datetime.now(UTC)
-                command = self.journal.commands.prepare(device, fields, source=source, now=now)
-                await self.journal.append(self.journal.queue_command(command))
-                self.commands_queued += 1
-                log_event(log, logging.INFO, "command_queued", sink=self.name, device=device, id=command.id,
-                          type=command.type.value, source=command.source)  # fmt: skip
-            except CommandIdUsed as error:
+                command = commands.prepare(device, fields, source=source, now=now)
+                items = self.journal.queue_command(command)
+            except CommandIdUsed:
                 if message.dup:  # taken before, its PUBACK lost with the connection: taken once
                     log_event(log, logging.INFO, "command_duplicate", sink=self.name, device=device,
                               id=fields.get("id"))  # fmt: skip
-                else:
-                    self._refuse(device, fields, str(error))
-            except CommandRefused as error:
-                self._refuse(device, fields, str(error))
-            except JournalError as error:
-                self._refuse(device, fields, f"the relay could not store it: {error}")
-            except Exception as error:  # a bug costs this command, never the sink: the broker would
-                log.error("command_bug", exc_info=error)  # hand the same one over again, forever
-                self._refuse(device, fields, f"relay bug: {error!r}")
-            self._ack(message)
+                    return None
+                if not derived:
+                    raise
+                fields.pop("id")  # the same command sent again later: a new one
+                command = commands.prepare(device, fields, source=source, now=now)
+                items = self.journal.queue_command(command)
+            await self.journal.append(items)
+            self.commands_queued += 1
+            log_event(log, logging.INFO, "command_queued", sink=self.name, device=device, id=command.id,
+                      type=command.type.value, source=command.source)  # fmt: skip
+        except CommandRefused as error:
+            return fields, str(error)
+        except JournalError as error:
+            return fields, f"the relay could not store it: {error}"
+        except Exception as error:  # a bug costs this command, never the sink: the broker would
+            log.error("command_bug", exc_info=error)  # hand the same one over again, forever
+            return fields, f"relay bug: {error!r}"
+        return None
 
     def _refuse(self, device: str | None, fields: dict[str, Any], reason: str) -> None:
         """Publish why a command was refused on its device's result topic (QoS 1, not retained)."""

@@ -336,7 +336,7 @@ class Ingest:
         if session.device_id is not None and session.device_id != known:
             self.activity("device_recognised", session.device_id, protocol=session.protocol,
                           transport=transport.value, peer=peer)  # fmt: skip
-        return Pending(ticket, replies, received, transport)
+        return Pending(ticket, replies, received, transport, session.device_id)
 
     async def answer(self, pending: Pending, send: Callable[[bytes], Awaitable[object]]) -> None:
         """Wait for ``pending``'s commit, then send its replies (nothing is answered before it is stored).
@@ -363,6 +363,9 @@ class Pending:
     replies: list[bytes]
     received: float
     transport: Transport
+    #: The session's device once this read was decoded (a later read may know it sooner than its
+    #: answer goes: commands wait for the answer of the read that identified the device).
+    device_id: str | None = None
 
 
 class Listener:
@@ -568,7 +571,7 @@ class Listener:
         try:
             async for pending in answers:
                 await self.ingest.answer(pending, link.send)
-                self._linked(link)
+                self._linked(link, pending.device_id)
         except (trio.BrokenResourceError, trio.ClosedResourceError, JournalError) as error:
             failures.append(error)
             connection.cancel()
@@ -586,10 +589,9 @@ class Listener:
             self._udp_wanted.add(device_id)
             self._udp_wake.set()
 
-    def _linked(self, link: _Link) -> None:
-        """After a read's replies went: once the stream's device is known (its login answered), it
-        takes commands."""
-        device = link.session.device_id
+    def _linked(self, link: _Link, device: str | None) -> None:
+        """After the replies of a read that knew the stream's ``device`` went (its login answered):
+        the stream takes the device's commands."""
         if device is None or link.ready.is_set():
             return
         self.links[device] = link

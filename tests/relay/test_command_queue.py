@@ -115,10 +115,12 @@ async def test_an_expired_command_is_never_handed_out(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path / "j.sqlite3")
     queue = journal.commands
     items = queue.submit(command(id="late", expires_s=10)) + queue.submit(command(id="next"))
-    head, expired = queue.next_for(BN407, NOW + timedelta(seconds=11))
-    assert head is not None and head.id == "next"
+    assert queue.next_for(BN407, NOW) == (None, [])  # nothing goes before its row is committed
     async with writing(journal):
-        await journal.append(items + expired)
+        await journal.append(items)
+        head, expired = queue.next_for(BN407, NOW + timedelta(seconds=11))
+        assert head is not None and head.id == "next"
+        await journal.append(expired)
     assert ("late", "expired") in result_states(journal)
     assert {row["id"]: row["state"] for row in list_commands(journal._reader)}["late"] == "expired"
     # The clock alone expires a command whose device never shows up.
