@@ -398,11 +398,14 @@ def _uplink_lines(sink: dict[str, Any]) -> list[str]:
     if sink.get("last_error"):
         lines.append(f"  last error: {sink['last_error']}")
     windows = sink.get("uplink_windows") or []
-    drained = sum(window.get("drained", 0) for window in windows)
-    lines.append(f"  uplink windows in the last 24 h: {len(windows)}, {drained} reports delivered")
-    for window in windows[-WINDOWS_SHOWN:]:
-        lasted = "still up" if window.get("open") else f"lasted {_age(window.get('lasted_s'))}"
-        lines.append(f"    came up {window['came_up']}, {lasted}, delivered {window.get('drained', 0)}")
+    try:
+        drained = sum(int(window.get("drained", 0)) for window in windows)
+        lines.append(f"  uplink windows in the last 24 h: {len(windows)}, {drained} reports delivered")
+        for window in windows[-WINDOWS_SHOWN:]:
+            lasted = "still up" if window.get("open") else f"lasted {_age(float(window['lasted_s']))}"
+            lines.append(f"    came up {window['came_up']}, {lasted}, delivered {window.get('drained', 0)}")
+    except (KeyError, TypeError, ValueError, AttributeError):  # a saved row this version cannot read
+        lines.append("  uplink windows: unreadable (see relay status --json)")
     return lines
 
 

@@ -51,7 +51,8 @@ class SinkWatch:
         #: ``time.time()`` when the sink was last seen connecting or disconnecting.
         self.since: float | None = None
         self.last_error: str | None = None
-        #: ``[came_up, lasted_s (None while open), acknowledged when it came up, drained]``, oldest first.
+        #: ``[came_up (wall clock, a label), lasted_s (None while open), acknowledged when it came up,
+        #: drained, came_up (monotonic: durations do not jump with the clock)]``, oldest first.
         self.windows: list[list[Any]] = []
         #: Whether the uplink changed since it was last saved (:meth:`document`).
         self.changed = False
@@ -70,9 +71,9 @@ class SinkWatch:
         if connected:
             # Counted from the last look, when it was not connected yet: nothing was delivered since.
             start = max(self.acknowledged, 0)
-            self.windows.append([wall, None, start, acknowledged - start])
+            self.windows.append([wall, None, start, acknowledged - start, time.monotonic()])
         elif window is not None:
-            window[1] = wall - window[0]
+            window[1] = time.monotonic() - window[4]
         self._forget_old(wall)
 
     def _forget_old(self, wall: float) -> None:
@@ -84,7 +85,7 @@ class SinkWatch:
     def stopped(self, wall: float) -> None:
         """The relay stops: the open window ends now, and the sink is disconnected from now on."""
         if self.windows and self.windows[-1][1] is None:
-            self.windows[-1][1] = wall - self.windows[-1][0]
+            self.windows[-1][1] = time.monotonic() - self.windows[-1][4]
         self.connected, self.since, self.changed = False, wall, True
 
     def document(self) -> str:
@@ -106,7 +107,7 @@ class SinkWatch:
             for window in saved["uplink_windows"]:
                 came_up = _parse_iso(window["came_up"])
                 lasted = float(window["lasted_s"]) if not window["open"] else saved_at - came_up
-                watch.windows.append([came_up, lasted, 0, int(window["drained"])])
+                watch.windows.append([came_up, lasted, 0, int(window["drained"]), None])
             watch.last_error = saved.get("last_error")
         except (ValueError, TypeError, KeyError, AttributeError):
             return cls()
@@ -115,15 +116,16 @@ class SinkWatch:
 
     def uplink(self) -> dict[str, Any]:
         """``connected_since`` / ``disconnected_since`` (ISO 8601 UTC) and ``uplink_windows``."""
-        now = time.time()
+        self._forget_old(time.time())
+        now = time.monotonic()
         windows = [
             {
                 "came_up": _iso(came_up),
-                "lasted_s": round(now - came_up if lasted is None else lasted, 1),
+                "lasted_s": round(now - came_up_ticks if lasted is None else lasted, 1),
                 "open": lasted is None,
                 "drained": drained,
             }
-            for came_up, lasted, _start, drained in self.windows
+            for came_up, lasted, _start, drained, came_up_ticks in self.windows
         ]
         key = "connected_since" if self.connected else "disconnected_since"
         return {key: _iso(self.since) if self.since is not None else None, "uplink_windows": windows}
