@@ -971,6 +971,10 @@ def _parse_sinks(checker: _Checker, raw_sinks: Any, site: str) -> list[SinkSetti
             continue
         if _credentials_twice(checker, prefix, values):
             continue
+        if kind == SinkType.MQTT.value and "password" in values and "username" not in values:
+            # MQTT sends no password without a user name: it would be dropped without a word.
+            checker.problem(f"{prefix}.username", "a username beside the password", _Described("none"))
+            continue
         if duplicate or not complete or any(key not in values for key in _required(settings)):
             continue
         values = _convert(settings, values)

@@ -123,6 +123,15 @@ def test_token_together_with_token_file_is_an_error() -> None:
     ]
 
 
+def test_an_mqtt_password_without_a_username_is_refused() -> None:
+    sink = {"name": "b", "type": "mqtt", "url": "mqtt://h", "password": "secret"}
+    with pytest.raises(ConfigError) as raised:
+        parse({"sinks": [sink]})
+    assert [str(problem) for problem in raised.value.problems] == [
+        "<defaults>: sinks[0].username: expected a username beside the password, found none"
+    ]
+
+
 def test_check_config_looks_for_the_files_and_ports_the_config_names(tmp_path: Path) -> None:
     ca, token = tmp_path / "ca.pem", tmp_path / "token"
     sinks = (
