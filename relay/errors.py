@@ -55,5 +55,9 @@ class CommandRefused(RelayError):
     channel it came in on."""
 
 
+class CommandIdUsed(CommandRefused):
+    """A command's id was used before: the same command delivered again (MQTT QoS 1 may), or a clash."""
+
+
 class UnknownDevice(CommandRefused):
     """A command for a device the relay does not know (not in ``[[devices]]``, never seen)."""

@@ -105,3 +105,68 @@ def test_every_subcommand_has_a_row_in_the_readme_command_table() -> None:
                 missing.append(f"{command} {sub}")
     assert missing == [], f"add these commands to the README's command table: {missing}"
     assert len(rows) >= 10
+
+
+def commands_table() -> str:
+    """The README's "Supported commands per protocol" table, made from the drivers' declarations (each
+    session's ``supported_commands`` and ``sms_commands``, and ``drivers._commands.PARAMETERS``).
+    ``python -m tests.test_docs`` prints it."""
+    import drivers
+    from drivers import Via
+    from drivers._commands import PARAMETERS
+
+    def parameters(params: tuple) -> str:
+        described = [f"`{p.name}`{'' if p.required else ' (optional)'}: {p.doc}" for p in params]
+        return "; ".join(described) or "none"
+
+    rows = ["| command type | over data | by SMS | parameters |", "|---|---|---|---|"]
+    for kind, params in PARAMETERS.items():
+        data = [name for name in drivers.drivers() if kind in drivers.supported_commands(name, Via.DATA)]
+        sms = [name for name in drivers.drivers() if kind in drivers.supported_commands(name, Via.SMS)]
+        cells = [f"`{kind.value}`", ", ".join(data) or "—", ", ".join(sms) or "—", parameters(params)]
+        rows.append(f"| {' | '.join(cells)} |")
+    return "\n".join(rows)
+
+
+def test_the_readme_command_table_is_the_drivers_declarations() -> None:
+    section = _readme_section("## Supported commands per protocol")
+    assert commands_table() in section, (
+        "the README's command table differs from the drivers; replace it with `python -m tests.test_docs`"
+    )
+
+
+def test_the_readme_says_which_commands_each_protocol_answers() -> None:
+    """The protocols table's last column follows each session's ``answered_commands``; a protocol that
+    takes no command is named as such."""
+    import drivers
+    from drivers import Via
+    from drivers._registry import _DRIVERS
+
+    section = _readme_section("## Supported commands per protocol")
+    lines = [line.split("|") for line in section.splitlines() if line.startswith("| `")]
+    rows = {cells[1].strip(" `"): cells for cells in lines}
+    wrong = []
+    for name in drivers.drivers():
+        supported = drivers.supported_commands(name, Via.DATA) | drivers.supported_commands(name, Via.SMS)
+        if not supported:
+            if f"`{name}` takes no commands" not in section:
+                wrong.append(f"{name}: say it takes no commands")
+            continue
+        if name not in rows:
+            wrong.append(f"{name}: no row")
+            continue
+        answer = rows[name][4].strip()
+        answered = _DRIVERS[name].session.answered_commands
+        if not answered:
+            ok = answer == "none decoded"
+        elif answered == _DRIVERS[name].session.supported_commands:
+            ok = answer.startswith("every command")
+        else:
+            ok = all(f"`{kind.value}`" in answer for kind in answered) and not answer.startswith("every")
+        if not ok:
+            wrong.append(f"{name}: answers {sorted(k.value for k in answered)}, the README says {answer!r}")
+    assert wrong == []
+
+
+if __name__ == "__main__":
+    print(commands_table())

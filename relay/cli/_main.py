@@ -354,8 +354,37 @@ def format_status(status: dict[str, Any]) -> str:
     for sink in status["sinks"]:
         oldest = f", oldest undelivered {_age(sink['oldest_age_s'])} old" if sink["pending"] else ""
         lines.append(f"sink {sink['sink']}: backlog {sink['pending']}{oldest}")
+        lines += _uplink_lines(sink)
     lines.append(f"quarantine: {status['quarantine']}")
+    commands = status.get("commands")
+    if commands is not None:
+        oldest = f", the oldest {_age(commands['oldest_age_s'])} old" if commands["queued"] else ""
+        lines.append(
+            f"commands: {commands['queued']} queued{oldest}, {commands['sent']} sent awaiting an answer"
+        )
     return "\n".join(lines)
+
+
+#: Uplink windows ``relay status`` lists per sink (the newest); ``--json`` has all of the last 24 h.
+WINDOWS_SHOWN = 10
+
+
+def _uplink_lines(sink: dict[str, Any]) -> list[str]:
+    """The sink's uplink, as the relay last saved it: state and since when, last error, its windows."""
+    if "uplink_saved_at" not in sink:
+        return []
+    since = sink.get("connected_since") or sink.get("disconnected_since")
+    state = "connected" if sink.get("connected") else "disconnected"
+    lines = [f"  uplink: {state} since {since or '-'} (as of {sink['uplink_saved_at']})"]
+    if sink.get("last_error"):
+        lines.append(f"  last error: {sink['last_error']}")
+    windows = sink.get("uplink_windows") or []
+    drained = sum(window.get("drained", 0) for window in windows)
+    lines.append(f"  uplink windows in the last 24 h: {len(windows)}, {drained} reports delivered")
+    for window in windows[-WINDOWS_SHOWN:]:
+        lasted = "still up" if window.get("open") else f"lasted {_age(window.get('lasted_s'))}"
+        lines.append(f"    came up {window['came_up']}, {lasted}, delivered {window.get('drained', 0)}")
+    return lines
 
 
 def _age(seconds: float | None) -> str:

@@ -30,7 +30,16 @@ from ._dead_letters import requeue_dead_letters
 from ._journal import Journal
 from ._quarantine import QUARANTINE_ROW_COST, QuarantineLimits
 from ._reader import JournalReader
-from ._records import FRAME_EVENT, RELAY_TRANSPORT, CursorUpdate, Entry, Quarantined, Released, StoredReport
+from ._records import (
+    FRAME_EVENT,
+    RELAY_TRANSPORT,
+    CursorUpdate,
+    Entry,
+    MetaValue,
+    Quarantined,
+    Released,
+    StoredReport,
+)
 from ._retry import retry as retry_quarantine
 from ._salvage import salvage
 from ._schema import SCHEMA_VERSION
@@ -49,6 +58,7 @@ __all__ = [
     "Entry",
     "Journal",
     "JournalReader",
+    "MetaValue",
     "QuarantineLimits",
     "Quarantined",
     "QueuedCommand",

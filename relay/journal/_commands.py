@@ -32,7 +32,7 @@ import enum
 import json
 import secrets
 import sqlite3
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -43,6 +43,7 @@ from drivers import Command, CommandType, DriverError, Report, Via, format_time
 from drivers import attributes as attr
 
 from ..errors import CommandRefused, UnknownDevice
+from ..statistics import labelled
 from ._records import RELAY_TRANSPORT, Entry
 
 #: The event of every report about a command (the driver's answer and each change of state).
@@ -323,6 +324,39 @@ def refusal_document(device_id: str | None, fields: Mapping[str, Any], reason: s
     return {"device_id": device_id, "event": COMMAND_RESULT, "attributes": attributes}
 
 
+def way_in(source: str) -> str:
+    """The channel a command came in by, from its ``source``: ``mqtt``, ``http``, ``cli``,
+    ``passthrough`` (the sink's name after a colon is dropped), else ``other``."""
+    kind = source.partition(":")[0]
+    return kind if kind in WAYS_IN else "other"
+
+
+#: The channels commands come in by (``source``).
+WAYS_IN = ("mqtt", "http", "cli", "passthrough")
+
+
+@dataclass(slots=True)
+class CommandStats:
+    """What ``/metrics`` shows of the command queue (``relay_commands_*``); counted since start."""
+
+    changes: defaultdict[tuple[str, str, str], int] = labelled(
+        "counter",
+        "Commands that reached a state (queued, sent, acknowledged, failed, expired, cancelled), by the"
+        " way they came in (source: mqtt, http, cli, passthrough) and the way out (via: data or sms).",
+        ("state", "source", "via"),
+        metric="relay_commands",
+        factory=lambda: defaultdict(int),
+    )
+    refused: defaultdict[str, int] = labelled(
+        "counter",
+        "Commands refused as they were submitted in the running relay (bad JSON, keys, device, type,"
+        " parameters, a reused id), by the way they came in.",
+        ("source",),
+        metric="relay_commands_refused",
+        factory=lambda: defaultdict(int),
+    )
+
+
 class Commands:
     """Every unfinished command, per device in order (see the module's rules). Loaded from the table
     at start (:meth:`load`); fed from the table by :meth:`poll`.
@@ -340,9 +374,40 @@ class Commands:
         #: finished): the listener wakes that device's connection.
         self.listeners: list[Callable[[str], None]] = []
         self.answer_timeout_s = ANSWER_TIMEOUT_S
+        self.stats = CommandStats()
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+    def oldest_queued(self) -> datetime | None:
+        """When the oldest command still waiting to be sent was created."""
+        return min(
+            (c.created_at for c in self._by_id.values() if c.state is CommandState.QUEUED), default=None
+        )
+
+    def prepare(self, device_id: Any, fields: dict[str, Any], *, source: str, now: datetime) -> QueuedCommand:
+        """:func:`prepare_command` from a submitted JSON object (``{"id", "type", "params",
+        "expires_s", "via"}``, as :func:`parse_command_json` gives it), with what the relay knows of
+        the device.
+
+        :raises CommandRefused: the reason, for the person who sent it.
+        """
+        return prepare_command(
+            device_id=device_id,
+            type=fields.get("type"),
+            params=fields.get("params"),
+            via=fields.get("via", "data"),
+            expires_s=fields.get("expires_s"),
+            id=fields.get("id"),
+            source=source,
+            now=now,
+            protocol_of=self.protocol_of,
+            phone_of=self.phone_of,
+        )
+
+    def refused(self, source: str) -> None:
+        """Count a command refused on its way in (the channel answers the reason)."""
+        self.stats.refused[way_in(source)] += 1
 
     def get(self, command_id: str) -> QueuedCommand | None:
         return self._by_id.get(command_id)
@@ -400,7 +465,7 @@ class Commands:
                     items += self._change(known, state, now)
                     self._announce(known.device_id)
                 else:
-                    items += self._change(known, known.state, now)
+                    items += self._change(known, known.state, now, counted=False)
             elif known is None:  # finished elsewhere, nothing to hold: report it once
                 items += self._change(command, state, now)
         return items
@@ -483,6 +548,7 @@ class Commands:
         enriched = replace(
             report, attributes=command_report(command, CommandState.ACKNOWLEDGED, answer=answer).attributes
         )
+        self._count(command, CommandState.ACKNOWLEDGED)
         return enriched, [CommandChange(command, CommandState.ACKNOWLEDGED, now, answer=answer)]
 
     def failed(self, command: QueuedCommand, now: datetime, error: str) -> list[CommandChange | Entry]:
@@ -538,8 +604,11 @@ class Commands:
         self._announce(command.device_id)
         return items
 
-    @staticmethod
+    def _count(self, command: QueuedCommand, state: CommandState) -> None:
+        self.stats.changes[(state.value, way_in(command.source), command.via.value)] += 1
+
     def _change(
+        self,
         command: QueuedCommand,
         state: CommandState,
         now: datetime,
@@ -547,7 +616,10 @@ class Commands:
         new: bool = False,
         answer: Mapping[str, Any] | None = None,
         error: str | None = None,
+        counted: bool = True,
     ) -> list[CommandChange | Entry]:
+        if counted:
+            self._count(command, state)
         report = command_report(command, state, answer=answer, error=error)
         return [
             CommandChange(command, state, now, new=new, answer=answer, error=error),

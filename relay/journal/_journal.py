@@ -29,7 +29,7 @@ import trio
 
 from drivers import format_time
 
-from ..errors import CommandRefused, JournalError, JournalFilesChanged
+from ..errors import CommandIdUsed, JournalError, JournalFilesChanged
 from ..logs import log_event
 from ._cleanup import Cleanup
 from ._commands import (
@@ -45,7 +45,7 @@ from ._devices import ROW_INTERVAL_S, UPSERT, Changes, LiveDevices
 from ._quarantine import QuarantineBudget, QuarantineLimits
 from ._reader import JournalReader
 from ._reads import Reads
-from ._records import CursorUpdate, Entry, Item, Quarantined, Released, Silence
+from ._records import CursorUpdate, Entry, Item, MetaValue, Quarantined, Released, Silence
 from ._schema import migrate
 from ._sqlite import (
     connect_reader,
@@ -293,7 +293,7 @@ class Journal(Reads, DeadLetters, Cleanup):
             self._command_reader = connect_reader(self.path)
         used = self._command_reader.execute("SELECT 1 FROM commands WHERE id = ?", (command.id,)).fetchone()
         if used is not None or self.commands.get(command.id) is not None:
-            raise CommandRefused(f"command id {command.id!r} was used already")
+            raise CommandIdUsed(f"command id {command.id!r} was used already")
         return list(self.commands.submit(command))
 
     def insert_command(self, command: QueuedCommand) -> None:
@@ -325,6 +325,10 @@ class Journal(Reads, DeadLetters, Cleanup):
             log_event(log, logging.WARNING, "commands_not_read", error=str(error))
             polled = []
         return polled + self.commands.due(now)
+
+    def meta(self, key: str) -> str:
+        """The ``meta`` row ``key`` as last committed (``""``: none)."""
+        return self._meta(key)
 
     def on_append(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` (in the trio thread) after every commit that added reports."""
@@ -463,8 +467,9 @@ class Journal(Reads, DeadLetters, Cleanup):
         released = [item.quarantine_id for item in items if isinstance(item, Released)]
         silences = [item for item in items if isinstance(item, Silence)]
         commands = [item for item in items if isinstance(item, CommandChange)]
+        metas = [item for item in items if isinstance(item, MetaValue)]
         with self._lock:
-            return self._write_locked(entries, quarantined, cursors, released, silences, commands)
+            return self._write_locked(entries, quarantined, cursors, released, silences, commands, metas)
 
     def _write_locked(
         self,
@@ -474,6 +479,7 @@ class Journal(Reads, DeadLetters, Cleanup):
         released: list[int],
         silences: Sequence[Silence] = (),
         commands: Sequence[CommandChange] = (),
+        metas: Sequence[MetaValue] = (),
     ) -> tuple[int, int, int]:
         db = self._db
         self.verify_files()
@@ -517,6 +523,9 @@ class Journal(Reads, DeadLetters, Cleanup):
                 db.executemany("DELETE FROM quarantine WHERE id = ?", [(id_,) for id_ in released])
             if commands:
                 write_changes(db, commands)
+            if metas:
+                rows = [(meta.key, meta.value) for meta in metas]
+                db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
             now = format_time(datetime.now(UTC))
             for update in cursors:
                 db.execute(

@@ -8,7 +8,7 @@ import json
 import math
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,26 @@ class JournalReader:
             return [dict(zip(names, row, strict=True)) for row in cursor]
         except sqlite3.Error as error:
             raise JournalError(f"cannot read dead letters from {self.path}: {error}") from error
+
+
+def _saved_uplink(db: sqlite3.Connection, sink: str, now: datetime) -> dict[str, Any]:
+    """The sink's uplink as the relay last saved it (at most 30 s old while it runs, and at its stop):
+    ``connected``, ``connected_since``/``disconnected_since``, ``last_error``, ``uplink_windows`` of the
+    last 24 hours, and ``uplink_saved_at``; nothing if it never saved one."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (f"uplink:{sink}",)).fetchone()
+    try:
+        saved = json.loads(row[0]) if row else None
+        if not isinstance(saved, dict):
+            return {}
+        kept_from = (now - timedelta(days=1)).isoformat(timespec="seconds").replace("+00:00", "Z")
+        windows = [
+            w for w in saved.get("uplink_windows") or () if w.get("open") or w.get("came_up", "") >= kept_from
+        ]
+    except (ValueError, TypeError, AttributeError):
+        return {}
+    saved["uplink_windows"] = windows
+    saved["uplink_saved_at"] = saved.pop("saved_at", None)
+    return saved
 
 
 def _status(db: sqlite3.Connection, sinks: Sequence[str] | None, now: datetime) -> dict[str, Any]:
@@ -184,6 +204,7 @@ def _status(db: sqlite3.Connection, sinks: Sequence[str] | None, now: datetime) 
                 "pending": pending,
                 "oldest_received_at": oldest,
                 "oldest_age_s": _age(oldest, now),
+                **_saved_uplink(db, name, now),
             }
         )
     quarantine = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
@@ -195,6 +216,7 @@ def _status(db: sqlite3.Connection, sinks: Sequence[str] | None, now: datetime) 
         db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_count", "freelist_count", "page_size")
     )
     return {
+        "commands": _commands_status(db, now),
         "devices": devices,
         "reports": count,
         "last_seq": last_seq,
@@ -203,6 +225,20 @@ def _status(db: sqlite3.Connection, sinks: Sequence[str] | None, now: datetime) 
         "dead_letters": dead_letters,
         "size_bytes": (pages - free) * page_size,
     }
+
+
+def _commands_status(db: sqlite3.Connection, now: datetime) -> dict[str, Any] | None:
+    """Commands waiting to be sent (``queued``, with the oldest's creation and age) and sent ones
+    waiting for their answer (``sent``); ``None`` for a journal from before commands. The table holds
+    finished commands only for the journal's retention, so the count stays small."""
+    try:
+        queued, oldest, sent = db.execute(
+            "SELECT coalesce(sum(state = 'queued'), 0), min(CASE WHEN state = 'queued' THEN created_at END),"
+            " coalesce(sum(state = 'sent'), 0) FROM commands WHERE state IN ('queued', 'sent')"
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return {"queued": queued, "sent": sent, "oldest_queued_at": oldest, "oldest_age_s": _age(oldest, now)}
 
 
 def _age(stamp: str | None, now: datetime) -> float | None:

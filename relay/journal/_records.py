@@ -73,8 +73,16 @@ class Released:
     quarantine_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class MetaValue:
+    """A ``meta`` row to set: what the relay keeps of itself across restarts (each sink's uplink)."""
+
+    key: str
+    value: str
+
+
 #: Anything the journal writes (besides a command's row, ``_commands.CommandChange``).
-Item = Entry | Quarantined | CursorUpdate | Released | Silence
+Item = Entry | Quarantined | CursorUpdate | Released | Silence | MetaValue
 
 
 

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 import trio
 
 from ..errors import CommandRefused, RelayError, UnknownDevice
-from ..journal import Journal, parse_command_json, prepare_command
+from ..journal import Journal, parse_command_json
 from ..logs import log_event
 
 if TYPE_CHECKING:
@@ -49,24 +49,15 @@ async def commands_api(running: Running, method: str, device: str, body: bytes) 
         return "200 OK", {"device_id": device_id, "commands": rows}
     try:
         fields = parse_command_json(body)
-        command = prepare_command(
-            device_id=device_id,
-            type=fields.get("type"),
-            params=fields.get("params"),
-            via=fields.get("via", "data"),
-            expires_s=fields.get("expires_s"),
-            id=fields.get("id"),
-            source="http",
-            now=datetime.now(UTC),
-            protocol_of=journal.commands.protocol_of,
-            phone_of=journal.commands.phone_of,
-        )
+        command = journal.commands.prepare(device_id, fields, source="http", now=datetime.now(UTC))
         items = journal.queue_command(command)
         document = command.to_json()  # as queued: the device may have it before the commit returns
         await journal.append(items)
     except UnknownDevice as error:
+        journal.commands.refused("http")
         return "404 Not Found", {"error": str(error)}
     except CommandRefused as error:
+        journal.commands.refused("http")
         log_event(log, logging.WARNING, "command_refused", source="http", device=device_id, reason=str(error))
         return "400 Bad Request", {"error": str(error)}
     except RelayError as error:  # the journal could not store it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -20,7 +21,7 @@ from ..logs import log_event
 from ..sinks import make_sink
 from ..sources import Ingest, Listener
 from . import _sdnotify as sdnotify
-from ._running import SINK_LOOK_S, Running
+from ._running import SINK_LOOK_S, UPLINK_SAVE_S, Running
 
 log = logging.getLogger("relay")
 
@@ -64,6 +65,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
     """
     journal = open_journal(config)
     passthrough = any(isinstance(sink, PassthroughSinkSettings) for sink in config.sinks)
+    running: Running | None = None
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
@@ -91,9 +93,11 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                 sink = make_sink(settings, journal)
                 running.sinks.append(sink)
                 await nursery.start(sink.run)
+            running.restore_uplinks()
             nursery.start_soon(_housekeeping, running)
             nursery.start_soon(_watch_silence, running)
             nursery.start_soon(_watch_sinks, running)
+            nursery.start_soon(_save_uplinks, running)
             nursery.start_soon(_watch_files, journal)
             nursery.start_soon(_watch_commands, journal)
             if config.status.listen:
@@ -106,14 +110,18 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
                         f"cannot serve status on {config.status.listen}: {error.strerror or error}"
                     ) from error
             if config.modem is not None:
-                from ..sources import ModemStatus, Outbox, send_sms_commands, serve_sms
+                from ..sources import ModemStatus, Outbox, ReplyTaps, send_sms_commands, serve_sms
+                from ._control import serve_control
 
                 running.modem_status = ModemStatus(config.modem.port)
-                outbox = Outbox()
+                outbox, taps = Outbox(), ReplyTaps()
                 nursery.start_soon(
-                    serve_sms, config.modem, ingest, running.modem_status, running.registry, outbox
+                    serve_sms, config.modem, ingest, running.modem_status, running.registry, outbox, taps
                 )
                 nursery.start_soon(send_sms_commands, journal, outbox, running.registry)
+                running.control_socket = await nursery.start(
+                    serve_control, config, running.modem_status, outbox, taps, running.control_stats
+                )
             for source in config.serial:
                 from ..sources import serve_serial
 
@@ -124,7 +132,16 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Running] = trio.
             sdnotify.ready()
             task_status.started(running)
     finally:
+        if running is not None:
+            _save_uplinks_at_stop(running)
         journal.close()
+
+
+def _save_uplinks_at_stop(running: Running) -> None:
+    try:
+        running.journal.write_now(running.uplink_rows(stopping=True))
+    except (RelayError, sqlite3.Error) as error:  # only what relay status shows of the uplink is lost
+        log_event(log, logging.WARNING, "uplinks_not_saved", error=str(error))
 
 
 def _log_started(running: Running) -> None:
@@ -174,6 +191,18 @@ async def _watch_sinks(running: Running) -> None:
         for sink in running.sinks:
             running.look_at_sink(sink, now)
         await trio.sleep(SINK_LOOK_S)
+
+
+async def _save_uplinks(running: Running) -> None:
+    """Every UPLINK_SAVE_S, store the sinks' uplinks that changed (``relay status`` reads them)."""
+    while True:
+        await trio.sleep(UPLINK_SAVE_S)
+        rows = running.uplink_rows()
+        if rows:
+            try:
+                await running.journal.append(rows)
+            except RelayError as error:
+                log_event(log, logging.WARNING, "uplinks_not_saved", error=str(error))
 
 
 async def _watch_silence(running: Running) -> None:

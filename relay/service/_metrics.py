@@ -14,6 +14,7 @@ to import.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,31 @@ class RelayCollector(Collector):
         )
         yield from _rendered([(running.listener.stats, (), ())], prefix="relay_")
         yield from _rendered([(running.journal.stats, (), ())], prefix="relay_journal_")
+        yield from self._commands()
+        if running.config.modem is not None:
+            yield from _rendered([(running.control_stats, (), ())], prefix="relay_cli_")
         yield from self._sinks(health["checks"]["sinks"])
+
+    def _commands(self) -> Iterator[Metric]:
+        commands = self.running.journal.commands
+        yield from _rendered([(commands.stats, (), ())], prefix="relay_commands_")
+        pending = commands.pending()
+        queued = sum(command.state.value == "queued" for command in pending)
+        yield GaugeMetricFamily(
+            "relay_commands_queued", "Commands waiting to be sent (their device away or busy).", value=queued
+        )
+        yield GaugeMetricFamily(
+            "relay_commands_in_flight",
+            "Commands sent and waiting for their device's answer.",
+            value=len(pending) - queued,
+        )
+        oldest = commands.oldest_queued()
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
+        yield GaugeMetricFamily(
+            "relay_commands_oldest_queued_seconds",
+            "How long the oldest command waiting to be sent has waited (0: none waits).",
+            value=max(age, 0.0),
+        )
 
     def _sinks(self, checks: dict[str, dict[str, Any]]) -> Iterator[Metric]:
         sinks = [
@@ -105,6 +130,21 @@ class RelayCollector(Collector):
             "with an error); 0 while it is fine.",
             labels,
             [(key, checks.get(sink.name, {}).get("stalled_s", 0.0)) for sink, key in sinks],
+        )
+        watches = {sink.name: self.running.sink_watches.get(sink.name) for sink, _ in sinks}
+        yield _family(
+            GaugeMetricFamily,
+            "relay_sink_state_since_timestamp_seconds",
+            "Unix time the sink last connected or disconnected (0: not seen yet).",
+            labels,
+            [(key, (watch.since or 0.0) if (watch := watches[sink.name]) else 0.0) for sink, key in sinks],
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "relay_sink_uplink_windows",
+            "The sink's connected windows in the last 24 hours (since start).",
+            labels,
+            [(key, len(watch.windows) if (watch := watches[sink.name]) else 0) for sink, key in sinks],
         )
         yield from _rendered([(sink.stats, labels, key) for sink, key in sinks], prefix="relay_sink_")
 

@@ -65,6 +65,7 @@ def live(running: Running) -> dict[str, Any]:
                 "connected": sink.connected,
                 "last_error": sink.last_error,
                 "pending": sink.backlog(),
+                **running.uplink(sink),
             }
             for sink in running.sinks
         },
@@ -203,6 +204,10 @@ def _journal(status: dict[str, Any], relay: dict[str, Any]) -> str:
         _row("quarantine", f"{status['quarantine']} undecodable frames"),
         _row("dead letters", f"{status.get('dead_letters', 0)} refused for good"),
     ]
+    commands = status.get("commands")
+    if commands:
+        oldest = f", the oldest {commands['oldest_age_s'] or 0:.0f} s old" if commands["queued"] else ""
+        rows.append(_row("commands", f"{commands['queued']} waiting{oldest}, {commands['sent']} sent"))
     return f'<section><h2>Journal</h2><article class="card"><dl>{"".join(rows)}</dl></article></section>'
 
 

@@ -147,6 +147,7 @@ async def answer(
     if path in ("/", "/status"):
         status = await reader.read()
         status["relay"] = live(running)
+        _live_sinks(running, status["sinks"])  # live, not as old as the journal read
         if path == "/" and not _wants_json(accept):
             page = render(status, token=token).encode()
             return _response("200 OK", page, "text/html; charset=utf-8", head_only, PAGE_HEADERS)
@@ -180,6 +181,16 @@ def _live_devices(running: Running, devices: list[dict[str, Any]]) -> None:
                 device["recent_alarms"] = live["recent_alarms"]
         known = running.registry.get(device["device_id"])
         device["name"] = known.name if known is not None else None
+
+
+def _live_sinks(running: Running, sinks: list[dict[str, Any]]) -> None:
+    """Each sink's backlog (from the journal) with its uplink: connected or not since when, its last
+    error, and its windows of the last 24 hours."""
+    by_name = {sink.name: sink for sink in running.sinks}
+    for entry in sinks:
+        sink = by_name.get(entry["sink"])
+        if sink is not None:
+            entry.update(connected=sink.connected, last_error=sink.last_error, **running.uplink(sink))
 
 
 async def serve_status(

@@ -36,8 +36,17 @@ log = logging.getLogger("relay.delivery")
 
 #: Longest time an acknowledged position stays unsaved (fewer SD-card writes than one per ack).
 CURSOR_FLUSH_S = 0.5
-#: The most rows one :meth:`Delivery.take` reads.
+#: The most rows one :meth:`Delivery.take` looks at.
 MAX_SCAN = 2000
+#: The most rows one journal query reads ahead: :meth:`Delivery.take` hands them out from memory, so
+#: a drain costs one query per page instead of one per acknowledgement.
+READ_AHEAD_ROWS = 500
+#: About how many bytes the rows read ahead may hold: a page of photos is made shorter to fit.
+READ_AHEAD_BYTES = 1 << 20
+#: A streaming sink's pump (:meth:`Delivery.wake_on_part`) is woken when this part of its window is
+#: free, not for every acknowledgement: one wake-up then sends a batch, while 9/10 of the window is
+#: still in flight, so it never runs dry.
+WAKE_FRACTION = 10
 
 
 class Delivery:
@@ -74,6 +83,10 @@ class Delivery:
         #: None before the first since start.
         self.last_delivery: float | None = None
         self._flush_threshold = max(window, 1)
+        #: Free places in the window that wake a waiting pump (see :meth:`wake_on_part`).
+        self._wake_room = 1
+        #: Rows of the next read-ahead query: starts at a window, grows while rows are small.
+        self._page = max(window, 1)
         self._changed = trio.Event()
         self._flush_wanted = trio.Event()
         self._dirty: dict[str, int] = {}
@@ -90,6 +103,12 @@ class Delivery:
     def _wake(self) -> None:
         self._changed.set()
 
+    def wake_on_part(self) -> None:
+        """Make :meth:`wait_for_work` wait until a tenth of the window is free (WAKE_FRACTION), not one
+        place: for a sink that streams (MQTT, OsmAnd), where one wake-up per acknowledgement would
+        cost more than the sending. A sink that batches on its own (HTTP) keeps one place."""
+        self._wake_room = max(1, self.window // WAKE_FRACTION)
+
     # -- handing out ----------------------------------------------------------------------------
 
     @property
@@ -104,7 +123,11 @@ class Delivery:
         self._pending: dict[str, deque[int]] = {}
         self._acked: set[int] = set()
         self._early: set[int] = set()
+        #: Everything up to here was handed out, skipped or found delivered; the reports read after
+        #: it and not yet handed out are in ``_ahead`` (in ``seq`` order, up to ``_fetched_pos``).
         self._read_pos = self.floor
+        self._ahead: deque[StoredReport] = deque()
+        self._fetched_pos = self.floor
         self._live_done = self.drain is not Drain.LIVE_FIRST
 
     def take(self, limit: int | None = None) -> list[StoredReport]:
@@ -122,31 +145,48 @@ class Delivery:
             reports = self._take_newest(room)
             room -= len(reports)
         scanned = 0
-        # Rows this sink skips (frames kept for passthrough) take no room: scan at most so many per
+        # Rows this sink skips (frames kept for passthrough) take no room: look at most so many per
         # call, so a long run of them never holds the event loop (the caller comes back for more).
+        ahead = self._ahead
+        cursors = self.cursors
+        early = self._early
         while room > 0 and scanned < MAX_SCAN:
-            batch = self.journal.read_after(self._read_pos, room)
-            scanned += len(batch)
-            if not batch:  # perhaps only unreadable reports are left: go past them
-                self._read_pos = self.journal.skip_unreadable(self._read_pos)
+            if not ahead and not self._read_ahead():
                 break
-            for report in batch:
-                self._read_pos = report.seq
-                if report.seq in self._early:
-                    self._early.discard(report.seq)
-                    continue
-                if report.seq <= self.cursors.get(report.device_id or "", 0):
-                    continue  # delivered before this (re)connection
-                self._track(report)
-                if report.event == FRAME_EVENT:  # kept for passthrough only: nothing to send here
-                    frames.append(report.seq)
-                    continue
-                reports.append(report)
-                room -= 1
+            report = ahead.popleft()
+            scanned += 1
+            self._read_pos = report.seq
+            if early and report.seq in early:
+                early.discard(report.seq)
+                continue
+            if report.seq <= cursors.get(report.device_id or "", 0):
+                continue  # delivered before this (re)connection
+            self._track(report)
+            if report.event == FRAME_EVENT:  # kept for passthrough only: nothing to send here
+                frames.append(report.seq)
+                continue
+            reports.append(report)
+            room -= 1
         if frames:
             self.acknowledge(frames)
             self.stats.delivered -= len(frames)
         return reports
+
+    def _read_ahead(self) -> bool:
+        """Read the next page of committed reports into ``_ahead``; False when there is none."""
+        batch = self.journal.read_after(self._fetched_pos, self._page)
+        if not batch:  # perhaps only unreadable reports are left: go past them
+            # Nothing is read ahead here, so the handed-out position is where the reading stopped.
+            self._read_pos = self._fetched_pos = self.journal.skip_unreadable(self._fetched_pos)
+            return False
+        self._ahead.extend(batch)
+        self._fetched_pos = batch[-1].seq
+        size = sum(
+            len(report.payload) + len(report.media or b"") + len(report.raw or b"") for report in batch
+        )
+        fits = READ_AHEAD_BYTES * len(batch) // max(size, 1)
+        self._page = max(self.window, 1, min(READ_AHEAD_ROWS, fits))
+        return True
 
     def _take_newest(self, room: int) -> list[StoredReport]:
         newest = self.journal.newest_per_device(after=self._read_pos)
@@ -199,7 +239,8 @@ class Delivery:
         self._advance_floor()
         if self._acked_since_flush >= self._flush_threshold:
             self._flush_wanted.set()
-        self._changed.set()
+        if self.window - len(self._inflight) >= self._wake_room:
+            self._changed.set()
 
     def acknowledge_device(self, device: str, seq: int) -> None:
         """Everything of ``device`` up to ``seq`` is delivered: for senders that read each device's
@@ -234,7 +275,8 @@ class Delivery:
 
     async def wait_for_work(self) -> None:
         """Return once there is something to hand out and room for it: a new report committed (or the
-        live-first pass still to do) and a free place in the window."""
+        live-first pass still to do) and a free place in the window (a tenth of it after
+        :meth:`wake_on_part`)."""
         self._advance_floor()
         if self._work_ready():
             await trio.lowlevel.checkpoint()
@@ -243,10 +285,15 @@ class Delivery:
             self._changed = trio.Event()
             await self._changed.wait()
 
+    def work_ready(self) -> bool:
+        """Whether :meth:`wait_for_work` would return now (it may still :meth:`take` nothing when
+        all that is left is skipped)."""
+        return self._work_ready()
+
     def _work_ready(self) -> bool:
         if self.journal.last_seq <= self._read_pos and self._live_done:
             return False
-        return len(self._inflight) < self.window
+        return self.window - len(self._inflight) >= self._wake_room
 
     def backlog(self) -> int:
         """Reports committed and not yet delivered (an upper bound while some are in flight)."""

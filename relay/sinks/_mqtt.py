@@ -1,15 +1,14 @@
 """The MQTT sink: every committed report published at QoS 1, in order per device, until PUBACKed.
 
-paho-mqtt 2.x is driven from trio through its non-blocking socket API (``on_socket_open``,
-``on_socket_register_write``, ``loop_read``/``loop_write``/``loop_misc`` with
-``trio.lowlevel.wait_readable``): no hidden thread, cancellation works. Only the blocking DNS lookup
-and TCP connect of ``connect()`` run in a worker thread.
+MQTT 3.1.1 is spoken by :mod:`relay.sinks._mqtt_wire` (sans-I/O packets) over a trio stream (TCP, or
+TLS with ``mqtts://``): no thread, cancellation works, and a publish costs a few byte joins, so a
+backlog drains at the pace of the broker's PUBACKs rather than of a client library's bookkeeping.
 
 Delivery (:mod:`relay.sinks._delivery`): reports are published in ``seq`` order with at most ``inflight``
 awaiting their PUBACK; a report counts as delivered only once acknowledged. After a disconnect or a
 crash the sink resumes from its durable position, so a report may be published twice (at least
-once; receivers drop duplicates by ``id``), never lost. A new paho client is made for every
-connection so nothing of an old session lingers.
+once; receivers drop duplicates by ``id``), never lost. Reports never rely on the broker's session: the
+journal is the queue.
 
 A broker that stops acknowledging is given ``puback_timeout_s``: when the oldest publish has waited
 that long the connection is dropped and its window sent again on the next one. The reconnect
@@ -30,18 +29,20 @@ Topics (``<prefix>`` = the sink's ``topic_prefix``):
 
 Commands come in on ``<prefix>/<device_id>/command`` (subscribed at QoS 1 on the same connection, with
 ``commands = true``): a JSON object ``{"id", "type", "params", "expires_s", "via"}`` (only ``type`` is
-required). Each is checked and queued in the journal before its PUBACK goes (manual acks), so a
-command the broker was told is taken is durable; a bad one (not JSON, an unknown device, type or key,
-wrong parameters, an id used before) gets its reason on ``<prefix>/<device_id>/command/result`` and
-never stops the sink.
+required). Each is checked and queued in the journal before its PUBACK goes, so a command the
+broker was told is taken is durable. With commands on, the session is persistent (no clean session,
+the fixed ``client_id``): commands published while the relay is away or disconnected wait in the
+broker's queue for it, and a command the relay took but had not acknowledged comes again. A bad one
+(not JSON, an unknown device, type or key, wrong parameters, an id used before) gets its reason on
+``<prefix>/<device_id>/command/result`` and never stops the sink.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
+import math
 import socket
 import ssl
 import time
@@ -49,21 +50,19 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-import paho.mqtt.client as paho
 import trio
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ..config import MqttSinkSettings
-from ..errors import CommandRefused, JournalError, SinkError
+from ..errors import CommandIdUsed, CommandRefused, JournalError, SinkError
 from ..journal import (
     COMMAND_RESULT,
     Journal,
     StoredReport,
     parse_command_json,
-    prepare_command,
     refusal_document,
 )
 from ..logs import log_event
+from . import _mqtt_wire as wire
 from ._base import Sink
 from ._retry import Uplink, backoff_delay, innermost
 
@@ -71,8 +70,10 @@ log = logging.getLogger("relay.mqtt")
 
 #: How long the broker gets to answer CONNECT.
 CONNECT_TIMEOUT_S = 15.0
-#: paho's housekeeping (keepalive PINGREQ, retries) cadence.
-MISC_INTERVAL_S = 1.0
+#: Linux's TCP_QUICKACK (None elsewhere).
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+#: What a publish that is not a report waits for, in the window of publishes (``_mids``).
+_STATUS, _OTHER = None, -1
 #: Commands received and not yet queued, at most; more are refused (the sender is flooding).
 COMMANDS_WAITING = 256
 #: On a stop, how long the PUBACKs of the reports in flight are waited for (then they are sent again
@@ -99,12 +100,19 @@ def topic_segment(device_id: str | None) -> str:
     return "".join(chr(byte) if byte in _TOPIC_SAFE else f"%{byte:02X}" for byte in device_id.encode())
 
 
-def topic_for(prefix: str, report: StoredReport) -> str:
-    device = topic_segment(report.device_id)
+def topic_kind(report: StoredReport) -> str:
+    """The report's last topic levels: ``command/result``, ``photo``, ``position`` or ``event``."""
     if report.event == COMMAND_RESULT:
-        return f"{prefix}/{device}/command/result"
-    kind = "photo" if report.media is not None else "position" if report.has_position else "event"
-    return f"{prefix}/{device}/{kind}"
+        return "command/result"
+    return "photo" if report.media is not None else "position" if report.has_position else "event"
+
+
+def topic_for(prefix: str, report: StoredReport) -> str:
+    return f"{prefix}/{topic_segment(report.device_id)}/{topic_kind(report)}"
+
+
+#: Topics a sink keeps built (per device and kind); past this many the cache starts again.
+TOPICS_KEPT = 30_000
 
 
 def payload_for(report: StoredReport) -> bytes:
@@ -126,8 +134,8 @@ class MqttSink(Sink):
         self.puback_timeouts = 0
         #: Failed connections since one proved good: the reconnect backoff grows with it.
         self.failures = 0
-        #: Per unacknowledged publish (by paho's mid): its report's seq (None: the status) and when
-        #: it was published, oldest first.
+        #: Per unacknowledged publish (by packet id): its report's seq (``_STATUS``: the online
+        #: status; ``_OTHER``: a command's refusal) and when it was published, oldest first.
         self._mids: dict[int, tuple[int | None, float]] = {}
         self._reports_published = 0
         self._reports_acked = 0
@@ -135,7 +143,20 @@ class MqttSink(Sink):
         #: Commands taken from the broker and refused (bad input), since start.
         self.commands_refused = 0
         self.commands_queued = 0
-        self._incoming: trio.MemorySendChannel[tuple[int, int, str, bytes]] | None = None
+        self._incoming: trio.MemorySendChannel[wire.Message] | None = None
+        #: Seqs PUBACKed in the bytes read last: acknowledged together, once per read.
+        self._acks: list[int] = []
+        #: Each (device, kind)'s topic (UTF-8), built once.
+        self._topics: dict[tuple[str | None, str], bytes] = {}
+        #: Bytes to write, sent by the connection's writer task (:meth:`_write`).
+        self._out = bytearray()
+        self._out_ready = trio.Event()
+        self._packet_id = 0
+        #: A PINGREQ was sent and its PINGRESP has not come yet.
+        self._ping_unanswered = False
+        #: When the connection last wrote (trio time): the keepalive counts from it.
+        self._written_at = 0.0
+        # (no wake_on_part: a publish is cheap, and a window refilled at every read keeps data flowing)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -146,8 +167,10 @@ class MqttSink(Sink):
                 error = innermost(raised)
                 self.last_error = str(error) or type(error).__name__
                 expected = isinstance(
-                    error, (OSError, ssl.SSLError, _Disconnected, SinkError, trio.TooSlowError)
-                )
+                    error,
+                    (OSError, _Disconnected, SinkError, trio.TooSlowError, trio.BrokenResourceError,
+                     wire.WireError),
+                )  # fmt: skip
                 log_event(
                     log,
                     logging.WARNING if expected else logging.ERROR,
@@ -161,6 +184,7 @@ class MqttSink(Sink):
                     log.error("mqtt_sink_bug", exc_info=error)
             finally:
                 self.connected = False
+                self._acknowledge_pending()
                 self.delivery.rewind()
                 self.delivery.save_now()
             self.failures = 0 if self._connection_was_good() else self.failures + 1
@@ -184,67 +208,32 @@ class MqttSink(Sink):
         self._unreachable = False
         self._incoming = None
         self._mids = {}
+        self._out = bytearray()
+        self._out_ready = trio.Event()
+        self._ping_unanswered = False
+        self._written_at = trio.current_time()
         self._reports_published = self._reports_acked = 0
         self._status_acked = False
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            clean_session=True,
-            reconnect_on_failure=False,
-            manual_ack=True,
-        )
-        client.max_inflight_messages_set(settings.inflight)
-        client.will_set(self.status_topic, "offline", qos=1, retain=True)
-        if settings.username is not None:
-            client.username_pw_set(settings.username, settings.password)
-        if settings.tls:
-            try:
-                client.tls_set(ca_certs=settings.ca_file)
-            except OSError as error:  # ssl.SSLError is an OSError
-                raise SinkError(self.name, f"cannot use ca_file {settings.ca_file}: {error}") from None
-
-        state = _ConnectionState()
-        client.on_socket_open = state.socket_open
-        client.on_socket_close = state.socket_close
-        client.on_socket_register_write = state.register_write
-        client.on_socket_unregister_write = state.unregister_write
-        client.on_connect = state.connected
-        client.on_disconnect = state.disconnected
-        client.on_publish = lambda _c, _u, mid, _rc, _p: self._acknowledged(mid)
-        client.on_message = lambda _c, _u, message: self._command_received(client, message)
-
+        stream, sock = await self._open()
+        reader = wire.PacketReader()
+        receive: trio.MemoryReceiveChannel[wire.Message] | None = None
+        if settings.commands:  # before the CONNACK: the broker's kept commands may come with it
+            self._incoming, receive = trio.open_memory_channel[wire.Message](COMMANDS_WAITING)
         try:
-            await trio.to_thread.run_sync(client.connect, settings.host, settings.port, settings.keepalive_s)
-        except (OSError, ValueError) as error:
-            # A TLS handshake that failed reached the broker: probing would only retry it at once.
-            self._unreachable = not isinstance(error, ssl.SSLError)
-            raise SinkError(
-                self.name, f"cannot connect to {settings.host}:{settings.port}: {error}"
-            ) from None
-        sock = state.sock
-        if sock is None:
-            raise SinkError(self.name, "paho opened no socket")
-        state.in_trio = True
-        try:
+            await self._handshake(stream, reader)
+            self.connected = True
+            self.connects += 1
+            self.last_error = None
+            self._write(wire.publish(self.status_topic.encode(), b"online", self._next_id(), retain=True))
+            self._mids[self._packet_id] = (_STATUS, time.monotonic())
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._reader, client, sock)
-                nursery.start_soon(self._writer, client, sock, state)
-                nursery.start_soon(self._misc, client)
-                with trio.fail_after(CONNECT_TIMEOUT_S):
-                    await state.connack.wait()
-                if state.refused is not None:
-                    raise SinkError(self.name, f"broker refused the connection: {state.refused}")
-                self.connected = True
-                self.connects += 1
-                self.last_error = None
-                online = client.publish(self.status_topic, "online", qos=1, retain=True)
-                self._mids[online.mid] = (None, time.monotonic())
-                if settings.commands:
-                    send, receive = trio.open_memory_channel[tuple[int, int, str, bytes]](COMMANDS_WAITING)
-                    self._incoming = send
-                    nursery.start_soon(self._take_commands, client, state, receive)
-                    client.subscribe(f"{settings.topic_prefix}/+/command", qos=1)
-                state.wake_writer()
+                nursery.start_soon(self._writer, stream)
+                nursery.start_soon(self._reader, stream, sock, reader)
+                nursery.start_soon(self._pinger)
+                if receive is not None:
+                    nursery.start_soon(self._take_commands, receive)
+                    self._write(wire.subscribe(self._next_id(), f"{settings.topic_prefix}/+/command"))
+                    self._mids[self._packet_id] = (_OTHER, time.monotonic())  # until its SUBACK
                 log_event(
                     log,
                     logging.INFO,
@@ -255,74 +244,181 @@ class MqttSink(Sink):
                 )
                 nursery.start_soon(self.delivery.run_flusher)
                 nursery.start_soon(self._puback_watchdog)
-                await self._pump(client, state)
+                await self._pump()
         finally:
             self._incoming = None  # nothing takes commands any more
+            stopping = trio.current_effective_deadline() == -math.inf  # cancelled: the relay stops
             with trio.CancelScope(shield=True):
-                with trio.move_on_after(DRAIN_S):
-                    await self._drain(client, sock, state)
+                if stopping:
+                    await self._drain(stream, reader)
                 with trio.move_on_after(2):
-                    await self._goodbye(client, sock, state)
+                    await self._goodbye(stream)
 
-    async def _drain(self, client: paho.Client, sock: socket.socket, state: _ConnectionState) -> None:
+    async def _open(self) -> tuple[trio.abc.Stream, trio.socket.SocketType]:
+        """The connection (TLS handshake done, with ``mqtts://``) and its TCP socket, within
+        CONNECT_TIMEOUT_S.
+
+        :raises SinkError: it could not be made (``_unreachable`` set when TCP itself failed).
+        """
+        settings = self.settings
+        where = f"{settings.host}:{settings.port}"
+        context = None
+        if settings.tls:
+            try:
+                context = ssl.create_default_context(cafile=settings.ca_file)
+            except OSError as error:  # ssl.SSLError is an OSError
+                raise SinkError(self.name, f"cannot use ca_file {settings.ca_file}: {error}") from None
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT_S):
+                tcp = await trio.open_tcp_stream(settings.host, settings.port)
+        except (OSError, trio.TooSlowError) as error:
+            self._unreachable = True
+            raise SinkError(self.name, f"cannot connect to {where}: {error or 'timed out'}") from None
+        if context is None:
+            return tcp, tcp.socket
+        tls = trio.SSLStream(tcp, context, server_hostname=settings.host)
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT_S):
+                await tls.do_handshake()
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError) as error:
+            await trio.aclose_forcefully(tcp)
+            # A TLS handshake that failed reached the broker: probing would only retry it at once.
+            cause = error.__cause__ if isinstance(error, trio.BrokenResourceError) else error
+            raise SinkError(self.name, f"cannot connect to {where}: {cause or 'timed out'}") from None
+        return tls, tcp.socket
+
+    async def _handshake(self, stream: trio.abc.Stream, reader: wire.PacketReader) -> None:
+        """CONNECT (``offline`` as the retained last will), and its CONNACK.
+
+        :raises SinkError: the broker refused the connection; :raises trio.TooSlowError: no answer.
+        """
+        settings = self.settings
+        packet = wire.connect(
+            settings.client_id,
+            keepalive_s=settings.keepalive_s,
+            username=settings.username,
+            password=settings.password if settings.username is not None else None,
+            will=(self.status_topic, b"offline"),
+            # Taking commands, the session lasts: the broker keeps the ones sent while the relay is
+            # away (its QoS 1 queue) and hands them over when it is back.
+            clean_session=not settings.commands,
+        )
+        with trio.fail_after(CONNECT_TIMEOUT_S):
+            await stream.send_all(packet)
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    raise _Disconnected("the broker closed the connection before its CONNACK")
+                packets = reader.feed(data)
+                if packets:
+                    break
+        first = packets[0]
+        if not isinstance(first, wire.ConnAck):
+            raise wire.WireError(f"the broker answered CONNECT with {type(first).__name__}")
+        if first.code:
+            reason = wire.REFUSALS.get(first.code, f"return code {first.code}")
+            raise SinkError(self.name, f"broker refused the connection: {reason}")
+        self._handle(packets[1:])
+
+    def _next_id(self) -> int:
+        """A packet id no publish in flight has (1-65535)."""
+        packet_id = self._packet_id
+        while True:
+            packet_id = packet_id % 65535 + 1
+            if packet_id not in self._mids:
+                self._packet_id = packet_id
+                return packet_id
+
+    def _write(self, data: bytes) -> None:
+        """Queue ``data`` for the writer task (in order; it sends what has gathered at once)."""
+        self._out += data
+        self._out_ready.set()
+
+    async def _writer(self, stream: trio.abc.Stream) -> None:
+        while True:
+            await self._out_ready.wait()
+            data, self._out = self._out, bytearray()
+            self._out_ready = trio.Event()
+            await stream.send_all(data)
+            self._written_at = trio.current_time()
+
+    async def _reader(
+        self, stream: trio.abc.Stream, sock: trio.socket.SocketType, reader: wire.PacketReader
+    ) -> None:
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                raise _Disconnected("connection lost (the broker closed it)")
+            # Acknowledge the broker's segment at once, not after Linux's delayed-ACK timer: a broker
+            # with Nagle on (mosquitto's default) holds its next PUBACKs until this ACK, 40 ms a window.
+            if _QUICKACK is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            self._handle(reader.feed(data))
+            self._acknowledge_pending()
+            # The PUBACKs freed part of the window: refill it from here, in the same step, rather than
+            # by waking the pump (the drain is bound by these round trips, not by the CPU).
+            if self.delivery.work_ready():
+                self._send_more()
+
+    def _handle(self, packets: list[wire.Packet]) -> None:
+        for packet in packets:
+            kind = type(packet)
+            if kind is wire.PubAck:
+                self._acknowledged(packet.packet_id)  # type: ignore[union-attr]
+            elif kind is wire.Message:
+                self._command_received(packet)  # type: ignore[arg-type]
+            elif kind is wire.PingResp:
+                self._ping_unanswered = False
+            elif kind is wire.SubAck:
+                self._mids.pop(packet.packet_id, None)  # type: ignore[union-attr]
+                if b"\x80" in packet.codes:  # type: ignore[union-attr]
+                    log_event(log, logging.WARNING, "mqtt_commands_refused", sink=self.name,
+                              reason="the broker refused the subscription to the command topic")  # fmt: skip
+            else:
+                raise wire.WireError(f"an unexpected {kind.__name__} from the broker")
+
+    async def _pinger(self) -> None:
+        """A PINGREQ when nothing was written for a keepalive (a metered link pays for no more); a
+        broker that has not answered it a keepalive later is gone."""
+        keepalive = self.settings.keepalive_s
+        while True:
+            await trio.sleep_until(self._written_at + keepalive)
+            if trio.current_time() < self._written_at + keepalive:
+                continue  # written meanwhile
+            if self._ping_unanswered:
+                raise _Disconnected(f"keepalive failed (no PINGRESP within {keepalive} s)")
+            self._ping_unanswered = True
+            self._write(wire.PINGREQ_PACKET)
+            self._written_at = trio.current_time()  # its answer is due a keepalive from now
+
+    async def _drain(self, stream: trio.abc.Stream, reader: wire.PacketReader) -> None:
         """On a stop, wait (DRAIN_S at most) for the PUBACKs of the reports in flight: their cursor is
         then saved, and the next start does not send them again."""
         if not self.connected:
             return
-        pending = getattr(sock, "pending", lambda: 0)
-        while not state.closed and any(seq is not None for seq, _ in self._mids.values()):
-            if client.want_write():
-                await trio.lowlevel.wait_writable(sock)
-                code = client.loop_write()
-            else:
-                if not pending():
-                    await trio.lowlevel.wait_readable(sock)
-                code = client.loop_read()
-            if code != paho.MQTT_ERR_SUCCESS:
+        with trio.move_on_after(DRAIN_S):
+            try:
+                if self._out:
+                    data, self._out = self._out, bytearray()
+                    await stream.send_all(data)
+                while any(seq is not None and seq >= 0 for seq, _ in self._mids.values()):
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    self._handle(reader.feed(data))
+            except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError,
+                    OSError, wire.WireError):  # fmt: skip
                 return
 
-    async def _goodbye(self, client: paho.Client, sock: socket.socket, state: _ConnectionState) -> None:
+    async def _goodbye(self, stream: trio.abc.Stream) -> None:
         """On a clean stop, say ``offline`` ourselves: a clean DISCONNECT suppresses the last will."""
-        if not self.connected or state.closed:
-            if not state.closed:
-                client.loop_write()
-                sock.close()
-            return
-        client.publish(self.status_topic, "offline", qos=1, retain=True)
-        client.disconnect()
-        while client.want_write() and not state.closed:
-            await trio.lowlevel.wait_writable(sock)
-            client.loop_write()
-
-    async def _reader(self, client: paho.Client, sock: socket.socket) -> None:
-        # A TLS socket may hold decrypted bytes that no longer make the fd readable: drain them too.
-        pending = getattr(sock, "pending", lambda: 0)
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            code = client.loop_read()
-            while code == paho.MQTT_ERR_SUCCESS and pending() > 0:
-                code = client.loop_read()
-            if code != paho.MQTT_ERR_SUCCESS:
-                raise _Disconnected(f"connection lost ({paho.error_string(code)})")
-
-    async def _writer(self, client: paho.Client, sock: socket.socket, state: _ConnectionState) -> None:
-        while True:
-            if client.want_write():
-                await trio.lowlevel.wait_writable(sock)
-                code = client.loop_write()
-                if code != paho.MQTT_ERR_SUCCESS:
-                    raise _Disconnected(f"write failed ({paho.error_string(code)})")
-            else:
-                state.write_wanted = trio.Event()
-                if not client.want_write():
-                    await state.write_wanted.wait()
-
-    async def _misc(self, client: paho.Client) -> None:
-        while True:
-            await trio.sleep(MISC_INTERVAL_S)
-            code = client.loop_misc()
-            if code != paho.MQTT_ERR_SUCCESS:
-                raise _Disconnected(f"keepalive failed ({paho.error_string(code)})")
+        try:
+            if self.connected:
+                offline = wire.publish(self.status_topic.encode(), b"offline", self._next_id(), retain=True)
+                await stream.send_all(bytes(self._out) + offline + wire.DISCONNECT_PACKET)
+            await stream.aclose()
+        except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError, OSError):
+            await trio.aclose_forcefully(stream)
 
     async def _puback_watchdog(self) -> None:
         """Drop the connection once the oldest publish has waited ``puback_timeout_s`` for its PUBACK."""
@@ -341,44 +437,64 @@ class MqttSink(Sink):
                 )
             await trio.sleep(timeout - waited)
 
-    async def _pump(self, client: paho.Client, state: _ConnectionState) -> None:
+    def _topic(self, report: StoredReport) -> bytes:
+        key = (report.device_id, topic_kind(report))
+        topic = self._topics.get(key)
+        if topic is None:
+            if len(self._topics) >= TOPICS_KEPT:
+                self._topics.clear()
+            topic = self._topics[key] = topic_for(self.settings.topic_prefix, report).encode()
+        return topic
+
+    async def _pump(self) -> None:
+        """Publish what the journal gets while the window has room (the reader refills it on PUBACKs)."""
         while True:
-            reports = self.delivery.take()
-            now = time.monotonic()
-            for report in reports:
-                info = client.publish(
-                    topic_for(self.settings.topic_prefix, report), payload_for(report), qos=self.settings.qos
-                )
-                if info.rc != paho.MQTT_ERR_SUCCESS:
-                    raise _Disconnected(f"publish failed ({paho.error_string(info.rc)})")
-                self.stats.published += 1
-                self._reports_published += 1
-                self._mids[info.mid] = (report.seq, now)
-            if reports:
-                state.wake_writer()
+            if self._send_more():
                 await trio.lowlevel.checkpoint()
-                continue
-            await self.delivery.wait_for_work()
+            else:
+                await self.delivery.wait_for_work()
+
+    def _send_more(self) -> int:
+        """Publish the reports the window has room for, in one write (full TCP segments). Returns how
+        many were published."""
+        reports = self.delivery.take()
+        if not reports:
+            return 0
+        mids = self._mids
+        now = time.monotonic()
+        publish, next_id, topic = wire.publish, self._next_id, self._topic
+        packets = []
+        for report in reports:
+            packet_id = next_id()
+            packets.append(publish(topic(report), payload_for(report), packet_id))
+            mids[packet_id] = (report.seq, now)
+        self.stats.published += len(reports)
+        self._reports_published += len(reports)
+        self._write(b"".join(packets))
+        return len(reports)
 
     # -- commands in ----------------------------------------------------------------------------
 
-    def _command_received(self, client: paho.Client, message: paho.MQTTMessage) -> None:
-        """paho's on_message (in the trio thread, inside loop_read): hand the command to
-        :meth:`_take_commands`, which acknowledges it once queued."""
-        item = (message.mid, message.qos, message.topic, bytes(message.payload))
+    def _command_received(self, message: wire.Message) -> None:
+        """A PUBLISH from the broker: handed to :meth:`_take_commands`, which acknowledges it once
+        queued; refused at once when too many wait or the sink stops."""
         incoming = self._incoming
         try:
             if incoming is None:
                 raise trio.ClosedResourceError
-            incoming.send_nowait(item)
+            incoming.send_nowait(message)
         except trio.WouldBlock:
             device = self._command_device(message.topic)
-            self._refuse(client, device, {}, f"{COMMANDS_WAITING} commands are waiting to be queued already")
-            client.ack(message.mid, message.qos)
+            self._refuse(device, {}, f"{COMMANDS_WAITING} commands are waiting to be queued already")
+            self._ack(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             device = self._command_device(message.topic)
-            self._refuse(client, device, {}, "the relay is stopping: send the command again once it is back")
-            client.ack(message.mid, message.qos)
+            self._refuse(device, {}, "the relay is stopping: send the command again once it is back")
+            self._ack(message)
+
+    def _ack(self, message: wire.Message) -> None:
+        if message.packet_id is not None:
+            self._write(wire.puback(message.packet_id))
 
     def _command_device(self, topic: str) -> str | None:
         prefix = self.settings.topic_prefix + "/"
@@ -386,96 +502,58 @@ class MqttSink(Sink):
             return None
         return unquote(topic[len(prefix) : -len("/command")])
 
-    async def _take_commands(
-        self, client: paho.Client, state: _ConnectionState, receive: trio.MemoryReceiveChannel
-    ) -> None:
+    async def _take_commands(self, receive: trio.MemoryReceiveChannel[wire.Message]) -> None:
         """Check and queue each command received, then acknowledge it (PUBACK); refuse bad ones."""
-        async for mid, qos, topic, payload in receive:
+        async for message in receive:
+            topic, payload = message.topic, message.payload
             device = self._command_device(topic)
             fields: dict[str, Any] = {}
             try:
                 fields = parse_command_json(payload)
                 if device is None:
                     raise CommandRefused(f"topic {topic!r} is not <topic_prefix>/<device_id>/command")
-                command = prepare_command(
-                    device_id=device,
-                    type=fields.get("type"),
-                    params=fields.get("params"),
-                    via=fields.get("via", "data"),
-                    expires_s=fields.get("expires_s"),
-                    id=fields.get("id"),
-                    source=f"mqtt:{self.name}",
-                    now=datetime.now(UTC),
-                    protocol_of=self.journal.commands.protocol_of,
-                    phone_of=self.journal.commands.phone_of,
-                )
+                source, now = f"mqtt:{self.name}", datetime.now(UTC)
+                command = self.journal.commands.prepare(device, fields, source=source, now=now)
                 await self.journal.append(self.journal.queue_command(command))
                 self.commands_queued += 1
                 log_event(log, logging.INFO, "command_queued", sink=self.name, device=device, id=command.id,
                           type=command.type.value, source=command.source)  # fmt: skip
+            except CommandIdUsed as error:
+                if message.dup:  # taken before, its PUBACK lost with the connection: taken once
+                    log_event(log, logging.INFO, "command_duplicate", sink=self.name, device=device,
+                              id=fields.get("id"))  # fmt: skip
+                else:
+                    self._refuse(device, fields, str(error))
             except CommandRefused as error:
-                self._refuse(client, device, fields, str(error))
+                self._refuse(device, fields, str(error))
             except JournalError as error:
-                self._refuse(client, device, fields, f"the relay could not store it: {error}")
-            client.ack(mid, qos)
-            state.wake_writer()
+                self._refuse(device, fields, f"the relay could not store it: {error}")
+            self._ack(message)
 
-    def _refuse(self, client: paho.Client, device: str | None, fields: dict[str, Any], reason: str) -> None:
+    def _refuse(self, device: str | None, fields: dict[str, Any], reason: str) -> None:
         """Publish why a command was refused on its device's result topic (QoS 1, not retained)."""
         self.commands_refused += 1
+        self.journal.commands.refused("mqtt")
         log_event(log, logging.WARNING, "command_refused", sink=self.name, device=device, reason=reason)
         topic = f"{self.settings.topic_prefix}/{topic_segment(device)}/command/result"
-        document = refusal_document(device, fields, reason)
-        client.publish(topic, json.dumps(document, separators=(",", ":")), qos=1)
+        document = json.dumps(refusal_document(device, fields, reason), separators=(",", ":")).encode()
+        packet_id = self._next_id()
+        self._mids[packet_id] = (_OTHER, time.monotonic())
+        self._write(wire.publish(topic.encode(), document, packet_id))
 
-    def _acknowledged(self, mid: int) -> None:
-        published = self._mids.pop(mid, None)
+    def _acknowledged(self, packet_id: int) -> None:
+        published = self._mids.pop(packet_id, None)
         if published is None:
             return  # the offline status on the way out
         seq = published[0]
-        if seq is None:
+        if seq is _STATUS:
             self._status_acked = True
-        else:
+        elif seq != _OTHER:
             self._reports_acked += 1
-            self.delivery.acknowledge((seq,))
+            self._acks.append(seq)
 
-
-class _ConnectionState:
-    """What paho's callbacks report about one connection. Some callbacks run in the connect thread."""
-
-    def __init__(self) -> None:
-        self.sock: socket.socket | None = None
-        self.in_trio = False
-        self.closed = False
-        self.connack = trio.Event()
-        self.refused: str | None = None
-        self.write_wanted = trio.Event()
-
-    def socket_open(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
-        self.sock = sock
-
-    def socket_close(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
-        self.closed = True
-        # paho's __del__ may call this outside trio: only trio may be told.
-        with contextlib.suppress(RuntimeError):
-            trio.lowlevel.notify_closing(sock)
-
-    def register_write(self, _client: paho.Client, _userdata: Any, _sock: Any) -> None:
-        if self.in_trio:
-            self.wake_writer()
-
-    def unregister_write(self, _client: paho.Client, _userdata: Any, _sock: Any) -> None:
-        pass
-
-    def wake_writer(self) -> None:
-        self.write_wanted.set()
-
-    def connected(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            self.refused = str(reason)
-        self.connack.set()
-
-    def disconnected(
-        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        self.closed = True
+    def _acknowledge_pending(self) -> None:
+        """Hand the PUBACKs read to the delivery, all at once (one floor update, one wake-up)."""
+        if self._acks:
+            acks, self._acks = self._acks, []
+            self.delivery.acknowledge(acks)

@@ -22,7 +22,7 @@ from ._base import Sink
 
 
 def _mqtt(settings: MqttSinkSettings, journal: Journal) -> Sink:
-    from ._mqtt import MqttSink  # paho is imported only when a sink needs it
+    from ._mqtt import MqttSink  # imported only when a sink needs it
 
     return MqttSink(settings, journal)
 

@@ -6,7 +6,16 @@ Imports: :mod:`relay.journal`, the base modules and ``drivers``; never a sink or
 
 from ._listener import Ingest, Listener
 from ._modem import Modem, ModemStatus, Outbox, send_sms
-from ._provision import DEFAULT_WAIT_S, Outcome, bofan_steps, coban_steps, provision
+from ._provision import (
+    DEFAULT_WAIT_S,
+    OutboxLink,
+    Outcome,
+    ReplyTaps,
+    bofan_steps,
+    coban_steps,
+    provision,
+    steps_for,
+)
 from ._serial import serve_serial
 from ._sms import send_sms_commands, serve_sms
 
@@ -17,7 +26,9 @@ __all__ = [
     "Modem",
     "ModemStatus",
     "Outbox",
+    "OutboxLink",
     "Outcome",
+    "ReplyTaps",
     "bofan_steps",
     "coban_steps",
     "provision",
@@ -25,4 +36,5 @@ __all__ = [
     "send_sms_commands",
     "serve_serial",
     "serve_sms",
+    "steps_for",
 ]

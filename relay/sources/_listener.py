@@ -65,6 +65,8 @@ UDP_ANSWER_QUEUE = 10_000
 #: A UDP device's last address takes its commands for this long after its last datagram (NAT
 #: mappings of mobile networks last a minute or more).
 UDP_FRESH_S = 60.0
+#: Reads of one stream whose replies may wait for their commit at once (beyond that, reading waits).
+PIPELINE = 8
 #: How long a closing connection waits for its in-flight command's failure to be stored.
 CLOSE_STORE_S = 2.0
 
@@ -305,6 +307,13 @@ class Ingest:
 
         :raises JournalError: the commit failed; nothing was acknowledged.
         """
+        await self.answer(await self.submit(session, data, peer=peer, transport=transport), send)
+        return session.closed is None
+
+    async def submit(self, session: Session, data: bytes, *, peer: str, transport: Transport) -> Pending:
+        """Give ``data`` (``b""``: the end of the stream) to ``session`` and queue what it decodes to
+        for the next commit, without waiting for it: :meth:`answer` sends the replies once it is done.
+        The session's state moves on at once, so the next bytes can be decoded meanwhile."""
         stats = self.stats
         held = session.held_bytes
         received = time.monotonic()
@@ -323,18 +332,37 @@ class Ingest:
             events.append(overflow)
         stats.buffered_bytes += session.held_bytes - held
         items, replies = self.store(session, events, peer=peer, transport=transport)
-        if items:
-            await self.journal.append(items)
+        ticket = await self.journal.submit(items) if items else None
         if session.device_id is not None and session.device_id != known:
             self.activity("device_recognised", session.device_id, protocol=session.protocol,
                           transport=transport.value, peer=peer)  # fmt: skip
-        if replies:
-            latency = stats.ack_latency[transport.value]
-            for reply in replies:
+        return Pending(ticket, replies, received, transport)
+
+    async def answer(self, pending: Pending, send: Callable[[bytes], Awaitable[object]]) -> None:
+        """Wait for ``pending``'s commit, then send its replies (nothing is answered before it is stored).
+
+        :raises JournalError: the commit failed; nothing of it is answered.
+        """
+        if pending.ticket is not None:
+            await self.journal.wait_committed(pending.ticket)
+        if pending.replies:
+            stats = self.stats
+            latency = stats.ack_latency[pending.transport.value]
+            for reply in pending.replies:
                 await send(reply)
                 stats.replies += 1
-                latency.observe(time.monotonic() - received)
-        return session.closed is None
+                latency.observe(time.monotonic() - pending.received)
+
+
+@dataclass(slots=True)
+class Pending:
+    """What one read decoded to, queued for a commit (``ticket``; None: nothing to store), and the
+    replies that go once it is done."""
+
+    ticket: Any
+    replies: list[bytes]
+    received: float
+    transport: Transport
 
 
 class Listener:
@@ -471,36 +499,46 @@ class Listener:
         session = driver.new_session(transport)
         log_event(log, logging.DEBUG, "stream_recognised", peer=peer, protocol=driver.name)
         link = _Link(session, stream.send_all, peer)
-        feed = partial(self.ingest.feed, session, peer=peer, transport=transport, send=link.send)
+        submit = partial(self.ingest.submit, session, peer=peer, transport=transport)
+        # Reads go on while earlier frames wait for their commit (PIPELINE at most); a task beside
+        # them sends each read's replies, in order, once its commit is done.
+        to_answer, answers = trio.open_memory_channel[Pending](PIPELINE - 1)
         # One scope for the connection, its deadline moved around each read: cheaper than a new
         # timeout scope per read, and the wait for a commit is never cut short by it.
         idle = trio.CancelScope()
-        failure: BaseException | None = None
+        failures: list[BaseException] = []
+        answered = trio.Event()
+
+        async def feed(data: bytes) -> bool:
+            await to_answer.send(await submit(data))
+            return session.closed is None
+
         try:
             # The device's commands go down the stream from a task beside the reads; what breaks the
             # stream leaves the nursery as it is (no group), for the caller.
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._deliver, link)
+                nursery.start_soon(self._answer, answers, link, failures, nursery.cancel_scope, answered)
                 try:
                     with idle:
                         # A stream whose protocol is given starts with nothing read: no b"" to feed.
                         going_on = (not head or await feed(head)) and (not eof or await feed(b""))
-                        self._linked(link)
                         while going_on:
                             if idle_timeout is not None:
                                 idle.deadline = trio.current_time() + idle_timeout
                             data = await stream.receive_some(READ_SIZE)
                             idle.deadline = math.inf
                             going_on = await feed(data)
-                            self._linked(link)
-                        if session.closed != "the stream ended":
-                            reason = session.closed
-                            log_event(log, logging.INFO, "connection_closed", peer=peer, reason=reason)
+                    to_answer.close()
+                    await answered.wait()  # the last replies, before the stream closes
+                    if session.closed != "the stream ended" and not failures:
+                        reason = session.closed
+                        log_event(log, logging.INFO, "connection_closed", peer=peer, reason=reason)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, JournalError) as error:
-                    failure = error
+                    failures.append(error)
                 nursery.cancel_scope.cancel()
-            if failure is not None:
-                raise failure
+            if failures:
+                raise failures[0]
         finally:
             await self._unlink(link)
             if session.device_id is not None:
@@ -517,6 +555,26 @@ class Listener:
                     idle_s=idle_timeout,
                 )
 
+    async def _answer(
+        self,
+        answers: trio.MemoryReceiveChannel[Pending],
+        link: _Link,
+        failures: list[BaseException],
+        connection: trio.CancelScope,
+        answered: trio.Event,
+    ) -> None:
+        """Send each read's replies once its commit is done, in order; a failed commit or a broken
+        stream ends the connection (recorded in ``failures``)."""
+        try:
+            async for pending in answers:
+                await self.ingest.answer(pending, link.send)
+                self._linked(link)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, JournalError) as error:
+            failures.append(error)
+            connection.cancel()
+        finally:
+            answered.set()
+
     # -- commands -----------------------------------------------------------------------------
 
     def _command_ready(self, device_id: str) -> None:
@@ -529,7 +587,8 @@ class Listener:
             self._udp_wake.set()
 
     def _linked(self, link: _Link) -> None:
-        """After a feed: once the stream's device is known (its login answered), it takes commands."""
+        """After a read's replies went: once the stream's device is known (its login answered), it
+        takes commands."""
         device = link.session.device_id
         if device is None or link.ready.is_set():
             return

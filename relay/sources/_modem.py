@@ -636,6 +636,7 @@ class Modem:
         :raises ModemTimeout: no prompt, or no result within :data:`SEND_TIMEOUT_S`.
         """
         await self._write(f"AT+CMGS={tpdu_length}\r".encode())
+        line = ""  # a silent modem gives no line at all
         with trio.move_on_after(PROMPT_TIMEOUT_S):
             while True:
                 line = await self._next_line(prompt=True)

@@ -17,6 +17,10 @@ late acknowledgement of an earlier step is credited to that step.
 
 While provisioning, messages from other senders are left on the modem for the relay, untouched;
 replies from the tracker are deleted once printed.
+
+:func:`provision` drives either a modem of its own (``relay provision`` with the relay stopped) or the
+running relay's modem task (:class:`OutboxLink`: the SMS go through its :class:`~._modem.Outbox`,
+the tracker's replies come from its message handling, which hands them over instead of storing them).
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import trio
 
 from drivers.sms import sender_device
 from drivers.sms_pdu import Deliver, PduError, Reassembler, decode_pdu
 
-from ._modem import AtError, Modem, ModemError
+from ._modem import AtError, Modem, ModemError, Outbox
 
 log = logging.getLogger("relay.modem")
 
@@ -152,13 +157,148 @@ def bofan_steps(
     return steps
 
 
+def steps_for(
+    family: str,
+    *,
+    server: str,
+    port: int,
+    apn: str,
+    interval_s: int = 30,
+    password: str | None = None,
+    apn_user: str | None = None,
+    apn_password: str | None = None,
+    device_id: str | None = None,
+) -> list[Step]:
+    """The steps of ``family`` (``coban`` or ``bofan``) for a relay at ``server:port``.
+
+    :raises ValueError: an unknown family, or a value its sequence cannot carry."""
+    common: dict = {
+        "server": server,
+        "port": port,
+        "apn": apn,
+        "interval_s": interval_s,
+        "apn_user": apn_user,
+        "apn_password": apn_password,
+    }
+    if password:
+        common["password"] = password
+    if family == "coban":
+        return coban_steps(**common)
+    if family == "bofan":
+        return bofan_steps(**common, device_id=device_id)
+    raise ValueError(f"unknown tracker family {family!r} (coban or bofan)")
+
+
 def same_number(a: str, b: str) -> bool:
     """Two spellings of one phone number (``+63917...``, ``0917...``, ``63 917 ...``)."""
     return sender_device(a, {b: "x"}) == "x"
 
 
+class SmsLink(Protocol):
+    """What provisioning needs of a modem: send a text, and the tracker's replies as they come."""
+
+    async def start(self) -> None:
+        """Before the first step: what arrived before it is no reply."""
+
+    async def send_text(self, to: str, text: str) -> object:
+        """:raises ModemError: not sent."""
+
+    async def next_replies(self) -> list[str]:
+        """Wait a while for replies from the tracker; their texts (maybe none)."""
+
+
+class OutboxLink:
+    """Provisioning through the running relay's modem task: steps go out through ``outbox`` (each
+    given ``send_timeout_s`` to leave), replies come on ``replies`` (see :class:`ReplyTaps`).
+    ``down()`` says why the modem cannot send now (``None``: it can): a step is then not sent at once,
+    instead of after its timeout."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        replies: trio.MemoryReceiveChannel[str],
+        *,
+        send_timeout_s: float = 60.0,
+        down: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self.outbox = outbox
+        self.replies = replies
+        self.send_timeout_s = send_timeout_s
+        self.down = down
+        #: SMS sent and not sent so far.
+        self.sent = self.failed = 0
+
+    async def start(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_text(self, to: str, text: str) -> object:
+        reason = self.down()
+        try:
+            if reason is not None:
+                raise ModemError(reason)
+            references = await self.outbox.send(to, text, timeout_s=self.send_timeout_s)
+        except ModemError:
+            self.failed += 1
+            raise
+        self.sent += 1
+        return references
+
+    async def next_replies(self) -> list[str]:
+        texts = [await self.replies.receive()]
+        while True:
+            try:
+                texts.append(self.replies.receive_nowait())
+            except trio.WouldBlock:
+                return texts
+
+
+#: Replies held for one provisioning session at most (a tracker sends one or two per step).
+MAX_HELD_REPLIES = 32
+
+
+class ReplyTaps:
+    """The phone numbers being provisioned through the running relay, and where their replies go.
+
+    The relay's SMS handling offers every message to :meth:`offer` first; one from a number being
+    provisioned is handed to that session (and, unless it is a report, not stored)."""
+
+    def __init__(self) -> None:
+        self._taps: dict[str, trio.MemorySendChannel[str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._taps)
+
+    def open(self, number: str) -> trio.MemoryReceiveChannel[str]:
+        """Start taking ``number``'s replies; :meth:`close` it when done.
+
+        :raises ModemError: that number is being provisioned already."""
+        if any(same_number(number, known) for known in self._taps):
+            raise ModemError(f"{number} is being provisioned already")
+        send, receive = trio.open_memory_channel[str](MAX_HELD_REPLIES)
+        self._taps[number] = send
+        return receive
+
+    def close(self, number: str) -> None:
+        channel = self._taps.pop(number, None)
+        if channel is not None:
+            channel.close()
+
+    def offer(self, sender: str | None, text: str | None) -> bool:
+        """Hand ``text`` to the session provisioning ``sender``; whether there is one."""
+        if not sender:
+            return False
+        for number, channel in self._taps.items():
+            if same_number(sender, number):
+                try:
+                    channel.send_nowait(text or "")
+                except (trio.WouldBlock, trio.ClosedResourceError):
+                    log.warning("provisioning %s: reply dropped, %d unread already", number, MAX_HELD_REPLIES)
+                return True
+        return False
+
+
 async def provision(
-    modem: Modem,
+    link: Modem | SmsLink,
     to: str,
     steps: Sequence[Step],
     *,
@@ -167,15 +307,16 @@ async def provision(
 ) -> list[StepResult]:
     """Send each step to ``to``, wait up to ``wait_s`` for its reply, print what happens.
 
-    ``modem`` must be initialised (``+CMTI`` indications on). Returns one result per step.
+    ``link`` is an initialised :class:`Modem` (``+CMTI`` indications on) or the running relay's
+    (:class:`OutboxLink`). Returns one result per step.
     """
     results = [StepResult(step) for step in steps]
-    inbox = _Replies(modem, to)
+    inbox: SmsLink = _Replies(link, to) if isinstance(link, Modem) else link
     await inbox.start()
     for number, result in enumerate(results, start=1):
         out(f"step {number}/{len(results)}: {result.step.command}")
         try:
-            await modem.send_text(to, result.step.command)
+            await inbox.send_text(to, result.step.command)
         except ModemError as error:
             result.outcome = Outcome.NOT_SENT
             out(f"  not sent: {error}")
@@ -222,6 +363,9 @@ class _Replies:
         self.sender = sender
         self.seen: set[tuple[str, int, bytes]] = set()
         self.reassembler = Reassembler()
+
+    async def send_text(self, to: str, text: str) -> object:
+        return await self.modem.send_text(to, text)
 
     async def start(self) -> None:
         # What is stored now is old: not a reply to anything sent from here on.

@@ -12,6 +12,11 @@ has to stop for it: a command with ``via = "sms"``, or one that waited longer th
 (:func:`send_sms_commands`). A Coban (gps103) device answers by SMS ("... ok"): that answer
 acknowledges the command, as its ``commandResult`` over data would; other protocols' SMS commands are
 acknowledged once the modem sent them.
+
+``relay sms send`` and ``relay provision`` use the same modem task while the relay runs (through its
+control socket, :mod:`relay.service._control`): their SMS go through the :class:`~._modem.Outbox`, and
+a message from a number being provisioned is handed to that session (:class:`~._provision.ReplyTaps`);
+one that is not a report is then deleted without a quarantine row (it was a reply, and it was shown).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ..errors import RelayError
 from ..journal import COMMAND_RESULT, CommandChange, Entry, Journal, Quarantined, QueuedCommand
 from ..logs import log_event
 from ._modem import IncomingSms, ModemError, ModemStatus, Outbox, serve_modem
+from ._provision import ReplyTaps
 
 #: How often the queue is looked at for commands that waited past their device's ``sms_after_s``.
 SMS_LOOK_S = 1.0
@@ -58,18 +64,23 @@ async def serve_sms(
     status: ModemStatus,
     registry: Registry | None = None,
     outbox: Outbox | None = None,
+    taps: ReplyTaps | None = None,
 ) -> None:
     """Store every message the modem receives (a report, or a quarantine row), through ``ingest``'s
     journal and clock; the modem deletes a message once that is committed. A sender is a device by
-    its ``phone`` in ``registry`` (or ``[modem.senders]``), whose ``timezone`` reads the text's local time."""
+    its ``phone`` in ``registry`` (or ``[modem.senders]``), whose ``timezone`` reads the text's local time.
+    A message from a number in ``taps`` (being provisioned) goes to that session too; one that is no
+    report is then not quarantined."""
     journal = ingest.journal
     registry = registry if registry is not None else Registry(senders=dict(settings.senders))
+    taps = taps if taps is not None else ReplyTaps()
 
     async def on_sms(sms: IncomingSms) -> None:
         now = ingest.now()  # the one clock of every source (tests set it)
         peer = f"sms:{sms.sender or 'unknown'}"
         raw = raw_pdus(sms)
         items: list[Entry | Quarantined | CommandChange]
+        tapped = sms.message is not None and taps.offer(sms.sender, sms.text)
         if sms.message is None:
             reason = f"undecodable SMS: {sms.error}"
             items = [Quarantined(raw, reason, "sms", peer, now)]
@@ -79,6 +90,9 @@ async def serve_sms(
                     sms.message, senders=registry.senders, now=now, zones=registry.zones(now)
                 )
             except SmsRejected as error:
+                if tapped:  # a provisioning reply, shown to its session: nothing to keep
+                    log_event(log, logging.INFO, "sms_provision_reply", sender=sms.sender)
+                    return
                 reason = error.reason
                 items = [Quarantined(raw, reason, "sms", peer, now)]
             else:

@@ -60,3 +60,16 @@ async def wait_until(predicate: Any, timeout: float = 20, what: str = "condition
             await trio.sleep(0.02)
         return
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def receive_exactly(stream: trio.SocketStream, expected: bytes, timeout: float = 5) -> bytes:
+    """What ``stream`` sends until it has sent as many bytes as ``expected`` (or ``timeout`` passes,
+    or it ends): compare the result with ``expected``."""
+    data = b""
+    with trio.move_on_after(timeout):
+        while len(data) < len(expected):
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data

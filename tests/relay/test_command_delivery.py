@@ -12,7 +12,7 @@ import trio
 
 from relay.journal import prepare_command
 from relay.service import Running
-from tests.relay.harness import running_relay, wait_until
+from tests.relay.harness import receive_exactly, running_relay, wait_until
 
 BN407 = "868683020419374"
 LOGIN = f"##,imei:{BN407},A;".encode()
@@ -36,17 +36,6 @@ def states(relay: Running, command_id: str) -> list[str]:
         for report in relay.journal.read_after(0, 10_000)
         if report.event == "commandResult" and report.document["attributes"].get("command_id") == command_id
     ]
-
-
-async def receive_exactly(stream: trio.SocketStream, expected: bytes, timeout: float = 5) -> bytes:
-    data = b""
-    with trio.move_on_after(timeout):
-        while len(data) < len(expected):
-            chunk = await stream.receive_some(4096)
-            if not chunk:
-                break
-            data += chunk
-    return data
 
 
 async def test_a_queued_command_goes_right_after_the_login_is_answered(tmp_path: Path) -> None:

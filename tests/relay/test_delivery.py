@@ -147,3 +147,64 @@ def test_a_long_run_of_passthrough_frames_is_skipped_a_bounded_piece_at_a_time(t
         taken = seqs(delivery.take())
     assert taken == [3 * MAX_SCAN + 1] and calls >= 3  # each call read at most MAX_SCAN rows
     journal.close()
+
+
+def test_a_drain_reads_the_journal_a_page_at_a_time_and_never_saves_past_what_is_in_flight(
+    tmp_path: Path,
+) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    devices = [f"d{index}" for index in range(7)]
+    fill(journal, [devices[index % 7] for index in range(3000)])
+    queries = 0
+    read_after = journal.read_after
+
+    def counted(seq: int, limit: int) -> list:
+        nonlocal queries
+        queries += 1
+        return read_after(seq, limit)
+
+    journal.read_after = counted  # type: ignore[method-assign]
+    delivery = Delivery(journal, "sink", window=50)
+    delivery.wake_on_part()
+    in_flight = seqs(delivery.take())
+    handed: list[int] = list(in_flight)
+    live = False
+    while in_flight:
+        delivery.acknowledge([in_flight.pop(0)])  # one PUBACK at a time, oldest first
+        if len(handed) >= 1500 and not live:  # live reports keep arriving during the drain
+            fill(journal, ["d0", "d1"])
+            live = True
+        if delivery.work_ready():
+            more = seqs(delivery.take())
+            in_flight += more
+            handed += more
+        # Nothing in flight is ever behind the saved position, for the sink or for its device.
+        if in_flight:
+            assert delivery.floor < in_flight[0]
+        for seq in in_flight:
+            device = devices[(seq - 1) % 7] if seq <= 3000 else ("d0", "d1")[seq - 3001]
+            assert delivery.cursors.get(device, 0) < seq
+    assert handed == list(range(1, 3003))  # everything, once, in order
+    assert delivery.floor == 3002
+    assert queries <= 3002 // 500 + 4, f"{queries} journal queries for 3002 reports"
+    journal.close()
+
+
+def test_a_page_of_large_reports_is_read_shorter(tmp_path: Path) -> None:
+    from relay.sinks._delivery import READ_AHEAD_BYTES
+
+    journal = Journal.open(tmp_path / "j.sqlite3")
+    photo = b"\xff" * 100_000
+    journal.write_now(
+        [
+            Entry(Report(protocol="gps103", device_id="cam", event="heartbeat"), photo, "tcp", "p", NOW)
+            for _ in range(60)
+        ]
+    )
+    delivery = Delivery(journal, "sink", window=4)
+    held = 0
+    while taken := delivery.take():
+        held = max(held, len(delivery._ahead) * len(photo))
+        delivery.acknowledge(seqs(taken))
+    assert held <= 1.2 * READ_AHEAD_BYTES and delivery.floor == 60
+    journal.close()

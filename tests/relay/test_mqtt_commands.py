@@ -13,7 +13,7 @@ import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.broker import Mosquitto, Subscriber
-from tests.relay.harness import running_relay, wait_until
+from tests.relay.harness import receive_exactly, running_relay, wait_until
 
 BN407 = "868683020419374"
 PREFIX = "relay/test-site"
@@ -45,17 +45,6 @@ def states(subscriber: Subscriber, command_id: str) -> list[str]:
         if result["attributes"]["command_id"] == command_id and state not in seen:
             seen.append(state)  # at least once: a state may come twice
     return seen
-
-
-async def receive_exactly(stream: trio.SocketStream, expected: bytes, timeout: float = 5) -> bytes:
-    data = b""
-    with trio.move_on_after(timeout):
-        while len(data) < len(expected):
-            chunk = await stream.receive_some(4096)
-            if not chunk:
-                break
-            data += chunk
-    return data
 
 
 async def subscribed(relay: Any) -> None:
@@ -98,6 +87,27 @@ async def test_an_offline_bn407_gets_a_published_command_after_a_relay_restart(
         assert acknowledged["attributes"]["command_type"] == "positionPeriodic"
         assert acknowledged["attributes"]["command_source"] == "mqtt:broker"
         assert states(subscriber, "stop-1") == ["queued", "expired"]
+    finally:
+        subscriber.close()
+
+
+async def test_a_command_published_while_the_relay_is_down_is_taken_when_it_is_back(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """The sink's session is persistent: the broker keeps the QoS 1 commands that come while the
+    relay is stopped (or its uplink is down) and hands them over at its next connection."""
+    subscriber = Subscriber(broker, f"{PREFIX}/#")
+    try:
+        async with running_relay(tmp_path, broker.url, devices=DEVICES) as relay:
+            await subscribed(relay)  # the broker now knows the relay's session and subscription
+        command = {"id": "while-away", "type": "positionPeriodic", "params": {"frequency": 30}}
+        await trio.to_thread.run_sync(publish, broker, f"{PREFIX}/{BN407}/command", command)
+        async with running_relay(tmp_path, broker.url, devices=DEVICES) as relay:
+            await wait_until(lambda: states(subscriber, "while-away") == ["queued"], 10, "queued published")
+            async with await trio.open_tcp_stream("127.0.0.1", relay.port) as device:
+                await device.send_all(LOGIN)
+                expected = b"LOAD" + f"**,imei:{BN407},C,30s".encode()
+                assert await receive_exactly(device, expected) == expected
     finally:
         subscriber.close()
 

@@ -7,24 +7,13 @@ from pathlib import Path
 
 import trio
 
-from tests.relay.harness import running_relay, wait_until
+from tests.relay.harness import receive_exactly, running_relay, wait_until
 from tests.relay.test_passthrough import passthrough_sink
 from tests.upstream import Upstream
 
 BN407 = "868683020419374"
 LOGIN = f"##,imei:{BN407},A;".encode()
 POSITION = f"imei:{BN407},tracker,261120100000,,F,080000.000,A,5101.1234,N,00007.0001,W,1,2;".encode()
-
-
-async def receive_exactly(stream: trio.SocketStream, expected: bytes, timeout: float = 5) -> bytes:
-    data = b""
-    with trio.move_on_after(timeout):
-        while len(data) < len(expected):
-            chunk = await stream.receive_some(4096)
-            if not chunk:
-                break
-            data += chunk
-    return data
 
 
 async def test_a_platforms_command_bytes_reach_the_device(tmp_path: Path, nursery: trio.Nursery) -> None:

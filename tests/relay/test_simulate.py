@@ -36,7 +36,7 @@ from relay.cli._simulate_frames import (
     script,
 )
 from tests.broker import Mosquitto, Subscriber
-from tests.relay.harness import running_relay
+from tests.relay.harness import running_relay, wait_until
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -286,7 +286,9 @@ async def test_the_command_prints_a_summary_and_exits_0_and_stops_cleanly_on_ctr
         to = f"127.0.0.1:{relay.port}"
         timed = relay_simulate("--protocol", "gt06,gps103", "--to", to, "--rate", "5", "--duration", "1")
         endless = relay_simulate("--protocol", "teltonika", "--to", to, "--rate", "5", "--duration", "0")
-        await trio.sleep(1.5)
+        # Interrupted once it runs (a SIGINT while a loaded machine still imports kills it instead).
+        frames = relay.listener.stats.frames_by_protocol
+        await wait_until(lambda: frames[("teltonika", "tcp")] >= 4, 30, "the endless simulator reporting")
         endless.send_signal(signal.SIGINT)
         outputs = [await trio.to_thread.run_sync(process.communicate, 20) for process in (timed, endless)]
     assert (timed.returncode, endless.returncode) == (0, 0), outputs

@@ -53,11 +53,14 @@ def logged_lines(records: list[logging.LogRecord]) -> str:
 class SilentBroker:
     """A fake MQTT 3.1.1 broker on loopback: CONNACKs every CONNECT, answers PINGREQ, records every
     PUBLISH and never sends a PUBACK. With ``hang_up_on_publish`` it closes the connection on the first
-    PUBLISH instead. (mosquitto cannot be told to withhold PUBACKs.)"""
+    PUBLISH instead; with ``answer_pings=False`` it leaves PINGREQs unanswered too. (mosquitto cannot be
+    told to withhold PUBACKs.)"""
 
-    def __init__(self, port: int, *, hang_up_on_publish: bool = False) -> None:
+    def __init__(self, port: int, *, hang_up_on_publish: bool = False, answer_pings: bool = True) -> None:
         self.port = port
         self.hang_up_on_publish = hang_up_on_publish
+        self.answer_pings = answer_pings
+        self.pings = 0
         #: (client id, trio time) of every CONNECT.
         self.connects: list[tuple[str, float]] = []
         #: (connection number, topic, payload) of every PUBLISH.
@@ -98,7 +101,9 @@ class SilentBroker:
                     if self.hang_up_on_publish:
                         return
                 elif kind == 12:  # PINGREQ
-                    await stream.send_all(b"\xd0\x00")
+                    self.pings += 1
+                    if self.answer_pings:
+                        await stream.send_all(b"\xd0\x00")
                 elif kind == 14:  # DISCONNECT
                     return
 
@@ -151,6 +156,25 @@ def check_in_order(reports: list[dict[str, Any]], per_device: int) -> None:
     assert {device: len(times) for device, times in arrival.items()} == dict.fromkeys(IMEIS, per_device)
     for device, times in arrival.items():
         assert times == sorted(times), f"{device} arrived out of order"
+
+
+async def test_an_idle_connection_pings_and_a_broker_that_stops_answering_is_dropped(tmp_path: Path) -> None:
+    """With nothing to send, the sink sends a PINGREQ each keepalive; one left unanswered for a
+    keepalive drops the connection, and the sink connects again."""
+    silent = SilentBroker(free_port(), answer_pings=False)
+    sink = mqtt_sink(f"mqtt://127.0.0.1:{silent.port}", keepalive_s=5, retry_min_s=0.2, retry_max_s=0.5)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(silent.serve)
+        async with running_relay(tmp_path / "relay", sinks=[sink]) as relay:
+            mqtt = relay.sinks[0]
+            await wait_until(lambda: mqtt.connected, what="connected")
+            connected = trio.current_time()
+            await wait_until(lambda: silent.pings >= 1, timeout=8, what="a PINGREQ within a keepalive")
+            await wait_until(lambda: mqtt.last_error is not None, timeout=8, what="the dead broker dropped")
+            assert "keepalive failed" in mqtt.last_error
+            assert trio.current_time() - connected >= 9.5  # the ping's answer had its whole keepalive
+            await wait_until(lambda: len(silent.relay_connects()) >= 2, timeout=5, what="connected again")
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_broker_that_never_acknowledges_is_dropped_and_the_window_sent_again(tmp_path: Path) -> None:

@@ -84,7 +84,9 @@ async def test_a_command_waiting_past_sms_after_s_goes_by_sms(tmp_path: Path, nu
         assert not emulator.sent
         await wait_until(lambda: emulator.sent, 10, "the SMS sent")
         assert emulator.sent[0].text == "stop123456"
-        assert states(relay, command) == ["queued", "sent"]  # a Coban answers by SMS: it waits
+        # Stored once the modem confirmed it (a moment after the emulator saw it); a Coban answers by
+        # SMS: it waits.
+        await wait_until(lambda: states(relay, command) == ["queued", "sent"], 5, "the sent state stored")
         rows = relay.journal.commands.pending()
         assert rows[0].via.value == "sms"
 

@@ -354,3 +354,30 @@ async def test_status_pollers_never_starve_the_trackers(tmp_path: Path) -> None:
     assert max(latencies) < 1.0, f"ack latencies under /status load: {sorted(latencies)[-5:]}"
     assert set(answers) <= {200, 503} and answers.count(200) > 60
     assert reads <= 5  # 60 pollers for ~2 s share a read every STATUS_MAX_AGE_S
+
+
+async def test_status_and_metrics_show_each_sinks_uplink_windows(tmp_path: Path, broker: Mosquitto) -> None:
+    async with running_relay(tmp_path, broker.url, status={"listen": "127.0.0.1:0"}) as relay:
+        assert relay.status_port
+        sink = relay.sinks[0]
+        await wait_until(lambda: sink.connected, what="connected")
+        frames = [devices.gps103_position(IMEI, n) for n in range(3)]
+        assert await devices.tcp_exchange(relay.port, frames, replies=1)
+        await wait_until(lambda: sink.acknowledged >= 3, what="delivered")
+        await trio.sleep(1.2)  # one look at the sinks
+        status = json.loads((await get(relay.status_port, "/status"))[1])["sinks"][0]
+        assert status["connected"] and status["connected_since"].endswith("Z")
+        (window,) = status["uplink_windows"]
+        assert window["open"] and window["drained"] == 3
+        broker.stop()
+        await wait_until(lambda: not sink.connected, what="the broker missed")
+        await trio.sleep(1.2)
+        status = json.loads((await get(relay.status_port, "/status"))[1])["sinks"][0]
+        assert not status["connected"], status
+        assert status["disconnected_since"] and status["last_error"]
+        (window,) = status["uplink_windows"]
+        assert not window["open"] and window["drained"] == 3 and window["lasted_s"] >= 1
+        families = await metrics(relay.status_port)
+        labels = {"sink": sink.name, "type": "mqtt"}
+        assert sample(families, "relay_sink_uplink_windows", **labels) == 1
+        assert sample(families, "relay_sink_state_since_timestamp_seconds", **labels) > 1.7e9
