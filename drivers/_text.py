@@ -76,15 +76,7 @@ def utc_datetime(ddmmyy: str, hhmmss: str) -> datetime:
     """
     if len(ddmmyy) != 6 or not ddmmyy.isdigit() or len(hhmmss) < 6 or not hhmmss[:6].isdigit():
         raise ValueError(f"bad date/time {ddmmyy!r} {hhmmss!r}")
-    return datetime(
-        2000 + int(ddmmyy[4:6]),
-        int(ddmmyy[2:4]),
-        int(ddmmyy[0:2]),
-        int(hhmmss[0:2]),
-        int(hhmmss[2:4]),
-        int(hhmmss[4:6]),
-        tzinfo=UTC,
-    )
+    return utc_datetime_matched(ddmmyy, hhmmss)
 
 
 def utc_datetime_matched(ddmmyy: str, hhmmss: str) -> datetime:

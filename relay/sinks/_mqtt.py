@@ -241,16 +241,16 @@ class MqttSink(Sink):
             self.connected = True
             self.connects += 1
             self.last_error = None
-            self._write(wire.publish(self.status_topic.encode(), b"online", self._next_id(), retain=True))
-            self._mids[self._packet_id] = (_STATUS, time.monotonic())
+            online = self._waiting_id(_STATUS)
+            self._write(wire.publish(self.status_topic.encode(), b"online", online, retain=True))
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, stream)
                 nursery.start_soon(self._reader, stream, sock, reader)
                 nursery.start_soon(self._pinger)
                 if receive is not None:
                     nursery.start_soon(self._take_commands, receive)
-                    self._write(wire.subscribe(self._next_id(), f"{settings.topic_prefix}/+/command"))
-                    self._mids[self._packet_id] = (_OTHER, time.monotonic())  # until its SUBACK
+                    subscription = self._waiting_id(_OTHER)  # until its SUBACK
+                    self._write(wire.subscribe(subscription, f"{settings.topic_prefix}/+/command"))
                 log_event(
                     log,
                     logging.INFO,
@@ -348,6 +348,13 @@ class MqttSink(Sink):
             if packet_id not in self._mids:
                 self._packet_id = packet_id
                 return packet_id
+
+    def _waiting_id(self, what: int | None, now: float | None = None) -> int:
+        """A packet id for a packet whose answer is waited for (``what``: a report's seq, ``_STATUS``
+        or ``_OTHER``), held in the window from ``now`` (default: this moment)."""
+        packet_id = self._next_id()
+        self._mids[packet_id] = (what, time.monotonic() if now is None else now)
+        return packet_id
 
     def _write(self, data: bytes) -> None:
         """Queue ``data`` for the writer task (in order; it sends what has gathered at once)."""
@@ -482,14 +489,11 @@ class MqttSink(Sink):
         reports = self.delivery.take()
         if not reports:
             return 0
-        mids = self._mids
         now = time.monotonic()
-        publish, next_id, topic = wire.publish, self._next_id, self._topic
-        packets = []
-        for report in reports:
-            packet_id = next_id()
-            packets.append(publish(topic(report), payload_for(report), packet_id))
-            mids[packet_id] = (report.seq, now)
+        publish, waiting_id, topic = wire.publish, self._waiting_id, self._topic
+        packets = [
+            publish(topic(report), payload_for(report), waiting_id(report.seq, now)) for report in reports
+        ]
         self.stats.published += len(reports)
         self._reports_published += len(reports)
         self._write(b"".join(packets))
@@ -588,8 +592,7 @@ class MqttSink(Sink):
         log_event(log, logging.WARNING, "command_refused", sink=self.name, device=device, reason=reason)
         topic = f"{self.settings.topic_prefix}/{topic_segment(device)}/command/result"
         document = json.dumps(refusal_document(device, fields, reason), separators=(",", ":")).encode()
-        packet_id = self._next_id()
-        self._mids[packet_id] = (_OTHER, time.monotonic())
+        packet_id = self._waiting_id(_OTHER)
         self._write(wire.publish(topic.encode(), document, packet_id))
 
     def _acknowledged(self, packet_id: int) -> None:
